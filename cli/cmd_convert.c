@@ -1,0 +1,12 @@
+/* cmd_convert.c — placeholder until its issue lands; owned by that issue. */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cmd_convert(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "wpack: 'convert' is not implemented yet\n");
+    return WP_EXIT_BAD;
+}

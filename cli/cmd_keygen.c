@@ -1,0 +1,12 @@
+/* cmd_keygen.c — placeholder until its issue lands; owned by that issue. */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cmd_keygen(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "wpack: 'keygen' is not implemented yet\n");
+    return WP_EXIT_BAD;
+}

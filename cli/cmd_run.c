@@ -1,0 +1,12 @@
+/* cmd_run.c — placeholder until its issue lands; owned by that issue. */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cmd_run(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "wpack: 'run' is not implemented yet\n");
+    return WP_EXIT_BAD;
+}

@@ -1,0 +1,298 @@
+/* file.c — mapping, full reads, and crash-safe output files (see wp.h). */
+#include "common/wp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int wp_map_open(wp_map *m, const char *path, wp_err *e)
+{
+    memset(m, 0, sizeof *m);
+    m->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (m->fd < 0) return wp_fail_errno(e, "%s: cannot open", path);
+    struct stat st;
+    if (fstat(m->fd, &st) != 0) {
+        wp_fail_errno(e, "%s: cannot stat", path);
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        wp_fail(e, WP_EINVAL, "%s: not a regular file", path);
+        goto fail;
+    }
+    m->size = (uint64_t)st.st_size;
+    if (m->size == 0) return 0;
+    void *p = mmap(NULL, m->size, PROT_READ, MAP_SHARED, m->fd, 0);
+    if (p == MAP_FAILED) {
+        wp_fail_errno(e, "%s: cannot mmap %llu bytes", path, (unsigned long long)m->size);
+        goto fail;
+    }
+    m->data = p;
+    return 0;
+fail:
+    close(m->fd);
+    m->fd = -1;
+    return e && e->code ? e->code : WP_EIO;
+}
+
+void wp_map_close(wp_map *m)
+{
+    if (m->data) munmap((void *)m->data, m->size);
+    if (m->fd >= 0) close(m->fd);
+    m->data = NULL;
+    m->fd = -1;
+    m->size = 0;
+}
+
+int wp_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, wp_err *e)
+{
+    uint8_t *p = buf;
+    while (n) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return wp_fail_errno(e, "%s: read of %zu bytes at offset %llu failed", path, n,
+                                 (unsigned long long)off);
+        }
+        if (r == 0)
+            return wp_fail(e, WP_EINVAL, "%s: unexpected end of file at offset %llu (file truncated?)",
+                           path, (unsigned long long)off);
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+int wp_read_small_file(const char *path, size_t max, char **out, size_t *len, wp_err *e)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return wp_fail_errno(e, "%s: cannot open", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return wp_fail_errno(e, "%s: cannot stat", path);
+    }
+    if ((uint64_t)st.st_size > max) {
+        close(fd);
+        return wp_fail(e, WP_EINVAL, "%s: file is %lld bytes, more than the %zu allowed", path,
+                       (long long)st.st_size, max);
+    }
+    char *buf = wp_malloc((size_t)st.st_size + 1, e);
+    if (!buf) {
+        close(fd);
+        return WP_ENOMEM;
+    }
+    int rc = wp_pread_full(fd, buf, (size_t)st.st_size, 0, path, e);
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[st.st_size] = 0;
+    *out = buf;
+    if (len) *len = (size_t)st.st_size;
+    return 0;
+}
+
+/* ---- temp-file registry for signal cleanup -------------------------------- */
+#define MAX_TEMPS 256
+static char *g_temps[MAX_TEMPS];   /* written under g_lock, read by the handler */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void reg_add(char *tmp)
+{
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < MAX_TEMPS; i++)
+        if (!g_temps[i]) {
+            __atomic_store_n(&g_temps[i], tmp, __ATOMIC_SEQ_CST);
+            break;
+        }
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void reg_del(char *tmp)
+{
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < MAX_TEMPS; i++)
+        if (g_temps[i] == tmp) __atomic_store_n(&g_temps[i], NULL, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void on_signal(int sig)
+{
+    /* unlink() is async-signal-safe; the lock is not taken here on purpose */
+    for (int i = 0; i < MAX_TEMPS; i++) {
+        char *t = __atomic_load_n(&g_temps[i], __ATOMIC_SEQ_CST);
+        if (t) unlink(t);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void wp_cleanup_on_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+int wp_out_open(wp_out *o, const char *path, wp_err *e)
+{
+    memset(o, 0, sizeof *o);
+    o->fd = -1;
+    o->path = wp_strdup(path, e);
+    char *d = wp_strdup(path, e), *b = wp_strdup(path, e);
+    if (!o->path || !d || !b) goto nomem;
+    const char *dir = dirname(d), *base = basename(b);
+    size_t n = strlen(dir) + strlen(base) + 32;
+    o->tmp = wp_malloc(n, e);
+    if (!o->tmp) goto nomem;
+    snprintf(o->tmp, n, "%s/.%s.tmp.XXXXXX", dir, base);
+    o->fd = mkostemp(o->tmp, O_CLOEXEC);
+    if (o->fd < 0) {
+        wp_fail_errno(e, "%s: cannot create output in %s", path, dir);
+        free(d);
+        free(b);
+        free(o->tmp);
+        free(o->path);
+        o->tmp = o->path = NULL;
+        return WP_EIO;
+    }
+    fchmod(o->fd, 0644);
+    reg_add(o->tmp);
+    free(d);
+    free(b);
+    return 0;
+nomem:
+    free(d);
+    free(b);
+    free(o->path);
+    o->path = NULL;
+    return WP_ENOMEM;
+}
+
+static int write_err(wp_out *o, wp_err *e)
+{
+    if (errno == ENOSPC || errno == EDQUOT)
+        return wp_fail(e, WP_EIO, "%s: no space left on device after %llu bytes", o->path,
+                       (unsigned long long)o->written);
+    return wp_fail_errno(e, "%s: write failed", o->path);
+}
+
+int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e)
+{
+    const uint8_t *p = buf;
+    while (n) {
+        ssize_t r = pwrite(o->fd, p, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return write_err(o, e);
+        }
+        if (r == 0) {
+            errno = ENOSPC;
+            return write_err(o, e);
+        }
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+        if (off > o->written) o->written = off;
+    }
+    return 0;
+}
+
+int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e)
+{
+    return wp_out_pwrite(o, buf, n, o->written, e);
+}
+
+int wp_out_commit(wp_out *o, wp_err *e)
+{
+    if (!o->tmp) return wp_fail(e, WP_EUSAGE, "%s: output already closed", o->path ? o->path : "?");
+    if (fsync(o->fd) != 0) {
+        int rc = errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device (fsync)", o->path)
+                                 : wp_fail_errno(e, "%s: fsync failed", o->path);
+        wp_out_abort(o);
+        return rc;
+    }
+    if (close(o->fd) != 0) {
+        o->fd = -1;
+        int rc = wp_fail_errno(e, "%s: close failed", o->path);
+        wp_out_abort(o);
+        return rc;
+    }
+    o->fd = -1;
+    if (rename(o->tmp, o->path) != 0) {
+        int rc = wp_fail_errno(e, "%s: cannot rename temporary file into place", o->path);
+        wp_out_abort(o);
+        return rc;
+    }
+    reg_del(o->tmp);
+    /* make the rename itself durable */
+    char *d = strdup(o->path);
+    if (d) {
+        int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(d);
+    }
+    free(o->tmp);
+    free(o->path);
+    o->tmp = o->path = NULL;
+    return 0;
+}
+
+void wp_out_abort(wp_out *o)
+{
+    if (o->fd >= 0) close(o->fd);
+    o->fd = -1;
+    if (o->tmp) {
+        unlink(o->tmp);
+        reg_del(o->tmp);
+        free(o->tmp);
+        o->tmp = NULL;
+    }
+    free(o->path);
+    o->path = NULL;
+}
+
+int wp_write_file_atomic(const char *path, const void *buf, size_t n, wp_err *e)
+{
+    wp_out o;
+    int rc = wp_out_open(&o, path, e);
+    if (rc) return rc;
+    rc = wp_out_write(&o, buf, n, e);
+    if (rc) {
+        wp_out_abort(&o);
+        return rc;
+    }
+    return wp_out_commit(&o, e);
+}
+
+int wp_mkdir_p(const char *path, wp_err *e)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return wp_fail(e, WP_EUSAGE, "%s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return wp_fail_errno(e, "%s: cannot create directory", buf);
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return wp_fail_errno(e, "%s: cannot create directory", buf);
+    return 0;
+}

@@ -1,0 +1,123 @@
+/*
+ * wp.h — the few things every wpack module shares: error reporting, checked
+ * arithmetic, whole-file mapping, crash-safe output files and SHA-256.
+ *
+ * Error convention (after libgit2): a function returns 0 on success or a
+ * negative WP_E* code, and writes ONE line into the caller's wp_err naming the
+ * file, the object (tensor, key, ...) and the rule that failed.  The first
+ * failure wins: later wp_fail() calls on an already-set wp_err keep the first
+ * message, so callers may add nothing and lose nothing.  The library never
+ * prints and never exits; cli/ does both.
+ */
+#ifndef WP_H
+#define WP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define WP_VERSION "0.1.0"
+
+enum {
+    WP_OK = 0,
+    WP_EINVAL = -1,   /* input is malformed or lies (bad header, bad JSON, ...) */
+    WP_EIO = -2,      /* the system refused: open, read, write, ENOSPC, fsync  */
+    WP_ENOMEM = -3,
+    WP_EVERIFY = -4,  /* well-formed but wrong: digest/signature/parity mismatch */
+    WP_EUSAGE = -5,   /* the caller asked for something impossible */
+};
+
+typedef struct wp_err {
+    int code;          /* the WP_E* code of the first failure, 0 if none */
+    char msg[1024];
+} wp_err;
+
+/* Record a failure (printf-style, one line, no trailing newline) unless one is
+ * already recorded.  Returns `code` so callers can write
+ * `return wp_fail(e, WP_EINVAL, "%s: ...", path);`.  e may be NULL. */
+int wp_fail(wp_err *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Like wp_fail with WP_EIO, appending ": strerror(errno)". */
+int wp_fail_errno(wp_err *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void wp_err_clear(wp_err *e) { if (e) { e->code = 0; e->msg[0] = 0; } }
+
+/* Checked arithmetic: return 0 and store the result, or -1 on overflow. */
+static inline int wp_mul_u64(uint64_t a, uint64_t b, uint64_t *r) {
+    return __builtin_mul_overflow(a, b, r) ? -1 : 0;
+}
+static inline int wp_add_u64(uint64_t a, uint64_t b, uint64_t *r) {
+    return __builtin_add_overflow(a, b, r) ? -1 : 0;
+}
+static inline uint64_t wp_align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+/* Allocation that reports through wp_err instead of returning silently. */
+void *wp_malloc(size_t n, wp_err *e);
+void *wp_calloc(size_t n, size_t size, wp_err *e);
+char *wp_strdup(const char *s, wp_err *e);
+/* Read a whole (small) file, NUL-terminated; for JSON documents only. */
+int wp_read_small_file(const char *path, size_t max, char **out, size_t *len, wp_err *e);
+
+/* ---- Read-only file mapping ------------------------------------------------
+ * The whole file is mapped PROT_READ/MAP_SHARED; pages load on demand, so a
+ * mapping is not a load.  size 0 files map to data == NULL. */
+typedef struct wp_map {
+    const uint8_t *data;
+    uint64_t size;
+    int fd;
+} wp_map;
+int wp_map_open(wp_map *m, const char *path, wp_err *e);
+void wp_map_close(wp_map *m);
+
+/* Full pread: loops on short reads; a read past EOF is an error naming path. */
+int wp_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, wp_err *e);
+
+/* ---- Crash-safe output ------------------------------------------------------
+ * Every file wpack produces is written as `.NAME.tmp.XXXXXX` in the target's
+ * directory, fsynced, renamed over NAME and the directory fsynced.  Until
+ * commit, NAME does not exist (or keeps its old content).  Temp files are
+ * registered so SIGINT/SIGTERM/SIGHUP (wp_cleanup_on_signals) unlink them; a
+ * SIGKILL can leave a temp file, never a partial NAME. */
+typedef struct wp_out {
+    int fd;
+    char *path;    /* final name */
+    char *tmp;     /* temp name, NULL after commit/abort */
+    uint64_t written;
+} wp_out;
+int wp_out_open(wp_out *o, const char *path, wp_err *e);
+int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e);   /* appends */
+int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e);
+int wp_out_commit(wp_out *o, wp_err *e);   /* fsync + rename + fsync(dir) */
+void wp_out_abort(wp_out *o);              /* unlink temp; safe to call twice */
+/* Install handlers that unlink every open temp file and re-raise the signal. */
+void wp_cleanup_on_signals(void);
+/* Write a whole buffer to `path` atomically (open, write, commit). */
+int wp_write_file_atomic(const char *path, const void *buf, size_t n, wp_err *e);
+/* Create a directory and its parents (mkdir -p). */
+int wp_mkdir_p(const char *path, wp_err *e);
+
+/* ---- SHA-256 (OpenSSL EVP) ------------------------------------------------- */
+#define WP_SHA256_LEN 32
+typedef struct wp_sha256 { void *ctx; } wp_sha256;   /* EVP_MD_CTX */
+int wp_sha256_init(wp_sha256 *h, wp_err *e);
+void wp_sha256_update(wp_sha256 *h, const void *p, size_t n);
+void wp_sha256_final(wp_sha256 *h, uint8_t out[WP_SHA256_LEN]);   /* frees */
+void wp_sha256_free(wp_sha256 *h);                                /* abandon */
+int wp_sha256_buf(const void *p, size_t n, uint8_t out[WP_SHA256_LEN], wp_err *e);
+/* Hash [off, off+n) of an open fd with pread in bounded chunks. */
+int wp_sha256_fd_range(int fd, uint64_t off, uint64_t n, const char *path,
+                       uint8_t out[WP_SHA256_LEN], wp_err *e);
+void wp_hex(const uint8_t *p, size_t n, char *out);       /* out: 2n+1 chars */
+int wp_unhex(const char *s, uint8_t *out, size_t n);      /* 0 or -1 */
+
+/* ---- Progress --------------------------------------------------------------
+ * Long library operations report through this callback; cli/ draws the bar
+ * (only on a TTY).  done/total are in the operation's unit (bytes or items). */
+typedef void (*wp_progress_fn)(void *ud, const char *what, uint64_t done, uint64_t total);
+
+/* ---- Small utilities ---------------------------------------------------------- */
+double wp_now(void);                 /* monotonic seconds */
+uint64_t wp_peak_rss_bytes(void);    /* VmHWM from /proc/self/status, 0 if unknown */
+int wp_path_join(char *out, size_t outsz, const char *dir, const char *name);
+
+#endif

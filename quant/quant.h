@@ -1,0 +1,94 @@
+/*
+ * quant.h — number formats (spec §3), bit-exact with the reference.
+ *
+ * Scalar codecs: decode is exact; encode is round-to-nearest-even after the
+ * format's clamp.  Block codecs quantise/dequantise whole bands of a weight or
+ * activation and are what convert/ and runtime/ use.
+ */
+#ifndef WP_QUANT_H
+#define WP_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/wp.h"
+
+/* ---- Scalar formats -------------------------------------------------------- */
+float wp_bf16_to_f32(uint16_t h);
+uint16_t wp_f32_to_bf16(float f);          /* RNE, NaN stays NaN (quiet) */
+static inline float wp_bf16_round(float f) { return wp_bf16_to_f32(wp_f32_to_bf16(f)); }
+float wp_f16_to_f32(uint16_t h);
+uint16_t wp_f32_to_f16(float f);           /* IEEE binary16, RNE, overflow -> inf */
+float wp_e4m3_to_f32(uint8_t c);           /* 0x7F/0xFF -> NaN */
+uint8_t wp_f32_to_e4m3(float f);           /* clamp to +-448, RNE; NaN -> 0x7F|sign */
+float wp_e5m2_to_f32(uint8_t c);
+uint8_t wp_f32_to_e5m2(float f);           /* RNE, saturating to +-57344; NaN kept */
+float wp_e8m0_to_f32(uint8_t c);           /* 2^(c-127); 0xFF -> NaN */
+/* The E8M0 code of a positive power of two in [2^-127, 2^127]; -1 otherwise. */
+int wp_f32_to_e8m0_exact(float f);
+float wp_e2m1_to_f32(uint8_t code);        /* low 4 bits used */
+uint8_t wp_f32_to_e2m1(float f);           /* clamp to +-6, RNE ties to even code */
+
+/* spec §3.6: smallest power of two >= t, computed on the fp32 bits. */
+float wp_pow2ceil(float t);
+#define WP_INV448_BITS 0x3B124925u   /* fl32(1/448) */
+#define WP_INV6_BITS 0x3E2AAAABu     /* fl32(1/6) */
+float wp_inv448(void);
+float wp_inv6(void);
+
+/* ---- Activation simulations (spec §3.6) ------------------------------------
+ * In place, per consecutive block of `block` elements of x[0..n), n a multiple
+ * of block: x <- bf16(fp32(q) * s) with the reference's scale rule.
+ * act_quant: FP8 E4M3 (amax floor 1e-4, s = pow2ceil(amax * fl32(1/448))).
+ * fp4_act_quant: E2M1 (amax floor 6*2^-126, s = pow2ceil(amax * fl32(1/6))). */
+void wp_act_quant_sim(float *x, size_t n, size_t block);
+void wp_fp4_act_quant_sim(float *x, size_t n, size_t block);
+/* act_quant as a linear input: codes q[n] and one E8M0 scale per block. */
+void wp_act_quant(const float *x, size_t n, size_t block, uint8_t *q, uint8_t *scale_e8m0);
+
+/* ---- Weight block formats --------------------------------------------------- */
+typedef enum wp_scale_fmt { WP_SCALE_E8M0, WP_SCALE_F32 } wp_scale_fmt;
+
+/* FP8 E4M3 weight [rows, cols] with br x bc blocks; scales [ceil(rows/br),
+ * ceil(cols/bc)] row-major, each 1 byte (E8M0) or 4 bytes (F32).
+ * Quantise: E8M0 -> s = pow2ceil(amax * fl32(1/448)); F32 -> s = amax / 448
+ * (amax 0 -> s = 1).  q = RNE_e4m3(clamp(w / s)). */
+void wp_fp8_block_quant(const float *w, size_t rows, size_t cols, size_t br, size_t bc,
+                        wp_scale_fmt fmt, uint8_t *q, void *scales);
+void wp_fp8_block_dequant(const uint8_t *q, const void *scales, size_t rows, size_t cols,
+                          size_t br, size_t bc, wp_scale_fmt fmt, float *out);
+
+/* MXFP4: E2M1 packed [rows, cols/2] (low nibble = even element), E8M0 scale
+ * per 1x32 group [rows, cols/32]; s = pow2ceil(amax * fl32(1/6)). */
+void wp_mxfp4_quant(const float *w, size_t rows, size_t cols, uint8_t *q, uint8_t *scales);
+void wp_mxfp4_dequant(const uint8_t *q, const uint8_t *scales, size_t rows, size_t cols, float *out);
+
+/* NVFP4: E2M1 packed [rows, cols/2], E4M3 scale per 1x16 group [rows, cols/16]
+ * and one f32 global scale: w ~ e2m1 * e4m3_scale * global.  global =
+ * amax_tensor / (448 * 6) (1 if the tensor is all zero). */
+float wp_nvfp4_global_scale(const float *w, size_t n);
+void wp_nvfp4_quant(const float *w, size_t rows, size_t cols, float global, uint8_t *q,
+                    uint8_t *scales);
+void wp_nvfp4_dequant(const uint8_t *q, const uint8_t *scales, float global, size_t rows,
+                      size_t cols, float *out);
+
+/* spec §3.7: MXFP4 tile -> FP8 128x128 with one E8M0 scale per tile
+ * (S' = S_max / 2^6).  Returns the number of elements that were NOT exactly
+ * representable (0 = lossless).  q_out [rows, cols], scale_out
+ * [ceil(rows/128), ceil(cols/128)] (E8M0, or F32 if fmt says so). */
+size_t wp_mxfp4_to_fp8(const uint8_t *q4, const uint8_t *s4, size_t rows, size_t cols,
+                       wp_scale_fmt fmt, uint8_t *q_out, void *scale_out);
+
+/* ---- Error statistics --------------------------------------------------------- */
+typedef struct wp_qerr {
+    double sum_sq_err, sum_sq_ref, dot, sum_sq_out;
+    double max_abs_err;
+    uint64_t n, n_saturated;
+} wp_qerr;
+void wp_qerr_add(wp_qerr *s, const float *ref, const float *out, size_t n, float sat_limit);
+void wp_qerr_merge(wp_qerr *into, const wp_qerr *from);
+double wp_qerr_rmse(const wp_qerr *s);
+double wp_qerr_nmse(const wp_qerr *s);     /* sum err^2 / sum ref^2 */
+double wp_qerr_cosine(const wp_qerr *s);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * harness.h — wpack's test runner.  Every tests/test_*.c file declares tests
+ * with TEST(name) { ... }; they register themselves (constructor), run each in
+ * a forked child (a crash fails one test, not the run), and the runner ends
+ * with the line "N passed, N failed".  `wpack-tests SUBSTR...` runs only the
+ * tests whose name contains one of the substrings.
+ *
+ * Tests run from the repository root.  Fixtures: WPT_TINY ("tests/fixtures/
+ * tiny-a").  The wpack binary: wpt_wpack() (env WPACK_BIN, default
+ * build/wpack).  Scratch space: wpt_tmpdir(), a fresh directory per test that
+ * the runner removes afterwards.
+ */
+#ifndef WPT_HARNESS_H
+#define WPT_HARNESS_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WPT_TINY "tests/fixtures/tiny-a"
+
+typedef void (*wpt_fn)(void);
+void wpt_register(const char *name, wpt_fn fn);
+void wpt_fail_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int wpt_failures(void);
+
+#define TEST(name)                                                              \
+    static void wpt_test_##name(void);                                          \
+    __attribute__((constructor)) static void wpt_reg_##name(void)               \
+    { wpt_register(#name, wpt_test_##name); }                                   \
+    static void wpt_test_##name(void)
+
+#define CHECK(c) do { if (!(c)) wpt_fail_at(__FILE__, __LINE__, "CHECK(%s)", #c); } while (0)
+#define CHECKF(c, ...) do { if (!(c)) wpt_fail_at(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+/* REQUIRE stops the test on failure (later steps would only cascade). */
+#define REQUIRE(c) do { if (!(c)) { wpt_fail_at(__FILE__, __LINE__, "REQUIRE(%s)", #c); return; } } while (0)
+#define CHECK_EQ_INT(a, b) do { long long wa_ = (long long)(a), wb_ = (long long)(b); \
+    if (wa_ != wb_) wpt_fail_at(__FILE__, __LINE__, "%s == %lld, expected %s == %lld", #a, wa_, #b, wb_); } while (0)
+#define CHECK_NEAR(a, b, tol) do { double wa_ = (double)(a), wb_ = (double)(b); \
+    if (!(fabs(wa_ - wb_) <= (tol))) wpt_fail_at(__FILE__, __LINE__, "%s = %.9g, expected %.9g +- %g", #a, wa_, wb_, (double)(tol)); } while (0)
+#define CHECK_CONTAINS(hay, needle) do { const char *wh_ = (hay), *wn_ = (needle); \
+    if (!wh_ || !strstr(wh_, wn_)) wpt_fail_at(__FILE__, __LINE__, "expected \"%s\" in: %s", wn_, wh_ ? wh_ : "(null)"); } while (0)
+
+const char *wpt_tmpdir(void);          /* per-test scratch directory */
+const char *wpt_wpack(void);           /* path of the wpack binary */
+/* Run a shell command line, capture stdout+stderr (NUL-terminated, truncated
+ * to cap) and return its exit status (128+sig if killed). */
+int wpt_run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Path helper: snprintf into a static rotating buffer. */
+const char *wpt_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Whole-file helpers for tests. */
+int wpt_read_file(const char *path, uint8_t **data, size_t *len);
+int wpt_write_file(const char *path, const void *data, size_t len);
+
+#endif
