@@ -28,7 +28,10 @@ LIB_SRC  := $(sort $(wildcard $(addsuffix /*.c,$(MODULES))))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/profiles.o
+# Build profiles are data (convert/profiles/*.json), compiled into the binary
+# so `wpack convert --profile hopper` works from any directory.
+PROFILES := $(sort $(wildcard convert/profiles/*.json))
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
@@ -43,6 +46,14 @@ deps:
 	@sh scripts/deps.sh
 
 $(BUILD)/obj/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/profiles.c: $(PROFILES) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh $(PROFILES) > $@
+
+$(BUILD)/obj/gen/profiles.o: $(BUILD)/gen/profiles.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

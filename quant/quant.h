@@ -79,6 +79,39 @@ void wp_nvfp4_dequant(const uint8_t *q, const uint8_t *scales, float global, siz
 size_t wp_mxfp4_to_fp8(const uint8_t *q4, const uint8_t *s4, size_t rows, size_t cols,
                        wp_scale_fmt fmt, uint8_t *q_out, void *scale_out);
 
+
+/* ---- A quantised weight, whatever its encoding ------------------------------
+ * The one view of a 2-D weight that convert/, runtime/ and verify/ share.
+ * Logical shape [rows, cols] (cols = input dim).  For a stacked expert tensor
+ * [E, rows, cols] point data/scale at expert e's slice. */
+typedef enum wp_enc {
+    WP_ENC_BF16,      /* data: uint16 [rows, cols] */
+    WP_ENC_F32,       /* data: float  [rows, cols] */
+    WP_ENC_F16,       /* data: uint16 [rows, cols] */
+    WP_ENC_FP8,       /* data: e4m3 [rows, cols]; scale [ceil(rows/br), ceil(cols/bc)] E8M0|F32 */
+    WP_ENC_MXFP4,     /* data: e2m1 x2 [rows, cols/2]; scale E8M0 [rows, cols/32] */
+    WP_ENC_NVFP4,     /* data: e2m1 x2 [rows, cols/2]; scale E4M3 [rows, cols/16]; global f32 */
+    WP_ENC_COUNT
+} wp_enc;
+const char *wp_enc_name(wp_enc e);              /* "bf16","f32","f16","fp8","mxfp4","nvfp4" */
+int wp_enc_parse(const char *s, wp_enc *out);   /* 0 or -1 */
+
+typedef struct wp_qweight {
+    wp_enc enc;
+    uint64_t rows, cols;
+    const void *data;
+    const void *scale;       /* NULL for BF16/F32/F16 */
+    wp_scale_fmt sfmt;       /* FP8 only */
+    uint32_t br, bc;         /* FP8 block (e.g. 128x128, 32x32) */
+    float global;            /* NVFP4 only */
+} wp_qweight;
+/* Dequantise rows [r0, r0+n) into out[n * cols] (fp32). */
+void wp_qweight_dequant_rows(const wp_qweight *w, uint64_t r0, uint64_t n, float *out);
+/* Bytes of data and of scale for an encoding and shape (0 scale bytes for plain). */
+uint64_t wp_enc_data_bytes(wp_enc e, uint64_t rows, uint64_t cols);
+uint64_t wp_enc_scale_bytes(wp_enc e, uint64_t rows, uint64_t cols, uint32_t br, uint32_t bc,
+                            wp_scale_fmt sfmt);
+
 /* ---- Error statistics --------------------------------------------------------- */
 typedef struct wp_qerr {
     double sum_sq_err, sum_sq_ref, dot, sum_sq_out;
