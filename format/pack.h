@@ -1,0 +1,54 @@
+/*
+ * pack.h — the .wpkz shipping form of a build (docs/format.md §3): every file
+ * of a build directory in one archive of independent zstd frames with a seek
+ * index, so one tensor can be extracted without decompressing the rest.
+ * Both directions stream in bounded memory (one chunk of at most
+ * WPZ_CHUNK bytes plus zstd's own buffers) and write through wp_out.
+ */
+#ifndef WP_PACK_H
+#define WP_PACK_H
+
+#include <stdint.h>
+
+#include "common/wp.h"
+
+#define WPZ_CHUNK (64u << 20)   /* largest frame: 64 MiB of raw bytes */
+
+/* Raw vs compressed bytes of one class: an encoding name ("bf16", "fp8",
+ * "F8_E8M0", ...), "header" (.wpk header regions) or "other" (manifest, ...). */
+typedef struct wpz_class_stat {
+    char name[16];
+    uint64_t raw, comp, tensors;
+} wpz_class_stat;
+
+typedef struct wpz_stats {
+    uint64_t files, tensors, frames;
+    uint64_t raw_bytes, comp_bytes;   /* comp_bytes: the whole .wpkz */
+    size_t n_classes;
+    wpz_class_stat classes[40];       /* sorted by name */
+} wpz_stats;
+
+typedef struct wpz_opts {
+    int level;        /* zstd level; 0 -> 3 */
+    int threads;      /* ZSTD_c_nbWorkers; 0 -> single-threaded */
+    wp_progress_fn progress;   /* bytes of raw input done; may be NULL */
+    void *ud;
+} wpz_opts;
+
+/* Pack BUILD (a build directory, or a lone .wpk file) into OUT.  Every .wpk is
+ * opened (structural check) and its tensor digests are checked while it is
+ * read, so a corrupt build is refused rather than shipped.  stats may be NULL. */
+int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *stats,
+             wp_err *e);
+/* Restore the build directory OUT from a .wpkz (OUT must not exist; it is
+ * written as a temp directory and renamed when every file checked out). */
+int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *stats,
+               wp_err *e);
+/* Extract one tensor's raw bytes to the file OUT, decompressing only its
+ * frames; checked against the tensor's SHA-256.  WP_EINVAL if absent. */
+int wpz_extract_tensor(const char *wpkz, const char *name, const char *out, wp_err *e);
+/* Read and validate the index only (prefix, footer, index digest, records);
+ * fills counts and per-class sizes without decompressing anything. */
+int wpz_stat(const char *wpkz, wpz_stats *stats, wp_err *e);
+
+#endif
