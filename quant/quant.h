@@ -112,7 +112,11 @@ uint64_t wp_enc_data_bytes(wp_enc e, uint64_t rows, uint64_t cols);
 uint64_t wp_enc_scale_bytes(wp_enc e, uint64_t rows, uint64_t cols, uint32_t br, uint32_t bc,
                             wp_scale_fmt sfmt);
 
-/* ---- Error statistics --------------------------------------------------------- */
+/* ---- Error statistics ---------------------------------------------------------
+ * Zero-initialise, add (ref = original values, out = after the round trip),
+ * merge partial sums, then read summaries.  n_saturated counts elements with
+ * |ref| > sat_limit (clipped by the format; pass sat_limit <= 0 to skip).
+ * A NaN error makes max_abs_err NaN: a NaN is never hidden. */
 typedef struct wp_qerr {
     double sum_sq_err, sum_sq_ref, dot, sum_sq_out;
     double max_abs_err;
@@ -122,6 +126,7 @@ void wp_qerr_add(wp_qerr *s, const float *ref, const float *out, size_t n, float
 void wp_qerr_merge(wp_qerr *into, const wp_qerr *from);
 double wp_qerr_rmse(const wp_qerr *s);
 double wp_qerr_nmse(const wp_qerr *s);     /* sum err^2 / sum ref^2 */
-double wp_qerr_cosine(const wp_qerr *s);
+double wp_qerr_cosine(const wp_qerr *s);   /* 1 for two zero vectors, 0 for one */
+double wp_qerr_sat_fraction(const wp_qerr *s);   /* n_saturated / n (0 if n == 0) */
 
 #endif
