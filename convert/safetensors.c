@@ -185,9 +185,8 @@ const void *wp_st_data(wp_st_file *f, const wp_tensor_info *t, wp_err *e)
 
 /* ---- header validation --------------------------------------------------------- */
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, <= U+10FFFF.
- * Returns the offset of the first bad byte, or len if the text is valid. */
-static size_t utf8_check(const uint8_t *s, size_t len)
+/* Strict UTF-8: no overlong forms, no surrogates, <= U+10FFFF. */
+size_t wp_st__utf8_check(const uint8_t *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
@@ -412,7 +411,7 @@ static int parse_header(wp_st_file *f, char *h, wp_err *e)
 {
     const char *p = f->path;
     size_t n = (size_t)f->hlen;
-    size_t bad = utf8_check((const uint8_t *)h, n);
+    size_t bad = wp_st__utf8_check((const uint8_t *)h, n);
     if (bad != n)
         return wp_fail(e, WP_EINVAL, "%s: header is not valid UTF-8 (byte 0x%02x at header "
                        "offset %zu)", p, (uint8_t)h[bad], bad);

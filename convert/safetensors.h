@@ -87,4 +87,54 @@ int wp_ckpt_read(const wp_ckpt *c, const wp_tensor_info *t, uint64_t off, void *
                  wp_err *e);
 const void *wp_ckpt_data(wp_ckpt *c, const wp_tensor_info *t, wp_err *e);
 
+/* ---- Writer (convert/st_writer.c) ---------------------------------------------
+ * Declare every tensor (name, dtype, shape) and any metadata first, then
+ * stream the data: the bytes of the tensors in declaration order, in as many
+ * wp_st_writer_write() calls as you like.  data_offsets are assigned
+ * contiguously in declaration order; the JSON header lists __metadata__ then
+ * the tensors sorted by name (strcmp), numbers as plain integers, padded with
+ * spaces so the data starts at a multiple of 8.  Same declarations + same
+ * bytes = same file, byte for byte.
+ *
+ * The file is written through wp_out (temp + fsync + rename): until commit
+ * succeeds PATH does not exist (or keeps its old content).  commit and abort
+ * both free the writer; after any failed call, call abort. */
+typedef struct wp_st_writer wp_st_writer;   /* opaque */
+
+int wp_st_writer_open(wp_st_writer **out, const char *path, wp_err *e);
+/* Metadata (string -> string); a key given twice is an error. */
+int wp_st_writer_meta(wp_st_writer *w, const char *key, const char *val, wp_err *e);
+/* Declare the next tensor.  Names must be non-empty UTF-8, unique, not
+ * "__metadata__"; the shape must give a whole number of bytes.  Only before
+ * the first write. */
+int wp_st_writer_add(wp_st_writer *w, const char *name, wp_dtype dtype, int ndim,
+                     const uint64_t *shape, wp_err *e);
+/* Total bytes of the data buffer declared so far. */
+uint64_t wp_st_writer_data_size(const wp_st_writer *w);
+/* Append n data bytes (emits the header on the first call).  Writing past the
+ * declared total is an error. */
+int wp_st_writer_write(wp_st_writer *w, const void *buf, size_t n, wp_err *e);
+/* Check that exactly the declared bytes were written, then commit PATH. */
+int wp_st_writer_commit(wp_st_writer *w, wp_err *e);
+void wp_st_writer_abort(wp_st_writer *w);
+
+/* One-shot: write n tensors from memory (data may be NULL when nbytes is 0).
+ * meta is key, value, key, value, ... (nmeta pairs; may be NULL). */
+typedef struct wp_st_entry {
+    const char *name;
+    wp_dtype dtype;
+    int ndim;
+    uint64_t shape[WP_MAX_DIMS];
+    const void *data;
+} wp_st_entry;
+int wp_st_write_file(const char *path, const wp_st_entry *t, size_t n,
+                     const char *const *meta, size_t nmeta, wp_err *e);
+
+/* Write a sharded checkpoint index (model.safetensors.index.json, as HF
+ * does): {"metadata": {"total_size": total_size}, "weight_map": {name:
+ * shard}} with names sorted, 2-space indentation, through wp_out.  shards[i]
+ * is the file name (relative to the index's directory) holding names[i]. */
+int wp_st_write_index(const char *path, const char *const *names, const char *const *shards,
+                      size_t n, uint64_t total_size, wp_err *e);
+
 #endif

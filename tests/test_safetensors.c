@@ -144,3 +144,178 @@ TEST(st_dtype_table)
     for (int i = 0; i < WP_DTYPE_COUNT; i++)
         CHECK(wp_dtype_parse(wp_dtype_name((wp_dtype)i), &d) == 0 && d == (wp_dtype)i);
 }
+
+/* ---- writer ------------------------------------------------------------------ */
+
+/* The exact bytes of a tiny file, computed by hand from the format (spec
+ * §2.1): header sorted by name, plain integers, space-padded to 8. */
+TEST(st_writer_exact_bytes)
+{
+    wp_err e = {0};
+    const char *p = wpt_path("%s/a.safetensors", wpt_tmpdir());
+    uint8_t b2[2] = {0xAB, 0xCD};
+    float f1 = 1.0f;
+    wp_st_entry t[2] = {
+        {.name = "z", .dtype = WP_BF16, .ndim = 1, .shape = {1}, .data = b2},
+        {.name = "a", .dtype = WP_F32, .ndim = 0, .data = &f1},
+    };
+    const char *meta[2] = {"format", "pt"};
+    REQUIRE(wp_st_write_file(p, t, 2, meta, 1, &e) == 0);
+    const char *json = "{\"__metadata__\":{\"format\":\"pt\"},"
+                       "\"a\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[2,6]},"
+                       "\"z\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]}}";
+    size_t jl = strlen(json), n = (jl + 7) / 8 * 8;
+    uint8_t *got;
+    size_t gn;
+    REQUIRE(wpt_read_file(p, &got, &gn) == 0);
+    REQUIRE(gn == 8 + n + 6);
+    CHECK_EQ_INT(got[0] | got[1] << 8, n);
+    CHECK(memcmp(got + 1 + 1, "\0\0\0\0\0\0", 6) == 0);
+    CHECK(memcmp(got + 8, json, jl) == 0);
+    for (size_t i = jl; i < n; i++) CHECK(got[8 + i] == ' ');
+    CHECK(got[8 + n] == 0xAB && got[8 + n + 1] == 0xCD);   /* declaration order */
+    CHECK(memcmp(got + 8 + n + 2, &f1, 4) == 0);
+    free(got);
+}
+
+TEST(st_writer_roundtrip_every_dtype)
+{
+    wp_err e = {0};
+    char p[4096];   /* wpt_path's buffers rotate: keep our own copy */
+    snprintf(p, sizeof p, "%s/all.safetensors", wpt_tmpdir());
+    wp_st_writer *w;
+    REQUIRE(wp_st_writer_open(&w, p, &e) == 0);
+    REQUIRE(wp_st_writer_meta(w, "k", "v\xc3\xa9", &e) == 0);
+    uint64_t total = 0;
+    for (int d = 0; d < WP_DTYPE_COUNT; d++) {
+        /* 4 x (d+1) elements: a whole number of bytes even for F4/F6 */
+        uint64_t sh[2] = {4, (uint64_t)d + 1}, nb;
+        REQUIRE(wp_dtype_nbytes((wp_dtype)d, sh, 2, &nb) == 0);
+        total += nb;
+        REQUIRE(wp_st_writer_add(w, wpt_path("t.%s", wp_dtype_name((wp_dtype)d)), (wp_dtype)d, 2, sh,
+                                 &e) == 0);
+    }
+    CHECK_EQ_INT(wp_st_writer_data_size(w), total);
+    uint8_t *data = malloc(total);
+    for (uint64_t i = 0; i < total; i++) data[i] = (uint8_t)(i * 131 + 7);
+    /* stream in odd-sized pieces that straddle tensor boundaries */
+    for (uint64_t i = 0; i < total; i += 7) {
+        size_t c = total - i < 7 ? (size_t)(total - i) : 7;
+        REQUIRE(wp_st_writer_write(w, data + i, c, &e) == 0);
+    }
+    REQUIRE(wp_st_writer_commit(w, &e) == 0);
+
+    wp_st_file *f;
+    CHECKF(wp_st_open(&f, p, &e) == 0, "%s", e.msg);
+    REQUIRE(!e.code);
+    CHECK_EQ_INT(wp_st_count(f), WP_DTYPE_COUNT);
+    CHECK_EQ_INT((wp_st_header_len(f) + 8) % 8, 0);
+    const char *k, *v;
+    CHECK(wp_st_meta(f, 0, &k, &v) == 0 && !strcmp(k, "k") && !strcmp(v, "v\xc3\xa9"));
+    uint64_t at = 0;
+    for (int d = 0; d < WP_DTYPE_COUNT; d++) {
+        const wp_tensor_info *t = wp_st_find(f, wpt_path("t.%s", wp_dtype_name((wp_dtype)d)));
+        REQUIRE(t);
+        CHECK_EQ_INT(t->dtype, d);
+        CHECK_EQ_INT(t->shape[1], d + 1);
+        CHECK_EQ_INT(t->offset, 8 + wp_st_header_len(f) + at);
+        uint8_t buf[1024];
+        REQUIRE(t->nbytes <= sizeof buf);
+        REQUIRE(wp_st_read(f, t, 0, buf, (size_t)t->nbytes, &e) == 0);
+        CHECK(memcmp(buf, data + at, (size_t)t->nbytes) == 0);
+        at += t->nbytes;
+    }
+    CHECK_EQ_INT(wp_st_file_size(f), 8 + wp_st_header_len(f) + total);
+    wp_st_close(f);
+    free(data);
+}
+
+TEST(st_writer_deterministic)
+{
+    wp_err e = {0};
+    uint8_t x[6] = {1, 2, 3, 4, 5, 6};
+    wp_st_entry t[3] = {
+        {.name = "b", .dtype = WP_U8, .ndim = 1, .shape = {2}, .data = x},
+        {.name = "a", .dtype = WP_I16, .ndim = 1, .shape = {1}, .data = x + 2},
+        {.name = "c", .dtype = WP_F4, .ndim = 2, .shape = {2, 2}, .data = x + 4},
+    };
+    const char *p1 = wpt_path("%s/1.safetensors", wpt_tmpdir());
+    const char *p2 = wpt_path("%s/2.safetensors", wpt_tmpdir());
+    REQUIRE(wp_st_write_file(p1, t, 3, NULL, 0, &e) == 0);
+    REQUIRE(wp_st_write_file(p2, t, 3, NULL, 0, &e) == 0);
+    uint8_t *a, *b;
+    size_t an, bn;
+    REQUIRE(wpt_read_file(p1, &a, &an) == 0 && wpt_read_file(p2, &b, &bn) == 0);
+    CHECK(an == bn && memcmp(a, b, an) == 0);
+    CHECK(memcmp(a + an - 6, x, 6) == 0);
+    free(a);
+    free(b);
+}
+
+TEST(st_writer_refuses)
+{
+    wp_err e = {0};
+    const char *p = wpt_path("%s/bad.safetensors", wpt_tmpdir());
+    uint64_t sh[1] = {3};
+    wp_st_writer *w;
+    /* three nibbles of F4 do not fill bytes */
+    REQUIRE(wp_st_writer_open(&w, p, &e) == 0);
+    CHECK_EQ_INT(wp_st_writer_add(w, "x", WP_F4, 1, sh, &e), WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "whole number");
+    wp_st_writer_abort(w);
+    wp_err_clear(&e);
+    /* duplicate names, metadata name, overlong write, short write */
+    REQUIRE(wp_st_writer_open(&w, p, &e) == 0);
+    CHECK_EQ_INT(wp_st_writer_add(w, "__metadata__", WP_U8, 1, sh, &e), WP_EUSAGE);
+    wp_err_clear(&e);
+    REQUIRE(wp_st_writer_add(w, "x", WP_U8, 1, sh, &e) == 0);
+    REQUIRE(wp_st_writer_add(w, "x", WP_U8, 1, sh, &e) == 0);
+    CHECK_EQ_INT(wp_st_writer_write(w, "abc", 3, &e), WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "x: tensor declared twice");
+    wp_st_writer_abort(w);
+    wp_err_clear(&e);
+    REQUIRE(wp_st_writer_open(&w, p, &e) == 0);
+    REQUIRE(wp_st_writer_add(w, "x", WP_U8, 1, sh, &e) == 0);
+    CHECK_EQ_INT(wp_st_writer_write(w, "abcd", 4, &e), WP_EUSAGE);
+    wp_err_clear(&e);
+    REQUIRE(wp_st_writer_write(w, "ab", 2, &e) == 0);
+    CHECK_EQ_INT(wp_st_writer_commit(w, &e), WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "only 2 of the declared 3");
+    /* no partial output: the target was never created, no temp file left */
+    char out[256];
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "ls -A %s | wc -l", wpt_tmpdir()), 0);
+    CHECK(atoi(out) == 0);
+}
+
+TEST(st_writer_index_roundtrip)
+{
+    wp_err e = {0};
+    const char *d = wpt_tmpdir();
+    uint8_t x[8] = {0};
+    wp_st_entry s1[2] = {{.name = "b", .dtype = WP_U8, .ndim = 1, .shape = {3}, .data = x},
+                         {.name = "a", .dtype = WP_F32, .ndim = 1, .shape = {1}, .data = x}};
+    wp_st_entry s2[1] = {{.name = "c", .dtype = WP_I64, .ndim = 0, .data = x}};
+    REQUIRE(wp_st_write_file(wpt_path("%s/s-1.safetensors", d), s1, 2, NULL, 0, &e) == 0);
+    REQUIRE(wp_st_write_file(wpt_path("%s/s-2.safetensors", d), s2, 1, NULL, 0, &e) == 0);
+    const char *names[3] = {"c", "b", "a"};
+    const char *shards[3] = {"s-2.safetensors", "s-1.safetensors", "s-1.safetensors"};
+    REQUIRE(wp_st_write_index(wpt_path("%s/model.safetensors.index.json", d), names, shards, 3,
+                              15, &e) == 0);
+    uint8_t *j;
+    size_t jn;
+    REQUIRE(wpt_read_file(wpt_path("%s/model.safetensors.index.json", d), &j, &jn) == 0);
+    const char *want = "{\n  \"metadata\": {\n    \"total_size\": 15\n  },\n"
+                       "  \"weight_map\": {\n    \"a\": \"s-1.safetensors\",\n"
+                       "    \"b\": \"s-1.safetensors\",\n    \"c\": \"s-2.safetensors\"\n  }\n}\n";
+    CHECK(jn == strlen(want) && memcmp(j, want, jn) == 0);
+    free(j);
+    wp_ckpt *c;
+    REQUIRE(wp_ckpt_open(&c, d, &e) == 0);
+    CHECK_EQ_INT(wp_ckpt_count(c), 3);
+    CHECK_EQ_INT(wp_ckpt_file_count(c), 2);
+    const wp_tensor_info *t = wp_ckpt_find(c, "c");
+    REQUIRE(t);
+    CHECK_EQ_INT(t->file, 1);
+    CHECK_EQ_INT(t->nbytes, 8);
+    wp_ckpt_close(c);
+}
