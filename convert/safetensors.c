@@ -224,6 +224,14 @@ static int json_uint(const cJSON *j, uint64_t *out, const char **why)
     return 0;
 }
 
+/* " 2.5" for a number (to quote it in a message), "" for anything else. */
+static const char *num_text(const cJSON *j, char *buf)
+{
+    buf[0] = 0;
+    if (cJSON_IsNumber(j)) snprintf(buf, 48, " %.17g", j->valuedouble);
+    return buf;
+}
+
 /* Lexical pass over the header text: every number outside strings must be
  * written as plain decimal digits (what every safetensors writer emits and
  * what the reference Rust reader, which parses into u64, accepts), without a
@@ -303,6 +311,7 @@ static int parse_entry(wp_st_file *f, const cJSON *j, wp_tensor_info *t, uint64_
                        uint64_t *end, wp_err *e)
 {
     const char *p = f->path, *nm = j->string, *why;
+    char num[48];
     if (!cJSON_IsObject(j))
         return wp_fail(e, WP_EINVAL, "%s: %s: entry is not a JSON object", p, nm);
     int rc = no_dup_keys(p, nm, j, e);
@@ -328,19 +337,19 @@ static int parse_entry(wp_st_file *f, const cJSON *j, wp_tensor_info *t, uint64_
     t->ndim = 0;
     for (const cJSON *c = sh->child; c; c = c->next) {
         if (json_uint(c, &t->shape[t->ndim], &why))
-            return wp_fail(e, WP_EINVAL, "%s: %s: shape[%d] = %.17g %s", p, nm, t->ndim,
-                           c->valuedouble, why);
+            return wp_fail(e, WP_EINVAL, "%s: %s: shape[%d]%s %s", p, nm, t->ndim,
+                           num_text(c, num), why);
         t->ndim++;
     }
     if (!of || !cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2)
         return wp_fail(e, WP_EINVAL, "%s: %s: data_offsets %s", p, nm,
                        of ? "is not an array [begin, end]" : "missing");
     if (json_uint(of->child, begin, &why))
-        return wp_fail(e, WP_EINVAL, "%s: %s: data_offsets begin %.17g %s", p, nm,
-                       of->child->valuedouble, why);
+        return wp_fail(e, WP_EINVAL, "%s: %s: data_offsets begin%s %s", p, nm,
+                       num_text(of->child, num), why);
     if (json_uint(of->child->next, end, &why))
-        return wp_fail(e, WP_EINVAL, "%s: %s: data_offsets end %.17g %s", p, nm,
-                       of->child->next->valuedouble, why);
+        return wp_fail(e, WP_EINVAL, "%s: %s: data_offsets end%s %s", p, nm,
+                       num_text(of->child->next, num), why);
     if (*begin > *end)
         return wp_fail(e, WP_EINVAL, "%s: %s: data_offsets [%" PRIu64 ", %" PRIu64
                        ") begin > end", p, nm, *begin, *end);
