@@ -1,0 +1,489 @@
+/*
+ * wpk_write.c — the streaming .wpk writer (docs/format.md §2).
+ *
+ * Offsets are fixed before any data is written (canonical layout), so tensor
+ * bytes can be pwritten by many threads at once straight into a temp file
+ * sized with ftruncate: the holes read as zeros, which is exactly the padding
+ * the format requires.  SHA-256 is sequential, so each tensor keeps a hash
+ * cursor: a chunk that lands on the cursor is hashed from the caller's buffer;
+ * chunks that land ahead wait in a small sorted list and are hashed by reading
+ * them back (page cache) once the gap before them is filled.  The header
+ * region is built in memory, run through the reader's own validator, and
+ * written last.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "format/wpk_internal.h"
+
+typedef struct span {
+    uint64_t a, b;        /* [a, b) of the tensor */
+    int written;          /* 0: reserved by a writer still in pwrite */
+} span;
+
+typedef struct wdecl {
+    wpk_decl d;           /* name and sources point at owned copies below */
+    char *name;
+    char **src;
+    uint64_t offset, size;
+    pthread_mutex_t mu;
+    wp_sha256 h;
+    int h_open;
+    uint64_t cursor;      /* bytes [0, cursor) written and hashed */
+    span *spans;          /* reserved/written ranges ahead of the cursor, sorted */
+    size_t nspans, capspans;
+    uint8_t digest[32];
+    int done;
+} wdecl;
+
+struct wpk_writer {
+    wp_out out;
+    char *model, *profile, *prov;
+    uint32_t align, part_index, part_count;
+    wdecl *d;
+    size_t n, cap;
+    int laid_out;
+    uint8_t *region;      /* header region [0, data_offset) */
+    uint64_t data_offset, file_size;
+    pthread_mutex_t fail_mu;
+    int failed;           /* a write failed: commit must refuse */
+};
+
+static char *json_or_empty(const char *s, const char *what, const char *path, wp_err *e)
+{
+    if (!s) s = "{}";
+    cJSON *j = cJSON_Parse(s);
+    int ok = j && cJSON_IsObject(j);
+    cJSON_Delete(j);
+    if (!ok) {
+        wp_fail(e, WP_EUSAGE, "%s: %s is not a JSON object", path, what);
+        return NULL;
+    }
+    return wp_strdup(s, e);
+}
+
+int wpk_writer_open(wpk_writer **out, const char *path, const wpk_opts *o, wp_err *e)
+{
+    static const wpk_opts none;
+    if (!o) o = &none;
+    *out = NULL;
+    uint32_t align = o->align ? o->align : WPK_ALIGN_DEFAULT;
+    if (align & (align - 1) || align < (1u << WPK_ALIGN_LOG2_MIN) || align > (1u << WPK_ALIGN_LOG2_MAX))
+        return wp_fail(e, WP_EUSAGE, "%s: alignment %u is not a power of two in [4096, 2^30]",
+                       path, align);
+    uint32_t pc = o->part_count ? o->part_count : 1;
+    if (o->part_index >= pc)
+        return wp_fail(e, WP_EUSAGE, "%s: part %u of %u", path, o->part_index, pc);
+    wpk_writer *w = wp_calloc(1, sizeof *w, e);
+    if (!w) return WP_ENOMEM;
+    w->out.fd = -1;
+    w->align = align;
+    w->part_index = o->part_index;
+    w->part_count = pc;
+    pthread_mutex_init(&w->fail_mu, NULL);
+    if (!(w->model = json_or_empty(o->model_json, "model_json", path, e)) ||
+        !(w->profile = json_or_empty(o->profile_json, "profile_json", path, e)) ||
+        !(w->prov = json_or_empty(o->provenance_json, "provenance_json", path, e))) {
+        int rc = e ? e->code : WP_EUSAGE;
+        wpk_writer_abort(w);
+        return rc ? rc : WP_EUSAGE;
+    }
+    int rc = wp_out_open(&w->out, path, e);
+    if (rc) {
+        wpk_writer_abort(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+static void free_decl(wdecl *d)
+{
+    free(d->name);
+    for (size_t k = 0; k < d->d.n_sources; k++) free(d->src[k]);
+    free(d->src);
+    free(d->spans);
+    if (d->h_open) wp_sha256_free(&d->h);
+    pthread_mutex_destroy(&d->mu);
+}
+
+void wpk_writer_abort(wpk_writer *w)
+{
+    if (!w) return;
+    wp_out_abort(&w->out);   /* no-op after a commit; unlinks the temp file otherwise */
+    for (size_t i = 0; i < w->n; i++) free_decl(&w->d[i]);
+    free(w->d);
+    free(w->model);
+    free(w->profile);
+    free(w->prov);
+    free(w->region);
+    pthread_mutex_destroy(&w->fail_mu);
+    free(w);
+}
+
+int wpk_writer_add(wpk_writer *w, const wpk_decl *d, size_t *id, wp_err *e)
+{
+    const char *path = w->out.path;
+    if (w->laid_out)
+        return wp_fail(e, WP_EUSAGE, "%s: %s: declared after the layout was fixed", path,
+                       d->name ? d->name : "?");
+    if (!d->name) return wp_fail(e, WP_EUSAGE, "%s: tensor #%zu has no name", path, w->n);
+    const char *why = wpk_name_problem(d->name, strlen(d->name));
+    if (why) return wp_fail(e, WP_EUSAGE, "%s: tensor #%zu: %s", path, w->n, why);
+    if (w->n >= WPK_MAX_TENSORS)
+        return wp_fail(e, WP_EUSAGE, "%s: %s: more than %u tensors", path, d->name, WPK_MAX_TENSORS);
+    if (d->role != WPK_ROLE_DATA && d->owner >= w->n)
+        return wp_fail(e, WP_EUSAGE, "%s: %s: owner id %zu is not a declared tensor", path,
+                       d->name, d->owner);
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 64;
+        wdecl *nd = realloc(w->d, cap * sizeof *nd);
+        if (!nd) return wp_fail(e, WP_ENOMEM, "%s: out of memory", path);
+        w->d = nd;
+        w->cap = cap;
+    }
+    wdecl *x = &w->d[w->n];
+    memset(x, 0, sizeof *x);
+    pthread_mutex_init(&x->mu, NULL);
+    x->d = *d;
+    x->d.n_sources = 0;
+    if (!(x->name = wp_strdup(d->name, e))) goto nomem;
+    x->d.name = x->name;
+    if (d->n_sources) {
+        if (!(x->src = wp_calloc(d->n_sources, sizeof *x->src, e))) goto nomem;
+        for (size_t k = 0; k < d->n_sources; k++) {
+            why = d->sources[k] ? wpk_name_problem(d->sources[k], strlen(d->sources[k])) : "NULL";
+            if (why) {
+                x->d.n_sources = k;
+                free_decl(x);
+                return wp_fail(e, WP_EUSAGE, "%s: %s: source #%zu: %s", path, d->name, k, why);
+            }
+            if (!(x->src[k] = wp_strdup(d->sources[k], e))) {
+                x->d.n_sources = k;
+                goto nomem;
+            }
+        }
+        x->d.n_sources = d->n_sources;
+    }
+    x->d.sources = (const char *const *)x->src;
+    *id = w->n++;
+    return 0;
+nomem:
+    free_decl(x);
+    return WP_ENOMEM;
+}
+
+/* Directory index of the scale (role) of weight i, or WPK_NONE. */
+static uint32_t aux_of(const wpk_writer *w, size_t i, wpk_role role)
+{
+    for (size_t k = 0; k < w->n; k++)
+        if (w->d[k].d.role == role && w->d[k].d.owner == i) return (uint32_t)k;
+    return WPK_NONE;
+}
+
+/* Fill the header region for the current declarations and digests. */
+static int build_region(wpk_writer *w, int with_digests, wp_err *e)
+{
+    const char *path = w->out.path;
+    /* String area: the three JSON texts, then every name and source. */
+    uint64_t str_size = 0, src_count = 0, sz;
+    str_size += strlen(w->model) + 1 + strlen(w->profile) + 1 + strlen(w->prov) + 1;
+    for (size_t i = 0; i < w->n; i++) {
+        str_size += strlen(w->d[i].name) + 1;
+        for (size_t k = 0; k < w->d[i].d.n_sources; k++) str_size += strlen(w->d[i].src[k]) + 1;
+        src_count += w->d[i].d.n_sources;
+    }
+    if (str_size > WPK_MAX_STRINGS || src_count > WPK_MAX_SOURCES)
+        return wp_fail(e, WP_EUSAGE, "%s: %llu string bytes / %llu sources exceed the format's limits",
+                       path, (unsigned long long)str_size, (unsigned long long)src_count);
+    uint64_t src_off = WPK_HEADER_SIZE + (uint64_t)w->n * WPK_ENTRY_SIZE;
+    uint64_t str_off = src_off + 16 * src_count;
+    uint64_t data_off = wp_align_up(str_off + str_size, w->align);
+    if (!w->region) {
+        if (!(w->region = wp_calloc(1, (size_t)data_off, e))) return WP_ENOMEM;
+    } else {
+        memset(w->region, 0, (size_t)data_off);
+    }
+    uint8_t *str = w->region + str_off;
+    uint64_t sp = 0;
+#define PUT_STR(s, ref) do { size_t l_ = strlen(s); memcpy(str + sp, (s), l_); \
+        (ref).off = sp; (ref).len = l_; sp += l_ + 1; } while (0)
+    wpk_hdr h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, WPK_MAGIC, 8);
+    h.version_major = WPK_VERSION_MAJOR;
+    h.version_minor = WPK_VERSION_MINOR;
+    h.endian = WPK_ENDIAN_TAG;
+    h.header_size = WPK_HEADER_SIZE;
+    h.align_log2 = (uint32_t)__builtin_ctz(w->align);
+    h.entry_size = WPK_ENTRY_SIZE;
+    h.tensor_count = w->n;
+    h.dir_offset = WPK_HEADER_SIZE;
+    h.dir_size = (uint64_t)w->n * WPK_ENTRY_SIZE;
+    h.src_offset = src_off;
+    h.src_count = src_count;
+    h.str_offset = str_off;
+    h.str_size = str_size;
+    h.data_offset = data_off;
+    h.part_index = w->part_index;
+    h.part_count = w->part_count;
+    PUT_STR(w->model, h.model_json);
+    PUT_STR(w->profile, h.profile_json);
+    PUT_STR(w->prov, h.provenance_json);
+    uint64_t at = data_off, src_next = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        wdecl *x = &w->d[i];
+        wpk_dirent de;
+        memset(&de, 0, sizeof de);
+        wpk_ref r;
+        PUT_STR(x->name, r);
+        de.name_off = r.off;
+        de.name_len = (uint32_t)r.len;
+        de.enc = (uint16_t)wpk_code_of(x->d.kind, x->d.enc, x->d.dtype);
+        de.ndim = (uint8_t)(x->d.ndim >= 0 && x->d.ndim <= 255 ? x->d.ndim : 255);
+        de.flags = x->d.stacked ? WPK_FLAG_STACKED : 0;
+        for (int k = 0; k < WP_MAX_DIMS && k < x->d.ndim; k++) de.shape[k] = x->d.shape[k];
+        if (wpk_tensor_bytes(x->d.kind, x->d.enc, x->d.dtype, x->d.ndim, x->d.shape, x->d.stacked,
+                             &sz)) {
+            char sh[32];
+            snprintf(sh, sizeof sh, "%d-D", x->d.ndim);
+            return wp_fail(e, WP_EUSAGE, "%s: %s: shape (%s%s) is not valid for %s", path, x->name,
+                           sh, x->d.stacked ? ", stacked" : "",
+                           wpk_code_name(de.enc) ? wpk_code_name(de.enc) : "an unknown encoding");
+        }
+        de.size = sz;
+        de.offset = at;
+        de.expert_stride = x->d.stacked ? sz / x->d.shape[0] : 0;
+        de.scale_index = aux_of(w, i, WPK_ROLE_SCALE);
+        de.global_index = aux_of(w, i, WPK_ROLE_GLOBAL);
+        de.owner_index = x->d.role == WPK_ROLE_DATA ? WPK_NONE : (uint32_t)x->d.owner;
+        if (x->d.kind == WPK_KIND_ENC && x->d.enc == WP_ENC_FP8) {
+            de.block_rows = x->d.br;
+            de.block_cols = x->d.bc;
+            de.scale_fmt = x->d.sfmt == WP_SCALE_F32 ? 1 : 0;
+        } else if (x->d.kind == WPK_KIND_ENC && x->d.enc == WP_ENC_MXFP4) {
+            de.block_rows = 1, de.block_cols = 32;
+        } else if (x->d.kind == WPK_KIND_ENC && x->d.enc == WP_ENC_NVFP4) {
+            de.block_rows = 1, de.block_cols = 16;
+        }
+        de.src_count = (uint32_t)x->d.n_sources;
+        de.src_first = src_next;
+        for (size_t k = 0; k < x->d.n_sources; k++) {
+            wpk_ref sr;
+            PUT_STR(x->src[k], sr);
+            memcpy(w->region + src_off + 16 * src_next++, &sr, sizeof sr);
+        }
+        if (with_digests) memcpy(de.sha256, x->digest, 32);
+        memcpy(w->region + WPK_HEADER_SIZE + i * WPK_ENTRY_SIZE, &de, sizeof de);
+        x->offset = at;
+        x->size = sz;
+        if (wp_add_u64(at, sz, &at))
+            return wp_fail(e, WP_EUSAGE, "%s: %s: file size overflows", path, x->name);
+        if (i + 1 < w->n) at = wp_align_up(at, w->align);
+    }
+#undef PUT_STR
+    h.file_size = at;
+    memcpy(w->region, &h, sizeof h);
+    w->data_offset = data_off;
+    w->file_size = at;
+    return 0;
+}
+
+int wpk_writer_layout(wpk_writer *w, wp_err *e)
+{
+    if (w->laid_out) return 0;
+    int rc = build_region(w, 0, e);
+    if (rc) return rc;
+    /* The reader's validator is the single statement of the rules: whatever
+     * the caller declared must pass it, or nothing is written. */
+    wpk_parsed p;
+    wp_err pe = {0};
+    rc = wpk_parse(w->region, w->data_offset, w->file_size, w->out.path, WPK_PARSE_NO_DIGEST, &p, &pe);
+    if (rc) return wp_fail(e, WP_EUSAGE, "%s", pe.msg);
+    wpk_parsed_free(&p);
+    if (ftruncate(w->out.fd, (off_t)w->file_size) != 0)
+        return wp_fail_errno(e, "%s: cannot size the output to %llu bytes", w->out.path,
+                             (unsigned long long)w->file_size);
+    for (size_t i = 0; i < w->n; i++) {
+        if (wp_sha256_init(&w->d[i].h, e)) return WP_ENOMEM;
+        w->d[i].h_open = 1;
+        if (w->d[i].size == 0) {
+            wp_sha256_final(&w->d[i].h, w->d[i].digest);
+            w->d[i].h_open = 0;
+            w->d[i].done = 1;
+        }
+    }
+    w->laid_out = 1;
+    return 0;
+}
+
+uint64_t wpk_writer_offset(const wpk_writer *w, size_t id)
+{
+    return w->laid_out && id < w->n ? w->d[id].offset : 0;
+}
+
+uint64_t wpk_writer_size(const wpk_writer *w, size_t id)
+{
+    return w->laid_out && id < w->n ? w->d[id].size : 0;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, const char *path, wp_err *e)
+{
+    while (n) {
+        ssize_t r = pwrite(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            if (r == 0) errno = ENOSPC;
+            return errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device", path)
+                                   : wp_fail_errno(e, "%s: write failed", path);
+        }
+        p += r, n -= (size_t)r, off += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* Hash [cursor, b) of tensor x by reading it back from the temp file. */
+static int hash_readback(wpk_writer *w, wdecl *x, uint64_t b, wp_err *e)
+{
+    size_t bufsz = 1u << 20;
+    uint8_t *buf = wp_malloc(bufsz, e);
+    if (!buf) return WP_ENOMEM;
+    while (x->cursor < b) {
+        size_t n = b - x->cursor < bufsz ? (size_t)(b - x->cursor) : bufsz;
+        int rc = wp_pread_full(w->out.fd, buf, n, x->offset + x->cursor, w->out.tmp, e);
+        if (rc) {
+            free(buf);
+            return rc;
+        }
+        wp_sha256_update(&x->h, buf, n);
+        x->cursor += n;
+    }
+    free(buf);
+    return 0;
+}
+
+static int writer_failed(wpk_writer *w, int rc)
+{
+    pthread_mutex_lock(&w->fail_mu);
+    w->failed = 1;
+    pthread_mutex_unlock(&w->fail_mu);
+    return rc;
+}
+
+int wpk_writer_write(wpk_writer *w, size_t id, uint64_t off, const void *buf, size_t n, wp_err *e)
+{
+    const char *path = w->out.path;
+    if (!w->laid_out) return wp_fail(e, WP_EUSAGE, "%s: write before wpk_writer_layout", path);
+    if (id >= w->n) return wp_fail(e, WP_EUSAGE, "%s: no tensor id %zu", path, id);
+    wdecl *x = &w->d[id];
+    uint64_t a = off, b;
+    if (wp_add_u64(off, n, &b) || b > x->size)
+        return wp_fail(e, WP_EUSAGE, "%s: %s: write [%llu, +%zu) past its %llu bytes", path, x->name,
+                       (unsigned long long)off, n, (unsigned long long)x->size);
+    if (n == 0) return 0;
+    /* Reserve [a, b): it may overlap neither the hashed prefix nor a span. */
+    pthread_mutex_lock(&x->mu);
+    size_t pos = 0;
+    while (pos < x->nspans && x->spans[pos].a < a) pos++;
+    int overlap = a < x->cursor || (pos > 0 && x->spans[pos - 1].b > a) ||
+                  (pos < x->nspans && x->spans[pos].a < b);
+    if (overlap) {
+        pthread_mutex_unlock(&x->mu);
+        return writer_failed(w, wp_fail(e, WP_EUSAGE, "%s: %s: bytes [%llu, %llu) written twice",
+                                        path, x->name, (unsigned long long)a, (unsigned long long)b));
+    }
+    if (x->nspans == x->capspans) {
+        size_t cap = x->capspans ? 2 * x->capspans : 8;
+        span *ns = realloc(x->spans, cap * sizeof *ns);
+        if (!ns) {
+            pthread_mutex_unlock(&x->mu);
+            return writer_failed(w, wp_fail(e, WP_ENOMEM, "%s: out of memory", path));
+        }
+        x->spans = ns;
+        x->capspans = cap;
+    }
+    memmove(x->spans + pos + 1, x->spans + pos, (x->nspans - pos) * sizeof *x->spans);
+    x->spans[pos] = (span){a, b, 0};
+    x->nspans++;
+    pthread_mutex_unlock(&x->mu);
+
+    int rc = pwrite_all(w->out.fd, buf, n, x->offset + off, path, e);
+    if (rc) return writer_failed(w, rc);
+
+    /* Mark written and advance the hash cursor over every written span. */
+    pthread_mutex_lock(&x->mu);
+    for (size_t k = 0; k < x->nspans; k++)
+        if (x->spans[k].a == a) x->spans[k].written = 1;
+    while (!rc && x->nspans && x->spans[0].written && x->spans[0].a == x->cursor) {
+        span s = x->spans[0];
+        if (s.a == a && s.b == b) {
+            wp_sha256_update(&x->h, buf, n);   /* our own chunk: no read-back */
+            x->cursor = b;
+        } else {
+            rc = hash_readback(w, x, s.b, e);
+        }
+        memmove(x->spans, x->spans + 1, (x->nspans - 1) * sizeof *x->spans);
+        x->nspans--;
+    }
+    if (!rc && x->cursor == x->size && !x->done) {
+        wp_sha256_final(&x->h, x->digest);
+        x->h_open = 0;
+        x->done = 1;
+    }
+    pthread_mutex_unlock(&x->mu);
+    return rc ? writer_failed(w, rc) : 0;
+}
+
+int wpk_writer_digest(const wpk_writer *w, size_t id, uint8_t out[WP_SHA256_LEN], wp_err *e)
+{
+    if (id >= w->n || !w->laid_out)
+        return wp_fail(e, WP_EUSAGE, "%s: no tensor id %zu", w->out.path, id);
+    wdecl *x = &w->d[id];
+    pthread_mutex_lock(&x->mu);
+    int done = x->done;
+    if (done) memcpy(out, x->digest, 32);
+    pthread_mutex_unlock(&x->mu);
+    if (!done)
+        return wp_fail(e, WP_EUSAGE, "%s: %s: only %llu of %llu bytes written", w->out.path,
+                       x->name, (unsigned long long)x->cursor, (unsigned long long)x->size);
+    return 0;
+}
+
+int wpk_writer_commit(wpk_writer *w, wp_err *e)
+{
+    int rc = 0;
+    if (!w->laid_out && (rc = wpk_writer_layout(w, e))) goto out;
+    if (w->failed) {
+        rc = wp_fail(e, WP_EUSAGE, "%s: a tensor write failed; nothing committed", w->out.path);
+        goto out;
+    }
+    for (size_t i = 0; i < w->n; i++)
+        if (!w->d[i].done) {
+            rc = wp_fail(e, WP_EUSAGE, "%s: %s: only %llu of %llu bytes written", w->out.path,
+                         w->d[i].name, (unsigned long long)w->d[i].cursor,
+                         (unsigned long long)w->d[i].size);
+            goto out;
+        }
+    if ((rc = build_region(w, 1, e))) goto out;
+    wpk_hdr h;
+    memcpy(&h, w->region, sizeof h);
+    if ((rc = wpk_header_digest(w->region, w->data_offset, h.header_sha256, e))) goto out;
+    memcpy(w->region, &h, sizeof h);
+    wpk_parsed p;
+    wp_err pe = {0};
+    if (wpk_parse(w->region, w->data_offset, w->file_size, w->out.path, 0, &p, &pe)) {
+        rc = wp_fail(e, WP_EINVAL, "%s (writer self-check)", pe.msg);
+        goto out;
+    }
+    wpk_parsed_free(&p);
+    if ((rc = pwrite_all(w->out.fd, w->region, (size_t)w->data_offset, 0, w->out.path, e))) goto out;
+    rc = wp_out_commit(&w->out, e);
+out:
+    wpk_writer_abort(w);
+    return rc;
+}
