@@ -1,8 +1,8 @@
 /*
  * checkpoint.c — a checkpoint as one set of tensors over its shards (spec
  * §2.1): a directory with model.safetensors.index.json and the shards it
- * names, a directory with a single model.safetensors, or one .safetensors
- * file.  The index is cross-checked against the shard headers both ways, so a
+ * names (or the index file itself), a directory with a single
+ * model.safetensors, or one .safetensors file.  The index is cross-checked against the shard headers both ways, so a
  * tensor is never silently dropped nor read from the wrong shard.
  */
 #include "convert/st_priv.h"
@@ -283,6 +283,10 @@ int wp_ckpt_open(wp_ckpt **out, const char *path, wp_err *e)
             rc = open_single(c, p, e);
         }
     } else {
+        size_t pl = strlen(path), il = strlen(INDEX_NAME);
+        /* the index file itself names a sharded checkpoint */
+        int is_index = pl >= il && strcmp(path + pl - il, INDEX_NAME) == 0 &&
+                       (pl == il || path[pl - il - 1] == '/');
         if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) {
             rc = wp_fail(e, WP_EINVAL, "%s: path too long", path);
             goto fail;
@@ -291,7 +295,7 @@ int wp_ckpt_open(wp_ckpt **out, const char *path, wp_err *e)
             rc = WP_ENOMEM;
             goto fail;
         }
-        rc = open_single(c, path, e);
+        rc = is_index ? open_indexed(c, path, e) : open_single(c, path, e);
     }
     if (rc) goto fail;
     *out = c;

@@ -232,20 +232,27 @@ static const char *num_text(const cJSON *j, char *buf)
     return buf;
 }
 
-/* Lexical pass over the header text: every number outside strings must be
+/* Lexical pass over the header text: no string may contain \u0000, and
+ * every number outside strings must be
  * written as plain decimal digits (what every safetensors writer emits and
  * what the reference Rust reader, which parses into u64, accepts), without a
  * leading zero, with a value <= 2^53.  The top-level key being read is kept so
  * the message can name the tensor. */
-static int lex_numbers(const char *path, const char *h, size_t n, wp_err *e)
+static int lex_check(const char *path, const char *h, size_t n, wp_err *e)
 {
     int depth = 0, in_str = 0, esc = 0, want_key = 0;
     size_t key_at = 0, key_len = 0, str_at = 0;
     for (size_t i = 0; i < n; i++) {
         char c = h[i];
         if (in_str) {
-            if (esc) esc = 0;
-            else if (c == '\\') esc = 1;
+            if (esc) {
+                esc = 0;
+                /* cJSON decodes \u0000 into a NUL that silently cuts the
+                 * string short: "a\u0000b" would read as tensor "a" */
+                if (c == 'u' && n - i > 4 && memcmp(h + i + 1, "0000", 4) == 0)
+                    return wp_fail(e, WP_EINVAL, "%s: header string contains \\u0000 (header "
+                                   "offset %zu)", path, i - 1);
+            } else if (c == '\\') esc = 1;
             else if (c == '"') {
                 in_str = 0;
                 if (depth == 1 && want_key) {
@@ -485,7 +492,7 @@ static int parse_header(wp_st_file *f, char *h, wp_err *e)
         f->by_name[f->n] = f->n;
         f->n++;
     }
-    if ((rc = lex_numbers(p, h, n, e))) goto out;
+    if ((rc = lex_check(p, h, n, e))) goto out;
 
     /* spec §2.1 layout: the tensors, sorted by offset, tile the data buffer
      * [0, size - 8 - N) exactly — no gap, no overlap, nothing after. */

@@ -79,6 +79,8 @@ static const recipe R[] = {
     /* ---- names and entries ---- */
     F("name-duplicate.safetensors", "duplicate key \"a\"", "{" A "," T("a", "F32", "[2]", 8, 16) "}",
       REAL, 16, NOCUT),
+    F("name-nul-escape.safetensors", "header string contains \\u0000",
+      "{" T("a\\u0000b", "F32", "[2]", 0, 8) "}", REAL, 8, NOCUT),
     F("name-empty.safetensors", "empty tensor name", "{" T("", "F32", "[2]", 0, 8) "}", REAL, 8, NOCUT),
     F("entry-not-object.safetensors", "a: entry is not a JSON object", "{\"a\":[0,8]}", REAL, 8, NOCUT),
     F("entry-unknown-key.safetensors", "a: unknown key \"data_offset\"",

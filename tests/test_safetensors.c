@@ -38,6 +38,16 @@ TEST(st_tiny_checkpoint_opens)
     REQUIRE(wp_st_meta_count(wp_ckpt_file(c, 0)) == 1);
     CHECK(wp_st_meta(wp_ckpt_file(c, 0), 0, &k, &v) == 0 && !strcmp(k, "format") && !strcmp(v, "pt"));
     wp_ckpt_close(c);
+    /* the index file itself opens the same checkpoint */
+    REQUIRE(wp_ckpt_open(&c, HF "/model.safetensors.index.json", &e) == 0);
+    CHECK_EQ_INT(wp_ckpt_count(c), 427);
+    CHECK_EQ_INT(wp_ckpt_file_count(c), 2);
+    CHECK(strcmp(wp_ckpt_dir(c), HF) == 0);
+    wp_ckpt_close(c);
+    /* a shard alone is a one-file checkpoint */
+    REQUIRE(wp_ckpt_open(&c, HF "/model-00002-of-00002.safetensors", &e) == 0);
+    CHECK_EQ_INT(wp_ckpt_count(c), 213);
+    wp_ckpt_close(c);
 }
 
 TEST(st_tiny_tensor_values)
