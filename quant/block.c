@@ -9,6 +9,7 @@
  */
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 #include "quant/quant.h"
 #include "quant/quant_priv.h"
@@ -130,7 +131,7 @@ void wp_fp8_block_quant(const float *w, size_t rows, size_t cols, size_t br, siz
                     mul[j - j0] = 1.0f / wp_e8m0_dec(c);   /* exact: power of two */
                 } else {
                     float s = m == 0.0f ? 1.0f : m / 448.0f;
-                    ((float *)scales)[bi * nbc + j] = s;
+                    memcpy((uint8_t *)scales + 4 * (bi * nbc + j), &s, 4);   /* any alignment */
                     div[j - j0] = s;
                 }
             }
@@ -267,8 +268,10 @@ size_t wp_mxfp4_to_fp8(const uint8_t *q4, const uint8_t *s4, size_t rows, size_t
             size_t si = (r0 / 128) * nbc + tj;
             if (fmt == WP_SCALE_E8M0)
                 ((uint8_t *)scale_out)[si] = (uint8_t)ep;
-            else
-                ((float *)scale_out)[si] = wp_e8m0_dec((uint8_t)ep);
+            else {
+                float f = wp_e8m0_dec((uint8_t)ep);
+                memcpy((uint8_t *)scale_out + 4 * si, &f, 4);   /* any alignment */
+            }
             for (size_t r = r0; r < r1; r++) {
                 for (size_t g = g0; g < g1; g++) {
                     int e = s4[r * ng + g];
