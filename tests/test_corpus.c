@@ -133,3 +133,105 @@ TEST(st_corpus_valid_edges)
     }
     wp_st_close(f);
 }
+
+/* ---- st_fuzz_smoke: deterministic mutations of a valid file ---------------- */
+
+static uint64_t rng_next(uint64_t *s)   /* xorshift64*: fixed seed, same run every time */
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1Dull;
+}
+
+/* Tokens that sit on the rules' edges: spliced into the header they make
+ * near-miss files far more often than random bytes do. */
+static const char *const g_tokens[] = {
+    "-1", "0", "1.5", "1e3", "9007199254740992", "9007199254740993", "18446744073709551616",
+    "\"", "\\", "\\u0000", "{", "}", "[", "]", ",", ":", "null", "\"F4\"", "\"F6_E2M3\"",
+    "\"BOOL\"", "\"__metadata__\"", "\xff", "\xc0\xaf", "\xed\xa0\x80", " ", "[]", "[0,0]",
+};
+
+/* The oracle: a file the reader accepts really is what the reader says. */
+static int check_accepted(wp_st_file *f, size_t size)
+{
+    wp_err e = {0};
+    uint64_t sum = 0;
+    for (size_t i = 0; i < wp_st_count(f); i++) {
+        const wp_tensor_info *t = wp_st_tensor(f, i);
+        if (t->offset < 8 + wp_st_header_len(f) || t->offset + t->nbytes > size) return 0;
+        if (wp_st_find(f, t->name) != t) return 0;
+        sum += t->nbytes;
+        uint8_t b[8];
+        size_t n = t->nbytes < sizeof b ? (size_t)t->nbytes : sizeof b;
+        if (wp_st_read(f, t, t->nbytes - n, b, n, &e) != 0) return 0;
+        const uint8_t *d = wp_st_data(f, t, &e);
+        if (!d || (n && memcmp(d + t->nbytes - n, b, n) != 0)) return 0;
+    }
+    return sum == size - 8 - wp_st_header_len(f);
+}
+
+TEST(st_fuzz_smoke)
+{
+    const char *json =
+        "{\"__metadata__\":{\"format\":\"pt\"},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+        "\"b\":{\"dtype\":\"F4\",\"shape\":[2,2],\"data_offsets\":[8,10]},"
+        "\"c\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[10,10]},"
+        "\"d\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[10,16]}}  ";
+    size_t jl = strlen(json), base_n = 8 + jl + 16;
+    uint8_t base[512], buf[1024];
+    REQUIRE(base_n <= sizeof base);
+    memset(base, 0, sizeof base);
+    base[0] = (uint8_t)jl;
+    memcpy(base + 8, json, jl);
+    for (int i = 0; i < 16; i++) base[8 + jl + (size_t)i] = (uint8_t)(i * 17);
+    const char *p = wpt_path("%s/m.safetensors", wpt_tmpdir());
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    int accepted = 0, refused = 0, bad = 0;
+    for (int it = 0; it < 4000; it++) {
+        size_t n = base_n;
+        memcpy(buf, base, n);
+        int muts = 1 + (int)(rng_next(&s) % 3);
+        for (int m = 0; m < muts; m++) {
+            size_t at = n ? (size_t)(rng_next(&s) % n) : 0;
+            switch (rng_next(&s) % 6) {
+            case 0: if (at < n) buf[at] ^= (uint8_t)(1u << (rng_next(&s) % 8)); break;     /* bit flip */
+            case 1: if (at < n) buf[at] = (uint8_t)rng_next(&s); break;                   /* byte */
+            case 2: if (at < n) { memmove(buf + at, buf + at + 1, n - at - 1); n--; } break;
+            case 3: n = at; break;                                             /* truncate */
+            case 4: {                                                          /* splice token */
+                const char *t = g_tokens[rng_next(&s) % (sizeof g_tokens / sizeof g_tokens[0])];
+                size_t tl = strlen(t), cut = (size_t)(rng_next(&s) % 4);
+                if (at < 8) at = 8;                    /* tokens go into the header */
+                if (at > n) at = n;
+                if (cut > n - at) cut = n - at;
+                if (n - cut + tl > sizeof buf) break;
+                memmove(buf + at + tl, buf + at + cut, n - at - cut);
+                memcpy(buf + at, t, tl);
+                n = n - cut + tl;
+                break;
+            }
+            default: {                           /* lie in the length, keep the header */
+                uint64_t v = jl + (rng_next(&s) % 5) - 2;
+                if (rng_next(&s) % 8 == 0) v = rng_next(&s);
+                for (int i = 0; i < 8 && i < (int)n; i++) buf[i] = (uint8_t)(v >> (8 * i));
+            }
+            }
+        }
+        REQUIRE(wpt_write_file(p, buf, n) == 0);
+        wp_err e = {0};
+        wp_st_file *f = NULL;
+        if (wp_st_open(&f, p, &e) == 0) {
+            accepted++;
+            if (!check_accepted(f, n) && bad++ < 5) CHECKF(0, "iteration %d: accepted file lies", it);
+            wp_st_close(f);
+        } else {
+            refused++;
+            if ((!e.code || !e.msg[0] || strchr(e.msg, '\n') || f) && bad++ < 5)
+                CHECKF(0, "iteration %d: refusal without a one-line message: %s", it, e.msg);
+        }
+    }
+    /* the mutations must exercise both outcomes, or the test proves nothing */
+    CHECKF(accepted >= 20 && refused >= 2000, "accepted %d refused %d", accepted, refused);
+}
