@@ -1,0 +1,296 @@
+/* test_inspect.c — `wpack inspect` as a user runs it: the tiny-a numbers in
+ * human and --json output, exit 1 on checkpoints with a tensor removed,
+ * renamed, reshaped or retyped (written with the safetensors writer), exit 2
+ * with the reader's one-line message on every malformed corpus case. */
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+
+#include "convert/model.h"
+#include "tests/corpus.h"
+#include "tests/harness.h"
+
+#define TINY_HF WPT_TINY "/hf"
+#define OUTCAP (1 << 16)
+
+static char out[OUTCAP];
+
+TEST(model_inspect_tiny_a_human)
+{
+    int rc = wpt_run(out, sizeof out, "%s inspect %s", wpt_wpack(), TINY_HF);
+    CHECK_EQ_INT(rc, 0);
+    /* fixtures README: 427 tensors, 2 shards, 1 hash layer, 2 CSA, 1 HCA,
+     * 1 sliding-window layer, MTP without embed/head copies */
+    CHECK_CONTAINS(out, ": 427 tensors, 6.75 MiB (7078066 bytes of tensor data) in 2 shards");
+    CHECK_CONTAINS(out, "layers: 4 main: 1 hash-routed; 2 CSA, 1 HCA, 1 sliding-window; 1 MTP");
+    CHECK_CONTAINS(out, "MTP: present (1 block), without embed/head copies");
+    CHECK_CONTAINS(out, "inventory: ok (427 expected, 427 found)");
+    CHECK_CONTAINS(out, "  F8_E8M0         164 tensors");
+    CHECK_CONTAINS(out, "  experts              192 tensors");
+    CHECK_CONTAINS(out, "  indexer               14 tensors");
+}
+
+static cJSON *run_json(int *rc, const char *fmt_path)
+{
+    *rc = wpt_run(out, sizeof out, "%s inspect %s --json 2>/dev/null", wpt_wpack(), fmt_path);
+    return cJSON_Parse(out);
+}
+
+static double num(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b) v = cJSON_GetObjectItemCaseSensitive(v, b);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+static int is_true(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, a), b);
+    return cJSON_IsTrue(v);
+}
+
+TEST(model_inspect_tiny_a_json)
+{
+    int rc;
+    cJSON *j = run_json(&rc, TINY_HF);
+    CHECK_EQ_INT(rc, 0);
+    REQUIRE(j);
+    CHECK_EQ_INT(num(j, "tensors", NULL), 427);
+    CHECK_EQ_INT(num(j, "shards", NULL), 2);
+    CHECK_EQ_INT(num(j, "bytes", NULL), 7078066);   /* = index.json total_size */
+    CHECK_EQ_INT(num(j, "file_bytes", NULL), 3824748 + 3295430);
+    /* dtype histogram, counted independently from the fixture's headers */
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dtypes");
+    CHECK_EQ_INT(num(d, "F8_E8M0", "tensors"), 164);
+    CHECK_EQ_INT(num(d, "I8", "tensors"), 120);
+    CHECK_EQ_INT(num(d, "F32", "tensors"), 50);
+    CHECK_EQ_INT(num(d, "BF16", "tensors"), 48);
+    CHECK_EQ_INT(num(d, "F8_E4M3", "tensors"), 44);
+    CHECK_EQ_INT(num(d, "I64", "tensors"), 1);
+    CHECK_EQ_INT(num(d, "I64", "bytes"), 512 * 2 * 8);   /* tid2eid [512, 2] */
+    CHECK_EQ_INT(cJSON_GetArraySize(d), 6);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "families");
+    CHECK_EQ_INT(num(f, "experts", "tensors"), 192);
+    CHECK_EQ_INT(num(f, "mtp", "tensors"), 87);
+    CHECK_EQ_INT(num(f, "embed", "bytes"), 512 * 256 * 2);
+    CHECK_EQ_INT(num(j, "layers", "main"), 4);
+    CHECK_EQ_INT(num(j, "layers", "hash"), 1);
+    CHECK_EQ_INT(num(j, "layers", "csa"), 2);
+    CHECK_EQ_INT(num(j, "layers", "hca"), 1);
+    CHECK_EQ_INT(num(j, "layers", "sliding_window"), 1);
+    CHECK_EQ_INT(num(j, "layers", "mtp"), 1);
+    CHECK(is_true(j, "mtp", "present"));
+    CHECK(!is_true(j, "mtp", "embed_copy") && !is_true(j, "mtp", "head_copy"));
+    CHECK(is_true(j, "inventory", "checked") && is_true(j, "inventory", "ok"));
+    CHECK_EQ_INT(num(j, "inventory", "expected"), 427);
+    CHECK_EQ_INT(num(j, "inventory", "missing"), 0);
+    cJSON_Delete(j);
+}
+
+/* ---- variants of tiny-a written with the safetensors writer ------------------ */
+
+enum { V_REMOVE, V_RENAME, V_RESHAPE, V_RETYPE, V_ADD_HEAD_COPY };
+
+/* Rewrite tiny-a into dir with one change to tensor `name`. */
+static int write_variant(const char *dir, int op, const char *name, const char *arg)
+{
+    wp_err e = {0};
+    wp_ckpt *k;
+    if (wp_ckpt_open(&k, TINY_HF, &e)) return -1;
+    size_t nt = wp_ckpt_count(k);
+    const char **names = calloc(nt + 1, sizeof *names), **shards = calloc(nt + 1, sizeof *shards);
+    char (*newname)[160] = calloc(nt + 1, sizeof *newname);
+    size_t ni = 0;
+    uint64_t total = 0;
+    int rc = -1;
+    for (size_t s = 0; s < wp_ckpt_file_count(k); s++) {
+        wp_st_file *f = wp_ckpt_file(k, s);
+        const char *base = strrchr(wp_st_path(f), '/') + 1;
+        size_t n = wp_st_count(f), m = 0;
+        wp_st_entry *en = calloc(n + 1, sizeof *en);
+        for (size_t i = 0; i < n; i++) {
+            const wp_tensor_info *t = wp_st_tensor(f, i);
+            wp_st_entry x = {.name = t->name, .dtype = t->dtype, .ndim = t->ndim};
+            memcpy(x.shape, t->shape, sizeof x.shape);
+            x.data = wp_st_data(f, t, &e);
+            if (!strcmp(t->name, name)) {
+                if (op == V_REMOVE) continue;
+                if (op == V_RENAME) x.name = arg;
+                if (op == V_RESHAPE) {   /* same bytes, other shape */
+                    x.shape[0] = t->shape[0] / 2;
+                    x.shape[1] = t->shape[1] * 2;
+                }
+                if (op == V_RETYPE) x.dtype = WP_F16;   /* BF16 -> F16, same bytes */
+                if (op == V_ADD_HEAD_COPY) {
+                    en[m++] = x;
+                    x.name = arg;
+                }
+            }
+            en[m++] = x;
+        }
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, base);
+        if (wp_st_write_file(p, en, m, NULL, 0, &e)) {
+            free(en);
+            goto out;
+        }
+        for (size_t i = 0; i < m; i++) {
+            snprintf(newname[ni], sizeof newname[ni], "%s", en[i].name);
+            names[ni] = newname[ni];
+            shards[ni++] = base;
+            uint64_t nb;
+            wp_dtype_nbytes(en[i].dtype, en[i].shape, en[i].ndim, &nb);
+            total += nb;
+        }
+        free(en);
+    }
+    if (wp_st_write_index(wpt_path("%s/model.safetensors.index.json", dir), names, shards, ni,
+                          total, &e))
+        goto out;
+    rc = wpt_run(NULL, 0, "cp %s/config.json %s/", TINY_HF, dir) ? -1 : 0;
+out:
+    if (rc) printf("    write_variant: %s\n", e.msg);
+    free(names);
+    free(shards);
+    free(newname);
+    wp_ckpt_close(k);
+    return rc;
+}
+
+TEST(model_inspect_detects_inventory_problems)
+{
+    static const struct {
+        int op;
+        const char *name, *arg;
+        const char *lines[3];
+    } cases[] = {
+        {V_REMOVE, "layers.1.attn.indexer.wq_b.scale", NULL,
+         {"inventory: 1 problem (1 missing, 0 unexpected, 0 mis-shaped, 0 mis-typed; 427 expected, 426 found)",
+          "  missing    layers.1.attn.indexer.wq_b.scale: expected F8_E8M0 [16,1], not in the checkpoint"}},
+        {V_RENAME, "layers.3.attn.wkv.weight", "layers.3.attn.wkv_x.weight",
+         {"inventory: 2 problems (1 missing, 1 unexpected, 0 mis-shaped, 0 mis-typed; 427 expected, 427 found)",
+          "  missing    layers.3.attn.wkv.weight: expected F8_E4M3 [128,256], not in the checkpoint",
+          "  unexpected layers.3.attn.wkv_x.weight: found F8_E4M3 [128,256], not implied by config.json"}},
+        {V_RESHAPE, "layers.2.attn.compressor.ape", NULL,
+         {"inventory: 1 problem (0 missing, 0 unexpected, 1 mis-shaped, 0 mis-typed; 427 expected, 427 found)",
+          "  mis-shaped layers.2.attn.compressor.ape: expected F32 [128,128], found F32 [64,256]"}},
+        {V_RETYPE, "mtp.0.enorm.weight", NULL,
+         {"inventory: 1 problem (0 missing, 0 unexpected, 0 mis-shaped, 1 mis-typed; 427 expected, 427 found)",
+          "  mis-typed  mtp.0.enorm.weight: expected BF16 [256], found F16 [256]"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *dir = wpt_path("%s/v%zu", wpt_tmpdir(), i);
+        REQUIRE(mkdir(dir, 0755) == 0);
+        REQUIRE(write_variant(dir, cases[i].op, cases[i].name, cases[i].arg) == 0);
+        int rc = wpt_run(out, sizeof out, "%s inspect %s", wpt_wpack(), dir);
+        CHECKF(rc == 1, "case %zu: exit %d\n%s", i, rc, out);
+        for (int l = 0; l < 3 && cases[i].lines[l]; l++) CHECK_CONTAINS(out, cases[i].lines[l]);
+        /* the same verdict machine-readably */
+        cJSON *j = run_json(&rc, dir);
+        CHECK_EQ_INT(rc, 1);
+        REQUIRE(j);
+        CHECK(is_true(j, "inventory", "checked") && !is_true(j, "inventory", "ok"));
+        const cJSON *is = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(j, "inventory"), "issues");
+        const cJSON *first = cJSON_GetArrayItem(is, 0);
+        CHECK(first && !strcmp(cJSON_GetObjectItemCaseSensitive(first, "name")->valuestring,
+                               cases[i].name));
+        cJSON_Delete(j);
+    }
+}
+
+/* Flash-Base style: an MTP head copy is reported, and is no problem. */
+TEST(model_inspect_mtp_head_copy)
+{
+    const char *dir = wpt_tmpdir();
+    REQUIRE(write_variant(dir, V_ADD_HEAD_COPY, "mtp.0.norm.weight", "mtp.0.head.weight") == 0);
+    /* (a copy of the wrong shape: [256] is not [V, d]) */
+    int rc = wpt_run(out, sizeof out, "%s inspect %s", wpt_wpack(), dir);
+    CHECK_EQ_INT(rc, 1);
+    CHECK_CONTAINS(out, "MTP: present (1 block), with a head copy, no embed copy");
+    CHECK_CONTAINS(out, "mis-shaped mtp.0.head.weight: expected BF16 [512,256], found BF16 [256]");
+    const char *dir2 = wpt_path("%s/ok", wpt_tmpdir());
+    REQUIRE(mkdir(dir2, 0755) == 0);
+    REQUIRE(write_variant(dir2, V_ADD_HEAD_COPY, "head.weight", "mtp.0.head.weight") == 0);
+    rc = wpt_run(out, sizeof out, "%s inspect %s", wpt_wpack(), dir2);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_CONTAINS(out, "428 tensors");
+    CHECK_CONTAINS(out, "inventory: ok (427 expected, 428 found, 1 optional)");
+}
+
+TEST(model_inspect_single_file)
+{
+    /* alone: a summary, no check, and it says so */
+    const char *f = wpt_path("%s/model-00002-of-00002.safetensors", wpt_tmpdir());
+    REQUIRE(wpt_run(NULL, 0, "cp %s/model-00002-of-00002.safetensors %s", TINY_HF, f) == 0);
+    int rc = wpt_run(out, sizeof out, "%s inspect %s", wpt_wpack(), f);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_CONTAINS(out, ": 213 tensors");
+    CHECK_CONTAINS(out, "in 1 shard,");
+    CHECK_CONTAINS(out, "inventory: not checked (no config.json next to the file)");
+    CHECK_CONTAINS(out, "MTP: present (1 block)");
+    cJSON *j = run_json(&rc, f);
+    CHECK_EQ_INT(rc, 0);
+    REQUIRE(j);
+    CHECK(!is_true(j, "inventory", "checked"));
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "config")));
+    cJSON_Delete(j);
+    /* beside its config.json: its own tensors are checked, the rest of the
+     * model is in the other shard */
+    rc = wpt_run(out, sizeof out, "%s inspect %s/model-00002-of-00002.safetensors", wpt_wpack(),
+                 TINY_HF);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_CONTAINS(out, "inventory: ok (one file: 427 expected, 213 found, 214 in other files)");
+}
+
+TEST(model_inspect_unreadable)
+{
+    /* a directory needs its config.json */
+    const char *dir = wpt_path("%s/noconf", wpt_tmpdir());
+    REQUIRE(mkdir(dir, 0755) == 0);
+    REQUIRE(wpt_run(NULL, 0, "cp %s/*.safetensors %s/*.index.json %s/", TINY_HF, TINY_HF, dir) == 0);
+    int rc = wpt_run(out, sizeof out, "%s inspect %s 2>&1 >/dev/null", wpt_wpack(), dir);
+    CHECK_EQ_INT(rc, 2);
+    CHECK(!strcmp(out, wpt_path("wpack inspect: %s/config.json: missing (a checkpoint directory needs it)\n", dir)));
+    /* a bad config.json is unreadable input, with the parser's message */
+    REQUIRE(wpt_run(NULL, 0, "grep -v hidden_size %s/config.json > %s/config.json", TINY_HF, dir) == 0);
+    rc = wpt_run(out, sizeof out, "%s inspect %s 2>&1 >/dev/null", wpt_wpack(), dir);
+    CHECK_EQ_INT(rc, 2);
+    CHECK(!strcmp(out, wpt_path("wpack inspect: %s/config.json: hidden_size: missing\n", dir)));
+    /* --json: the error on stderr, a JSON error document on stdout */
+    cJSON *j = run_json(&rc, dir);
+    CHECK_EQ_INT(rc, 2);
+    REQUIRE(j);
+    CHECK_CONTAINS(cJSON_GetObjectItemCaseSensitive(j, "error")->valuestring, "hidden_size: missing");
+    cJSON_Delete(j);
+    /* usage */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect", wpt_wpack()), 2);
+    CHECK_CONTAINS(out, "missing PATH");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect %s --bogus", wpt_wpack(), TINY_HF), 2);
+    CHECK_CONTAINS(out, "unknown option '--bogus'");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect --help", wpt_wpack()), 0);
+    CHECK_CONTAINS(out, "usage: wpack inspect PATH [--json]");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect /nonexistent/x", wpt_wpack()), 2);
+    CHECK_CONTAINS(out, "/nonexistent/x");
+}
+
+TEST(model_inspect_malformed_corpus)
+{
+    char err[512];
+    const char *dir = wpt_tmpdir();
+    REQUIRE(wpt_corpus_generate(dir, err, sizeof err) == 0);
+    REQUIRE(wpt_corpus_count() >= 30);
+    for (size_t i = 0; i < wpt_corpus_count(); i++) {
+        const wpt_corpus_case *c = wpt_corpus_case_at(i);
+        /* stderr captured; stdout to a file that must stay empty */
+        const char *so = wpt_path("%s/stdout.txt", dir);
+        int rc = wpt_run(out, sizeof out, "%s inspect '%s/%s' 2>&1 >%s", wpt_wpack(), dir,
+                         c->path, so);
+        CHECKF(rc == 2, "%s: exit %d: %s", c->path, rc, out);
+        CHECKF(strstr(out, c->expect) != NULL, "%s: expected \"%s\" in: %s", c->path, c->expect, out);
+        char *nl = strchr(out, '\n');
+        CHECKF(nl && nl[1] == 0, "%s: not exactly one line: %s", c->path, out);
+        CHECKF(!strncmp(out, "wpack inspect: ", 15), "%s: %s", c->path, out);
+        struct stat st;
+        CHECKF(stat(so, &st) == 0 && st.st_size == 0, "%s: stdout not empty", c->path);
+    }
+}
