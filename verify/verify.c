@@ -1,0 +1,795 @@
+/* verify.c — `wpack verify`, manifest creation and `wpack sign` over a build
+ * (docs/signing.md §5). */
+#include "verify/verify.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "format/wpk.h"
+#include "verify/internal.h"
+
+#define MAX_MANIFEST ((size_t)1 << 30)
+#define MAX_SIGDOC ((size_t)1 << 20)
+#define MAX_FAIL_LINES 1000
+
+/* ---- failures -------------------------------------------------------------------- */
+
+/* Record one problem: every one goes into the report, the first into e. */
+static int add_fail(wp_verify_report *r, wp_err *e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int add_fail(wp_verify_report *r, wp_err *e, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    wp_fail(e, WP_EVERIFY, "%s", line);
+    r->nfail_total++;
+    if (r->nfail < MAX_FAIL_LINES) {
+        char **v = realloc(r->fail, (r->nfail + 1) * sizeof *v);
+        char *s = strdup(line);
+        if (v && s) {
+            r->fail = v;
+            r->fail[r->nfail++] = s;
+        } else {
+            if (v) r->fail = v;
+            free(s);
+        }
+    }
+    return WP_EVERIFY;
+}
+
+/* A content problem reported by a reader (WP_EINVAL: malformed) is, for
+ * verify, a failed check: exit 1, not "unreadable". */
+static int absorb(wp_verify_report *r, wp_err *e, int rc, const wp_err *sub)
+{
+    if (rc == WP_EINVAL || rc == WP_EVERIFY) return add_fail(r, e, "%s", sub->msg);
+    wp_fail(e, rc, "%s", sub->msg);
+    return rc;
+}
+
+void wp_verify_report_free(wp_verify_report *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->nfail; i++) free(r->fail[i]);
+    for (size_t i = 0; i < r->nextra; i++) free(r->extra[i]);
+    free(r->fail);
+    free(r->extra);
+    memset(r, 0, sizeof *r);
+}
+
+static int join(char *out, size_t sz, const char *dir, const char *name, wp_err *e)
+{
+    if (wp_path_join(out, sz, dir, name)) return wp_fail(e, WP_EUSAGE, "%s/%s: path too long", dir, name);
+    return 0;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static void hexs(const uint8_t *d, char out[65]) { wp_hex(d, WP_SHA256_LEN, out); }
+
+/* ---- strictness for files wpack itself wrote -------------------------------------- */
+
+/* base64 must be the one canonical spelling of its bytes: otherwise the unused
+ * low bits of the last character could change without changing what is
+ * signed, and a flipped byte would go unnoticed. */
+static int b64_canonical(const char *s)
+{
+    uint8_t *d = NULL;
+    size_t n = 0;
+    wp_err e = {0};
+    if (wp_base64_decode(s, &d, &n, &e)) return 0;
+    char *again = wp_base64_encode(d, n, &e);
+    int ok = again && !strcmp(again, s);
+    free(again);
+    free(d);
+    return ok;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+static int nkeys(const cJSON *o)
+{
+    return cJSON_IsObject(o) ? cJSON_GetArraySize(o) : -1;
+}
+
+/* manifest.dsse.json of a wpack build: exactly the canonical document
+ * wp_dsse_bundle_make writes, so that every byte of it is either signed or
+ * checked (the DSSE keyid is an unauthenticated hint: we require it to be
+ * the given key's id rather than ignore it). */
+static int dsse_shape(const char *doc, size_t len, const char *what, const char *keyid, wp_err *e)
+{
+    cJSON *b = NULL;
+    int rc = wp_json_parse_canonical(doc, len, what, &b, e);
+    if (rc) return rc;
+    const cJSON *vm = cJSON_GetObjectItemCaseSensitive(b, "verificationMaterial");
+    const cJSON *pk = cJSON_GetObjectItemCaseSensitive(vm, "publicKey");
+    const cJSON *tl = cJSON_GetObjectItemCaseSensitive(vm, "tlogEntries");
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(b, "dsseEnvelope");
+    const cJSON *sigs = cJSON_GetObjectItemCaseSensitive(env, "signatures");
+    const cJSON *s0 = cJSON_GetArrayItem(sigs, 0);
+    int ok = nkeys(b) == 3 && jstr(b, "mediaType") && !strcmp(jstr(b, "mediaType"), WP_SIGSTORE_BUNDLE_TYPE) &&
+             nkeys(vm) == 2 && nkeys(pk) == 1 && jstr(pk, "hint") && cJSON_IsArray(tl) &&
+             cJSON_GetArraySize(tl) == 0 && nkeys(env) == 3 && jstr(env, "payload") && jstr(env, "payloadType") &&
+             cJSON_IsArray(sigs) && cJSON_GetArraySize(sigs) == 1 && nkeys(s0) == 2 && jstr(s0, "sig") &&
+             jstr(s0, "keyid");
+    if (!ok) rc = wp_fail(e, WP_EINVAL, "%s: not the bundle layout wpack sign writes (docs/signing.md §4)", what);
+    else if (!b64_canonical(jstr(env, "payload")) || !b64_canonical(jstr(s0, "sig")))
+        rc = wp_fail(e, WP_EINVAL, "%s: base64 is not in canonical form", what);
+    else if (strcmp(jstr(s0, "keyid"), keyid))
+        rc = wp_fail(e, WP_EVERIFY, "%s: signature keyid %.16s... is not the given key's (%.16s...)", what,
+                     jstr(s0, "keyid"), keyid);
+    cJSON_Delete(b);
+    return rc;
+}
+
+static int sig_b64_canonical(const char *doc, size_t len, const char *what, wp_err *e)
+{
+    cJSON *o = cJSON_ParseWithLength(doc, len);
+    const char *s = jstr(o, "signature");
+    int rc = s && !b64_canonical(s) ? wp_fail(e, WP_EINVAL, "%s: signature base64 is not in canonical form", what) : 0;
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* ---- building the digest jobs ------------------------------------------------------- */
+
+/* One file of the build as verify sees it. */
+typedef struct vfile {
+    char path[4096];        /* BUILD/rel */
+    int fd;                 /* -1 if missing/unusable */
+    int ok;                 /* present with the right size: its bytes get hashed */
+    wpk_file *wpk;          /* if it is a .wpk that opened */
+    uint64_t t_first, t_count;   /* its tensors in the manifest */
+    wp_range *gaps;         /* non-tensor ranges */
+    size_t ngaps;
+} vfile;
+
+/* The complement of the (sorted, non-overlapping) tensor ranges in [0, size). */
+static int make_gaps(vfile *vf, const wp_mtensor *t, uint64_t nt, uint64_t size, wp_err *e)
+{
+    vf->gaps = wp_calloc((size_t)nt + 1, sizeof *vf->gaps, e);
+    if (!vf->gaps) return WP_ENOMEM;
+    uint64_t at = 0;
+    for (uint64_t i = 0; i < nt; i++) {
+        if (t[i].offset > at) vf->gaps[vf->ngaps++] = (wp_range){at, t[i].offset - at};
+        if (t[i].offset + t[i].size > at) at = t[i].offset + t[i].size;
+    }
+    if (size > at) vf->gaps[vf->ngaps++] = (wp_range){at, size - at};
+    return 0;
+}
+
+/* The manifest's tensors of one .wpk must be exactly its directory. */
+static void cross_check(const wp_manifest *m, vfile *vf, wp_verify_report *r, wp_err *e)
+{
+    size_t n = wpk_count(vf->wpk);
+    if (n != vf->t_count) {
+        add_fail(r, e, "%s: the manifest lists %llu tensors, the container's directory has %zu", vf->path,
+                 (unsigned long long)vf->t_count, n);
+        return;
+    }
+    /* the container's layout is canonical (docs/format.md §2): directory order
+     * is offset order, the same order as the manifest's */
+    for (size_t i = 0; i < n; i++) {
+        const wpk_tensor *d = wpk_tensor_at(vf->wpk, i);
+        const wp_mtensor *t = &m->tensors[vf->t_first + i];
+        if (strcmp(d->name, t->name) || d->offset != t->offset || d->size != t->size) {
+            add_fail(r, e,
+                     "%s: manifest tensor %s at bytes [%llu, %llu) but the container has %s at [%llu, %llu)",
+                     vf->path, t->name, (unsigned long long)t->offset, (unsigned long long)(t->offset + t->size),
+                     d->name, (unsigned long long)d->offset, (unsigned long long)(d->offset + d->size));
+        } else if (memcmp(d->sha256, t->sha256, WP_SHA256_LEN)) {
+            char a[65], b[65];
+            hexs(t->sha256, a);
+            hexs(d->sha256, b);
+            add_fail(r, e, "%s: %s: manifest sha256 %.16s... differs from the container's directory (%.16s...)",
+                     vf->path, t->name, a, b);
+        }
+    }
+}
+
+typedef struct vctx {
+    const char *root;            /* BUILD */
+    const wp_verify_opts *o;
+    wp_verify_report *r;
+    wp_err *e;
+    int skip_sig;                /* wpack sign re-checks a build it is about to (re)sign */
+} vctx;
+
+static int check_signature(vctx *c, const wp_manifest *m, const char *raw, size_t rawlen, const wp_key *key)
+{
+    wp_verify_report *r = c->r;
+    wp_err *e = c->e;
+    char sigp[4096], dssep[4096];
+    int rc = join(sigp, sizeof sigp, c->root, WP_MANIFEST_SIG_NAME, e);
+    if (!rc) rc = join(dssep, sizeof dssep, c->root, WP_MANIFEST_DSSE_NAME, e);
+    if (rc) return rc;
+    r->sig_present = exists(sigp);
+    r->dsse_present = exists(dssep);
+    if (c->skip_sig) return 0;
+    if (!r->sig_present) {
+        if (key) return add_fail(r, e, "%s: not signed (no %s), but --key was given", c->root, WP_MANIFEST_SIG_NAME);
+        if (!c->o->allow_unsigned)
+            return add_fail(r, e, "%s: not signed (no %s): sign it, or pass --allow-unsigned to check integrity only",
+                            c->root, WP_MANIFEST_SIG_NAME);
+        return 0;
+    }
+    char *doc = NULL;
+    size_t doclen = 0;
+    wp_err se = {0};
+    rc = wp_read_small_file(sigp, MAX_SIGDOC, &doc, &doclen, &se);
+    if (rc) return absorb(r, e, rc, &se);
+    wp_sig_info info;
+    rc = wp_sig_check(key, doc, doclen, sigp, raw, rawlen, &info, &se);
+    if (!rc) rc = sig_b64_canonical(doc, doclen, sigp, &se);
+    free(doc);
+    if (rc) return absorb(r, e, rc, &se);
+    memcpy(r->keyid, info.keyid, sizeof r->keyid);
+    r->sig_verified = info.verified;
+    if (!key) {
+        if (!c->o->allow_unsigned)
+            return add_fail(r, e,
+                            "%s: signed by %s key %.16s... but no --key given: pass the public key to check the "
+                            "signature, or --allow-unsigned to check integrity only",
+                            c->root, wp_key_alg_name(info.alg), info.keyid);
+        return 0;
+    }
+    if (!r->dsse_present) return 0;
+    /* the DSSE bundle must be valid too when it is there: a verifier that
+     * trusts it (model-signing tools) must not see something we did not check */
+    rc = wp_read_small_file(dssep, MAX_MANIFEST, &doc, &doclen, &se);
+    if (rc) return absorb(r, e, rc, &se);
+    char *payload = NULL, *ptype = NULL;
+    size_t plen = 0;
+    char kid[65];
+    rc = wp_key_id(key, kid, &se);
+    if (!rc) rc = dsse_shape(doc, doclen, dssep, kid, &se);
+    if (!rc) rc = wp_dsse_bundle_verify(key, doc, doclen, dssep, &payload, &plen, &ptype, &se);
+    free(doc);
+    if (!rc && strcmp(ptype, WP_INTOTO_PAYLOAD_TYPE))
+        rc = wp_fail(&se, WP_EINVAL, "%s: payloadType is %s, not %s", dssep, ptype, WP_INTOTO_PAYLOAD_TYPE);
+    if (!rc) {
+        wp_resource *res = wp_calloc(m->nfiles + 1, sizeof *res, &se);
+        if (!res) rc = WP_ENOMEM;
+        for (uint32_t i = 0; !rc && i < m->nfiles; i++) {
+            res[i].name = m->files[i].path;
+            memcpy(res[i].sha256, m->files[i].sha256, WP_SHA256_LEN);
+        }
+        if (!rc) {
+            res[m->nfiles].name = WP_MANIFEST_NAME;
+            rc = wp_sha256_buf(raw, rawlen, res[m->nfiles].sha256, &se);
+        }
+        if (!rc) rc = wp_intoto_check(payload, plen, dssep, res, m->nfiles + 1, &se);
+        free(res);
+    }
+    free(payload);
+    free(ptype);
+    if (rc) return absorb(r, e, rc, &se);
+    r->dsse_verified = 1;
+    return 0;
+}
+
+static int verify_dir(vctx *c, const wp_key *key)
+{
+    wp_verify_report *r = c->r;
+    wp_err *e = c->e;
+    const wp_verify_opts *o = c->o;
+    char mpath[4096];
+    int rc = join(mpath, sizeof mpath, c->root, WP_MANIFEST_NAME, e);
+    if (rc) return rc;
+    if (!exists(mpath))
+        return add_fail(r, e, "%s: no %s: not a build directory, or an incomplete one", c->root, WP_MANIFEST_NAME);
+    char *raw = NULL;
+    size_t rawlen = 0;
+    wp_err se = {0};
+    rc = wp_read_small_file(mpath, MAX_MANIFEST, &raw, &rawlen, &se);
+    if (rc) return absorb(r, e, rc, &se);
+    wp_manifest m;
+    rc = wp_manifest_parse(raw, rawlen, mpath, &m, &se);
+    if (rc) {
+        free(raw);
+        return absorb(r, e, rc, &se);
+    }
+    hexs(m.root, r->root);
+    r->nfiles = m.nfiles;
+    r->ntensors = m.ntensors;
+    /* 1. signature policy first: no point hashing 150 GB we will reject anyway */
+    rc = check_signature(c, &m, raw, rawlen, key);
+    free(raw);
+    if (rc) {
+        wp_manifest_free(&m);
+        return rc;
+    }
+    /* 2. the files on disk against the manifest: presence, size, structure */
+    vfile *vf = wp_calloc(m.nfiles ? m.nfiles : 1, sizeof *vf, e);
+    if (!vf) {
+        wp_manifest_free(&m);
+        return WP_ENOMEM;
+    }
+    for (uint32_t i = 0; i < m.nfiles; i++) vf[i].fd = -1;
+    uint64_t ti = 0;
+    for (uint32_t i = 0; i < m.nfiles && !(rc && rc != WP_EVERIFY); i++) {
+        vfile *f = &vf[i];
+        const wp_mfile *mf = &m.files[i];
+        f->t_first = ti;
+        while (ti < m.ntensors && m.tensors[ti].file == i) ti++;
+        f->t_count = ti - f->t_first;
+        if (join(f->path, sizeof f->path, c->root, mf->path, e)) {
+            rc = WP_EUSAGE;
+            break;
+        }
+        struct stat st;
+        if (stat(f->path, &st) != 0) {
+            rc = errno == ENOENT ? add_fail(r, e, "%s: missing (listed in the manifest)", f->path)
+                                 : wp_fail_errno(e, "%s: cannot stat", f->path);
+            continue;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            rc = add_fail(r, e, "%s: not a regular file", f->path);
+            continue;
+        }
+        if ((uint64_t)st.st_size != mf->size) {
+            rc = add_fail(r, e, "%s: size %llu, the manifest says %llu (%s)", f->path, (unsigned long long)st.st_size,
+                          (unsigned long long)mf->size, (uint64_t)st.st_size < mf->size ? "truncated" : "grown");
+            continue;
+        }
+        if (wp_str_ends_with(mf->path, ".wpk")) {
+            wp_err we = {0};
+            int orc = wpk_open(&f->wpk, f->path, &we);
+            if (orc) {
+                rc = absorb(r, e, orc, &we);
+                continue;
+            }
+            f->fd = wpk_fd(f->wpk);
+            cross_check(&m, f, r, e);
+        } else {
+            f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+            if (f->fd < 0) {
+                rc = wp_fail_errno(e, "%s: cannot open", f->path);
+                continue;
+            }
+        }
+        int grc = make_gaps(f, &m.tensors[f->t_first], f->t_count, mf->size, e);
+        if (grc) {
+            rc = grc;
+            break;
+        }
+        f->ok = 1;
+    }
+    /* files the manifest does not list: ignored, except containers */
+    wp_strv all = {0};
+    if (!(rc && rc != WP_EVERIFY)) {
+        int lrc = wp_list_files(c->root, &all, e);
+        if (lrc) rc = lrc;
+    }
+    for (size_t i = 0; i < all.n && !(rc && rc != WP_EVERIFY); i++) {
+        const char *p = all.v[i];
+        if (!strcmp(p, WP_MANIFEST_NAME) || !strcmp(p, WP_MANIFEST_SIG_NAME) || !strcmp(p, WP_MANIFEST_DSSE_NAME) ||
+            wp_manifest_find_file(&m, p) >= 0)
+            continue;
+        if (wp_str_ends_with(p, ".wpk")) {
+            rc = add_fail(r, e, "%s/%s: container not listed in the manifest", c->root, p);
+            continue;
+        }
+        char **v = realloc(r->extra, (r->nextra + 1) * sizeof *v);
+        if (v) {
+            r->extra = v;
+            if ((r->extra[r->nextra] = strdup(p))) r->nextra++;
+        }
+    }
+    wp_strv_free(&all);
+    /* 3. digests: every tensor, every file's non-tensor bytes, (--deep) every file */
+    size_t njobs = 0;
+    wp_hash_job *jobs = NULL;
+    wp_range *whole = NULL;
+    if (!(rc && rc != WP_EVERIFY)) {
+        jobs = wp_calloc((size_t)m.ntensors + 2 * (size_t)m.nfiles + 1, sizeof *jobs, e);
+        whole = wp_calloc(m.nfiles + 1, sizeof *whole, e);
+        if (!jobs || !whole) rc = WP_ENOMEM;
+    }
+    /* what each job is checked against, and what it is called */
+    typedef struct jinfo {
+        int kind;   /* 0 tensor, 1 non-tensor, 2 whole file */
+        uint32_t file;
+        uint64_t tensor;
+    } jinfo;
+    jinfo *ji = jobs ? wp_calloc((size_t)m.ntensors + 2 * (size_t)m.nfiles + 1, sizeof *ji, e) : NULL;
+    if (jobs && !ji) rc = WP_ENOMEM;
+    wp_range *tr = ji ? wp_calloc((size_t)m.ntensors + 1, sizeof *tr, e) : NULL;
+    if (ji && !tr) rc = WP_ENOMEM;
+    if (tr) {
+        for (uint32_t i = 0; i < m.nfiles; i++) {
+            vfile *f = &vf[i];
+            if (!f->ok) continue;
+            if (o->hugepages && f->wpk) {
+                wpk_huge_kind hk;
+                char note[256] = "";
+                wp_err he = {0};
+                if (!wpk_load_hugepages(f->wpk, WPK_HUGE_EXPLICIT, &hk, note, sizeof note, &he) && note[0] &&
+                    !r->notice[0])
+                    snprintf(r->notice, sizeof r->notice, "%s", note);
+            }
+            for (uint64_t k = f->t_first; k < f->t_first + f->t_count; k++) {
+                const wp_mtensor *t = &m.tensors[k];
+                wp_hash_job *j = &jobs[njobs];
+                j->fd = f->fd;
+                j->path = f->path;
+                tr[k] = (wp_range){t->offset, t->size};
+                const wpk_tensor *wt = f->wpk ? wpk_find(f->wpk, t->name) : NULL;
+                if (o->hugepages && wt && wt->offset == t->offset && wt->size == t->size && t->size) {
+                    /* hash the copy the runtime would use */
+                    j->mem = wpk_data(f->wpk, wt);
+                    tr[k].off = 0;
+                }
+                j->ranges = &tr[k];
+                j->nranges = 1;
+                ji[njobs++] = (jinfo){0, i, k};
+            }
+            jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = f->gaps, .nranges = f->ngaps};
+            ji[njobs++] = (jinfo){1, i, 0};
+            if (o->deep) {
+                whole[i] = (wp_range){0, m.files[i].size};
+                jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &whole[i], .nranges = 1};
+                ji[njobs++] = (jinfo){2, i, 0};
+            }
+        }
+        for (size_t k = 0; k < njobs; k++)
+            for (size_t q = 0; q < jobs[k].nranges; q++) r->bytes_hashed += jobs[k].ranges[q].len;
+        int hrc = wp_hash_jobs(jobs, njobs, r->threads, o->progress, o->progress_ud, "verify", e);
+        if (hrc) rc = hrc;
+    }
+    for (size_t k = 0; tr && k < njobs && !(rc && rc != WP_EVERIFY); k++) {
+        const jinfo *q = &ji[k];
+        const vfile *f = &vf[q->file];
+        const wp_mfile *mf = &m.files[q->file];
+        if (!jobs[k].done) continue;
+        if (q->kind == 0) {
+            const wp_mtensor *t = &m.tensors[q->tensor];
+            if (memcmp(jobs[k].out, t->sha256, WP_SHA256_LEN))
+                add_fail(r, e, "%s: %s: sha256 mismatch in bytes [%llu, %llu)", f->path, t->name,
+                         (unsigned long long)t->offset, (unsigned long long)(t->offset + t->size));
+        } else if (q->kind == 1) {
+            if (!memcmp(jobs[k].out, mf->nontensor_sha256, WP_SHA256_LEN)) continue;
+            /* localise: padding must be zero; otherwise it is the header region */
+            wp_err pe = {0};
+            if (f->wpk && wpk_check_padding(f->wpk, &pe) == WP_EVERIFY)
+                add_fail(r, e, "%s", pe.msg);
+            else if (f->wpk)
+                add_fail(r, e, "%s: header region bytes [0, %llu) differ from the manifest (nontensor_sha256)",
+                         f->path, (unsigned long long)wpk_data_offset(f->wpk));
+            else
+                add_fail(r, e, "%s: bytes outside tensor data differ from the manifest (nontensor_sha256)", f->path);
+        } else if (memcmp(jobs[k].out, mf->sha256, WP_SHA256_LEN)) {
+            add_fail(r, e, "%s: sha256 of the whole file (bytes [0, %llu)) differs from the manifest", f->path,
+                     (unsigned long long)mf->size);
+        }
+    }
+    free(jobs);
+    free(ji);
+    free(tr);
+    free(whole);
+    for (uint32_t i = 0; i < m.nfiles; i++) {
+        if (vf[i].wpk) wpk_close(vf[i].wpk);
+        else if (vf[i].fd >= 0) close(vf[i].fd);
+        free(vf[i].gaps);
+    }
+    free(vf);
+    wp_manifest_free(&m);
+    if (!rc && r->nfail_total) rc = WP_EVERIFY;
+    return rc;
+}
+
+/* A lone .wpk: structure, every tensor against its own directory, zero padding. */
+static int verify_lone(vctx *c)
+{
+    wp_verify_report *r = c->r;
+    wp_err *e = c->e;
+    if (!c->o->allow_unsigned)
+        return add_fail(r, e,
+                        "%s: a lone .wpk carries no signature: verify its build directory, or pass --allow-unsigned "
+                        "to check integrity only",
+                        c->root);
+    wpk_file *f = NULL;
+    wp_err we = {0};
+    int rc = wpk_open(&f, c->root, &we);
+    if (rc) return absorb(r, e, rc, &we);
+    if (c->o->hugepages) {
+        wpk_huge_kind hk;
+        char note[256] = "";
+        if (!wpk_load_hugepages(f, WPK_HUGE_EXPLICIT, &hk, note, sizeof note, &we) && note[0])
+            snprintf(r->notice, sizeof r->notice, "%s", note);
+        wp_err_clear(&we);
+    }
+    size_t n = wpk_count(f);
+    r->nfiles = 1;
+    r->ntensors = n;
+    hexs(wpk_header_sha256(f), r->root);   /* the closest thing a lone file has */
+    wp_hash_job *jobs = wp_calloc(n + 1, sizeof *jobs, e);
+    wp_range *tr = wp_calloc(n + 1, sizeof *tr, e);
+    if (!jobs || !tr) rc = WP_ENOMEM;
+    for (size_t i = 0; !rc && i < n; i++) {
+        const wpk_tensor *t = wpk_tensor_at(f, i);
+        tr[i] = (wp_range){t->offset, t->size};
+        jobs[i] = (wp_hash_job){.fd = wpk_fd(f), .path = c->root, .ranges = &tr[i], .nranges = 1};
+        if (c->o->hugepages && t->size) {
+            jobs[i].mem = wpk_data(f, t);
+            tr[i].off = 0;
+        }
+        r->bytes_hashed += t->size;
+    }
+    if (!rc) rc = wp_hash_jobs(jobs, n, r->threads, c->o->progress, c->o->progress_ud, "verify", e);
+    for (size_t i = 0; !rc && i < n; i++) {
+        const wpk_tensor *t = wpk_tensor_at(f, i);
+        if (jobs[i].done && memcmp(jobs[i].out, t->sha256, WP_SHA256_LEN))
+            add_fail(r, e, "%s: %s: sha256 mismatch in bytes [%llu, %llu)", c->root, t->name,
+                     (unsigned long long)t->offset, (unsigned long long)(t->offset + t->size));
+    }
+    if (!rc) {
+        int prc = wpk_check_padding(f, &we);
+        if (prc) rc = absorb(r, e, prc, &we);
+    }
+    free(jobs);
+    free(tr);
+    wpk_close(f);
+    if (!rc && r->nfail_total) rc = WP_EVERIFY;
+    return rc;
+}
+
+static int verify_impl(const char *path, const wp_verify_opts *o, wp_verify_report *r, int skip_sig, wp_err *e)
+{
+    memset(r, 0, sizeof *r);
+    double t0 = wp_now();
+    r->threads = o->threads > 0 ? o->threads : wp_default_threads();
+    struct stat st;
+    if (stat(path, &st) != 0) return wp_fail_errno(e, "%s: cannot open", path);
+    wp_key *key = NULL;
+    if (o->key_path) {
+        int rc = wp_key_load_public(o->key_path, &key, e);
+        if (rc) return rc;
+    }
+    vctx c = {path, o, r, e, skip_sig};
+    int rc;
+    if (S_ISDIR(st.st_mode)) {
+        r->is_build = 1;
+        rc = verify_dir(&c, key);
+    } else if (S_ISREG(st.st_mode)) {
+        rc = key ? wp_fail(e, WP_EUSAGE, "%s: a lone .wpk has no signature to check with --key; verify its build directory",
+                           path)
+                 : verify_lone(&c);
+    } else {
+        rc = wp_fail(e, WP_EUSAGE, "%s: neither a build directory nor a .wpk file", path);
+    }
+    wp_key_free(key);
+    r->seconds = wp_now() - t0;
+    return rc;
+}
+
+int wp_verify_build(const char *path, const wp_verify_opts *o, wp_verify_report *r, wp_err *e)
+{
+    return verify_impl(path, o, r, 0, e);
+}
+
+/* ---- creating a manifest ------------------------------------------------------------ */
+
+typedef struct cfile {
+    char path[4096];
+    const char *rel;
+    int fd;
+    wpk_file *wpk;
+    uint64_t size;
+    wp_range whole;
+    wp_range *gaps;
+    size_t ngaps;
+    wp_range *tr;           /* per tensor */
+    size_t nt;
+    size_t job0;            /* its tensor jobs start here; then gaps, then whole */
+} cfile;
+
+int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progress, void *ud, wp_manifest *out,
+                       wp_err *e)
+{
+    if (out) memset(out, 0, sizeof *out);
+    char sigp[4096];
+    int rc = join(sigp, sizeof sigp, build_dir, WP_MANIFEST_SIG_NAME, e);
+    if (rc) return rc;
+    if (exists(sigp))
+        return wp_fail(e, WP_EUSAGE, "%s: the build is signed; a new manifest would invalidate %s (remove it first)",
+                       build_dir, WP_MANIFEST_SIG_NAME);
+    wp_strv all = {0};
+    rc = wp_list_files(build_dir, &all, e);
+    if (rc) return rc;
+    cfile *cf = wp_calloc(all.n + 1, sizeof *cf, e);
+    wp_manifest m;
+    memset(&m, 0, sizeof m);
+    wp_hash_job *jobs = NULL;
+    size_t nf = 0, njobs = 0, ntensors = 0;
+    if (!cf) rc = WP_ENOMEM;
+    for (size_t i = 0; !rc && i < all.n; i++) {
+        const char *p = all.v[i];
+        if (!strcmp(p, WP_MANIFEST_NAME) || !strcmp(p, WP_MANIFEST_SIG_NAME) || !strcmp(p, WP_MANIFEST_DSSE_NAME))
+            continue;
+        if (!wp_rel_path_ok(p)) {
+            rc = wp_fail(e, WP_EINVAL, "%s/%s: file name not allowed in a manifest", build_dir, p);
+            break;
+        }
+        cfile *f = &cf[nf++];
+        f->fd = -1;
+        f->rel = p;
+        if ((rc = join(f->path, sizeof f->path, build_dir, p, e))) break;
+        if (wp_str_ends_with(p, ".wpk")) {
+            if ((rc = wpk_open(&f->wpk, f->path, e))) break;
+            f->fd = wpk_fd(f->wpk);
+            f->size = wpk_file_size(f->wpk);
+            f->nt = wpk_count(f->wpk);
+        } else {
+            f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+            struct stat st;
+            if (f->fd < 0 || fstat(f->fd, &st) != 0) {
+                rc = wp_fail_errno(e, "%s: cannot open", f->path);
+                break;
+            }
+            f->size = (uint64_t)st.st_size;
+        }
+        f->tr = wp_calloc(f->nt + 1, sizeof *f->tr, e);
+        f->gaps = wp_calloc(f->nt + 1, sizeof *f->gaps, e);
+        if (!f->tr || !f->gaps) {
+            rc = WP_ENOMEM;
+            break;
+        }
+        uint64_t at = 0;
+        for (size_t k = 0; k < f->nt; k++) {
+            const wpk_tensor *t = wpk_tensor_at(f->wpk, k);
+            f->tr[k] = (wp_range){t->offset, t->size};
+            if (t->offset > at) f->gaps[f->ngaps++] = (wp_range){at, t->offset - at};
+            at = t->offset + t->size;
+        }
+        if (f->size > at) f->gaps[f->ngaps++] = (wp_range){at, f->size - at};
+        f->whole = (wp_range){0, f->size};
+        ntensors += f->nt;
+    }
+    if (!rc && !nf) rc = wp_fail(e, WP_EUSAGE, "%s: no files to list in a manifest", build_dir);
+    if (!rc && nf > UINT32_MAX) rc = wp_fail(e, WP_EUSAGE, "%s: too many files", build_dir);
+    if (!rc && !(jobs = wp_calloc(ntensors + 2 * nf, sizeof *jobs, e))) rc = WP_ENOMEM;
+    for (size_t i = 0; !rc && i < nf; i++) {
+        cfile *f = &cf[i];
+        f->job0 = njobs;
+        for (size_t k = 0; k < f->nt; k++)
+            jobs[njobs++] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &f->tr[k], .nranges = 1};
+        jobs[njobs++] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = f->gaps, .nranges = f->ngaps};
+        jobs[njobs++] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &f->whole, .nranges = 1};
+    }
+    if (!rc) rc = wp_hash_jobs(jobs, njobs, threads, progress, ud, "manifest", e);
+    if (!rc) {
+        m.files = wp_calloc(nf, sizeof *m.files, e);
+        m.tensors = wp_calloc(ntensors + 1, sizeof *m.tensors, e);
+        if (!m.files || !m.tensors) rc = WP_ENOMEM;
+    }
+    for (size_t i = 0; !rc && i < nf; i++) {
+        cfile *f = &cf[i];
+        wp_mfile *mf = &m.files[m.nfiles];
+        if (!(mf->path = wp_strdup(f->rel, e))) {
+            rc = WP_ENOMEM;
+            break;
+        }
+        m.nfiles++;
+        mf->size = f->size;
+        memcpy(mf->nontensor_sha256, jobs[f->job0 + f->nt].out, WP_SHA256_LEN);
+        memcpy(mf->sha256, jobs[f->job0 + f->nt + 1].out, WP_SHA256_LEN);
+        for (size_t k = 0; !rc && k < f->nt; k++) {
+            const wpk_tensor *t = wpk_tensor_at(f->wpk, k);
+            const uint8_t *got = jobs[f->job0 + k].out;
+            /* never bless a corrupt container: the data must match its directory */
+            if (memcmp(got, t->sha256, WP_SHA256_LEN)) {
+                rc = wp_fail(e, WP_EVERIFY, "%s: %s: sha256 mismatch in bytes [%llu, %llu)", f->path, t->name,
+                             (unsigned long long)t->offset, (unsigned long long)(t->offset + t->size));
+                break;
+            }
+            wp_mtensor *mt = &m.tensors[m.ntensors];
+            if (!(mt->name = wp_strdup(t->name, e))) {
+                rc = WP_ENOMEM;
+                break;
+            }
+            m.ntensors++;
+            mt->file = (uint32_t)i;
+            mt->offset = t->offset;
+            mt->size = t->size;
+            memcpy(mt->sha256, got, WP_SHA256_LEN);
+        }
+    }
+    if (!rc) rc = wp_manifest_finish(&m, e);
+    if (!rc) rc = wp_manifest_write(build_dir, &m, e);
+    for (size_t i = 0; cf && i < nf; i++) {
+        if (cf[i].wpk) wpk_close(cf[i].wpk);
+        else if (cf[i].fd >= 0) close(cf[i].fd);
+        free(cf[i].tr);
+        free(cf[i].gaps);
+    }
+    free(cf);
+    free(jobs);
+    wp_strv_free(&all);
+    if (!rc && out) *out = m;
+    else wp_manifest_free(&m);
+    return rc;
+}
+
+/* ---- signing a build ------------------------------------------------------------------ */
+
+int wp_sign_build(const char *build_dir, const wp_sign_opts *o, char keyid[2 * WP_SHA256_LEN + 1], wp_err *e)
+{
+    wp_key *k = NULL;
+    int rc = wp_key_load_private(o->key_path, &k, e);
+    if (rc) return rc;
+    if (!o->no_check) {
+        /* sign only what is intact: the manifest must describe these bytes */
+        wp_verify_opts vo = {.allow_unsigned = 1, .threads = o->threads, .progress = o->progress,
+                             .progress_ud = o->progress_ud};
+        wp_verify_report r;
+        rc = verify_impl(build_dir, &vo, &r, 1, e);
+        int lone = !r.is_build;
+        wp_verify_report_free(&r);
+        if (!rc && lone) rc = wp_fail(e, WP_EUSAGE, "%s: only a build directory (with manifest.json) can be signed", build_dir);
+        if (rc) {
+            wp_key_free(k);
+            return rc;
+        }
+    }
+    char mpath[4096], sigp[4096], dssep[4096];
+    char *raw = NULL, *sig = NULL, *st = NULL, *bundle = NULL;
+    size_t rawlen = 0, siglen = 0, stlen = 0, blen = 0;
+    wp_manifest m;
+    memset(&m, 0, sizeof m);
+    wp_resource *res = NULL;
+    rc = join(mpath, sizeof mpath, build_dir, WP_MANIFEST_NAME, e);
+    if (!rc) rc = join(sigp, sizeof sigp, build_dir, WP_MANIFEST_SIG_NAME, e);
+    if (!rc) rc = join(dssep, sizeof dssep, build_dir, WP_MANIFEST_DSSE_NAME, e);
+    if (!rc) rc = wp_read_small_file(mpath, MAX_MANIFEST, &raw, &rawlen, e);
+    if (!rc) rc = wp_manifest_parse(raw, rawlen, mpath, &m, e);
+    if (!rc) rc = wp_key_id(k, keyid, e);
+    if (!rc) rc = wp_sig_make(k, raw, rawlen, &sig, &siglen, e);
+    if (!rc && o->dsse) {
+        res = wp_calloc(m.nfiles + 1, sizeof *res, e);
+        if (!res) rc = WP_ENOMEM;
+        for (uint32_t i = 0; !rc && i < m.nfiles; i++) {
+            res[i].name = m.files[i].path;
+            memcpy(res[i].sha256, m.files[i].sha256, WP_SHA256_LEN);
+        }
+        if (!rc) {
+            res[m.nfiles].name = WP_MANIFEST_NAME;
+            rc = wp_sha256_buf(raw, rawlen, res[m.nfiles].sha256, e);
+        }
+        char name[4096];
+        snprintf(name, sizeof name, "%s", o->model_name ? o->model_name : build_dir);
+        size_t nl = strlen(name);
+        while (nl > 1 && name[nl - 1] == '/') name[--nl] = 0;   /* "build/" names "build" */
+        const char *base = o->model_name ? name : basename(name);
+        if (!rc) rc = wp_intoto_statement(base, res, m.nfiles + 1, &st, &stlen, e);
+        if (!rc) rc = wp_dsse_bundle_make(k, WP_INTOTO_PAYLOAD_TYPE, st, stlen, &bundle, &blen, e);
+    }
+    /* write the DSSE bundle first: manifest.sig is what makes a build "signed" */
+    if (!rc && o->dsse) rc = wp_write_file_atomic(dssep, bundle, blen, e);
+    if (!rc && !o->dsse && exists(dssep) && unlink(dssep) != 0)
+        rc = wp_fail_errno(e, "%s: cannot remove the previous bundle", dssep);
+    if (!rc) rc = wp_write_file_atomic(sigp, sig, siglen, e);
+    free(raw);
+    free(sig);
+    free(st);
+    free(bundle);
+    free(res);
+    wp_manifest_free(&m);
+    wp_key_free(k);
+    return rc;
+}
