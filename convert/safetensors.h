@@ -12,6 +12,15 @@
  * begin <= end; end - begin == product(shape) * bits / 8 (overflow-checked);
  * tensors sorted by offset contiguous from 0, no gaps or overlaps, covering
  * the data buffer to end of file; __metadata__ string -> string.
+ * Stricter than the letter of the format, like the reference Rust reader:
+ * numbers must be spelt as plain integers ("8", not "8.0" or "8e0"), a
+ * tensor entry has exactly the keys dtype/shape/data_offsets, strings may
+ * not contain \u0000, and the header must start with '{'.
+ *
+ * Messages name the path as given, then the tensor, then the rule, e.g.
+ * "dir/model-00001-of-00002.safetensors: layers.0.attn.wq_a.weight:
+ * data_offsets [0, 4096) overlap the previous tensor ...".  Malformed input
+ * gives WP_EINVAL; tests/corpus.h lists one file per rule.
  */
 #ifndef WP_SAFETENSORS_H
 #define WP_SAFETENSORS_H
