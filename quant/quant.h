@@ -13,23 +13,34 @@
 
 #include "common/wp.h"
 
-/* ---- Scalar formats -------------------------------------------------------- */
+/* ---- Scalar formats --------------------------------------------------------
+ * Encoders round on the fp32 bits (independent of the FPU rounding mode) and
+ * take any fp32 input, subnormals, infinities and NaN included.  Signed zero
+ * keeps its sign in every format that has one. */
 float wp_bf16_to_f32(uint16_t h);
-uint16_t wp_f32_to_bf16(float f);          /* RNE, NaN stays NaN (quiet) */
+uint16_t wp_f32_to_bf16(float f);          /* RNE (overflow -> inf), NaN stays NaN (quiet bit set) */
 static inline float wp_bf16_round(float f) { return wp_bf16_to_f32(wp_f32_to_bf16(f)); }
 float wp_f16_to_f32(uint16_t h);
 uint16_t wp_f32_to_f16(float f);           /* IEEE binary16, RNE, overflow -> inf */
-float wp_e4m3_to_f32(uint8_t c);           /* 0x7F/0xFF -> NaN */
-uint8_t wp_f32_to_e4m3(float f);           /* clamp to +-448, RNE; NaN -> 0x7F|sign */
-float wp_e5m2_to_f32(uint8_t c);
-uint8_t wp_f32_to_e5m2(float f);           /* RNE, saturating to +-57344; NaN kept */
+float wp_e4m3_to_f32(uint8_t c);           /* 0x7F/0xFF -> NaN; no inf */
+uint8_t wp_f32_to_e4m3(float f);           /* clamp to +-448 (inf too), RNE; NaN -> 0x7F|sign */
+float wp_e5m2_to_f32(uint8_t c);           /* IEEE-like: 0x7C inf, 0x7D-0x7F NaN */
+/* RNE; a finite value past the largest finite code saturates to +-57344
+ * (0x7B) as the CUDA satfinite cast would, never to inf; an infinite input
+ * stays +-inf (so every non-NaN code round-trips); NaN -> 0x7E|sign. */
+uint8_t wp_f32_to_e5m2(float f);
 float wp_e8m0_to_f32(uint8_t c);           /* 2^(c-127); 0xFF -> NaN */
 /* The E8M0 code of a positive power of two in [2^-127, 2^127]; -1 otherwise. */
 int wp_f32_to_e8m0_exact(float f);
 float wp_e2m1_to_f32(uint8_t code);        /* low 4 bits used */
-uint8_t wp_f32_to_e2m1(float f);           /* clamp to +-6, RNE ties to even code */
+/* Clamp to +-6, RNE ties to the even code (0.25->0, 0.75->1, 2.5->2, 5->4).
+ * E2M1 has no NaN: NaN encodes as +6 (0x7). */
+uint8_t wp_f32_to_e2m1(float f);
 
-/* spec §3.6: smallest power of two >= t, computed on the fp32 bits. */
+/* spec §3.6: smallest power of two >= t, computed on the fp32 bits (exact
+ * powers of two map to themselves).  Outside the spec's positive-normal
+ * domain: subnormal t -> next power of two, overflow -> inf, NaN -> NaN,
+ * t <= 0 -> 0. */
 float wp_pow2ceil(float t);
 #define WP_INV448_BITS 0x3B124925u   /* fl32(1/448) */
 #define WP_INV6_BITS 0x3E2AAAABu     /* fl32(1/6) */
@@ -49,23 +60,31 @@ void wp_act_quant(const float *x, size_t n, size_t block, uint8_t *q, uint8_t *s
 /* ---- Weight block formats --------------------------------------------------- */
 typedef enum wp_scale_fmt { WP_SCALE_E8M0, WP_SCALE_F32 } wp_scale_fmt;
 
-/* FP8 E4M3 weight [rows, cols] with br x bc blocks; scales [ceil(rows/br),
- * ceil(cols/bc)] row-major, each 1 byte (E8M0) or 4 bytes (F32).
- * Quantise: E8M0 -> s = pow2ceil(amax * fl32(1/448)); F32 -> s = amax / 448
- * (amax 0 -> s = 1).  q = RNE_e4m3(clamp(w / s)). */
+/* FP8 E4M3 weight [rows, cols] with br x bc blocks (ragged last blocks
+ * allowed); scales [ceil(rows/br), ceil(cols/bc)] row-major, each 1 byte
+ * (E8M0) or 4 bytes (F32, little-endian, any alignment).
+ * Quantise: E8M0 -> s = pow2ceil(amax * fl32(1/448)) clamped to [2^-127,
+ * 2^127]; F32 -> s = amax / 448; an all-zero block gets s = 1 in both.
+ * q = RNE_e4m3(clamp(w / s)).  amax ignores NaN; a NaN element stays NaN.
+ * This is the rule tiny-a was made with: dequantise -> quantise returns the
+ * same bytes for every block whose largest |code| is above 224. */
 void wp_fp8_block_quant(const float *w, size_t rows, size_t cols, size_t br, size_t bc,
                         wp_scale_fmt fmt, uint8_t *q, void *scales);
 void wp_fp8_block_dequant(const uint8_t *q, const void *scales, size_t rows, size_t cols,
                           size_t br, size_t bc, wp_scale_fmt fmt, float *out);
 
 /* MXFP4: E2M1 packed [rows, cols/2] (low nibble = even element), E8M0 scale
- * per 1x32 group [rows, cols/32]; s = pow2ceil(amax * fl32(1/6)). */
+ * per 1x32 group [rows, cols/32]; s = pow2ceil(amax * fl32(1/6)) clamped to
+ * E8M0's range, all-zero group -> s = 1.  cols % 32 == 0.  Dequantise ->
+ * quantise returns the same bytes for groups whose largest value is > 3. */
 void wp_mxfp4_quant(const float *w, size_t rows, size_t cols, uint8_t *q, uint8_t *scales);
 void wp_mxfp4_dequant(const uint8_t *q, const uint8_t *scales, size_t rows, size_t cols, float *out);
 
 /* NVFP4: E2M1 packed [rows, cols/2], E4M3 scale per 1x16 group [rows, cols/16]
- * and one f32 global scale: w ~ e2m1 * e4m3_scale * global.  global =
- * amax_tensor / (448 * 6) (1 if the tensor is all zero). */
+ * and one f32 global scale: w ~ (e2m1 * e4m3_scale) * global.  global =
+ * amax_tensor / (448 * 6) (1 if the tensor is all zero).  Group scale code =
+ * RNE_e4m3(amax_16 / 6 / global); elements are divided by the decoded scale
+ * times global (a zero scale gives zero codes).  cols % 16 == 0. */
 float wp_nvfp4_global_scale(const float *w, size_t n);
 void wp_nvfp4_quant(const float *w, size_t rows, size_t cols, float global, uint8_t *q,
                     uint8_t *scales);
@@ -73,9 +92,12 @@ void wp_nvfp4_dequant(const uint8_t *q, const uint8_t *scales, float global, siz
                       size_t cols, float *out);
 
 /* spec §3.7: MXFP4 tile -> FP8 128x128 with one E8M0 scale per tile
- * (S' = S_max / 2^6).  Returns the number of elements that were NOT exactly
- * representable (0 = lossless).  q_out [rows, cols], scale_out
- * [ceil(rows/128), ceil(cols/128)] (E8M0, or F32 if fmt says so). */
+ * (S' = S_max / 2^6, floored at 2^-127).  Returns the number of elements that
+ * were NOT exactly representable (0 = lossless; guaranteed when every group
+ * exponent is within 14 of its tile's maximum).  A NaN group scale (0xFF) is
+ * left out of S_max; its elements become NaN and count as lossy.  q_out
+ * [rows, cols], scale_out [ceil(rows/128), ceil(cols/128)] (E8M0, or F32 if
+ * fmt says so).  cols % 32 == 0. */
 size_t wp_mxfp4_to_fp8(const uint8_t *q4, const uint8_t *s4, size_t rows, size_t cols,
                        wp_scale_fmt fmt, uint8_t *q_out, void *scale_out);
 
@@ -105,9 +127,14 @@ typedef struct wp_qweight {
     uint32_t br, bc;         /* FP8 block (e.g. 128x128, 32x32) */
     float global;            /* NVFP4 only */
 } wp_qweight;
-/* Dequantise rows [r0, r0+n) into out[n * cols] (fp32). */
+/* Dequantise rows [r0, r0+n) into out[n * cols] (fp32).  data and scale may
+ * sit at any byte offset (a mapped file).  The caller has validated the
+ * shape against the encoding (wp_enc_*_bytes); r0 + n <= rows. */
 void wp_qweight_dequant_rows(const wp_qweight *w, uint64_t r0, uint64_t n, float *out);
-/* Bytes of data and of scale for an encoding and shape (0 scale bytes for plain). */
+/* Bytes of data and of scale for an encoding and shape (0 scale bytes for
+ * plain encodings).  UINT64_MAX when the shape is impossible for the
+ * encoding (odd cols for FP4, cols not a multiple of the group, a zero FP8
+ * block) or the size overflows: callers treat it as a validation failure. */
 uint64_t wp_enc_data_bytes(wp_enc e, uint64_t rows, uint64_t cols);
 uint64_t wp_enc_scale_bytes(wp_enc e, uint64_t rows, uint64_t cols, uint32_t br, uint32_t bc,
                             wp_scale_fmt sfmt);
