@@ -16,11 +16,15 @@ OPT    ?= -O2 -g
 CFLAGS += $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -pthread -I. -MMD -MP
 LDLIBS += -lzstd -lcrypto -lcjson -lhugetlbfs -lpthread -lm
 
+# Sanitised objects never share a directory with plain ones (a command-line
+# BUILD= cannot be reassigned, hence the derived OUT).
 ifeq ($(SAN),1)
-  BUILD   := $(BUILD)-san
+  OUT     := $(BUILD)-san
   SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   CFLAGS  += $(SANFLAGS)
   LDFLAGS += $(SANFLAGS)
+else
+  OUT     := $(BUILD)
 endif
 
 MODULES  := common convert quant format verify runtime
@@ -28,16 +32,16 @@ LIB_SRC  := $(sort $(wildcard $(addsuffix /*.c,$(MODULES))))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/profiles.o
+LIB_OBJ  := $(LIB_SRC:%.c=$(OUT)/obj/%.o) $(OUT)/obj/gen/profiles.o
 # Build profiles are data (convert/profiles/*.json), compiled into the binary
 # so `wpack convert --profile hopper` works from any directory.
 PROFILES := $(sort $(wildcard convert/profiles/*.json))
-CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
-TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(OUT)/obj/%.o)
 
-LIB   := $(BUILD)/libwpack.a
-WPACK := $(BUILD)/wpack
-TESTS := $(BUILD)/wpack-tests
+LIB   := $(OUT)/libwpack.a
+WPACK := $(OUT)/wpack
+TESTS := $(OUT)/wpack-tests
 
 .PHONY: all deps test demo clean bench-tools
 all: deps $(WPACK) $(TESTS)
@@ -45,15 +49,15 @@ all: deps $(WPACK) $(TESTS)
 deps:
 	@sh scripts/deps.sh
 
-$(BUILD)/obj/%.o: %.c | deps
+$(OUT)/obj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/gen/profiles.c: $(PROFILES) scripts/embed.sh
+$(OUT)/gen/profiles.c: $(PROFILES) scripts/embed.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed.sh $(PROFILES) > $@
 
-$(BUILD)/obj/gen/profiles.o: $(BUILD)/gen/profiles.c
+$(OUT)/obj/gen/profiles.o: $(OUT)/gen/profiles.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
