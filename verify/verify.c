@@ -14,6 +14,25 @@
 #include "format/wpk.h"
 #include "verify/internal.h"
 
+/* format/hugepages.c may not be linked into every build yet: a weak
+ * reference keeps verify linking, and --hugepages then falls back to the
+ * plain mapping with a notice. */
+extern int wpk_load_hugepages(wpk_file *f, int mode, wpk_huge_kind *kind, char *notice, size_t notice_sz,
+                              wp_err *e) __attribute__((weak));
+
+static int load_huge(wpk_file *f, char *notice, size_t sz)
+{
+    wpk_huge_kind hk = WPK_HUGE_NONE;
+    wp_err he = {0};
+    if (!wpk_load_hugepages) {
+        snprintf(notice, sz, "huge pages: not supported by this build of wpack; using the plain mapping");
+        return 0;
+    }
+    int rc = wpk_load_hugepages(f, WPK_HUGE_EXPLICIT, &hk, notice, sz, &he);
+    if (rc) snprintf(notice, sz, "huge pages: %.200s; using the plain mapping", he.msg);
+    return hk != WPK_HUGE_NONE && !rc;
+}
+
 #define MAX_MANIFEST ((size_t)1 << 30)
 #define MAX_SIGDOC ((size_t)1 << 20)
 #define MAX_FAIL_LINES 1000
@@ -416,12 +435,9 @@ static int verify_dir(vctx *c, const wp_key *key)
             vfile *f = &vf[i];
             if (!f->ok) continue;
             if (o->hugepages && f->wpk) {
-                wpk_huge_kind hk;
                 char note[256] = "";
-                wp_err he = {0};
-                if (!wpk_load_hugepages(f->wpk, WPK_HUGE_EXPLICIT, &hk, note, sizeof note, &he) && note[0] &&
-                    !r->notice[0])
-                    snprintf(r->notice, sizeof r->notice, "%s", note);
+                load_huge(f->wpk, note, sizeof note);
+                if (note[0] && !r->notice[0]) snprintf(r->notice, sizeof r->notice, "%s", note);
             }
             for (uint64_t k = f->t_first; k < f->t_first + f->t_count; k++) {
                 const wp_mtensor *t = &m.tensors[k];
@@ -507,13 +523,7 @@ static int verify_lone(vctx *c)
     wp_err we = {0};
     int rc = wpk_open(&f, c->root, &we);
     if (rc) return absorb(r, e, rc, &we);
-    if (c->o->hugepages) {
-        wpk_huge_kind hk;
-        char note[256] = "";
-        if (!wpk_load_hugepages(f, WPK_HUGE_EXPLICIT, &hk, note, sizeof note, &we) && note[0])
-            snprintf(r->notice, sizeof r->notice, "%s", note);
-        wp_err_clear(&we);
-    }
+    if (c->o->hugepages) load_huge(f, r->notice, sizeof r->notice);
     size_t n = wpk_count(f);
     r->nfiles = 1;
     r->ntensors = n;
