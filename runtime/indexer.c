@@ -1,0 +1,185 @@
+/*
+ * indexer.c — the lightning indexer of CSA layers (spec §4.7): FP4-simulated,
+ * Hadamard-rotated queries from the attention's q latent, its own compressor
+ * for the keys, relu-weighted head scores and a deterministic top-k.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/internal.h"
+
+void rt_hadamard(float *x, int n, float scale)
+{
+    /* Sylvester butterfly: yields H_n[a][b] = (-1)^popcount(a & b), natural order */
+    for (int h = 1; h < n; h <<= 1)
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; j++) {
+                float a = x[j], b = x[j + h];
+                x[j] = a + b;
+                x[j + h] = a - b;
+            }
+    for (int i = 0; i < n; i++) x[i] *= scale;
+}
+
+/* spec §4.7 tie rule: higher score first, then lower index; NaN ranks last. */
+static int better(const float *s, int32_t i, int32_t j)
+{
+    float a = s[i], b = s[j];
+    if (isnan(a) || isnan(b)) return isnan(b) && (!isnan(a) || i < j);
+    return a > b || (a == b && i < j);
+}
+
+/* min-heap on "better": the root is the worst element kept */
+static void sift_down(const float *s, int32_t *h, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && better(s, h[w], h[l])) w = l;
+        if (r < n && better(s, h[w], h[r])) w = r;
+        if (w == i) return;
+        int32_t t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+void rt_topk(const float *score, int n, int k, int32_t *idx)
+{
+    if (k <= 0) return;
+    int size = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (size < k) {
+            int c = size++;
+            idx[c] = i;
+            while (c > 0 && better(score, idx[(c - 1) / 2], idx[c])) {
+                int p = (c - 1) / 2;
+                int32_t t = idx[p];
+                idx[p] = idx[c];
+                idx[c] = t;
+                c = p;
+            }
+        } else if (better(score, i, idx[0])) {
+            idx[0] = i;
+            sift_down(score, idx, size, 0);
+        }
+    }
+    /* heap sort: move the worst to the back until sorted best-first */
+    for (int end = size - 1; end > 0; end--) {
+        int32_t t = idx[0];
+        idx[0] = idx[end];
+        idx[end] = t;
+        sift_down(score, idx, end, 0);
+    }
+}
+
+typedef struct score_job {
+    const rt_ctx *c;
+    const float *q, *w, *keys;
+    int Hi, Di, T, topk, m, p0, prefill;
+    int32_t *out;
+    atomic_int oom;
+} score_job;
+
+static void score_task(void *ctx, int s0, int s1)
+{
+    score_job *j = ctx;
+    const int Hi = j->Hi, Di = j->Di, T = j->T;
+    float *sc = malloc(sizeof(float) * (size_t)(T + 1));
+    int32_t *sel = malloc(sizeof(int32_t) * (size_t)(j->topk + 1));
+    if (!sc || !sel) {
+        free(sc);
+        free(sel);
+        atomic_store(&j->oom, 1);
+        return;
+    }
+    for (int s = s0; s < s1; s++) {
+        const float *q = j->q + (size_t)s * Hi * Di, *w = j->w + (size_t)s * Hi;
+        /* spec §4.7 step 5: in prefill, entries not yet complete at this
+         * query's position are masked; in decode all T entries are visible */
+        const int visible = j->prefill ? (j->p0 + s + 1) / j->m : T;
+        for (int t = 0; t < T; t++) {
+            if (t >= visible) {
+                sc[t] = -INFINITY;
+                continue;
+            }
+            const float *k = j->keys + (size_t)t * Di;
+            float acc = 0;
+            for (int h = 0; h < Hi; h++) {
+                float d = j->c->k->dot(q + (size_t)h * Di, k, Di);
+                if (j->c->flags & WP_RT_BF16) d = wp_bf16_round(d);
+                float v = (d > 0 ? d : 0) * w[h];
+                if (j->c->flags & WP_RT_BF16) v = wp_bf16_round(v);
+                acc += v;
+            }
+            sc[t] = (j->c->flags & WP_RT_BF16) ? wp_bf16_round(acc) : acc;
+        }
+        const int k = j->topk < T ? j->topk : T;
+        rt_topk(sc, T, k, sel);
+        int32_t *o = j->out + (size_t)s * j->topk;
+        for (int i = 0; i < j->topk; i++) o[i] = i < k && sel[i] < visible ? sel[i] : -1;
+    }
+    free(sc);
+    free(sel);
+}
+
+int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lstate *st,
+               const float *x, const float *qr, int n, int32_t *topk, wp_err *e)
+{
+    const int Hi = cfg->index_n_heads, Di = cfg->index_head_dim, r = cfg->rope_head_dim;
+    const int p0 = st->pos, prefill = p0 == 0;
+    if (!prefill && n != 1)   /* spec §4.12: no chunked prefill; decode is one token */
+        return wp_fail(e, WP_EUSAGE, "%sattn.indexer: %d tokens at position %d (decode takes one)",
+                       L->prefix, n, p0);
+    float *q = malloc(sizeof(float) * ((size_t)n * Hi * Di + (size_t)n * Hi));
+    if (!q) return wp_fail(e, WP_ENOMEM, "%sattn.indexer: out of memory", L->prefix);
+    float *w = q + (size_t)n * Hi * Di;
+    int rc = rt_linear(c, &L->iq_b, qr, n, q);
+    if (rc) goto oom;
+    float cs[512];
+    const float hs = 1.0f / sqrtf((float)Di);
+    for (int s = 0; s < n; s++) {
+        rt_rope_cs(L->rope, p0 + s, cs);
+        for (int h = 0; h < Hi; h++) {
+            float *qh = q + ((size_t)s * Hi + h) * Di;
+            rt_rope_apply(qh + Di - r, cs, r, 0);
+            rt_round(c, qh + Di - r, (size_t)r);
+            rt_hadamard(qh, Di, hs);
+            rt_round(c, qh, (size_t)Di);
+            /* spec §4.7: the FP4 round trip, block 32 */
+            if (!(c->flags & WP_RT_INDEXER_HP)) wp_fp4_act_quant_sim(qh, (size_t)Di, 32);
+        }
+    }
+    /* the indexer's own compressor runs before the scores (spec §4.6 order) */
+    if (prefill) {
+        rc = rt_comp_prefill(c, cfg, &L->icomp, L->rope, &st->ics, x, n, st->ik);
+        if (rc < 0) goto oom;
+        st->n_ik = rc;
+    } else {
+        for (int s = 0; s < n; s++) {
+            rc = rt_comp_decode(c, cfg, &L->icomp, L->rope, &st->ics, x + (size_t)s * cfg->dim,
+                                p0 + s, st->ik + (size_t)st->n_ik * Di);
+            if (rc < 0) goto oom;
+            st->n_ik += rc;
+        }
+    }
+    rc = rt_linear_dense(c, &L->iw, x, n, w);
+    if (rc) goto oom;
+    /* spec §4.7 step 3: w * index_head_dim^-0.5 * index_n_heads^-0.5 */
+    const float wscale = (float)(1.0 / sqrt((double)Di) / sqrt((double)Hi));
+    for (size_t i = 0; i < (size_t)n * Hi; i++) w[i] *= wscale;
+    rt_round(c, w, (size_t)n * Hi);
+    score_job j = {.c = c, .q = q, .w = w, .keys = st->ik, .Hi = Hi, .Di = Di, .T = st->n_ik,
+                   .topk = cfg->index_topk, .m = L->ratio, .p0 = p0, .prefill = prefill,
+                   .out = topk};
+    atomic_init(&j.oom, 0);
+    rt_pool_for(c->pool, n, 1, score_task, &j);
+    if (atomic_load(&j.oom)) goto oom;
+    free(q);
+    return 0;
+oom:
+    free(q);
+    return wp_fail(e, WP_ENOMEM, "%sattn.indexer: out of memory", L->prefix);
+}

@@ -1,0 +1,135 @@
+/*
+ * runtime.h — the reference CPU forward pass of DeepSeek-V4 (spec §4).
+ *
+ * Three objects:
+ *   wp_tsrc   a tensor source: resolves official HF tensor names to weights
+ *             (wp_qweight, any wp_enc) and plain typed views.  One
+ *             implementation reads an HF checkpoint directly (zero-copy over
+ *             the mmap'd shards); .wpk builds add another.  The model never
+ *             sees where a tensor comes from.
+ *   wp_model  the loaded model: per-layer weight views, RoPE tables, options.
+ *   wp_seq    one sequence's caches: sliding-window ring, compressed KV,
+ *             compressor states, indexer keys.  Independent sequences form a
+ *             batch; each has its own wp_seq.
+ *
+ * Numerics (docs/runtime.md): by default everything that the reference keeps
+ * in bf16 is fp32 here, and every deliberate low-precision step is exact:
+ * FP8 act_quant before FP8/FP4 linears, the FP8 KV round trip, the indexer's
+ * Hadamard + FP4 round trip.  This is what golden-fp32 was computed with.
+ * WP_RT_BF16 additionally rounds to bf16 wherever the reference's tensors are
+ * bf16 (spec §4.0).
+ */
+#ifndef WP_RUNTIME_H
+#define WP_RUNTIME_H
+
+#include <stdint.h>
+
+#include "common/wp.h"
+#include "convert/model.h"
+#include "convert/safetensors.h"
+#include "quant/quant.h"
+
+/* ---- Tensor source ------------------------------------------------------------ */
+
+/* A plain (non-linear) tensor: norms, HC parameters, attn_sink, gate.bias,
+ * ape, tid2eid.  data is little-endian, row-major, of `dtype`. */
+typedef struct wp_tview {
+    wp_dtype dtype;
+    int ndim;
+    uint64_t shape[4];
+    const void *data;
+} wp_tview;
+
+typedef struct wp_tsrc wp_tsrc;
+struct wp_tsrc {
+    const char *path;        /* what was opened, for messages */
+    const char *kind;        /* "hf", "wpk", ... */
+    wp_config cfg;           /* the model description the source carries */
+    /* A linear weight by module name, without ".weight" (e.g.
+     * "layers.0.attn.wq_a", "mtp.0.e_proj", "embed", "head",
+     * "layers.1.ffn.experts.3.w1").  Routed experts are always asked for by
+     * their per-expert name; a source that stores them stacked returns expert
+     * e's slice.  The view stays valid until close. */
+    int (*weight)(wp_tsrc *s, const char *name, wp_qweight *out, wp_err *e);
+    /* A plain tensor by its full name (e.g. "layers.0.attn_norm.weight",
+     * "hc_head_fn", "layers.0.ffn.gate.tid2eid"). */
+    int (*tensor)(wp_tsrc *s, const char *name, wp_tview *out, wp_err *e);
+    /* 1 if the source holds a tensor (full name) or a weight (module name). */
+    int (*has)(wp_tsrc *s, const char *name);
+    void (*close)(wp_tsrc *s);
+    void *impl;
+};
+
+/* Open an HF checkpoint directory (config.json + safetensors shards).  FP8
+ * pairs become WP_ENC_FP8 with E8M0 scales and the block size of
+ * quantization_config.weight_block_size; I8 routed experts WP_ENC_MXFP4;
+ * BF16/F32/F16 weights the plain encodings.  Scale shapes are checked. */
+int wp_tsrc_open_hf(wp_tsrc **out, const char *dir, wp_err *e);
+/* Open whatever `path` is (today: an HF checkpoint directory). */
+int wp_tsrc_open(wp_tsrc **out, const char *path, wp_err *e);
+void wp_tsrc_close(wp_tsrc *s);
+
+/* ---- Model ---------------------------------------------------------------------- */
+
+enum {
+    WP_RT_BF16 = 1 << 0,          /* round at the reference's bf16 points (spec §4.0) */
+    WP_RT_INDEXER_HP = 1 << 1,    /* indexer without its Hadamard+FP4 simulation of q
+                                     and K ("--indexer-precision bf16", spec §6) */
+    WP_RT_SCALAR = 1 << 2,        /* scalar kernels only (the vector kernels' reference) */
+};
+
+typedef struct wp_rt_opts {
+    int threads;      /* worker threads for the kernels; <= 0: 1 */
+    unsigned flags;   /* WP_RT_* */
+} wp_rt_opts;
+
+typedef struct wp_model wp_model;
+
+/* Load every weight view the forward pass needs from `src` (which must
+ * outlive the model) and check its shape against the config. */
+int wp_model_load(wp_model **out, wp_tsrc *src, const wp_rt_opts *opts, wp_err *e);
+void wp_model_free(wp_model *m);
+const wp_config *wp_model_config(const wp_model *m);
+/* Name of the kernel set in use ("avx512", "avx2", "scalar"). */
+const char *wp_model_kernels(const wp_model *m);
+
+/* ---- Sequences --------------------------------------------------------------------
+ * A sequence holds the caches of every main layer and of the MTP block for up
+ * to `max_len` positions.  Each layer counts the tokens it has consumed; a
+ * fresh sequence starts at position 0. */
+typedef struct wp_seq wp_seq;
+int wp_seq_new(wp_seq **out, const wp_model *m, int max_len, wp_err *e);
+/* Back to position 0: caches cleared, compressor states re-initialised
+ * (kv_state = 0, score_state = -inf; spec §4.6). */
+void wp_seq_reset(wp_seq *s);
+void wp_seq_free(wp_seq *s);
+int wp_seq_pos(const wp_seq *s);      /* tokens consumed by layer 0 */
+
+/* Feed n tokens.  At position 0 the n tokens are one prefill (spec §4.12);
+ * at position > 0 they are decoded one at a time.  logits: [vocab] fp32 of
+ * the last position, or NULL.  h_last: if not NULL, [n, hc, dim] residual
+ * after the last main layer (before the head's HC collapse) for the n
+ * positions — the MTP block's input. */
+int wp_model_forward(wp_model *m, wp_seq *s, const int32_t *tokens, int n, float *logits,
+                     float *h_last, wp_err *e);
+
+/* One main layer (0..n_layers-1) alone, on its own current position: h is the
+ * [n, hc, dim] residual, replaced by the layer's output; tokens are the ids of
+ * the n positions (hash routing).  Used for teacher-forced parity. */
+int wp_model_layer(wp_model *m, wp_seq *s, int layer, float *h, const int32_t *tokens, int n,
+                   wp_err *e);
+
+/* The MTP block (spec §4.11) on n positions: h [n, hc, dim] from the last main
+ * layer, ids the tokens given to the block (the next tokens).  logits of the
+ * last position -> [vocab].  Uses and advances the sequence's MTP caches. */
+int wp_model_mtp(wp_model *m, wp_seq *s, const float *h, const int32_t *ids, int n,
+                 float *logits, wp_err *e);
+
+/* Record the indexer's selection of a CSA layer during the next calls: for
+ * each position consumed, index_topk int32 slots = chosen compressed entry
+ * indices (no offset), -1 where none, in selection order.  buf must hold
+ * rows * index_topk entries; NULL stops recording.  Returns WP_EUSAGE for a
+ * layer without an indexer. */
+int wp_seq_capture_topk(wp_seq *s, int layer, int32_t *buf, int rows, wp_err *e);
+
+#endif

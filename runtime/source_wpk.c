@@ -1,0 +1,336 @@
+/*
+ * source_wpk.c — the runtime's tensor source over a wpack build: a directory
+ * of .wpk parts (plus manifest) or a lone .wpk file.
+ *
+ * The model asks for weights by official HF module name.  Tensors that kept
+ * their name are found directly.  Stacked tensors (experts [E, out, in'],
+ * fused w13 [E, 2I, in'], expert-parallel ranks holding a contiguous range)
+ * are found through the source names the container records for every slice
+ * (expert-major; k sources per slice when k projections are fused), so this
+ * file needs no knowledge of profiles or of how the planner names stacks.
+ *
+ * A tensor-parallel build splits tensors across parts: the same name appears
+ * in several parts with different bytes.  The CPU runtime runs unsplit models,
+ * so that is refused with a message naming the tensor.
+ */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "runtime/source_wpk.h"
+
+typedef struct ent {
+    const char *name;        /* key: points into a container's mapping */
+    int file;
+    const wpk_tensor *t;
+    uint64_t slice;          /* stacked: which [E] slice */
+    int part, nparts;        /* fused: which of the slice's row blocks */
+} ent;
+
+typedef struct wpk_src {
+    wpk_file **files;
+    int n_files;
+    ent *ents;
+    size_t n_ents, cap;
+} wpk_src;
+
+static int ent_cmp(const void *a, const void *b)
+{
+    const ent *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c) return c;
+    return x->file - y->file;   /* stable: the first part wins among equals */
+}
+
+static const ent *lookup(const wpk_src *w, const char *name)
+{
+    size_t lo = 0, hi = w->n_ents;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(w->ents[mid].name, name);
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < w->n_ents && !strcmp(w->ents[lo].name, name) ? &w->ents[lo] : NULL;
+}
+
+static int push(wpk_src *w, ent x, wp_err *e)
+{
+    if (w->n_ents == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 1024;
+        ent *p = realloc(w->ents, cap * sizeof *p);
+        if (!p) return wp_fail(e, WP_ENOMEM, "out of memory indexing a build");
+        w->ents = p;
+        w->cap = cap;
+    }
+    w->ents[w->n_ents++] = x;
+    return 0;
+}
+
+/* Restrict q to rows [r0, r0 + n): data and scale move by whole rows (or whole
+ * FP8 scale blocks, which the caller guarantees by fusing at block bounds). */
+static int qweight_rows(wp_qweight *q, uint64_t r0, uint64_t n, const char *path,
+                        const char *name, wp_err *e)
+{
+    uint64_t data_row, scale_row = 0, scale_r0 = r0;
+    switch (q->enc) {
+    case WP_ENC_BF16: case WP_ENC_F16: data_row = 2 * q->cols; break;
+    case WP_ENC_F32: data_row = 4 * q->cols; break;
+    case WP_ENC_FP8:
+        data_row = q->cols;
+        if (!q->br || r0 % q->br || n % q->br)
+            return wp_fail(e, WP_EINVAL, "%s: %s: fused rows [%llu, +%llu) do not fall on %u-row "
+                           "scale blocks", path, name, (unsigned long long)r0,
+                           (unsigned long long)n, q->br);
+        scale_row = ((q->cols + q->bc - 1) / q->bc) * (q->sfmt == WP_SCALE_F32 ? 4 : 1);
+        scale_r0 = r0 / q->br;
+        break;
+    case WP_ENC_MXFP4: data_row = q->cols / 2; scale_row = q->cols / 32; break;
+    case WP_ENC_NVFP4: data_row = q->cols / 2; scale_row = q->cols / 16; break;
+    default: return wp_fail(e, WP_EINVAL, "%s: %s: unknown encoding", path, name);
+    }
+    q->data = (const uint8_t *)q->data + r0 * data_row;
+    if (q->scale) q->scale = (const uint8_t *)q->scale + scale_r0 * scale_row;
+    q->rows = n;
+    return 0;
+}
+
+static int src_weight(wp_tsrc *s, const char *name, wp_qweight *out, wp_err *e)
+{
+    wpk_src *w = s->impl;
+    char key[512];
+    snprintf(key, sizeof key, "%s.weight", name);
+    memset(out, 0, sizeof *out);
+    const ent *x = lookup(w, key);
+    if (!x) return wp_fail(e, WP_EINVAL, "%s: %s: not in this build", s->path, key);
+    const wpk_tensor *t = x->t;
+    wpk_file *f = w->files[x->file];
+    if (t->kind == WPK_KIND_RAW) {
+        /* plain matrices may be stored as raw arrays (e.g. a passthrough F32) */
+        if (t->ndim != 2 || (t->dtype != WP_BF16 && t->dtype != WP_F32 && t->dtype != WP_F16))
+            return wp_fail(e, WP_EINVAL, "%s: %s: raw %s [%d dims] is not a linear weight",
+                           s->path, key, wp_dtype_name(t->dtype), t->ndim);
+        out->enc = t->dtype == WP_BF16 ? WP_ENC_BF16 : t->dtype == WP_F32 ? WP_ENC_F32 : WP_ENC_F16;
+        out->rows = t->shape[0];
+        out->cols = t->shape[1];
+        out->data = wpk_data(f, t);
+        return 0;
+    }
+    int rc = wpk_qweight(f, t, t->stacked ? x->slice : 0, out, e);
+    if (rc) return rc;
+    if (x->nparts > 1) {
+        if (out->rows % (uint64_t)x->nparts)
+            return wp_fail(e, WP_EINVAL, "%s: %s: %llu rows do not split into %d fused parts",
+                           s->path, t->name, (unsigned long long)out->rows, x->nparts);
+        uint64_t n = out->rows / (uint64_t)x->nparts;
+        rc = qweight_rows(out, (uint64_t)x->part * n, n, s->path, t->name, e);
+    }
+    return rc;
+}
+
+static int src_tensor(wp_tsrc *s, const char *name, wp_tview *out, wp_err *e)
+{
+    wpk_src *w = s->impl;
+    memset(out, 0, sizeof *out);
+    const ent *x = lookup(w, name);
+    if (!x || x->t->stacked || x->nparts > 1 || strcmp(x->t->name, name))
+        return wp_fail(e, WP_EINVAL, "%s: %s: not in this build", s->path, name);
+    const wpk_tensor *t = x->t;
+    if (t->kind == WPK_KIND_RAW) out->dtype = t->dtype;
+    else if (t->enc == WP_ENC_BF16) out->dtype = WP_BF16;
+    else if (t->enc == WP_ENC_F32) out->dtype = WP_F32;
+    else if (t->enc == WP_ENC_F16) out->dtype = WP_F16;
+    else
+        return wp_fail(e, WP_EINVAL, "%s: %s: encoded as %s, expected a plain tensor", s->path,
+                       name, wpk_tensor_enc_name(t));
+    if (t->ndim > 4)
+        return wp_fail(e, WP_EINVAL, "%s: %s: %d dimensions (at most 4)", s->path, name, t->ndim);
+    out->ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++) out->shape[i] = t->shape[i];
+    out->data = wpk_data(w->files[x->file], t);
+    return 0;
+}
+
+static int src_has(wp_tsrc *s, const char *name)
+{
+    wpk_src *w = s->impl;
+    char key[512];
+    snprintf(key, sizeof key, "%s.weight", name);
+    return lookup(w, name) || lookup(w, key);
+}
+
+static void src_close(wp_tsrc *s)
+{
+    wpk_src *w = s->impl;
+    if (w) {
+        for (int i = 0; i < w->n_files; i++) wpk_close(w->files[i]);
+        free(w->files);
+        free(w->ents);
+        free(w);
+    }
+    free((char *)s->path);
+    free(s);
+}
+
+static int is_wpk(const char *n)
+{
+    size_t k = strlen(n);
+    return k > 4 && !strcmp(n + k - 4, ".wpk") && n[0] != '.';
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The .wpk parts of a build, sorted by file name (deterministic). */
+static int list_parts(const char *path, char ***out, int *n, wp_err *e)
+{
+    struct stat st;
+    *out = NULL;
+    *n = 0;
+    if (stat(path, &st) != 0) return wp_fail_errno(e, "%s", path);
+    if (!S_ISDIR(st.st_mode)) {
+        char **v = malloc(sizeof *v);
+        if (!v || !(v[0] = strdup(path))) {
+            free(v);
+            return wp_fail(e, WP_ENOMEM, "out of memory");
+        }
+        *out = v;
+        *n = 1;
+        return 0;
+    }
+    DIR *d = opendir(path);
+    if (!d) return wp_fail_errno(e, "%s: cannot list build directory", path);
+    char **v = NULL;
+    int k = 0, cap = 0, rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_wpk(de->d_name)) continue;
+        if (k == cap) {
+            cap = cap ? 2 * cap : 8;
+            char **p = realloc(v, (size_t)cap * sizeof *p);
+            if (!p) { rc = wp_fail(e, WP_ENOMEM, "out of memory"); break; }
+            v = p;
+        }
+        char full[4096];
+        if (wp_path_join(full, sizeof full, path, de->d_name) || !(v[k] = strdup(full))) {
+            rc = wp_fail(e, WP_EINVAL, "%s/%s: path too long", path, de->d_name);
+            break;
+        }
+        k++;
+    }
+    closedir(d);
+    if (!rc && !k) rc = wp_fail(e, WP_EINVAL, "%s: no .wpk file in this directory", path);
+    if (rc) {
+        for (int i = 0; i < k; i++) free(v[i]);
+        free(v);
+        return rc;
+    }
+    qsort(v, (size_t)k, sizeof *v, name_cmp);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* Index every tensor by its own name, and every slice of a stacked tensor by
+ * its source names.  Same name in two parts: fine when the bytes agree
+ * (expert-parallel ranks replicate the dense weights), refused otherwise. */
+static int build_index(wpk_src *w, const char *path, wp_err *e)
+{
+    int rc = 0;
+    for (int fi = 0; fi < w->n_files && !rc; fi++) {
+        wpk_file *f = w->files[fi];
+        for (size_t i = 0; i < wpk_count(f) && !rc; i++) {
+            const wpk_tensor *t = wpk_tensor_at(f, i);
+            rc = push(w, (ent){t->name, fi, t, 0, 0, 1}, e);
+            if (rc || !t->stacked || !t->n_sources) continue;
+            if (t->n_sources % t->n_experts)
+                return wp_fail(e, WP_EINVAL, "%s: %s: %u source names for %llu stacked experts",
+                               wpk_path(f), t->name, t->n_sources,
+                               (unsigned long long)t->n_experts);
+            int per = (int)(t->n_sources / t->n_experts);
+            for (uint32_t k = 0; k < t->n_sources && !rc; k++)
+                rc = push(w, (ent){t->sources[k], fi, t, k / (uint32_t)per, (int)(k % (uint32_t)per), per}, e);
+        }
+    }
+    if (rc) return rc;
+    qsort(w->ents, w->n_ents, sizeof *w->ents, ent_cmp);
+    size_t j = 0;
+    for (size_t i = 0; i < w->n_ents; i++) {
+        if (j && !strcmp(w->ents[j - 1].name, w->ents[i].name)) {
+            const ent *a = &w->ents[j - 1], *b = &w->ents[i];
+            if (a->file == b->file)
+                return wp_fail(e, WP_EINVAL, "%s: %s: named twice in %s", path, a->name,
+                               wpk_path(w->files[a->file]));
+            if (a->t->size != b->t->size || memcmp(a->t->sha256, b->t->sha256, WP_SHA256_LEN))
+                return wp_fail(e, WP_EINVAL, "%s: %s: differs between %s and %s (a tensor-parallel "
+                               "build); the CPU runtime needs an unsplit or expert-parallel build",
+                               path, a->name, wpk_path(w->files[a->file]),
+                               wpk_path(w->files[b->file]));
+            continue;   /* identical replica: keep the first */
+        }
+        w->ents[j++] = w->ents[i];
+    }
+    w->n_ents = j;
+    return 0;
+}
+
+int wp_tsrc_open_wpk(wp_tsrc **out, const char *path, wp_err *e)
+{
+    *out = NULL;
+    wp_tsrc *s = calloc(1, sizeof *s);
+    wpk_src *w = calloc(1, sizeof *w);
+    char **parts = NULL;
+    int n = 0, rc;
+    if (!s || !w) {
+        free(s);
+        free(w);
+        return wp_fail(e, WP_ENOMEM, "out of memory");
+    }
+    s->impl = w;
+    s->kind = "wpk";
+    s->weight = src_weight;
+    s->tensor = src_tensor;
+    s->has = src_has;
+    s->close = src_close;
+    if (!(s->path = strdup(path))) {
+        src_close(s);
+        return wp_fail(e, WP_ENOMEM, "out of memory");
+    }
+    if ((rc = list_parts(path, &parts, &n, e))) goto fail;
+    if (!(w->files = calloc((size_t)n, sizeof *w->files))) {
+        rc = wp_fail(e, WP_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        if ((rc = wpk_open(&w->files[i], parts[i], e))) goto fail;
+        w->n_files++;
+    }
+    const char *mj = wpk_model_json(w->files[0]);
+    if ((rc = wp_config_parse(&s->cfg, mj, strlen(mj), wpk_path(w->files[0]), e))) goto fail;
+    if ((rc = build_index(w, path, e))) goto fail;
+    for (int i = 0; i < n; i++) free(parts[i]);
+    free(parts);
+    *out = s;
+    return 0;
+fail:
+    for (int i = 0; i < n; i++) free(parts[i]);
+    free(parts);
+    src_close(s);
+    return rc;
+}
+
+wpk_file *wp_tsrc_wpk_file(wp_tsrc *s, int i)
+{
+    if (!s || strcmp(s->kind, "wpk")) return NULL;
+    wpk_src *w = s->impl;
+    return i >= 0 && i < w->n_files ? w->files[i] : NULL;
+}
+
+int wp_tsrc_wpk_parts(wp_tsrc *s)
+{
+    if (!s || strcmp(s->kind, "wpk")) return 0;
+    return ((wpk_src *)s->impl)->n_files;
+}

@@ -1,0 +1,96 @@
+/*
+ * parity.h — numerical parity of the runtime against golden reference
+ * outputs (tests/fixtures/tiny-a/golden-fp32.safetensors, see
+ * ../shared/fixtures/README.md) and between two builds.
+ *
+ * Golden parity runs three checks:
+ *  1. every main layer alone, teacher-forced from the golden input of that
+ *     layer (layer_h_in0, then layer_h[l-1]): per-position relative error
+ *     ||out - gold|| / ||gold|| over the position's hc x dim values, as
+ *     median / 90th percentile / max;
+ *  2. logits: the prefill's last position, decode teacher-forced with the
+ *     golden decode_tokens, and the MTP block from layer_h[3] and
+ *     mtp_input_ids: per-row cosine, relative RMS, top-1 agreement, KL;
+ *  3. the CSA layers' indexer top-k, teacher-forced: per-query recall
+ *     |S_run & S_gold| / |S_gold| (mean and worst).
+ * Thresholds default to the fixture README's recommendation.
+ */
+#ifndef WP_PARITY_H
+#define WP_PARITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/wp.h"
+#include "runtime/runtime.h"
+
+typedef struct wp_parity_opts {
+    int threads;
+    unsigned rt_flags;        /* WP_RT_* for the runtime under test */
+    double layer_median_max;  /* default 1e-5 */
+    double layer_p90_max;     /* default 1e-4 */
+    double cos_min;           /* default 0.99 */
+    double recall_min;        /* default 0.99 */
+} wp_parity_opts;
+void wp_parity_opts_default(wp_parity_opts *o);
+
+typedef struct wp_parity_layer {
+    int layer;
+    double median, p90, max;
+    int pass;
+} wp_parity_layer;
+
+typedef struct wp_parity_logits {
+    const char *what;         /* "prefill", "decode", "mtp" */
+    int rows;                 /* 0: not run (golden lacks the field) */
+    double cos_min, cos_mean, rel_rms_max, kl_max;
+    int top1_agree;           /* rows whose argmax matches */
+    int pass;
+} wp_parity_logits;
+
+typedef struct wp_parity_recall {
+    int layer;
+    int queries;              /* queries with at least one golden entry */
+    double mean, worst;
+    int pass;
+} wp_parity_recall;
+
+#define WP_PARITY_MAX 64
+typedef struct wp_parity_report {
+    int n_layers;
+    wp_parity_layer layers[WP_PARITY_MAX];
+    wp_parity_logits prefill, decode, mtp;
+    int n_recall;
+    wp_parity_recall recall[WP_PARITY_MAX];
+    int pass;
+    double seconds;
+} wp_parity_report;
+
+/* Run the golden checks of `golden` (a safetensors file) on the model in
+ * `src`.  Returns 0 when the checks ran (r->pass says whether they passed),
+ * or an error code when they could not run. */
+int wp_parity_golden(wp_tsrc *src, const char *golden, const wp_parity_opts *o,
+                     wp_parity_report *r, wp_err *e);
+
+/* Indexer recall of `src` against `ref` on the same prompts (teacher-forced:
+ * both run the same tokens from position 0).  One wp_parity_recall per CSA
+ * layer in r->recall; r->pass = every layer's worst-case mean >= recall_min. */
+int wp_parity_against(wp_tsrc *src, const wp_rt_opts *src_opts, wp_tsrc *ref,
+                      const wp_rt_opts *ref_opts, const int32_t *const *prompts,
+                      const int *lens, int n_prompts, double recall_min, wp_parity_report *r,
+                      wp_err *e);
+
+/* ---- The measures (exposed for tests) --------------------------------------- */
+double wp_cosine(const float *a, const float *b, size_t n);
+/* ||a - ref|| / ||ref|| */
+double wp_rel_err(const float *a, const float *ref, size_t n);
+/* KL(softmax(ref) || softmax(a)) in nats */
+double wp_kl_logits(const float *ref, const float *a, size_t n);
+size_t wp_argmax(const float *a, size_t n);
+/* |{x in a, x >= 0} & {y in ref, y >= 0}| / |{y in ref, y >= 0}|; -1 if ref
+ * has no entry.  Entries are sets (order ignored), -1 means none. */
+double wp_topk_recall(const int32_t *a, const int32_t *ref, int k);
+/* q-quantile (0..1) of v[n] by linear interpolation; sorts v in place. */
+double wp_quantile(double *v, size_t n, double q);
+
+#endif
