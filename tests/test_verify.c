@@ -1,0 +1,307 @@
+/* test_verify.c — sign -> verify round trips on a real build (tiny-a as two
+ * .wpk parts), the signature policy, the manifest's values against
+ * independent computations, and the DSSE bundle's statement. */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "convert/safetensors.h"
+#include "format/manifest.h"
+#include "tests/harness.h"
+#include "tests/trust_fixture.h"
+#include "verify/verify.h"
+
+static const char *build_dir(void) { return wpt_path("%s/tiny-a.build", wpt_tmpdir()); }
+
+/* A fresh build plus a key pair k.pem / k.pub.pem in the scratch dir. */
+static int setup(wp_key_alg alg)
+{
+    if (trust_make_build(build_dir(), NULL)) return -1;
+    wp_err e = {0};
+    wp_key *k = NULL;
+    int rc = wp_key_generate(alg, &k, &e);
+    if (!rc) rc = wp_key_write_pair(k, wpt_path("%s/k", wpt_tmpdir()), 0, &e);
+    wp_key_free(k);
+    return rc;
+}
+
+static int verify_with(const char *key, int allow, int deep, wp_verify_report *r, wp_err *e)
+{
+    wp_verify_opts o = {.key_path = key, .allow_unsigned = allow, .deep = deep, .threads = 2};
+    wp_err_clear(e);
+    return wp_verify_build(build_dir(), &o, r, e);
+}
+
+static uint64_t build_bytes(void)
+{
+    return trust_file_size(wpt_path("%s/" TRUST_PART0, build_dir())) +
+           trust_file_size(wpt_path("%s/" TRUST_PART1, build_dir()));
+}
+
+static void roundtrip(wp_key_alg alg)
+{
+    REQUIRE(setup(alg) == 0);
+    wp_err e = {0};
+    char kid[65];
+    wp_sign_opts so = {.key_path = wpt_path("%s/k.pem", wpt_tmpdir()), .dsse = 1, .threads = 2};
+    REQUIRE(wp_sign_build(build_dir(), &so, kid, &e) == 0);
+    wp_verify_report r;
+    CHECK_EQ_INT(verify_with(wpt_path("%s/k.pub.pem", wpt_tmpdir()), 0, 0, &r, &e), 0);
+    CHECK(r.is_build && r.sig_present && r.sig_verified && r.dsse_present && r.dsse_verified);
+    CHECK(!strcmp(r.keyid, kid));
+    CHECK_EQ_INT(r.nfiles, 2);
+    CHECK_EQ_INT(r.ntensors, 427);   /* every tiny-a tensor */
+    CHECK_EQ_INT(r.nfail_total, 0);
+    /* every byte of both files hashed exactly once (tensors + the rest) */
+    CHECK_EQ_INT(r.bytes_hashed, build_bytes());
+    wp_verify_report_free(&r);
+    /* --deep adds the whole-file SHA-256: every byte twice */
+    CHECK_EQ_INT(verify_with(wpt_path("%s/k.pub.pem", wpt_tmpdir()), 0, 1, &r, &e), 0);
+    CHECK_EQ_INT(r.bytes_hashed, 2 * build_bytes());
+    wp_verify_report_free(&r);
+}
+
+TEST(trust_verify_roundtrip_ed25519) { roundtrip(WP_KEY_ED25519); }
+TEST(trust_verify_roundtrip_ecdsa) { roundtrip(WP_KEY_ECDSA_P256); }
+
+TEST(trust_verify_cli_roundtrip)
+{
+    char out[65536];
+    REQUIRE(trust_make_build(build_dir(), NULL) == 0);
+    const char *w = wpt_wpack(), *t = wpt_tmpdir(), *b = build_dir();
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s keygen -o %s/ec --ecdsa", w, t), 0);
+    CHECK_CONTAINS(out, "ecdsa-p256-sha256 key id ");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s sign %s --key %s/ec.pem --dsse --json", w, b, t), 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")));
+    cJSON_Delete(j);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s --key %s/ec.pub.pem --json --threads 3", w, b, t), 0);
+    j = cJSON_Parse(out);
+    REQUIRE(j);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "signature"), "verified")));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "dsse"), "verified")));
+    CHECK_EQ_INT(cJSON_GetObjectItem(j, "tensors")->valueint, 427);
+    CHECK_EQ_INT(cJSON_GetObjectItem(j, "threads")->valueint, 3);
+    cJSON_Delete(j);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s --key %s/ec.pub.pem", w, b, t), 0);
+    CHECK_CONTAINS(out, ": OK: 2 files, 427 tensors");
+    CHECK_CONTAINS(out, "signature: verified");
+    /* another key: exit 1, and the message says whose signature it is */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s keygen -o %s/other", w, t), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s --key %s/other.pub.pem", w, b, t), 1);
+    CHECK_CONTAINS(out, "manifest.sig: signed by ecdsa-p256-sha256 key");
+    CHECK_CONTAINS(out, "not by the given ed25519 key");
+    /* usage and unreadable input: exit 2 */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s --key %s/nope.pem", w, b, t), 2);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify", w), 2);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/absent", w, t), 2);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s --threads 0", w, b), 2);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s sign %s", w, b), 2);
+    CHECK_CONTAINS(out, "--key PRIV.pem is required");
+    /* re-signing with another key replaces the signature */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s sign %s --key %s/other.pem", w, b, t), 0);
+    CHECK(access(wpt_path("%s/manifest.dsse.json", b), F_OK) != 0);   /* no --dsse: stale bundle removed */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s --key %s/other.pub.pem", w, b, t), 0);
+}
+
+TEST(trust_verify_policy)
+{
+    REQUIRE(setup(WP_KEY_ED25519) == 0);
+    wp_err e = {0};
+    wp_verify_report r;
+    char pub[4096];   /* wpt_path's buffers rotate: keep our own copy */
+    snprintf(pub, sizeof pub, "%s/k.pub.pem", wpt_tmpdir());
+    /* unsigned: fails unless integrity-only is asked for; a key demands a signature */
+    CHECK_EQ_INT(verify_with(NULL, 0, 0, &r, &e), WP_EVERIFY);
+    CHECK_CONTAINS(e.msg, "not signed (no manifest.sig): sign it, or pass --allow-unsigned");
+    CHECK_EQ_INT(r.bytes_hashed, 0);   /* rejected before hashing anything */
+    wp_verify_report_free(&r);
+    CHECK_EQ_INT(verify_with(NULL, 1, 0, &r, &e), 0);
+    CHECK(!r.sig_present);
+    wp_verify_report_free(&r);
+    CHECK_EQ_INT(verify_with(pub, 1, 0, &r, &e), WP_EVERIFY);
+    CHECK_CONTAINS(e.msg, "not signed (no manifest.sig), but --key was given");
+    wp_verify_report_free(&r);
+    /* signed, no key: the signature is not a check we ran, so not a pass */
+    char kid[65];
+    wp_sign_opts so = {.key_path = wpt_path("%s/k.pem", wpt_tmpdir())};
+    REQUIRE(wp_sign_build(build_dir(), &so, kid, &e) == 0);
+    CHECK_EQ_INT(verify_with(NULL, 0, 0, &r, &e), WP_EVERIFY);
+    CHECK_CONTAINS(e.msg, "but no --key given");
+    wp_verify_report_free(&r);
+    CHECK_EQ_INT(verify_with(NULL, 1, 0, &r, &e), 0);
+    CHECK(r.sig_present && !r.sig_verified && !strcmp(r.keyid, kid));
+    wp_verify_report_free(&r);
+    /* a lone .wpk: integrity only, and never with a key */
+    wp_verify_opts o = {.threads = 2};
+    char part[4096];
+    snprintf(part, sizeof part, "%s/" TRUST_PART1, build_dir());
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_verify_build(part, &o, &r, &e), WP_EVERIFY);
+    CHECK_CONTAINS(e.msg, "a lone .wpk carries no signature");
+    wp_verify_report_free(&r);
+    o.allow_unsigned = 1;
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_verify_build(part, &o, &r, &e), 0);
+    CHECK(!r.is_build && r.ntensors > 0);
+    wp_verify_report_free(&r);
+    o.key_path = pub;
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_verify_build(part, &o, &r, &e), WP_EUSAGE);
+    wp_verify_report_free(&r);
+}
+
+TEST(trust_manifest_matches_sources)
+{
+    REQUIRE(trust_make_build(build_dir(), NULL) == 0);
+    char *raw = NULL;
+    size_t n = 0;
+    wp_err e = {0};
+    REQUIRE(wp_read_small_file(wpt_path("%s/manifest.json", build_dir()), 1 << 26, &raw, &n, &e) == 0);
+    wp_manifest m;
+    REQUIRE(wp_manifest_parse(raw, n, "manifest.json", &m, &e) == 0);
+    free(raw);
+    REQUIRE(m.nfiles == 2);
+    CHECK(!strcmp(m.files[0].path, TRUST_PART0) && !strcmp(m.files[1].path, TRUST_PART1));
+    /* file digests agree with coreutils' sha256sum */
+    char out[4096], hex[65];
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(wpt_run(out, sizeof out, "sha256sum %s/%s", build_dir(), m.files[i].path) == 0);
+        wp_hex(m.files[i].sha256, 32, hex);
+        CHECKF(!strncmp(out, hex, 64), "%s: manifest %s, sha256sum %.64s", m.files[i].path, hex, out);
+        CHECK_EQ_INT(m.files[i].size, trust_file_size(wpt_path("%s/%s", build_dir(), m.files[i].path)));
+    }
+    /* every tensor's digest is the SHA-256 of the source checkpoint's bytes */
+    size_t seen = 0;
+    for (int s = 0; s < 2; s++) {
+        wp_st_file *sf = NULL;
+        REQUIRE(wp_st_open(&sf, wpt_path(WPT_TINY "/hf/model-%05d-of-00002.safetensors", s + 1), &e) == 0);
+        for (size_t i = 0; i < wp_st_count(sf); i++) {
+            const wp_tensor_info *t = wp_st_tensor(sf, i);
+            const void *p = wp_st_data(sf, t, &e);
+            uint8_t d[32];
+            REQUIRE(wp_sha256_buf(p, t->nbytes, d, &e) == 0);
+            int found = 0;
+            for (uint64_t k = 0; k < m.ntensors && !found; k++)
+                if (m.tensors[k].file == (uint32_t)s && !strcmp(m.tensors[k].name, t->name)) {
+                    found = 1;
+                    CHECKF(!memcmp(m.tensors[k].sha256, d, 32) && m.tensors[k].size == t->nbytes, "%s", t->name);
+                    /* 4 KiB alignment (docs/format.md §2) */
+                    CHECK_EQ_INT(m.tensors[k].offset % 4096, 0);
+                }
+            CHECKF(found, "%s missing from the manifest", t->name);
+            seen++;
+        }
+        wp_st_close(sf);
+    }
+    CHECK_EQ_INT(seen, m.ntensors);
+    /* a second manifest of the same build is byte-identical (reproducible) */
+    REQUIRE(wpt_run(out, sizeof out, "cp %s/manifest.json %s/m1", build_dir(), wpt_tmpdir()) == 0);
+    REQUIRE(wp_manifest_create(build_dir(), 1, NULL, NULL, NULL, &e) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "cmp %s/manifest.json %s/m1", build_dir(), wpt_tmpdir()), 0);
+    /* and a signed build is not silently re-manifested */
+    wp_key *k = NULL;
+    REQUIRE(wp_key_generate(WP_KEY_ED25519, &k, &e) == 0);
+    REQUIRE(wp_key_write_pair(k, wpt_path("%s/k", wpt_tmpdir()), 0, &e) == 0);
+    wp_key_free(k);
+    char kid[65];
+    wp_sign_opts so = {.key_path = wpt_path("%s/k.pem", wpt_tmpdir()), .no_check = 1};
+    REQUIRE(wp_sign_build(build_dir(), &so, kid, &e) == 0);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_manifest_create(build_dir(), 1, NULL, NULL, NULL, &e), WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "the build is signed");
+    wp_manifest_free(&m);
+}
+
+TEST(trust_dsse_statement_of_build)
+{
+    REQUIRE(setup(WP_KEY_ECDSA_P256) == 0);
+    wp_err e = {0};
+    char kid[65];
+    wp_sign_opts so = {.key_path = wpt_path("%s/k.pem", wpt_tmpdir()), .dsse = 1, .model_name = "tiny-a"};
+    REQUIRE(wp_sign_build(build_dir(), &so, kid, &e) == 0);
+    char *doc = NULL, *payload = NULL, *type = NULL;
+    size_t n = 0, plen = 0;
+    REQUIRE(wp_read_small_file(wpt_path("%s/manifest.dsse.json", build_dir()), 1 << 20, &doc, &n, &e) == 0);
+    wp_key *pub = NULL;
+    REQUIRE(wp_key_load_public(wpt_path("%s/k.pub.pem", wpt_tmpdir()), &pub, &e) == 0);
+    REQUIRE(wp_dsse_bundle_verify(pub, doc, n, "bundle", &payload, &plen, &type, &e) == 0);
+    CHECK(!strcmp(type, "application/vnd.in-toto+json"));
+    cJSON *st = cJSON_Parse(payload);
+    REQUIRE(st);
+    cJSON *res = cJSON_GetObjectItem(cJSON_GetObjectItem(st, "predicate"), "resources");
+    CHECK_EQ_INT(cJSON_GetArraySize(res), 3);   /* two .wpk files + manifest.json */
+    const char *names[3] = {"manifest.json", TRUST_PART0, TRUST_PART1};
+    char out[4096];
+    for (int i = 0; i < 3; i++) {
+        cJSON *r = cJSON_GetArrayItem(res, i);
+        CHECK(!strcmp(cJSON_GetObjectItem(r, "name")->valuestring, names[i]));
+        REQUIRE(wpt_run(out, sizeof out, "sha256sum %s/%s", build_dir(), names[i]) == 0);
+        CHECKF(!strncmp(cJSON_GetObjectItem(r, "digest")->valuestring, out, 64), "%s", names[i]);
+    }
+    CHECK(!strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(st, "subject"), 0), "name")->valuestring,
+                  "tiny-a"));
+    /* the bundle's key hint is the SHA-256 of the public key PEM (model-signing) */
+    cJSON *b = cJSON_Parse(doc);
+    const char *hint = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(b, "verificationMaterial"),
+                                                               "publicKey"), "hint")->valuestring;
+    REQUIRE(wpt_run(out, sizeof out, "sha256sum %s/k.pub.pem", wpt_tmpdir()) == 0);
+    CHECK(!strncmp(hint, out, 64));
+    cJSON_Delete(b);
+    cJSON_Delete(st);
+    free(doc);
+    free(payload);
+    free(type);
+    wp_key_free(pub);
+}
+
+TEST(trust_verify_files_vs_manifest)
+{
+    REQUIRE(trust_make_build(build_dir(), NULL) == 0);
+    wp_err e = {0};
+    wp_verify_report r;
+    /* other files are ignored and reported */
+    REQUIRE(wpt_write_file(wpt_path("%s/README.txt", build_dir()), "x", 1) == 0);
+    CHECK_EQ_INT(verify_with(NULL, 1, 0, &r, &e), 0);
+    CHECK(r.nextra == 1 && !strcmp(r.extra[0], "README.txt"));
+    wp_verify_report_free(&r);
+    /* an unlisted container is not */
+    char out[1024];
+    REQUIRE(wpt_run(out, sizeof out, "cp %s/" TRUST_PART0 " %s/stray.wpk", build_dir(), build_dir()) == 0);
+    CHECK_EQ_INT(verify_with(NULL, 1, 0, &r, &e), WP_EVERIFY);
+    CHECK_CONTAINS(e.msg, "stray.wpk: container not listed in the manifest");
+    wp_verify_report_free(&r);
+    REQUIRE(unlink(wpt_path("%s/stray.wpk", build_dir())) == 0);
+    /* a missing part is named; no manifest at all is named */
+    REQUIRE(rename(wpt_path("%s/" TRUST_PART1, build_dir()), wpt_path("%s/p1", wpt_tmpdir())) == 0);
+    CHECK_EQ_INT(verify_with(NULL, 1, 0, &r, &e), WP_EVERIFY);
+    CHECK_CONTAINS(e.msg, TRUST_PART1 ": missing (listed in the manifest)");
+    wp_verify_report_free(&r);
+    REQUIRE(unlink(wpt_path("%s/manifest.json", build_dir())) == 0);
+    CHECK_EQ_INT(verify_with(NULL, 1, 0, &r, &e), WP_EVERIFY);
+    CHECK_CONTAINS(e.msg, "no manifest.json");
+    wp_verify_report_free(&r);
+}
+
+TEST(trust_verify_hugepages_flag)
+{
+    /* with or without reserved huge pages the result is the same */
+    REQUIRE(trust_make_build(build_dir(), NULL) == 0);
+    wp_err e = {0};
+    wp_verify_report r;
+    wp_verify_opts o = {.allow_unsigned = 1, .hugepages = 1, .threads = 2};
+    CHECK_EQ_INT(wp_verify_build(build_dir(), &o, &r, &e), 0);
+    CHECK_EQ_INT(r.bytes_hashed, build_bytes());
+    wp_verify_report_free(&r);
+    /* and a flipped data byte is still caught when hashing from the copy */
+    uint8_t *raw = NULL;
+    size_t n = 0;
+    REQUIRE(wpt_read_file(wpt_path("%s/" TRUST_PART0, build_dir()), &raw, &n) == 0);
+    free(raw);
+    REQUIRE(trust_flip(wpt_path("%s/" TRUST_PART0, build_dir()), n - 100, 0x80) == 0);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_verify_build(build_dir(), &o, &r, &e), WP_EVERIFY);
+    CHECK_CONTAINS(e.msg, "sha256 mismatch in bytes");
+    wp_verify_report_free(&r);
+}
