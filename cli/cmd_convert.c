@@ -1,12 +1,145 @@
-/* cmd_convert.c — placeholder until its issue lands; owned by that issue. */
+/*
+ * cmd_convert.c — `wpack convert CKPT -o OUT --profile P [...]`: execute the
+ * plan (see cmd_plan.c) into a build directory, streaming, in bounded memory.
+ *
+ * SIGINT/SIGTERM/SIGHUP stop the workers, the temporary directory is removed
+ * and the signal is re-raised: an interrupted convert leaves no OUT.
+ */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "cli/cli.h"
+#include "cli/convert_args.h"
+
+#define CMD "convert"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) { g_stop = sig; }
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: wpack convert CKPT -o OUT [--profile P] [--tensor-type REGEX=ENC ...]\n"
+            "                     [--ep N] [--tp N] [--fuse-w13] [--align SIZE] [--threads N]\n"
+            "                     [--mem-budget SIZE] [--report FILE] [--force] [--json]\n"
+            "\n"
+            "Build the directory OUT (one .wpk per rank + manifest.json) from the checkpoint\n"
+            "CKPT for a profile, executing `wpack plan` with the same options.  Inputs are\n"
+            "streamed with pread in work items sized from the memory budget; every output\n"
+            "tensor is hashed (SHA-256) as it is written; OUT appears only when complete.\n"
+            "\n"
+            "  -o, --output OUT       the build directory (refused if it exists, unless --force)\n"
+            "  --profile P            reference (default), hopper, blackwell, blackwell-nvfp4,\n"
+            "                         bf16, or a profile .json file (docs/profiles.md)\n"
+            "  --tensor-type RE=ENC   per-tensor override, repeatable, last match wins\n"
+            "  --ep N / --tp N        expert / tensor parallel ranks, one .wpk per rank\n"
+            "  --fuse-w13             stack experts' w1|w3 as experts.w13 [E, 2I, dim]\n"
+            "  --threads N            worker threads (default: online CPUs)\n"
+            "  --mem-budget SIZE      peak memory for the whole run (default 1G)\n"
+            "  --report FILE          also write the quantisation-error report (JSON)\n"
+            "  --json                 print a JSON summary on stdout\n"
+            "\n"
+            "exit: 0 ok, 2 unreadable input, impossible plan, I/O error or bad usage\n");
+}
 
 int cmd_convert(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "wpack: 'convert' is not implemented yet\n");
-    return WP_EXIT_BAD;
+    cv_args a;
+    int rc = cv_parse(CMD, argc, argv, CV_OUT | CV_RUN | CV_REPORT | CV_TOP, usage, &a);
+    if (rc >= 0) return rc;
+    wp_ckpt *k;
+    wp_plan *p;
+    if ((rc = cv_open(CMD, &a, &k, &p)) >= 0) return rc;
+
+    wp_err e = {0};
+    wp_report rep;
+    memset(&rep, 0, sizeof rep);
+    wp_sink sink;
+    memset(&sink, 0, sizeof sink);
+    int code = WP_EXIT_OK;
+    if ((a.report && wp_report_init(&rep, p, &e)) || wp_dir_sink_new(&sink, a.out, a.force, &e)) {
+        code = cli_error(CMD, &e);
+        goto out;
+    }
+    struct sigaction sa, old[3];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;   /* a second signal kills at once */
+    sigemptyset(&sa.sa_mask);
+    const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &sa, &old[i]);
+
+    cli_bar bar;
+    cli_bar_init(&bar, a.json, 1);
+    wp_convert_opts o = {
+        .threads = a.threads, .mem_budget = a.mem_budget, .report = a.report ? &rep : NULL,
+        .progress = cli_progress, .progress_ud = &bar, .cancel = &g_stop,
+    };
+    wp_convert_stats st;
+    rc = wp_convert_run(p, &sink, &o, &st, &e);
+    cli_bar_end(&bar);
+    wp_dir_sink_free(&sink);
+    if (g_stop) {
+        /* the output is gone; die of the signal so callers see what happened */
+        int sig = g_stop;
+        fprintf(stderr, "wpack %s: interrupted by signal %d; no output written\n", CMD, sig);
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &old[i], NULL);
+    if (rc) {
+        code = cli_error(CMD, &e);
+        goto out;
+    }
+    size_t over = 0;
+    if (a.report) {
+        over = wp_report_check(&rep);
+        if ((rc = cv_write_report(CMD, &rep, a.report)) >= 0) {
+            code = rc;
+            goto out;
+        }
+    }
+    double gbps = st.seconds > 0 ? (double)st.out_bytes / st.seconds / 1e9 : 0;
+    if (a.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "output", a.out);
+        cJSON_AddStringToObject(j, "profile", p->profile.name);
+        cJSON *fs = cJSON_AddArrayToObject(j, "files");
+        for (int i = 0; i < p->n_files; i++) cJSON_AddItemToArray(fs, cJSON_CreateString(p->files[i].name));
+        cJSON_AddNumberToObject(j, "tensors", (double)p->n_tensors);
+        cJSON_AddNumberToObject(j, "weights", (double)p->n_weights);
+        cJSON_AddNumberToObject(j, "bytes_in", (double)st.in_bytes);
+        cJSON_AddNumberToObject(j, "bytes_out", (double)st.out_bytes);
+        cJSON_AddNumberToObject(j, "seconds", st.seconds);
+        cJSON_AddNumberToObject(j, "gb_per_s", gbps);
+        cJSON_AddNumberToObject(j, "threads", st.threads);
+        cJSON_AddNumberToObject(j, "items", (double)st.items);
+        cJSON_AddNumberToObject(j, "max_worker_bytes", (double)st.max_item_bytes);
+        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)st.peak_rss);
+        cJSON_AddNumberToObject(j, "cast_inexact_elements", (double)st.cast_inexact);
+        if (a.report) {
+            cJSON_AddStringToObject(j, "report", a.report);
+            cJSON_AddNumberToObject(j, "report_over_threshold", (double)over);
+        }
+        cli_print_json(j);
+    } else {
+        char b1[32], b2[32];
+        printf("wrote %s: %d file(s), %zu tensors, %s in %.2fs (%.2f GB/s), peak RSS %s, %d thread(s)\n", a.out,
+               p->n_files, p->n_tensors, cli_bytes(st.out_bytes, b1, sizeof b1), st.seconds, gbps,
+               cli_bytes(st.peak_rss, b2, sizeof b2), st.threads);
+        if (a.report) cv_print_report(stdout, &rep, a.top);
+    }
+    if (st.cast_inexact)
+        fprintf(stderr, "wpack %s: warning: %llu element(s) of the spec §3.7 MXFP4->FP8 cast were not exact\n", CMD,
+                (unsigned long long)st.cast_inexact);
+    if (over)
+        fprintf(stderr, "wpack %s: warning: %zu tensor(s) over their error threshold (see %s)\n", CMD, over, a.report);
+out:
+    wp_dir_sink_free(&sink);
+    wp_report_free(&rep);
+    wp_plan_free(p);
+    wp_ckpt_close(k);
+    return code;
 }

@@ -1,12 +1,92 @@
-/* cmd_plan.c — placeholder until its issue lands; owned by that issue. */
+/*
+ * cmd_plan.c — `wpack plan CKPT --profile P [...]`: the complete output of a
+ * build (every tensor's name, encoding, shape, bytes, file, aligned offset
+ * and sources; totals per family) from headers and config.json alone.  The
+ * same inputs always give the same plan, and `wpack convert` executes it.
+ */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "cli/cli.h"
+#include "cli/convert_args.h"
+
+#define CMD "plan"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: wpack plan CKPT [--profile P] [--tensor-type REGEX=ENC ...] [--ep N] [--tp N]\n"
+            "                  [--fuse-w13] [--align SIZE] [--tensors] [--json]\n"
+            "\n"
+            "Compute a build's complete output layout from the checkpoint's headers and\n"
+            "config.json alone (no tensor data is read): every output tensor with its\n"
+            "encoding, shape, byte size, file and aligned offset and its source tensors,\n"
+            "and totals per tensor family.  `wpack convert` executes exactly this plan.\n"
+            "\n"
+            "  --profile P            reference (default), hopper, blackwell, blackwell-nvfp4,\n"
+            "                         bf16, or a profile .json file (docs/profiles.md)\n"
+            "  --tensor-type RE=ENC   re-encode tensors whose output name matches the POSIX\n"
+            "                         extended regex RE: passthrough, bf16, f32, f16, mxfp4,\n"
+            "                         nvfp4, fp8[-RxC][-e8m0|-f32]; repeatable, last match wins\n"
+            "  --ep N / --tp N        expert / tensor parallel ranks, one .wpk per rank (spec §2.5)\n"
+            "  --fuse-w13             stack experts' w1|w3 as experts.w13 [E, 2I, dim]\n"
+            "  --align SIZE           tensor alignment (default 4K; 2M for huge pages)\n"
+            "  --tensors              list every output tensor (human output)\n"
+            "  --json                 the whole plan as one JSON document\n"
+            "\n"
+            "exit: 0 ok, 2 unreadable input, impossible plan or bad usage\n");
+}
+
+static void print_human(const wp_plan *p, int list)
+{
+    char a[32], b[32];
+    printf("plan: %s -> profile %s, %d file(s), %zu tensors (%zu weights)\n", p->source, p->profile.name, p->n_files,
+           p->n_tensors, p->n_weights);
+    for (int i = 0; i < p->n_files; i++)
+        printf("  %-32s %6zu tensors %12s\n", p->files[i].name, p->files[i].n_tensors,
+               cli_bytes(p->files[i].data_bytes, a, sizeof a));
+    size_t methods[4] = {0};
+    for (size_t i = 0; i < p->n_weights; i++) methods[p->weights[i].method]++;
+    printf("weights: %zu copied, %zu exact re-encodes, %zu spec §3.7 casts, %zu re-quantised\n", methods[WP_M_COPY],
+           methods[WP_M_EXACT], methods[WP_M_CAST37], methods[WP_M_QUANT]);
+    printf("\n%-16s %9s %12s %9s %12s\n", "family", "in", "in bytes", "out", "out bytes");
+    for (int f = 0; f < WP_FAM_COUNT; f++) {
+        const wp_plan_family *x = &p->family[f];
+        if (!x->n_in && !x->n_out) continue;
+        printf("%-16s %9llu %12s %9llu %12s\n", wp_family_name((wp_family)f), (unsigned long long)x->n_in,
+               cli_bytes(x->in_bytes, a, sizeof a), (unsigned long long)x->n_out, cli_bytes(x->out_bytes, b, sizeof b));
+    }
+    printf("%-16s %9zu %12s %9zu %12s\n", "total", wp_ckpt_count(p->ckpt), cli_bytes(p->in_bytes, a, sizeof a),
+           p->n_tensors, cli_bytes(p->out_bytes, b, sizeof b));
+    if (!list) return;
+    printf("\n%-4s %-12s %-12s %-52s %-8s %-7s %s\n", "file", "offset", "bytes", "tensor", "enc", "method", "shape");
+    for (size_t i = 0; i < p->n_tensors; i++) {
+        const wp_plan_tensor *t = &p->tensors[i];
+        const wp_plan_weight *w = &p->weights[t->weight];
+        char sh[128];
+        size_t o = 0;
+        for (int d = 0; d < t->ndim && o < sizeof sh; d++)
+            o += (size_t)snprintf(sh + o, sizeof sh - o, "%s%llu", d ? "x" : "", (unsigned long long)t->shape[d]);
+        if (!t->ndim) snprintf(sh, sizeof sh, "scalar");
+        printf("%-4d %-12llu %-12llu %-52s %-8s %-7s %s\n", t->file, (unsigned long long)t->offset,
+               (unsigned long long)t->nbytes, t->name, t->is_enc ? wp_enc_name(t->enc) : wp_dtype_name(t->dtype),
+               t->role == WP_ROLE_WEIGHT || t->role == WP_ROLE_RAW ? wp_method_name(w->method) : "", sh);
+    }
+}
 
 int cmd_plan(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "wpack: 'plan' is not implemented yet\n");
-    return WP_EXIT_BAD;
+    cv_args a;
+    int rc = cv_parse(CMD, argc, argv, CV_LIST, usage, &a);
+    if (rc >= 0) return rc;
+    wp_ckpt *k;
+    wp_plan *p;
+    if ((rc = cv_open(CMD, &a, &k, &p)) >= 0) return rc;
+    if (a.json)
+        cli_print_json(wp_plan_to_json(p));
+    else
+        print_human(p, a.list);
+    wp_plan_free(p);
+    wp_ckpt_close(k);
+    return WP_EXIT_OK;
 }

@@ -1,0 +1,642 @@
+/*
+ * pipeline.c — the streaming executor of a plan (docs/convert.md).
+ *
+ * Worker threads take weights in plan order (which is shard order, so the
+ * input is read nearly sequentially).  A weight is processed by one worker,
+ * front to back, in work items: a chunk of bytes when they are copied, or a
+ * band of rows (of a tensor, or of one expert's slice of a stack) when they
+ * are re-encoded.  Each item reads its inputs with pread (wp_ckpt_read) into
+ * the worker's own buffers — never mmap, whose pages would count in RSS —
+ * and hands its outputs to the sink in order, so every output tensor is
+ * hashed as it passes.  Band sizes are derived from the memory budget, so the
+ * peak working set is threads x (one band) whatever the model size.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "convert/convert_priv.h"
+
+#define COPY_CHUNK (16u << 20)   /* bytes per copy item: big enough to stream, small vs 1 GB */
+#define BAND_CAP (48u << 20)     /* working set per band: more buys no throughput */
+
+enum { B_SRC, B_SSC, B_REF, B_CUT, B_OUT, B_OSC, B_DEQ, B_TMP, B_COUNT };
+
+typedef struct run {
+    const wp_plan *p;
+    const wp_sink *sink;
+    const wp_convert_opts *o;
+    uint64_t worker_budget;
+    size_t next;               /* next weight to take (under mu) */
+    int failed;                /* under mu */
+    pthread_mutex_t mu;
+    wp_err err;                /* first failure */
+    uint64_t done, total;      /* progress, output bytes */
+    uint64_t items, in_bytes, max_item, cast_inexact;
+    size_t *rec_of;            /* weight -> report record (SIZE_MAX: none) */
+} run;
+
+typedef struct worker {
+    run *r;
+    uint8_t *buf[B_COUNT];
+    size_t cap[B_COUNT];
+    wp_err e;
+    uint64_t items, in_bytes, max_item, cast_inexact;
+} worker;
+
+static void *scratch(worker *wk, int i, size_t n)
+{
+    if (n > wk->cap[i]) {
+        free(wk->buf[i]);
+        /* 64-byte aligned: float and u16 access, and friendly to the codecs */
+        size_t sz = (n + 63) & ~(size_t)63;
+        wk->buf[i] = aligned_alloc(64, sz);
+        wk->cap[i] = wk->buf[i] ? sz : 0;
+        if (!wk->buf[i]) {
+            wp_fail(&wk->e, WP_ENOMEM, "convert: out of memory for a %zu-byte buffer", n);
+            return NULL;
+        }
+    }
+    return wk->buf[i];
+}
+
+static uint64_t held_bytes(const worker *wk)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < B_COUNT; i++) s += wk->cap[i];
+    return s;
+}
+
+static int check_cancel(worker *wk)
+{
+    run *r = wk->r;
+    if (r->o->cancel && *r->o->cancel) return wp_fail(&wk->e, WP_EUSAGE, "interrupted");
+    pthread_mutex_lock(&r->mu);
+    int f = r->failed;
+    pthread_mutex_unlock(&r->mu);
+    return f ? WP_EUSAGE : 0;   /* another worker failed: stop quietly */
+}
+
+static void progress(worker *wk, uint64_t n)
+{
+    run *r = wk->r;
+    pthread_mutex_lock(&r->mu);
+    r->done += n;
+    if (r->o->progress) r->o->progress(r->o->progress_ud, "convert", r->done, r->total);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int out_write(worker *wk, size_t tensor, uint64_t off, const void *buf, size_t n)
+{
+    const wp_sink *s = wk->r->sink;
+    if (s) {
+        int rc = s->write(s->ud, tensor, off, buf, n, &wk->e);
+        if (rc) return rc;
+    }
+    progress(wk, n);
+    return 0;
+}
+
+static void item_done(worker *wk, uint64_t in)
+{
+    wk->items++;
+    wk->in_bytes += in;
+    uint64_t h = held_bytes(wk);
+    if (h > wk->max_item) wk->max_item = h;
+}
+
+/* ---- copy: bytes untouched --------------------------------------------------
+ * A plane is a source tensor seen as `rows` rows of `pitch` bytes; copy the
+ * region rows [r0, r0+nr) x bytes [c0, c0+nb) to `tensor` at `dst`. */
+static int copy_plane(worker *wk, const wp_tensor_info *t, uint64_t pitch, uint64_t r0, uint64_t nr,
+                      uint64_t c0, uint64_t nb, size_t tensor, uint64_t dst)
+{
+    const wp_ckpt *k = wk->r->p->ckpt;
+    if (nb == pitch) {   /* whole rows: one contiguous range */
+        uint64_t a = r0 * pitch, n = nr * pitch;
+        size_t chunk = (size_t)(wk->r->worker_budget < COPY_CHUNK ? wk->r->worker_budget : COPY_CHUNK);
+        for (uint64_t o = 0; o < n; o += chunk) {
+            int rc = check_cancel(wk);
+            if (rc) return rc;
+            size_t m = (size_t)(n - o < chunk ? n - o : chunk);
+            uint8_t *b = scratch(wk, B_SRC, m);
+            if (!b) return WP_ENOMEM;
+            if ((rc = wp_ckpt_read(k, t, a + o, b, m, &wk->e))) return rc;
+            if ((rc = out_write(wk, tensor, dst + o, b, m))) return rc;
+            item_done(wk, m);
+        }
+        return 0;
+    }
+    /* a column cut (--tp on dim 1): read bands of whole rows, keep the cut */
+    uint64_t rows_per = (wk->r->worker_budget / 2) / (pitch + nb);
+    if (rows_per > COPY_CHUNK / pitch) rows_per = COPY_CHUNK / pitch;
+    if (rows_per == 0)
+        return wp_fail(&wk->e, WP_EUSAGE, "%s: one row (%llu bytes) exceeds the memory budget per thread",
+                       t->name, (unsigned long long)pitch);
+    for (uint64_t r = 0; r < nr; r += rows_per) {
+        int rc = check_cancel(wk);
+        if (rc) return rc;
+        uint64_t m = nr - r < rows_per ? nr - r : rows_per;
+        uint8_t *b = scratch(wk, B_SRC, (size_t)(m * pitch)), *o = scratch(wk, B_OUT, (size_t)(m * nb));
+        if (!b || !o) return WP_ENOMEM;
+        if ((rc = wp_ckpt_read(k, t, (r0 + r) * pitch, b, (size_t)(m * pitch), &wk->e))) return rc;
+        for (uint64_t i = 0; i < m; i++) memcpy(o + i * nb, b + i * pitch + c0, (size_t)nb);
+        if ((rc = out_write(wk, tensor, dst + r * nb, o, (size_t)(m * nb)))) return rc;
+        item_done(wk, m * pitch);
+    }
+    return 0;
+}
+
+/* Bytes of `cols` elements of a row in encoding `enc` (data part). */
+static uint64_t row_bytes(wp_enc enc, uint64_t cols) { return wp_enc_data_bytes(enc, 1, cols); }
+
+static uint64_t scale_elem(const wp_plan_weight *w, int src)
+{
+    wp_scale_fmt f = src ? w->src_sfmt : w->sfmt;
+    wp_enc enc = src ? w->src_enc : w->enc;
+    return enc == WP_ENC_FP8 && f == WP_SCALE_F32 ? 4 : 1;
+}
+
+static int copy_weight(worker *wk, const wp_plan_weight *w)
+{
+    const wp_plan *p = wk->r->p;
+    const wp_plan_tensor *td = &p->tensors[w->t_weight];
+    if (w->src == WP_SRC_RAW) {
+        const wp_tensor_info *t = w->srcs[0].w;
+        return copy_plane(wk, t, t->nbytes, 0, 1, 0, t->nbytes, w->t_weight, 0);
+    }
+    uint64_t sstride = w->t_scale != SIZE_MAX ? p->tensors[w->t_scale].stride : 0;
+    uint64_t stride = td->stride;
+    for (int sl = 0; sl < w->n_slices; sl++)
+        for (int k = 0; k < w->srcs_per_slice; k++) {
+            const wp_plan_src *s = &w->srcs[(size_t)sl * (size_t)w->srcs_per_slice + (size_t)k];
+            uint64_t pitch = row_bytes(w->src_enc, s->src_cols);
+            uint64_t c0 = row_bytes(w->src_enc, s->col0), nb = row_bytes(w->src_enc, s->ncols);
+            int rc = copy_plane(wk, s->w, pitch, s->row0, s->nrows, c0, nb, w->t_weight,
+                                (uint64_t)sl * stride + s->out_row0 * nb);
+            if (rc) return rc;
+            if (!s->s) continue;
+            uint64_t es = scale_elem(w, 1), sp, sr0, snr, sc0, snc, drow;
+            if (w->src_enc == WP_ENC_FP8) {
+                sp = (s->src_cols + w->src_bc - 1) / w->src_bc * es;
+                sr0 = s->row0 / w->src_br;
+                snr = (s->row0 + s->nrows + w->src_br - 1) / w->src_br - sr0;
+                sc0 = s->col0 / w->src_bc * es;
+                snc = ((s->col0 + s->ncols + w->src_bc - 1) / w->src_bc) * es - sc0;
+                drow = s->out_row0 / w->src_br;
+            } else {   /* MXFP4: one E8M0 per 1x32 */
+                sp = s->src_cols / 32;
+                sr0 = s->row0;
+                snr = s->nrows;
+                sc0 = s->col0 / 32;
+                snc = s->ncols / 32;
+                drow = s->out_row0;
+            }
+            rc = copy_plane(wk, s->s, sp, sr0, snr, sc0, snc, w->t_scale, (uint64_t)sl * sstride + drow * snc);
+            if (rc) return rc;
+        }
+    return 0;
+}
+
+/* ---- re-encode ------------------------------------------------------------------ */
+
+/* Read source rows [a, b) of s (absolute rows of the source weight) and
+ * dequantise them into ref [b - a, src_cols].  codes and scales (optional)
+ * receive the raw source band: FP8 from row `*base` (a rounded down to the
+ * block), MXFP4 from row a. */
+static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src *s, uint64_t a, uint64_t b,
+                         float *ref, const uint8_t **codes, const uint8_t **scales, uint64_t *base_out)
+{
+    const wp_ckpt *k = wk->r->p->ckpt;
+    uint64_t base = a, cols = s->src_cols;
+    uint64_t pitch = row_bytes(w->src_enc, cols);
+    uint64_t sr0 = 0, snr = 0, sp = 0;
+    if (w->src_enc == WP_ENC_FP8) {
+        base = a / w->src_br * w->src_br;
+        sp = (cols + w->src_bc - 1) / w->src_bc * scale_elem(w, 1);
+        sr0 = base / w->src_br;
+        snr = (b + w->src_br - 1) / w->src_br - sr0;
+    } else if (w->src_enc == WP_ENC_MXFP4) {
+        sp = cols / 32;
+        sr0 = a;
+        snr = b - a;
+    }
+    uint8_t *d = scratch(wk, B_SRC, (size_t)((b - base) * pitch));
+    if (!d) return WP_ENOMEM;
+    int rc = wp_ckpt_read(k, s->w, base * pitch, d, (size_t)((b - base) * pitch), &wk->e);
+    if (rc) return rc;
+    uint8_t *sc = NULL;
+    if (snr) {
+        sc = scratch(wk, B_SSC, (size_t)(snr * sp));
+        if (!sc) return WP_ENOMEM;
+        if ((rc = wp_ckpt_read(k, s->s, sr0 * sp, sc, (size_t)(snr * sp), &wk->e))) return rc;
+    }
+    wp_qweight q = {
+        .enc = w->src_enc, .rows = b - base, .cols = cols, .data = d, .scale = sc,
+        .sfmt = w->src_sfmt, .br = w->src_br, .bc = w->src_bc,
+    };
+    wp_qweight_dequant_rows(&q, a - base, b - a, ref);
+    if (codes) *codes = d;
+    if (scales) *scales = sc;
+    if (base_out) *base_out = base;
+    item_done(wk, (b - base) * pitch + snr * sp);
+    return 0;
+}
+
+/* NVFP4's global scale is one per slice (per expert of a stack), over every
+ * source row and column of the slice — the whole tensor even when --tp cuts
+ * it, so the ranks reassemble to the unsplit build (docs/convert.md). */
+static int slice_global(worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, uint64_t band, float *g)
+{
+    float amax = 0;
+    for (int k = 0; k < w->srcs_per_slice; k++) {
+        const wp_plan_src *s = &srcs[k];
+        for (uint64_t r = 0; r < s->src_rows; r += band) {
+            int rc = check_cancel(wk);
+            if (rc) return rc;
+            uint64_t b = r + band < s->src_rows ? r + band : s->src_rows;
+            float *ref = scratch(wk, B_REF, (size_t)((b - r) * s->src_cols * 4));
+            if (!ref) return WP_ENOMEM;
+            if ((rc = read_src_rows(wk, w, s, r, b, ref, NULL, NULL, NULL))) return rc;
+            for (uint64_t i = 0; i < (b - r) * s->src_cols; i++) {
+                float x = fabsf(ref[i]);
+                amax = x > amax ? x : amax;
+            }
+        }
+    }
+    *g = wp_nvfp4_global_scale(&amax, 1);   /* the codec's own formula */
+    return 0;
+}
+
+/* Elements the encoder had to clamp: |ref| beyond the largest value its
+ * block can represent (docs/profiles.md, "saturated"). */
+static uint64_t count_saturated(const wp_plan_weight *w, const float *ref, uint64_t nr, uint64_t cols,
+                                const uint8_t *osc, float global)
+{
+    uint64_t n = 0;
+    switch (w->enc) {
+    case WP_ENC_FP8: {
+        uint64_t nbc = (cols + w->bc - 1) / w->bc;
+        for (uint64_t r = 0; r < nr; r++)
+            for (uint64_t j = 0; j < nbc; j++) {
+                uint64_t si = (r / w->br) * nbc + j;
+                float s;
+                if (w->sfmt == WP_SCALE_F32)
+                    memcpy(&s, osc + 4 * si, 4);
+                else
+                    s = wp_e8m0_to_f32(osc[si]);
+                float lim = 448.0f * s;
+                uint64_t c1 = (j + 1) * w->bc < cols ? (j + 1) * w->bc : cols;
+                for (uint64_t c = j * w->bc; c < c1; c++) n += fabsf(ref[r * cols + c]) > lim;
+            }
+        break;
+    }
+    case WP_ENC_MXFP4:
+    case WP_ENC_NVFP4: {
+        uint64_t gs = w->enc == WP_ENC_MXFP4 ? 32 : 16, ng = nr * (cols / gs);
+        for (uint64_t g = 0; g < ng; g++) {
+            float s = w->enc == WP_ENC_MXFP4 ? wp_e8m0_to_f32(osc[g]) : wp_e4m3_to_f32(osc[g]) * global;
+            float lim = 6.0f * s;
+            for (uint64_t i = 0; i < gs; i++) n += fabsf(ref[g * gs + i]) > lim;
+        }
+        break;
+    }
+    case WP_ENC_BF16:
+    case WP_ENC_F16: {
+        float lim = w->enc == WP_ENC_F16 ? 65504.0f : 3.38953139e38f;
+        for (uint64_t i = 0; i < nr * cols; i++) n += fabsf(ref[i]) > lim;
+        break;
+    }
+    default:
+        break;
+    }
+    return n;
+}
+
+/* Encode one band: ref [nr, cols] (already cut) -> out data + scales. */
+static int encode_band(worker *wk, const wp_plan_weight *w, const wp_plan_src *s, const float *ref, uint64_t nr,
+                       uint64_t cols, const uint8_t *codes, const uint8_t *sscale, uint64_t base, uint64_t a,
+                       float global, uint8_t *od, uint8_t *osc, uint64_t *inexact)
+{
+    uint64_t n = nr * cols;
+    switch (w->enc) {
+    case WP_ENC_F32:
+        memcpy(od, ref, (size_t)(n * 4));
+        break;
+    case WP_ENC_BF16:
+        for (uint64_t i = 0; i < n; i++) {
+            uint16_t h = wp_f32_to_bf16(ref[i]);
+            memcpy(od + 2 * i, &h, 2);
+        }
+        break;
+    case WP_ENC_F16:
+        for (uint64_t i = 0; i < n; i++) {
+            uint16_t h = wp_f32_to_f16(ref[i]);
+            memcpy(od + 2 * i, &h, 2);
+        }
+        break;
+    case WP_ENC_FP8:
+        if (w->method == WP_M_EXACT) {
+            /* same codes and blocks; E8M0 scales widened to F32 (exact) */
+            uint64_t pitch = s->src_cols, off = a - base;
+            for (uint64_t r = 0; r < nr; r++) memcpy(od + r * cols, codes + (off + r) * pitch + s->col0, (size_t)cols);
+            uint64_t nbs = (s->src_cols + w->src_bc - 1) / w->src_bc, nbo = (cols + w->bc - 1) / w->bc;
+            uint64_t c0 = s->col0 / w->src_bc, nsr = (nr + w->br - 1) / w->br, sr = (a - base) / w->br;
+            for (uint64_t r = 0; r < nsr; r++)
+                for (uint64_t j = 0; j < nbo; j++) {
+                    float f = wp_e8m0_to_f32(sscale[(sr + r) * nbs + c0 + j]);
+                    memcpy(osc + 4 * (r * nbo + j), &f, 4);
+                }
+        } else if (w->method == WP_M_CAST37) {
+            const uint8_t *q4 = codes, *s4 = sscale;
+            if (cols != s->src_cols) {   /* column cut: gather the sub-matrix */
+                uint8_t *t = scratch(wk, B_TMP, (size_t)(nr * (cols / 2 + cols / 32)));
+                if (!t) return WP_ENOMEM;
+                for (uint64_t r = 0; r < nr; r++) {
+                    memcpy(t + r * (cols / 2), codes + r * (s->src_cols / 2) + s->col0 / 2, (size_t)(cols / 2));
+                    memcpy(t + nr * (cols / 2) + r * (cols / 32), sscale + r * (s->src_cols / 32) + s->col0 / 32,
+                           (size_t)(cols / 32));
+                }
+                q4 = t;
+                s4 = t + nr * (cols / 2);
+            }
+            *inexact += wp_mxfp4_to_fp8(q4, s4, (size_t)nr, (size_t)cols, w->sfmt, od, osc);
+        } else {
+            wp_fp8_block_quant(ref, (size_t)nr, (size_t)cols, w->br, w->bc, w->sfmt, od, osc);
+        }
+        break;
+    case WP_ENC_MXFP4:
+        wp_mxfp4_quant(ref, (size_t)nr, (size_t)cols, od, osc);
+        break;
+    case WP_ENC_NVFP4:
+        wp_nvfp4_quant(ref, (size_t)nr, (size_t)cols, global, od, osc);
+        break;
+    default:
+        return wp_fail(&wk->e, WP_EINVAL, "%s: cannot encode %s", w->name, wp_enc_name(w->enc));
+    }
+    return 0;
+}
+
+static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
+{
+    run *r = wk->r;
+    const wp_plan *p = r->p;
+    wp_qrecord *rec = r->rec_of && r->rec_of[wi] != SIZE_MAX ? &r->o->report->rec[r->rec_of[wi]] : NULL;
+    uint64_t cols = w->cols, src_cols = w->srcs[0].src_cols;
+    uint64_t opitch = row_bytes(w->enc, cols);
+    uint64_t spitch = wp_enc_scale_bytes(w->enc, w->enc == WP_ENC_FP8 ? w->br : 1, cols, w->br ? w->br : 1,
+                                         w->bc ? w->bc : 1, w->sfmt);   /* per row (fp4) or per block row (fp8) */
+    /* rows of one band: whole output blocks; a CAST37 band is whole 128-row tiles */
+    uint64_t al = w->enc == WP_ENC_FP8 ? w->br : 1;
+    uint64_t src_pitch = row_bytes(w->src_enc, src_cols);
+    uint64_t row_cost = src_pitch + src_pitch / 8 + 4 * src_cols + (cols != src_cols ? 4 * cols : 0) + opitch +
+                        spitch + (rec ? 4 * cols : 0) + (w->method == WP_M_CAST37 ? cols : 0);
+    uint64_t extra = w->src_enc == WP_ENC_FP8 ? (uint64_t)w->src_br * (src_pitch + 4 * src_cols) : 0;
+    uint64_t cap = r->worker_budget < BAND_CAP ? r->worker_budget : BAND_CAP;
+    uint64_t band = cap > extra ? (cap - extra) / row_cost / al * al : 0;
+    if (band == 0) {
+        if (al * row_cost + extra > r->worker_budget)
+            return wp_fail(&wk->e, WP_EUSAGE,
+                           "%s: one band of %llu rows needs %llu bytes, more than the memory budget per thread "
+                           "(%llu); raise --mem-budget or lower --threads",
+                           w->name, (unsigned long long)al, (unsigned long long)(al * row_cost + extra),
+                           (unsigned long long)r->worker_budget);
+        band = al;
+    }
+    const wp_plan_tensor *td = &p->tensors[w->t_weight];
+    uint64_t stride = td->stride, sstride = w->t_scale != SIZE_MAX ? p->tensors[w->t_scale].stride : 0;
+    float *globals = NULL;
+    if (w->enc == WP_ENC_NVFP4) {
+        globals = calloc((size_t)w->n_slices, sizeof *globals);
+        if (!globals) return wp_fail(&wk->e, WP_ENOMEM, "convert: out of memory");
+    }
+    int rc = 0;
+    for (int sl = 0; sl < w->n_slices && !rc; sl++) {
+        const wp_plan_src *srcs = &w->srcs[(size_t)sl * (size_t)w->srcs_per_slice];
+        float global = 1.0f;
+        if (globals) {
+            if ((rc = slice_global(wk, w, srcs, band, &global))) break;
+            globals[sl] = global;
+        }
+        for (int k = 0; k < w->srcs_per_slice && !rc; k++) {
+            const wp_plan_src *s = &srcs[k];
+            for (uint64_t r0 = 0; r0 < s->nrows && !rc; r0 += band) {
+                if ((rc = check_cancel(wk))) break;
+                uint64_t nr = s->nrows - r0 < band ? s->nrows - r0 : band;
+                uint64_t a = s->row0 + r0, base = a;
+                float *full = scratch(wk, B_REF, (size_t)(nr * src_cols * 4));
+                if (!full) {
+                    rc = WP_ENOMEM;
+                    break;
+                }
+                const uint8_t *codes = NULL, *ssc = NULL;
+                if ((rc = read_src_rows(wk, w, s, a, a + nr, full, &codes, &ssc, &base))) break;
+                /* scratch() may have moved nothing: B_REF was sized above */
+                float *ref = full;
+                if (cols != src_cols) {
+                    ref = scratch(wk, B_CUT, (size_t)(nr * cols * 4));
+                    if (!ref) {
+                        rc = WP_ENOMEM;
+                        break;
+                    }
+                    for (uint64_t i = 0; i < nr; i++)
+                        memcpy(ref + i * cols, full + i * src_cols + s->col0, (size_t)(cols * 4));
+                }
+                uint64_t orow = s->out_row0 + r0;
+                uint64_t nsr = w->enc == WP_ENC_FP8 ? (nr + w->br - 1) / w->br : nr;
+                uint8_t *od = scratch(wk, B_OUT, (size_t)(nr * opitch));
+                uint8_t *osc = spitch ? scratch(wk, B_OSC, (size_t)(nsr * spitch)) : NULL;
+                if (!od || (spitch && !osc)) {
+                    rc = WP_ENOMEM;
+                    break;
+                }
+                uint64_t cast_lossy = 0;
+                if ((rc = encode_band(wk, w, s, ref, nr, cols, codes, ssc, base, a, global, od, osc, &cast_lossy)))
+                    break;
+                wk->cast_inexact += cast_lossy;
+                if (rec) {
+                    float *deq = scratch(wk, B_DEQ, (size_t)(nr * cols * 4));
+                    if (!deq) {
+                        rc = WP_ENOMEM;
+                        break;
+                    }
+                    wp_qweight q = {
+                        .enc = w->enc, .rows = nr, .cols = cols, .data = od, .scale = osc,
+                        .sfmt = w->sfmt, .br = w->br, .bc = w->bc, .global = global,
+                    };
+                    wp_qweight_dequant_rows(&q, 0, nr, deq);
+                    wp_qerr_add(&rec->err, ref, deq, (size_t)(nr * cols), 0.0f);
+                    rec->err.n_saturated += count_saturated(w, ref, nr, cols, osc, global);
+                    if (w->method == WP_M_EXACT || w->method == WP_M_CAST37)
+                        for (uint64_t i = 0; i < nr * cols; i++)
+                            rec->n_inexact += !(deq[i] == ref[i] || (isnan(deq[i]) && isnan(ref[i])));
+                }
+                if ((rc = out_write(wk, w->t_weight, (uint64_t)sl * stride + orow * opitch, od, (size_t)(nr * opitch))))
+                    break;
+                if (osc) {
+                    uint64_t srow = w->enc == WP_ENC_FP8 ? orow / w->br : orow;
+                    if ((rc = out_write(wk, w->t_scale, (uint64_t)sl * sstride + srow * spitch, osc,
+                                        (size_t)(nsr * spitch))))
+                        break;
+                }
+            }
+        }
+    }
+    if (!rc && globals) rc = out_write(wk, w->t_global, 0, globals, (size_t)w->n_slices * 4);
+    free(globals);
+    return rc;
+}
+
+static int do_weight(worker *wk, size_t wi)
+{
+    const wp_plan_weight *w = &wk->r->p->weights[wi];
+    if (w->passthrough || w->src == WP_SRC_RAW) {
+        if (!wk->r->sink) return 0;   /* computing a report only: nothing to check */
+        return copy_weight(wk, w);
+    }
+    return convert_weight(wk, w, wi);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *wk = arg;
+    run *r = wk->r;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        size_t i = r->failed ? r->p->n_weights : r->next++;
+        pthread_mutex_unlock(&r->mu);
+        if (i >= r->p->n_weights) break;
+        int rc = do_weight(wk, i);
+        if (rc) {
+            pthread_mutex_lock(&r->mu);
+            if (!r->failed && wk->e.code) {
+                r->failed = 1;
+                r->err = wk->e;
+            } else if (!r->failed) {
+                r->failed = 1;
+                wp_fail(&r->err, rc, "%s: conversion failed", r->p->weights[i].name);
+            }
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static uint64_t current_rss(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts *o, wp_convert_stats *st,
+                   wp_err *e)
+{
+    static const wp_convert_opts none;
+    if (!o) o = &none;
+    wp_convert_stats dummy;
+    if (!st) st = &dummy;
+    memset(st, 0, sizeof *st);
+    double t0 = wp_now();
+    int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    if (threads > 256) threads = 256;
+    if ((size_t)threads > p->n_weights && p->n_weights) threads = (int)p->n_weights;
+    uint64_t budget = o->mem_budget ? o->mem_budget : (1ull << 30);
+    /* What is resident already (binary, plan, headers) is not ours to hand out. */
+    uint64_t base = current_rss() + (16u << 20);
+    if (budget <= base + (uint64_t)threads * (1u << 20))
+        return wp_fail(e, WP_EUSAGE, "--mem-budget %llu bytes leaves nothing for %d worker(s): %llu are in use already",
+                       (unsigned long long)budget, threads, (unsigned long long)base);
+    run r;
+    memset(&r, 0, sizeof r);
+    r.p = p;
+    r.sink = sink;
+    r.o = o;
+    r.worker_budget = (budget - base) / (uint64_t)threads;
+    pthread_mutex_init(&r.mu, NULL);
+    for (size_t i = 0; i < p->n_weights; i++)
+        if (sink || !(p->weights[i].passthrough || p->weights[i].src == WP_SRC_RAW)) r.total += p->weights[i].out_bytes;
+    int rc = 0;
+    if (o->report) {
+        if (o->report->plan != p) return wp_fail(e, WP_EUSAGE, "convert: the report was made for another plan");
+        r.rec_of = malloc((p->n_weights ? p->n_weights : 1) * sizeof *r.rec_of);
+        if (!r.rec_of) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+        for (size_t i = 0; i < p->n_weights; i++) r.rec_of[i] = SIZE_MAX;
+        for (size_t i = 0; i < o->report->n; i++) r.rec_of[o->report->rec[i].weight] = i;
+    }
+    if (sink && (rc = sink->begin(sink->ud, p, e))) {
+        sink->abort(sink->ud);
+        free(r.rec_of);
+        return rc;
+    }
+    worker *wk = calloc((size_t)threads, sizeof *wk);
+    pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+    int started = 0;
+    if (!wk || !tid) {
+        rc = wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    } else {
+        for (int i = 0; i < threads; i++) {
+            wk[i].r = &r;
+            if (threads == 1) break;
+            if (pthread_create(&tid[i], NULL, worker_main, &wk[i]) != 0) break;
+            started++;
+        }
+        if (threads == 1 || started == 0)
+            worker_main(&wk[0]);
+        for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+        if (r.failed) rc = wp_fail(e, r.err.code ? r.err.code : WP_EIO, "%s", r.err.msg);
+        else if (o->cancel && *o->cancel) rc = wp_fail(e, WP_EUSAGE, "interrupted");
+    }
+    for (int i = 0; wk && i < threads; i++) {
+        st->items += wk[i].items;
+        st->in_bytes += wk[i].in_bytes;
+        if (wk[i].max_item > st->max_item_bytes) st->max_item_bytes = wk[i].max_item;
+        r.cast_inexact += wk[i].cast_inexact;
+        for (int b = 0; b < B_COUNT; b++) free(wk[i].buf[b]);
+    }
+    free(wk);
+    free(tid);
+    if (sink) {
+        if (!rc) rc = sink->commit(sink->ud, e);
+        if (rc) sink->abort(sink->ud);
+    }
+    free(r.rec_of);
+    pthread_mutex_destroy(&r.mu);
+    st->out_bytes = r.done;
+    st->threads = threads;
+    st->cast_inexact = r.cast_inexact;
+    st->seconds = wp_now() - t0;
+    st->peak_rss = wp_peak_rss_bytes();
+    return rc;
+}
+
+int wp_parse_bytes(const char *s, uint64_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v >= 0)) return -1;
+    double m = 1;
+    switch (*end) {
+    case 'k': case 'K': m = 1024.0; end++; break;
+    case 'm': case 'M': m = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': m = 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': m = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (m > 1 && (*end == 'i' || *end == 'I')) end++;
+    if (*end == 'b' || *end == 'B') end++;
+    if (*end) return -1;
+    v *= m;
+    if (v >= 18446744073709551616.0) return -1;
+    *out = (uint64_t)v;
+    return 0;
+}

@@ -1,0 +1,400 @@
+/*
+ * sink.c — the build-directory sink of the pipeline: one .wpk per plan file
+ * (format/wpk.h writer: tensors declared up front, bytes pwritten and hashed
+ * as they arrive) plus manifest.json (format/manifest.h).
+ *
+ * No partial output (docs/architecture.md): everything is written into a
+ * temporary directory `.NAME.tmp.XXXXXX` next to OUT, fsynced, and renamed to
+ * OUT only once complete; abort removes the temporary directory.  A SIGKILL
+ * can leave that temporary directory behind, never an OUT.
+ */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "convert/convert_priv.h"
+#include "format/manifest.h"
+#include "format/wpk.h"
+
+typedef struct dsink {
+    char *out;            /* final directory */
+    char *parent, *base;
+    char *tmp;            /* temporary directory, NULL until begin */
+    int force;
+    const wp_plan *p;
+    wpk_writer **w;       /* one per plan file; NULL once committed */
+    size_t *id;           /* plan tensor -> writer id */
+} dsink;
+
+static void rm_tree_flat(const char *dir)
+{
+    /* the build directory is flat (.wpk files, manifest, writer temps) */
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        char path[4096];
+        while ((de = readdir(d)))
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && !wp_path_join(path, sizeof path, dir, de->d_name))
+                unlink(path);
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static void fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static void ds_abort(void *ud)
+{
+    dsink *s = ud;
+    if (s->w) {
+        for (int i = 0; s->p && i < s->p->n_files; i++) wpk_writer_abort(s->w[i]);
+        free(s->w);
+        s->w = NULL;
+    }
+    free(s->id);
+    s->id = NULL;
+    if (s->tmp) {
+        rm_tree_flat(s->tmp);
+        free(s->tmp);
+        s->tmp = NULL;
+    }
+}
+
+/* SHA-256 of one source shard's header region (8 + N bytes): cheap, and
+ * enough to tie a build to the exact checkpoint layout; the data digests are
+ * verify-source's job (docs/convert.md, "Provenance"). */
+static int shard_json(const wp_ckpt *k, cJSON *files, wp_err *e)
+{
+    for (size_t i = 0; i < wp_ckpt_file_count(k); i++) {
+        wp_st_file *f = wp_ckpt_file(k, i);
+        uint64_t n = 8 + wp_st_header_len(f);
+        uint8_t d[WP_SHA256_LEN];
+        int rc = wp_sha256_fd_range(wp_st_fd(f), 0, n, wp_st_path(f), d, e);
+        if (rc) return rc;
+        char hex[2 * WP_SHA256_LEN + 1];
+        wp_hex(d, WP_SHA256_LEN, hex);
+        const char *path = wp_st_path(f), *slash = strrchr(path, '/');
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", slash ? slash + 1 : path);
+        cJSON_AddNumberToObject(o, "bytes", (double)wp_st_file_size(f));
+        cJSON_AddStringToObject(o, "header_sha256", hex);
+        cJSON_AddItemToArray(files, o);
+    }
+    return 0;
+}
+
+static char *print_json(cJSON *j, wp_err *e)
+{
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!s) wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    return s;
+}
+
+static int declare(dsink *s, wpk_writer *w, const wp_plan_tensor *t, size_t ti, wp_err *e)
+{
+    const wp_plan *p = s->p;
+    const wp_plan_weight *pw = &p->weights[t->weight];
+    wpk_decl d;
+    memset(&d, 0, sizeof d);
+    d.name = t->name;
+    d.kind = t->is_enc ? WPK_KIND_ENC : WPK_KIND_RAW;
+    d.enc = t->enc;
+    d.dtype = t->dtype;
+    d.ndim = t->ndim;
+    memcpy(d.shape, t->shape, sizeof d.shape);
+    d.stacked = t->stacked;
+    d.sfmt = pw->sfmt;
+    d.br = pw->enc == WP_ENC_FP8 ? pw->br : 0;
+    d.bc = pw->enc == WP_ENC_FP8 ? pw->bc : 0;
+    d.role = t->role == WP_ROLE_SCALE ? WPK_ROLE_SCALE : t->role == WP_ROLE_GLOBAL ? WPK_ROLE_GLOBAL : WPK_ROLE_DATA;
+    if (t->role == WP_ROLE_SCALE || t->role == WP_ROLE_GLOBAL) d.owner = s->id[pw->t_weight];
+    /* the source tensors of each slice, expert-major (docs/format.md §2.5) */
+    size_t ns = (size_t)pw->n_slices * (size_t)pw->srcs_per_slice;
+    const char **src = NULL;
+    if (t->role != WP_ROLE_GLOBAL) {
+        src = malloc(ns * sizeof *src);
+        if (!src) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+        size_t n = 0;
+        for (size_t i = 0; i < ns; i++) {
+            const wp_tensor_info *x = t->role == WP_ROLE_SCALE ? pw->srcs[i].s : pw->srcs[i].w;
+            if (x) src[n++] = x->name;
+        }
+        d.n_sources = n;
+        d.sources = src;
+    }
+    int rc = wpk_writer_add(w, &d, &s->id[ti], e);
+    free(src);
+    return rc;
+}
+
+static int ds_begin(void *ud, const wp_plan *p, wp_err *e)
+{
+    dsink *s = ud;
+    s->p = p;
+    struct stat st;
+    if (lstat(s->out, &st) == 0 && !s->force)
+        return wp_fail(e, WP_EUSAGE, "%s: already exists (remove it, or pass --force to replace it)", s->out);
+    size_t n = strlen(s->parent) + strlen(s->base) + 32;
+    s->tmp = malloc(n);
+    if (!s->tmp) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    snprintf(s->tmp, n, "%s/.%s.tmp.XXXXXX", s->parent, s->base);
+    if (!mkdtemp(s->tmp)) {
+        int rc = wp_fail_errno(e, "%s: cannot create the output directory in %s", s->out, s->parent);
+        free(s->tmp);
+        s->tmp = NULL;
+        return rc;
+    }
+    chmod(s->tmp, 0755);
+    s->w = calloc((size_t)p->n_files, sizeof *s->w);
+    s->id = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *s->id);
+    if (!s->w || !s->id) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+
+    /* The build's description: the model, the profile and where it came
+     * from — never a time or a host path, so builds are reproducible. */
+    cJSON *prov = cJSON_CreateObject();
+    cJSON_AddStringToObject(prov, "tool", "wpack " WP_VERSION);
+    cJSON *files = cJSON_AddArrayToObject(prov, "source_files");
+    int rc = shard_json(p->ckpt, files, e);
+    char cfg_path[4096];
+    if (!rc && !wp_path_join(cfg_path, sizeof cfg_path, wp_ckpt_dir(p->ckpt), "config.json")) {
+        uint8_t d[WP_SHA256_LEN];
+        char *text = NULL;
+        size_t len = 0;
+        if (wp_read_small_file(cfg_path, 16 << 20, &text, &len, e) == 0 && wp_sha256_buf(text, len, d, e) == 0) {
+            char hex[2 * WP_SHA256_LEN + 1];
+            wp_hex(d, WP_SHA256_LEN, hex);
+            cJSON_AddStringToObject(prov, "config_sha256", hex);
+        }
+        free(text);
+        wp_err_clear(e);   /* a single-file checkpoint may have its config elsewhere */
+    }
+    cJSON *opt = cJSON_AddObjectToObject(prov, "options");
+    cJSON_AddNumberToObject(opt, "ep", p->opts.ep);
+    cJSON_AddNumberToObject(opt, "tp", p->opts.tp);
+    cJSON_AddBoolToObject(opt, "fuse_w13", p->profile.fuse_w13);
+    char *prov_s = print_json(prov, e);
+    char *model_s = print_json(wp_config_to_json(&p->config), e);
+    char *prof_s = print_json(wp_profile_to_json(&p->profile), e);
+    if (!prov_s || !model_s || !prof_s) rc = rc ? rc : WP_ENOMEM;
+    for (int f = 0; f < p->n_files && !rc; f++) {
+        char path[4096];
+        if (wp_path_join(path, sizeof path, s->tmp, p->files[f].name)) {
+            rc = wp_fail(e, WP_EUSAGE, "%s: path too long", s->tmp);
+            break;
+        }
+        wpk_opts o = {
+            .align = (uint32_t)p->profile.align, .model_json = model_s, .profile_json = prof_s,
+            .provenance_json = prov_s, .part_index = (uint32_t)f, .part_count = (uint32_t)p->n_files,
+        };
+        if ((rc = wpk_writer_open(&s->w[f], path, &o, e))) break;
+        size_t first = SIZE_MAX;
+        for (size_t i = 0; i < p->n_tensors && !rc; i++)
+            if (p->tensors[i].file == f) {
+                if (first == SIZE_MAX) first = i;
+                rc = declare(s, s->w[f], &p->tensors[i], i, e);
+            }
+        if (!rc) rc = wpk_writer_layout(s->w[f], e);
+        /* the plan promised these offsets: check the container agrees */
+        for (size_t i = first; !rc && first != SIZE_MAX && i < p->n_tensors && p->tensors[i].file == f; i++) {
+            uint64_t base = wpk_writer_offset(s->w[f], s->id[first]) - p->tensors[first].offset;
+            if (wpk_writer_offset(s->w[f], s->id[i]) != base + p->tensors[i].offset ||
+                wpk_writer_size(s->w[f], s->id[i]) != p->tensors[i].nbytes)
+                rc = wp_fail(e, WP_EINVAL, "%s: %s: the container placed it at %llu (+%llu), the plan at data+%llu (+%llu)",
+                             p->files[f].name, p->tensors[i].name,
+                             (unsigned long long)wpk_writer_offset(s->w[f], s->id[i]),
+                             (unsigned long long)wpk_writer_size(s->w[f], s->id[i]),
+                             (unsigned long long)p->tensors[i].offset, (unsigned long long)p->tensors[i].nbytes);
+        }
+    }
+    free(prov_s);
+    free(model_s);
+    free(prof_s);
+    return rc;
+}
+
+static int ds_write(void *ud, size_t tensor, uint64_t off, const void *buf, size_t n, wp_err *e)
+{
+    dsink *s = ud;
+    return wpk_writer_write(s->w[s->p->tensors[tensor].file], s->id[tensor], off, buf, n, e);
+}
+
+/* One manifest file record: SHA-256 of the whole file and of the bytes
+ * outside every tensor (docs/signing.md §2), streamed with pread. */
+static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t fi, wp_err *e)
+{
+    char path[4096];
+    if (wp_path_join(path, sizeof path, dir, name)) return wp_fail(e, WP_EUSAGE, "%s: path too long", dir);
+    wpk_file *f = NULL;
+    int rc = wpk_open(&f, path, e);
+    if (rc) return rc;
+    wp_mfile *mf = &m->files[fi];
+    mf->path = strdup(name);
+    mf->size = wpk_file_size(f);
+    size_t cap = 4u << 20;
+    uint8_t *buf = malloc(cap);
+    wp_sha256 all, non;
+    int ha = 0, hn = 0;
+    if (!mf->path || !buf) rc = wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    if (!rc && !(rc = wp_sha256_init(&all, e))) ha = 1;
+    if (!rc && !(rc = wp_sha256_init(&non, e))) hn = 1;
+    size_t nt = wpk_count(f), ti = 0;
+    uint64_t pos = 0;
+    while (!rc && pos < mf->size) {
+        /* the next boundary: start or end of the tensor under/after pos */
+        const wpk_tensor *t = ti < nt ? wpk_tensor_at(f, ti) : NULL;
+        int inside = t && pos >= t->offset;
+        uint64_t end = !t ? mf->size : inside ? t->offset + t->size : t->offset;
+        if (end - pos > cap) end = pos + cap;
+        size_t n = (size_t)(end - pos);
+        if ((rc = wp_pread_full(wpk_fd(f), buf, n, pos, path, e))) break;
+        wp_sha256_update(&all, buf, n);
+        if (!inside) wp_sha256_update(&non, buf, n);
+        pos = end;
+        if (t && pos == t->offset + t->size) ti++;
+    }
+    if (!rc) {
+        wp_sha256_final(&all, mf->sha256);
+        wp_sha256_final(&non, mf->nontensor_sha256);
+        for (size_t i = 0; i < nt; i++) {
+            const wpk_tensor *t = wpk_tensor_at(f, i);
+            wp_mtensor *mt = &m->tensors[m->ntensors];
+            mt->name = strdup(t->name);
+            if (!mt->name) {
+                rc = wp_fail(e, WP_ENOMEM, "convert: out of memory");
+                break;
+            }
+            mt->file = fi;
+            mt->offset = t->offset;
+            mt->size = t->size;
+            memcpy(mt->sha256, t->sha256, WP_SHA256_LEN);
+            m->ntensors++;
+        }
+    } else {
+        if (ha) wp_sha256_free(&all);
+        if (hn) wp_sha256_free(&non);
+    }
+    free(buf);
+    wpk_close(f);
+    return rc;
+}
+
+static int ds_commit(void *ud, wp_err *e)
+{
+    dsink *s = ud;
+    const wp_plan *p = s->p;
+    int rc = 0;
+    for (int f = 0; f < p->n_files && !rc; f++) {
+        wpk_writer *w = s->w[f];
+        s->w[f] = NULL;   /* commit frees it, success or not */
+        rc = wpk_writer_commit(w, e);
+    }
+    if (rc) return rc;
+    wp_manifest m;
+    memset(&m, 0, sizeof m);
+    m.files = calloc((size_t)p->n_files, sizeof *m.files);
+    m.tensors = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *m.tensors);
+    if (!m.files || !m.tensors) rc = wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    m.nfiles = (uint32_t)p->n_files;
+    for (int f = 0; f < p->n_files && !rc; f++) rc = hash_file(s->tmp, p->files[f].name, &m, (uint32_t)f, e);
+    if (!rc) rc = wp_manifest_finish(&m, e);
+    if (!rc) rc = wp_manifest_write(s->tmp, &m, e);
+    wp_manifest_free(&m);
+    if (rc) return rc;
+    fsync_dir(s->tmp);
+    char *old = NULL;
+    struct stat st;
+    if (lstat(s->out, &st) == 0) {
+        /* --force: move the old build aside, put the new one in, drop the old */
+        size_t n = strlen(s->parent) + strlen(s->base) + 32;
+        old = malloc(n);
+        if (!old) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+        snprintf(old, n, "%s/.%s.old.XXXXXX", s->parent, s->base);
+        if (!mkdtemp(old) || rmdir(old) != 0 || rename(s->out, old) != 0) {
+            rc = wp_fail_errno(e, "%s: cannot move the existing output aside", s->out);
+            free(old);
+            return rc;
+        }
+    }
+    if (rename(s->tmp, s->out) != 0) {
+        rc = wp_fail_errno(e, "%s: cannot rename the finished build into place", s->out);
+        if (old && rename(old, s->out) != 0) { /* keep old aside: nothing better to do */
+        }
+        free(old);
+        return rc;
+    }
+    free(s->tmp);
+    s->tmp = NULL;
+    fsync_dir(s->parent);
+    if (old) {
+        if (S_ISDIR(st.st_mode))
+            rm_tree_flat(old);
+        else
+            unlink(old);
+        free(old);
+    }
+    return 0;
+}
+
+int wp_dir_sink_new(wp_sink *sk, const char *out_dir, int force, wp_err *e)
+{
+    memset(sk, 0, sizeof *sk);
+    dsink *s = calloc(1, sizeof *s);
+    if (!s) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    size_t n = strlen(out_dir);
+    while (n > 1 && out_dir[n - 1] == '/') n--;   /* "out/" names "out" */
+    s->out = strndup(out_dir, n);
+    char *a = s->out ? strdup(s->out) : NULL, *b = s->out ? strdup(s->out) : NULL;
+    if (a && b) {
+        s->parent = strdup(dirname(a));
+        s->base = strdup(basename(b));
+    }
+    free(a);
+    free(b);
+    if (!s->out || !s->parent || !s->base) {
+        free(s->out);
+        free(s->parent);
+        free(s->base);
+        free(s);
+        return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    }
+    if (!n || !strcmp(s->base, "/") || !strcmp(s->base, ".") || !strcmp(s->base, "..")) {
+        free(s->out);
+        free(s->parent);
+        free(s->base);
+        free(s);
+        return wp_fail(e, WP_EUSAGE, "%s: not a usable output directory name", out_dir);
+    }
+    s->force = force;
+    sk->ud = s;
+    sk->begin = ds_begin;
+    sk->write = ds_write;
+    sk->commit = ds_commit;
+    sk->abort = ds_abort;
+    return 0;
+}
+
+void wp_dir_sink_free(wp_sink *sk)
+{
+    dsink *s = sk->ud;
+    if (!s) return;
+    ds_abort(s);
+    free(s->out);
+    free(s->parent);
+    free(s->base);
+    free(s);
+    sk->ud = NULL;
+}
