@@ -178,7 +178,8 @@ TEST(model_inspect_detects_inventory_problems)
           "  mis-typed  mtp.0.enorm.weight: expected BF16 [256], found F16 [256]"}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *dir = wpt_path("%s/v%zu", wpt_tmpdir(), i);
+        char dir[4096];
+    snprintf(dir, sizeof dir, "%s/v%zu", wpt_tmpdir(), i);
         REQUIRE(mkdir(dir, 0755) == 0);
         REQUIRE(write_variant(dir, cases[i].op, cases[i].name, cases[i].arg) == 0);
         int rc = wpt_run(out, sizeof out, "%s inspect %s", wpt_wpack(), dir);
@@ -208,7 +209,8 @@ TEST(model_inspect_mtp_head_copy)
     CHECK_EQ_INT(rc, 1);
     CHECK_CONTAINS(out, "MTP: present (1 block), with a head copy, no embed copy");
     CHECK_CONTAINS(out, "mis-shaped mtp.0.head.weight: expected BF16 [512,256], found BF16 [256]");
-    const char *dir2 = wpt_path("%s/ok", wpt_tmpdir());
+    char dir2[4096];
+    snprintf(dir2, sizeof dir2, "%s/ok", wpt_tmpdir());
     REQUIRE(mkdir(dir2, 0755) == 0);
     REQUIRE(write_variant(dir2, V_ADD_HEAD_COPY, "head.weight", "mtp.0.head.weight") == 0);
     rc = wpt_run(out, sizeof out, "%s inspect %s", wpt_wpack(), dir2);
@@ -220,7 +222,8 @@ TEST(model_inspect_mtp_head_copy)
 TEST(model_inspect_single_file)
 {
     /* alone: a summary, no check, and it says so */
-    const char *f = wpt_path("%s/model-00002-of-00002.safetensors", wpt_tmpdir());
+    char f[4096];
+    snprintf(f, sizeof f, "%s/model-00002-of-00002.safetensors", wpt_tmpdir());
     REQUIRE(wpt_run(NULL, 0, "cp %s/model-00002-of-00002.safetensors %s", TINY_HF, f) == 0);
     int rc = wpt_run(out, sizeof out, "%s inspect %s", wpt_wpack(), f);
     CHECK_EQ_INT(rc, 0);
@@ -245,7 +248,8 @@ TEST(model_inspect_single_file)
 TEST(model_inspect_unreadable)
 {
     /* a directory needs its config.json */
-    const char *dir = wpt_path("%s/noconf", wpt_tmpdir());
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/noconf", wpt_tmpdir());
     REQUIRE(mkdir(dir, 0755) == 0);
     REQUIRE(wpt_run(NULL, 0, "cp %s/*.safetensors %s/*.index.json %s/", TINY_HF, TINY_HF, dir) == 0);
     int rc = wpt_run(out, sizeof out, "%s inspect %s 2>&1 >/dev/null", wpt_wpack(), dir);
@@ -282,7 +286,8 @@ TEST(model_inspect_malformed_corpus)
     for (size_t i = 0; i < wpt_corpus_count(); i++) {
         const wpt_corpus_case *c = wpt_corpus_case_at(i);
         /* stderr captured; stdout to a file that must stay empty */
-        const char *so = wpt_path("%s/stdout.txt", dir);
+        char so[4096];
+    snprintf(so, sizeof so, "%s/stdout.txt", dir);
         int rc = wpt_run(out, sizeof out, "%s inspect '%s/%s' 2>&1 >%s", wpt_wpack(), dir,
                          c->path, so);
         CHECKF(rc == 2, "%s: exit %d: %s", c->path, rc, out);

@@ -6,6 +6,7 @@
 
 #include "convert/model.h"
 #include "tests/harness.h"
+#include "tests/model_util.h"
 
 #define TINY_HF WPT_TINY "/hf"
 
@@ -196,49 +197,6 @@ TEST(model_inventory_flash_pro_counts)
     free(x);
 }
 
-/* Predicted size of a shard written the way the official files were (the
- * Rust safetensors serializer): no __metadata__, tensors ordered by dtype
- * (widest first) then name, data in that order, compact JSON header padded
- * with spaces to a multiple of 8. */
-static int dt_rank(wp_dtype t)
-{
-    switch (t) {
-    case WP_I64: return 0;
-    case WP_F32: return 1;
-    case WP_BF16: return 2;
-    case WP_F8_E8M0: return 3;
-    case WP_F8_E4M3: return 4;
-    default: return 5;
-    }
-}
-
-static int cmp_official(const void *a, const void *b)
-{
-    const wp_expect *x = *(const wp_expect *const *)a, *y = *(const wp_expect *const *)b;
-    int d = dt_rank(x->dtype) - dt_rank(y->dtype);
-    return d ? d : strcmp(x->name, y->name);
-}
-
-static uint64_t official_size(const wp_expect **t, size_t n)
-{
-    qsort(t, n, sizeof *t, cmp_official);
-    uint64_t hdr = 2, off = 0;   /* "{" "}" */
-    for (size_t i = 0; i < n; i++) {
-        char buf[512];
-        uint64_t nb = wp_expect_nbytes(t[i]);
-        int k = snprintf(buf, sizeof buf, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i ? "," : "",
-                         t[i]->name, wp_dtype_name(t[i]->dtype));
-        for (int d = 0; d < t[i]->ndim; d++)
-            k += snprintf(buf + k, sizeof buf - (size_t)k, "%s%llu", d ? "," : "",
-                          (unsigned long long)t[i]->shape[d]);
-        k += snprintf(buf + k, sizeof buf - (size_t)k, "],\"data_offsets\":[%llu,%llu]}",
-                      (unsigned long long)off, (unsigned long long)(off + nb));
-        hdr += (uint64_t)k;
-        off += nb;
-    }
-    return 8 + wp_align_up(hdr, 8) + off;
-}
-
 /* The published sizes of the 46 official V4-Flash shards (revision 60d8d707,
  * ../shared/data/deepseek-v4-flash-60d8d707.json): the inventory's names,
  * dtypes and shapes must reproduce every one to the byte, header included. */
@@ -272,7 +230,7 @@ TEST(model_inventory_flash_published_sizes)
                                                              : 44;
             if (shard == s) t[m++] = &x[i];
         }
-        uint64_t sz = official_size(t, m);
+        uint64_t sz = wpt_official_size(t, m);
         CHECKF(sz == pub[s], "shard %d: predicted %llu, published %llu", s + 1,
                (unsigned long long)sz, (unsigned long long)pub[s]);
         total += sz;
