@@ -23,4 +23,10 @@ static inline int wp_ep_first(int n_experts, int ranks, int r) { return r * (n_e
 /* Whether a row/column cut at `n` elements keeps whole blocks of `blk`. */
 static inline int wp_cut_ok(uint64_t n, uint64_t blk) { return blk == 0 || n % blk == 0; }
 
+/* ---- cast.c ---------------------------------------------------------------- */
+/* wp_mxfp4_to_fp8 (spec §3.7) with one table lookup per byte: identical
+ * output, scales and inexact count (tests/test_convert.c checks). */
+size_t wp_cv_mxfp4_to_fp8(const uint8_t *q4, const uint8_t *s4, size_t rows, size_t cols, wp_scale_fmt fmt,
+                          uint8_t *q_out, void *scale_out);
+
 #endif

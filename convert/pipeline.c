@@ -237,7 +237,7 @@ static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src 
         .enc = w->src_enc, .rows = b - base, .cols = cols, .data = d, .scale = sc,
         .sfmt = w->src_sfmt, .br = w->src_br, .bc = w->src_bc,
     };
-    wp_qweight_dequant_rows(&q, a - base, b - a, ref);
+    if (ref) wp_qweight_dequant_rows(&q, a - base, b - a, ref);
     if (codes) *codes = d;
     if (scales) *scales = sc;
     if (base_out) *base_out = base;
@@ -362,7 +362,7 @@ static int encode_band(worker *wk, const wp_plan_weight *w, const wp_plan_src *s
                 q4 = t;
                 s4 = t + nr * (cols / 2);
             }
-            *inexact += wp_mxfp4_to_fp8(q4, s4, (size_t)nr, (size_t)cols, w->sfmt, od, osc);
+            *inexact += wp_cv_mxfp4_to_fp8(q4, s4, (size_t)nr, (size_t)cols, w->sfmt, od, osc);
         } else {
             wp_fp8_block_quant(ref, (size_t)nr, (size_t)cols, w->br, w->bc, w->sfmt, od, osc);
         }
@@ -391,6 +391,8 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
     /* rows of one band: whole output blocks; a CAST37 band is whole 128-row tiles */
     uint64_t al = w->enc == WP_ENC_FP8 ? w->br : 1;
     uint64_t src_pitch = row_bytes(w->src_enc, src_cols);
+    /* the code-preserving methods need the dequantised source only to check */
+    int need_ref = rec || !((w->method == WP_M_EXACT && w->enc == WP_ENC_FP8) || w->method == WP_M_CAST37);
     uint64_t row_cost = src_pitch + src_pitch / 8 + 4 * src_cols + (cols != src_cols ? 4 * cols : 0) + opitch +
                         spitch + (rec ? 4 * cols : 0) + (w->method == WP_M_CAST37 ? cols : 0);
     uint64_t extra = w->src_enc == WP_ENC_FP8 ? (uint64_t)w->src_br * (src_pitch + 4 * src_cols) : 0;
@@ -426,16 +428,15 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
                 if ((rc = check_cancel(wk))) break;
                 uint64_t nr = s->nrows - r0 < band ? s->nrows - r0 : band;
                 uint64_t a = s->row0 + r0, base = a;
-                float *full = scratch(wk, B_REF, (size_t)(nr * src_cols * 4));
-                if (!full) {
+                float *full = need_ref ? scratch(wk, B_REF, (size_t)(nr * src_cols * 4)) : NULL;
+                if (need_ref && !full) {
                     rc = WP_ENOMEM;
                     break;
                 }
                 const uint8_t *codes = NULL, *ssc = NULL;
                 if ((rc = read_src_rows(wk, w, s, a, a + nr, full, &codes, &ssc, &base))) break;
-                /* scratch() may have moved nothing: B_REF was sized above */
                 float *ref = full;
-                if (cols != src_cols) {
+                if (need_ref && cols != src_cols) {
                     ref = scratch(wk, B_CUT, (size_t)(nr * cols * 4));
                     if (!ref) {
                         rc = WP_ENOMEM;
