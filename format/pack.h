@@ -29,8 +29,9 @@ typedef struct wpz_stats {
 } wpz_stats;
 
 typedef struct wpz_opts {
-    int level;        /* zstd level; 0 -> 3 */
+    int level;        /* zstd level; 0 -> 3 (ZSTD_minCLevel()..ZSTD_maxCLevel()) */
     int threads;      /* ZSTD_c_nbWorkers; 0 -> single-threaded */
+    uint64_t chunk;   /* largest frame in raw bytes; 0 -> WPZ_CHUNK (tests use small ones) */
     wp_progress_fn progress;   /* bytes of raw input done; may be NULL */
     void *ud;
 } wpz_opts;

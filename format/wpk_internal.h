@@ -114,6 +114,9 @@ int wpk_header_digest(const uint8_t *region, uint64_t data_offset, uint8_t out[3
 unsigned wpk_code_of(wpk_kind kind, wp_enc enc, wp_dtype dtype);
 /* Bits per element of a raw dtype (BOOL = 8). */
 unsigned wpk_dtype_bits(wp_dtype t);
+/* A ref into a string area of str_size bytes: NULL if it is in range,
+ * NUL-terminated and free of inner NULs, else why not. */
+const char *wpk_ref_problem(const uint8_t *str, uint64_t str_size, wpk_ref r);
 /* The rule a tensor or source name must follow; NULL if ok, else why not. */
 const char *wpk_name_problem(const char *s, size_t len);
 

@@ -122,7 +122,7 @@ static int all_zero(const void *p, size_t n)
 }
 
 /* A ref into the string area: in range, NUL-terminated, no NUL inside. */
-static const char *ref_problem(const uint8_t *str, uint64_t str_size, wpk_ref r)
+const char *wpk_ref_problem(const uint8_t *str, uint64_t str_size, wpk_ref r)
 {
     if (r.len >= str_size || r.off > str_size - r.len - 1) return "out of the string area";
     if (str[r.off + r.len] != 0) return "not NUL-terminated";
@@ -167,7 +167,7 @@ static int cmp_name_ix(const void *a, const void *b)
 static int check_json(const uint8_t *str, uint64_t str_size, wpk_ref r, const char *what,
                       const char *path, const char **out, wp_err *e)
 {
-    const char *why = ref_problem(str, str_size, r);
+    const char *why = wpk_ref_problem(str, str_size, r);
     if (why) return wp_fail(e, WP_EINVAL, "%s: %s ref [%llu, +%llu) %s", path, what,
                             (unsigned long long)r.off, (unsigned long long)r.len, why);
     const char *s = (const char *)str + r.off;
@@ -231,7 +231,7 @@ static int parse_entry(const wpk_dirent *d, uint32_t i, const uint8_t *str, uint
                        const wpk_hdr *h, const char *path, wpk_tensor *t, wp_err *e)
 {
     wpk_ref nr = {d->name_off, d->name_len};
-    const char *why = ref_problem(str, str_size, nr);
+    const char *why = wpk_ref_problem(str, str_size, nr);
     if (why) return wp_fail(e, WP_EINVAL, "%s: tensor #%u: name ref [%llu, +%u) %s", path, i,
                             (unsigned long long)d->name_off, d->name_len, why);
     t->name = (const char *)str + d->name_off;
@@ -450,7 +450,7 @@ int wpk_parse(const uint8_t *region, uint64_t len, uint64_t file_size, const cha
     for (uint64_t k = 0; k < h->src_count; k++) {
         wpk_ref r;
         memcpy(&r, region + src_off + 16 * k, sizeof r);
-        const char *why = ref_problem(str, h->str_size, r);
+        const char *why = wpk_ref_problem(str, h->str_size, r);
         if (!why) why = wpk_name_problem((const char *)str + r.off, r.len);
         if (why) {
             rc = wp_fail(e, WP_EINVAL, "%s: source name #%llu: %s", path, (unsigned long long)k, why);

@@ -1,0 +1,363 @@
+/* test_pack.c — the .wpkz shipping form (docs/format.md §3): pack -> unpack
+ * byte-identical, one-tensor extraction that touches only its own frames,
+ * corrupted and lying archives rejected, ratios reported, the CLI. */
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "format/pack.h"
+#include "format/wpk.h"
+#include "tests/harness.h"
+#include "tests/wpk_zoo.h"
+
+static const char *build_files[] = {"manifest.json", "manifest.sig", "zeros.wpk", "zoo-2.wpk", "zoo.wpk"};
+#define N_BUILD_FILES 5
+
+/* A build directory: two zoo parts, a very compressible part and the
+ * manifest/signature files (opaque bytes to pack). */
+static int make_build(const char *dir)
+{
+    wp_err e = {0};
+    if (mkdir(dir, 0755)) return -1;
+    if (wpkz_write(wpt_path("%s/zoo.wpk", dir), 0, 0, &e)) return -1;
+    if (wpkz_write(wpt_path("%s/zoo-2.wpk", dir), 0, 2, &e)) return -1;
+    wpk_writer *w;
+    if (wpk_writer_open(&w, wpt_path("%s/zeros.wpk", dir), &(wpk_opts){.part_index = 2, .part_count = 3}, &e)) return -1;
+    wpk_decl d = {.name = "ones.weight", .kind = WPK_KIND_ENC, .enc = WP_ENC_BF16, .ndim = 2, .shape = {256, 1024}};
+    size_t id;
+    if (wpk_writer_add(w, &d, &id, &e) || wpk_writer_layout(w, &e)) return -1;
+    uint16_t row[1024];
+    for (int i = 0; i < 1024; i++) row[i] = 0x3F80;   /* bf16 1.0 */
+    for (uint64_t r = 0; r < 256; r++)
+        if (wpk_writer_write(w, id, r * sizeof row, row, sizeof row, &e)) return -1;
+    if (wpk_writer_commit(w, &e)) return -1;
+    const char *m = "{\"files\": [\"zoo.wpk\"], \"note\": \"opaque to pack\"}\n";
+    if (wpt_write_file(wpt_path("%s/manifest.json", dir), m, strlen(m))) return -1;
+    uint8_t sig[64];
+    wpkz_fill("signature", sig, sizeof sig);
+    return wpt_write_file(wpt_path("%s/manifest.sig", dir), sig, sizeof sig);
+}
+
+static int same_file(const char *a, const char *b)
+{
+    uint8_t *x, *y;
+    size_t nx, ny;
+    if (wpt_read_file(a, &x, &nx)) return 0;
+    if (wpt_read_file(b, &y, &ny)) {
+        free(x);
+        return 0;
+    }
+    int same = nx == ny && memcmp(x, y, nx) == 0;
+    free(x), free(y);
+    return same;
+}
+
+static const wpz_class_stat *cls(const wpz_stats *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_classes; i++)
+        if (!strcmp(s->classes[i].name, name)) return &s->classes[i];
+    return NULL;
+}
+
+TEST(wpk_pack_unpack_byte_identical)
+{
+    char b[512], z[512], o[512];
+    snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
+    snprintf(z, sizeof z, "%s/build.wpkz", wpt_tmpdir());
+    snprintf(o, sizeof o, "%s/restored", wpt_tmpdir());
+    REQUIRE(make_build(b) == 0);
+    wp_err e = {0};
+    wpz_stats ps, us;
+    /* 1000-byte frames: large tensors span several frames; 2 zstd workers. */
+    REQUIRE(wpz_pack(b, z, &(wpz_opts){.level = 3, .threads = 2, .chunk = 1000}, &ps, &e) == 0);
+    REQUIRE(wpz_unpack(z, o, NULL, &us, &e) == 0);
+    for (int i = 0; i < N_BUILD_FILES; i++)
+        CHECKF(same_file(wpt_path("%s/%s", b, build_files[i]), wpt_path("%s/%s", o, build_files[i])),
+               "%s differs after the round trip", build_files[i]);
+    char out[4096];
+    wpt_run(out, sizeof out, "ls -A %s | wc -l", o);
+    CHECK_EQ_INT(atoi(out), N_BUILD_FILES);
+    /* The restored .wpk files are valid containers with good digests. */
+    wpk_file *f;
+    REQUIRE(wpk_open(&f, wpt_path("%s/zoo.wpk", o), &e) == 0);
+    CHECK_EQ_INT(wpk_check_deep(f, 2, NULL, NULL, &e), 0);
+    wpk_close(f);
+    /* Figures: 5 files, 21 + 21 + 1 tensors; raw = the build's bytes. */
+    CHECK_EQ_INT(ps.files, 5);
+    CHECK_EQ_INT(ps.tensors, 43);
+    struct stat st;
+    uint64_t total = 0;
+    for (int i = 0; i < N_BUILD_FILES; i++) {
+        REQUIRE(stat(wpt_path("%s/%s", b, build_files[i]), &st) == 0);
+        total += (uint64_t)st.st_size;
+    }
+    CHECK_EQ_INT(ps.raw_bytes, total);
+    REQUIRE(stat(z, &st) == 0);
+    CHECK_EQ_INT(ps.comp_bytes, (uint64_t)st.st_size);
+    CHECK(us.raw_bytes == ps.raw_bytes && us.frames == ps.frames && us.n_classes == ps.n_classes);
+    /* 512 KiB of bf16 1.0 compresses by orders of magnitude; random bytes do not. */
+    const wpz_class_stat *bf = cls(&ps, "bf16"), *mx = cls(&ps, "mxfp4");
+    REQUIRE(bf && mx && cls(&ps, "header") && cls(&ps, "other") && cls(&ps, "F8_E8M0"));
+    CHECK_EQ_INT(bf->tensors, 5);   /* ones.weight, and embed + norm in each zoo part */
+    CHECK(bf->raw > 512 * 1024 && bf->comp < bf->raw / 20);
+    CHECK(mx->comp > mx->raw * 9 / 10);
+    CHECK_EQ_INT(mx->raw, 2 * 4 * 16 * 32);   /* two zoo parts, [4, 16, 64] mxfp4 each */
+    /* Unpack never overwrites. */
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wpz_unpack(z, o, NULL, NULL, &e), WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "already exists");
+}
+
+TEST(wpk_pack_reproducible_and_lone_wpk)
+{
+    char b[512], z1[512], z2[512], o[512];
+    snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
+    snprintf(z1, sizeof z1, "%s/a.wpkz", wpt_tmpdir());
+    snprintf(z2, sizeof z2, "%s/b.wpkz", wpt_tmpdir());
+    snprintf(o, sizeof o, "%s/one", wpt_tmpdir());
+    REQUIRE(make_build(b) == 0);
+    wp_err e = {0};
+    REQUIRE(wpz_pack(b, z1, &(wpz_opts){.threads = 0}, NULL, &e) == 0);
+    REQUIRE(wpz_pack(b, z2, &(wpz_opts){.threads = 0}, NULL, &e) == 0);
+    CHECK(same_file(z1, z2));
+    /* A lone .wpk packs as a one-file build. */
+    REQUIRE(wpz_pack(wpt_path("%s/zoo.wpk", b), z1, NULL, NULL, &e) == 0);
+    REQUIRE(wpz_unpack(z1, o, NULL, NULL, &e) == 0);
+    CHECK(same_file(wpt_path("%s/zoo.wpk", b), wpt_path("%s/zoo.wpk", o)));
+}
+
+TEST(wpk_pack_single_tensor_extraction)
+{
+    char b[512], z[512], t[512];
+    snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
+    snprintf(z, sizeof z, "%s/build.wpkz", wpt_tmpdir());
+    snprintf(t, sizeof t, "%s/w1.bin", wpt_tmpdir());
+    REQUIRE(make_build(b) == 0);
+    wp_err e = {0};
+    REQUIRE(wpz_pack(b, z, &(wpz_opts){.chunk = 300}, NULL, &e) == 0);
+    /* Both zoo parts hold the name: it is ambiguous without FILE:. */
+    CHECK_EQ_INT(wpz_extract_tensor(z, "layers.0.ffn.experts.w1.weight", t, &e), WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "in 2 files; say FILE:NAME");
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wpz_extract_tensor(z, "nope", t, &e), WP_EINVAL);
+    CHECK_CONTAINS(e.msg, "nope: no such tensor");
+    CHECK(access(t, F_OK) != 0);
+    /* Corrupt the first frame of the archive (manifest.json's): a full unpack
+     * fails, extracting a tensor from other frames does not even notice. */
+    uint8_t *a;
+    size_t n;
+    REQUIRE(wpt_read_file(z, &a, &n) == 0);
+    a[64 + 20] ^= 0xFF;
+    REQUIRE(wpt_write_file(z, a, n) == 0);
+    free(a);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wpz_unpack(z, wpt_path("%s/out", wpt_tmpdir()), NULL, NULL, &e), WP_EVERIFY);
+    wp_err_clear(&e);
+    REQUIRE(wpz_extract_tensor(z, "zoo.wpk:layers.0.ffn.experts.w1.weight", t, &e) == 0);
+    uint8_t *got, want[2048];
+    size_t gn;
+    REQUIRE(wpt_read_file(t, &got, &gn) == 0);
+    CHECK_EQ_INT(gn, 2048);
+    wpkz_fill("layers.0.ffn.experts.w1.weight", want, sizeof want);
+    CHECK(gn == 2048 && memcmp(got, want, 2048) == 0);
+    free(got);
+    REQUIRE(wpz_extract_tensor(z, "zeros.wpk:ones.weight", t, &e) == 0);
+    REQUIRE(wpt_read_file(t, &got, &gn) == 0);
+    CHECK(gn == 512 * 1024 && got[0] == 0x80 && got[1] == 0x3F && got[gn - 1] == 0x3F);
+    free(got);
+    REQUIRE(wpz_extract_tensor(z, "zoo-2.wpk:empty", t, &e) == 0);   /* zero bytes, no frames */
+    struct stat st;
+    CHECK(stat(t, &st) == 0 && st.st_size == 0);
+}
+
+/* Footer fields (docs/format.md §3.1). */
+typedef struct foot {
+    uint64_t index_offset, index_size;
+} foot;
+
+static foot read_foot(const uint8_t *a, size_t n)
+{
+    foot f;
+    memcpy(&f.index_offset, a + n - 64, 8);
+    memcpy(&f.index_size, a + n - 56, 8);
+    return f;
+}
+
+static void reseal_index(uint8_t *a, size_t n)
+{
+    foot f = read_foot(a, n);
+    wp_err e = {0};
+    wp_sha256_buf(a + f.index_offset, (size_t)f.index_size, a + n - 48, &e);
+}
+
+/* Write a mutated copy of archive z; unpacking it must fail with `code` and `want`. */
+static void expect_unpack_fail(const uint8_t *a, size_t n, size_t cut, int k, void (*mut)(uint8_t *, size_t, int),
+                               int code, const char *want)
+{
+    uint8_t *m = malloc(n);
+    memcpy(m, a, n);
+    if (mut) mut(m, n, k);
+    const char *p = wpt_path("%s/bad%d.wpkz", wpt_tmpdir(), k);
+    REQUIRE(wpt_write_file(p, m, cut ? cut : n) == 0);
+    free(m);
+    char out[512];
+    snprintf(out, sizeof out, "%s/bad%d.out", wpt_tmpdir(), k);
+    wp_err e = {0};
+    int rc = wpz_unpack(p, out, NULL, NULL, &e);
+    CHECKF(rc == code, "case %d: rc %d, expected %d (%s)", k, rc, code, e.msg);
+    CHECKF(strstr(e.msg, want) != NULL, "case %d: expected \"%s\" in: %s", k, want, e.msg);
+    CHECKF(strchr(e.msg, '\n') == NULL, "case %d: not one line", k);
+    CHECKF(access(out, F_OK) != 0, "case %d: output exists after a failure", k);
+}
+
+/* Index record addresses (docs/format.md §3.2). */
+static uint8_t *idx_at(uint8_t *a, size_t n) { return a + read_foot(a, n).index_offset; }
+static uint32_t idx_files(uint8_t *a, size_t n) { uint32_t v; memcpy(&v, idx_at(a, n), 4); return v; }
+static uint8_t *file_rec(uint8_t *a, size_t n, int i) { return idx_at(a, n) + 64 + 96 * i; }
+static uint8_t *tensor_rec(uint8_t *a, size_t n, int i) { return idx_at(a, n) + 64 + 96 * idx_files(a, n) + 96 * i; }
+static uint8_t *frame_rec(uint8_t *a, size_t n, int i)
+{
+    uint32_t nt;
+    memcpy(&nt, idx_at(a, n) + 4, 4);
+    return idx_at(a, n) + 64 + 96 * idx_files(a, n) + 96 * nt + 32 * i;
+}
+static void add64(uint8_t *p, int64_t d) { uint64_t v; memcpy(&v, p, 8); v += (uint64_t)d; memcpy(p, &v, 8); }
+
+static void mutate(uint8_t *a, size_t n, int k)
+{
+    switch (k) {
+    case 0: a[0] = 'X'; break;                                  /* prefix magic */
+    case 1: a[n - 1] = 'X'; break;                              /* footer magic */
+    case 2: idx_at(a, n)[70] ^= 1; break;                       /* index byte, not resealed */
+    case 3: a[64 + 40] ^= 0x10; break;                          /* a frame's compressed byte */
+    case 4: add64(frame_rec(a, n, 1), 1); reseal_index(a, n); break;
+    case 5: {                                                   /* file name "../x" */
+        uint64_t off;
+        uint8_t *ix = idx_at(a, n);
+        uint32_t nt;
+        uint64_t nfr;
+        memcpy(&nt, ix + 4, 4);
+        memcpy(&nfr, ix + 8, 8);
+        memcpy(&off, file_rec(a, n, 0), 8);
+        uint8_t *str = ix + 64 + 96 * idx_files(a, n) + 96 * nt + 32 * nfr;
+        str[off] = '/';
+        reseal_index(a, n);
+        break;
+    }
+    case 6: add64(tensor_rec(a, n, 0) + 80, 1); reseal_index(a, n); break;   /* frame_count */
+    case 7: add64(idx_at(a, n) + 8, 1); reseal_index(a, n); break;          /* frame_count in header */
+    case 8: add64(file_rec(a, n, 0) + 16, -1); reseal_index(a, n); break;   /* file size */
+    case 9: tensor_rec(a, n, 0)[20] = 0xE7, tensor_rec(a, n, 0)[21] = 3; reseal_index(a, n); break;
+    case 10: file_rec(a, n, 4)[40] ^= 1; reseal_index(a, n); break;         /* recorded sha256 */
+    case 11: add64(frame_rec(a, n, 0) + 24, -1); reseal_index(a, n); break; /* raw_size vs zstd header */
+    default: break;
+    }
+}
+
+TEST(wpk_pack_corrupted_rejected)
+{
+    char b[512], z[512];
+    snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
+    snprintf(z, sizeof z, "%s/build.wpkz", wpt_tmpdir());
+    REQUIRE(make_build(b) == 0);
+    wp_err e = {0};
+    REQUIRE(wpz_pack(b, z, &(wpz_opts){.chunk = 4096}, NULL, &e) == 0);
+    uint8_t *a;
+    size_t n;
+    REQUIRE(wpt_read_file(z, &a, &n) == 0);
+    expect_unpack_fail(a, n, 0, 0, mutate, WP_EINVAL, "not a .wpkz archive (bad magic)");
+    expect_unpack_fail(a, n, 0, 1, mutate, WP_EINVAL, "no footer");
+    expect_unpack_fail(a, n, 0, 2, mutate, WP_EVERIFY, "index digest mismatch");
+    expect_unpack_fail(a, n, 0, 3, mutate, WP_EVERIFY, "frame 0 (bytes [64, ");
+    expect_unpack_fail(a, n, 0, 4, mutate, WP_EINVAL, "frame 1: compressed bytes");
+    expect_unpack_fail(a, n, 0, 5, mutate, WP_EINVAL, "file record 0: not a plain file name");
+    expect_unpack_fail(a, n, 0, 6, mutate, WP_EINVAL, "ones.weight: frame");
+    expect_unpack_fail(a, n, 0, 7, mutate, WP_EINVAL, "its counts need");
+    expect_unpack_fail(a, n, 0, 8, mutate, WP_EINVAL, "manifest.json: frame 0: raw bytes");
+    expect_unpack_fail(a, n, 0, 9, mutate, WP_EINVAL, "ones.weight: unknown encoding code 999");
+    expect_unpack_fail(a, n, 0, 10, mutate, WP_EVERIFY, "zoo.wpk: restored sha256");
+    expect_unpack_fail(a, n, 0, 11, mutate, WP_EVERIFY, "index says");
+    /* Truncated anywhere: the footer is gone. */
+    expect_unpack_fail(a, n, n - 1, 12, NULL, WP_EINVAL, "no footer");
+    expect_unpack_fail(a, n, n / 2, 13, NULL, WP_EINVAL, "no footer");
+    expect_unpack_fail(a, n, 200, 14, NULL, WP_EINVAL, "no footer");
+    expect_unpack_fail(a, n, 50, 15, NULL, WP_EINVAL, "truncated: 50 bytes");
+    /* No temp directory is left behind by the failures. */
+    char out[4096];
+    wpt_run(out, sizeof out, "ls -A %s | grep -c '^\\.' || true", wpt_tmpdir());
+    CHECK_EQ_INT(atoi(out), 0);
+    free(a);
+}
+
+TEST(wpk_pack_refuses_corrupt_build)
+{
+    char b[512], z[512];
+    snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
+    snprintf(z, sizeof z, "%s/build.wpkz", wpt_tmpdir());
+    REQUIRE(make_build(b) == 0);
+    wp_err e = {0};
+    wpk_file *f;
+    REQUIRE(wpk_open(&f, wpt_path("%s/zoo.wpk", b), &e) == 0);
+    uint64_t off = wpk_find(f, "hc_head_fn")->offset;
+    wpk_close(f);
+    uint8_t *a;
+    size_t n;
+    REQUIRE(wpt_read_file(wpt_path("%s/zoo.wpk", b), &a, &n) == 0);
+    a[off + 3] ^= 1;
+    REQUIRE(wpt_write_file(wpt_path("%s/zoo.wpk", b), a, n) == 0);
+    free(a);
+    CHECK_EQ_INT(wpz_pack(b, z, NULL, NULL, &e), WP_EVERIFY);
+    CHECK_CONTAINS(e.msg, "zoo.wpk: hc_head_fn: sha256 mismatch in bytes");
+    CHECK(access(z, F_OK) != 0);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wpz_pack(wpt_path("%s/none", b), z, NULL, NULL, &e), WP_EIO);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wpz_pack(b, z, &(wpz_opts){.level = 99}, NULL, &e), WP_EUSAGE);
+}
+
+TEST(wpk_pack_cli)
+{
+    char b[512], z[512], o[512];
+    snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
+    snprintf(z, sizeof z, "%s/build.wpkz", wpt_tmpdir());
+    snprintf(o, sizeof o, "%s/restored", wpt_tmpdir());
+    REQUIRE(make_build(b) == 0);
+    static char out[65536];
+    int rc = wpt_run(out, sizeof out, "%s pack %s -o %s --level 5 --threads 2 --json 2>/dev/null", wpt_wpack(), b, z);
+    REQUIRE(rc == 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j != NULL);
+    CHECK_EQ_INT(cJSON_GetObjectItem(j, "level")->valuedouble, 5);
+    CHECK_EQ_INT(cJSON_GetObjectItem(j, "tensors")->valuedouble, 43);
+    cJSON *encs = cJSON_GetObjectItem(j, "encodings"), *x;
+    int seen_bf16 = 0;
+    cJSON_ArrayForEach(x, encs) {
+        if (!strcmp(cJSON_GetObjectItem(x, "encoding")->valuestring, "bf16")) {
+            seen_bf16 = 1;
+            CHECK(cJSON_GetObjectItem(x, "ratio")->valuedouble > 20);
+        }
+    }
+    CHECK(seen_bf16);
+    cJSON_Delete(j);
+    rc = wpt_run(out, sizeof out, "%s unpack %s --list", wpt_wpack(), z);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_CONTAINS(out, "mxfp4");
+    rc = wpt_run(out, sizeof out, "%s unpack %s -o %s", wpt_wpack(), z, o);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(same_file(wpt_path("%s/zoo.wpk", b), wpt_path("%s/zoo.wpk", o)));
+    rc = wpt_run(out, sizeof out, "%s unpack %s --tensor zoo.wpk:embed.weight -o %s/e.bin --json", wpt_wpack(), z, wpt_tmpdir());
+    CHECK_EQ_INT(rc, 0);
+    CHECK_CONTAINS(out, "\"sha256_ok\":");
+    /* Exit codes: 2 unreadable/usage, 1 a check failed. */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s pack %s", wpt_wpack(), b), 2);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s unpack %s/missing.wpkz -o %s/x", wpt_wpack(), wpt_tmpdir(), wpt_tmpdir()), 2);
+    CHECK_CONTAINS(out, "wpack unpack: ");
+    uint8_t *a;
+    size_t n;
+    REQUIRE(wpt_read_file(z, &a, &n) == 0);
+    a[64 + 30] ^= 0x55;
+    REQUIRE(wpt_write_file(z, a, n) == 0);
+    free(a);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s unpack %s -o %s/y", wpt_wpack(), z, wpt_tmpdir()), 1);
+    CHECK_CONTAINS(out, "frame 0");
+}
