@@ -244,8 +244,13 @@ static int build_index(wpk_src *w, const char *path, wp_err *e)
         wpk_file *f = w->files[fi];
         for (size_t i = 0; i < wpk_count(f) && !rc; i++) {
             const wpk_tensor *t = wpk_tensor_at(f, i);
-            rc = push(w, (ent){t->name, fi, t, 0, 0, 1}, e);
-            if (rc || !t->stacked || !t->n_sources) continue;
+            /* a stack is reached through its sources only: expert-parallel
+             * ranks each hold a different stack under the same name */
+            if (!t->stacked) {
+                rc = push(w, (ent){t->name, fi, t, 0, 0, 1}, e);
+                continue;
+            }
+            if (!t->n_sources) continue;   /* a stacked scale: found via its weight */
             if (t->n_sources % t->n_experts)
                 return wp_fail(e, WP_EINVAL, "%s: %s: %u source names for %llu stacked experts",
                                wpk_path(f), t->name, t->n_sources,
