@@ -6,6 +6,7 @@
 
 #include "convert/safetensors.h"
 #include "format/manifest.h"
+#include "format/wpk.h"
 #include "tests/harness.h"
 #include "tests/trust_fixture.h"
 #include "verify/verify.h"
@@ -304,4 +305,35 @@ TEST(trust_verify_hugepages_flag)
     CHECK_EQ_INT(wp_verify_build(build_dir(), &o, &r, &e), WP_EVERIFY);
     CHECK_CONTAINS(e.msg, "sha256 mismatch in bytes");
     wp_verify_report_free(&r);
+}
+
+TEST(trust_verify_convert_output)
+{
+    /* the real producer: `wpack convert` (two expert-parallel ranks) -> sign -> verify */
+    char out[65536];
+    const char *w = wpt_wpack(), *t = wpt_tmpdir();
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/conv --ep 2 --threads 2", w, WPT_TINY, t) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s keygen -o %s/k", w, t) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/conv --allow-unsigned --deep", w, t), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s sign %s/conv --key %s/k.pem --dsse", w, t, t), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/conv --key %s/k.pub.pem", w, t, t), 0);
+    CHECK_CONTAINS(out, "DSSE bundle verified");
+    /* a bit flipped inside a stacked expert tensor is named with its range */
+    wp_err e = {0};
+    wpk_file *f = NULL;
+    char part[4096];
+    snprintf(part, sizeof part, "%s/conv/model-rank00001-of-00002.wpk", t);
+    REQUIRE(wpk_open(&f, part, &e) == 0);
+    const wpk_tensor *x = NULL;
+    for (size_t i = 0; i < wpk_count(f) && !x; i++)
+        if (wpk_tensor_at(f, i)->stacked) x = wpk_tensor_at(f, i);
+    REQUIRE(x);
+    char want[4800];
+    snprintf(want, sizeof want, "%s: %s: sha256 mismatch in bytes [%llu, %llu)", part, x->name,
+             (unsigned long long)x->offset, (unsigned long long)(x->offset + x->size));
+    uint64_t off = x->offset + x->expert_stride + 7;   /* inside expert 1 */
+    wpk_close(f);
+    REQUIRE(trust_flip(part, off, 0x20) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/conv --key %s/k.pub.pem", w, t, t), 1);
+    CHECK_CONTAINS(out, want);
 }
