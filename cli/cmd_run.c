@@ -1,12 +1,225 @@
-/* cmd_run.c — placeholder until its issue lands; owned by that issue. */
+/* cmd_run.c — `wpack run`: prefill a prompt and decode greedily with the
+ * reference CPU runtime (runtime/runtime.h). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
+#include "runtime/runtime.h"
+
+static const char *usage_text =
+    "usage: wpack run BUILD (--tokens 1,2,3 | --tokens-file FILE) [options]\n"
+    "\n"
+    "Prefill the prompt from position 0, then decode greedily (argmax), printing each\n"
+    "chosen token and the top logits.  BUILD is an HF checkpoint directory.\n"
+    "\n"
+    "  --tokens LIST        prompt token ids, comma separated\n"
+    "  --tokens-file FILE   prompt token ids separated by commas or white space\n"
+    "  --max-new N          tokens to generate (default 16; 0 = prefill only)\n"
+    "  --top K              logits to show per step (default 5)\n"
+    "  --threads N          kernel threads (default 1)\n"
+    "  --precision P        fp32 (default) or bf16 (the reference's bf16 rounding points)\n"
+    "  --ignore-eos         keep going after the end-of-sequence token\n"
+    "  --json               one JSON document on stdout\n";
+
+/* Token ids separated by commas and/or white space. */
+static int parse_tokens(const char *s, const char *what, int32_t **out, int *n)
+{
+    int cap = 0;
+    *out = NULL;
+    *n = 0;
+    for (const char *p = s;;) {
+        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+        if (!*p) break;
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > INT32_MAX ||
+            (*end && *end != ',' && *end != ' ' && *end != '\n' && *end != '\t' && *end != '\r')) {
+            free(*out);
+            *out = NULL;
+            return cli_usage("run", "%s: not a token id at \"%.16s\"", what, p);
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            int32_t *t = realloc(*out, sizeof(int32_t) * cap);
+            if (!t) {
+                free(*out);
+                *out = NULL;
+                return cli_usage("run", "%s: out of memory", what);
+            }
+            *out = t;
+        }
+        (*out)[(*n)++] = (int32_t)v;
+        p = end;
+    }
+    if (!*n) return cli_usage("run", "%s: no tokens", what);
+    return 0;
+}
+
+/* The k largest logits, best first (ties: lower id). */
+static void top_logits(const float *l, int V, int k, int *ids)
+{
+    for (int i = 0; i < k; i++) {
+        int b = -1;
+        for (int v = 0; v < V; v++) {
+            int used = 0;
+            for (int j = 0; j < i; j++) used |= ids[j] == v;
+            if (!used && (b < 0 || l[v] > l[b])) b = v;
+        }
+        ids[i] = b;
+    }
+}
 
 int cmd_run(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "wpack: 'run' is not implemented yet\n");
-    return WP_EXIT_BAD;
+    const char *build = NULL, *toks = NULL, *tfile = NULL, *v;
+    int json = 0, max_new = 16, topk = 5, ignore_eos = 0;
+    wp_rt_opts ro = {.threads = 1};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage_text, stdout);
+            return WP_EXIT_OK;
+        } else if (cli_flag(argv[i], "--json")) {
+            json = 1;
+        } else if (cli_flag(argv[i], "--ignore-eos")) {
+            ignore_eos = 1;
+        } else if ((v = cli_opt(argc, argv, &i, "--tokens"))) {
+            toks = v;
+        } else if ((v = cli_opt(argc, argv, &i, "--tokens-file"))) {
+            tfile = v;
+        } else if ((v = cli_opt(argc, argv, &i, "--max-new"))) {
+            char *end;
+            max_new = (int)strtol(v, &end, 10);
+            if (*end || max_new < 0 || max_new > 1000000)
+                return cli_usage("run", "--max-new %s: expected 0..1000000", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--top"))) {
+            topk = atoi(v);
+            if (topk < 1 || topk > 100) return cli_usage("run", "--top %s: expected 1..100", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
+            ro.threads = atoi(v);
+            if (ro.threads < 1 || ro.threads > 256)
+                return cli_usage("run", "--threads %s: expected 1..256", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--precision"))) {
+            if (!strcmp(v, "bf16")) ro.flags |= WP_RT_BF16;
+            else if (strcmp(v, "fp32")) return cli_usage("run", "--precision %s: fp32 or bf16", v);
+        } else if (argv[i][0] == '-') {
+            return cli_usage("run", "unknown option %s", argv[i]);
+        } else if (!build) {
+            build = argv[i];
+        } else {
+            return cli_usage("run", "unexpected argument %s", argv[i]);
+        }
+    }
+    if (!build) return cli_usage("run", "missing BUILD");
+    if (!toks == !tfile) return cli_usage("run", "give exactly one of --tokens and --tokens-file");
+
+    wp_err e = {0};
+    int32_t *prompt = NULL;
+    int np = 0, rc;
+    if (tfile) {
+        char *text;
+        size_t len;
+        if (wp_read_small_file(tfile, 256u << 20, &text, &len, &e)) return cli_error("run", &e);
+        rc = parse_tokens(text, tfile, &prompt, &np);
+        free(text);
+    } else {
+        rc = parse_tokens(toks, "--tokens", &prompt, &np);
+    }
+    if (rc) return rc;
+
+    wp_tsrc *src = NULL;
+    wp_model *m = NULL;
+    wp_seq *seq = NULL;
+    float *logits = NULL;
+    int32_t *gen = NULL;
+    cJSON *doc = NULL, *steps = NULL;
+    if ((rc = wp_tsrc_open(&src, build, &e))) goto fail;
+    if ((rc = wp_model_load(&m, src, &ro, &e))) goto fail;
+    const wp_config *c = wp_model_config(m);
+    const int V = c->vocab_size;
+    if (topk > V) topk = V;
+    if ((rc = wp_seq_new(&seq, m, np + max_new, &e))) goto fail;
+    logits = malloc(sizeof(float) * V);
+    gen = malloc(sizeof(int32_t) * (max_new + 1));
+    if (!logits || !gen) {
+        rc = wp_fail(&e, WP_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (json) {
+        doc = cJSON_CreateObject();
+        cJSON_AddStringToObject(doc, "build", build);
+        cJSON_AddStringToObject(doc, "kernels", wp_model_kernels(m));
+        cJSON_AddNumberToObject(doc, "threads", ro.threads);
+        cJSON_AddNumberToObject(doc, "prompt_tokens", np);
+        steps = cJSON_AddArrayToObject(doc, "steps");
+    } else {
+        printf("model: %s (%s), %d layers, kernels %s, %d thread%s\n", build, src->kind,
+               c->n_layers, wp_model_kernels(m), ro.threads, ro.threads == 1 ? "" : "s");
+    }
+    double t0 = wp_now();
+    if ((rc = wp_model_forward(m, seq, prompt, np, logits, NULL, &e))) goto fail;
+    double t_prefill = wp_now() - t0;
+    if (!json)
+        printf("prefill: %d tokens in %.3f s (%.1f tokens/s)\n", np, t_prefill, np / t_prefill);
+    int ng = 0, ids[100];
+    const char *stop = "max-new";
+    t0 = wp_now();
+    for (int k = 0; k < max_new; k++) {
+        if (k > 0 && (rc = wp_model_forward(m, seq, &gen[k - 1], 1, logits, NULL, &e))) goto fail;
+        top_logits(logits, V, topk, ids);
+        gen[ng++] = ids[0];
+        const int pos = np + k;   /* the position the chosen token will occupy */
+        if (json) {
+            cJSON *s = cJSON_CreateObject(), *t = cJSON_AddArrayToObject(s, "top");
+            cJSON_AddNumberToObject(s, "pos", pos);
+            cJSON_AddNumberToObject(s, "token", ids[0]);
+            for (int i = 0; i < topk; i++) {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddNumberToObject(o, "id", ids[i]);
+                cJSON_AddNumberToObject(o, "logit", logits[ids[i]]);
+                cJSON_AddItemToArray(t, o);
+            }
+            cJSON_AddItemToArray(steps, s);
+        } else {
+            printf("pos %d: token %d  top:", pos, ids[0]);
+            for (int i = 0; i < topk; i++) printf(" %d:%.4f", ids[i], logits[ids[i]]);
+            printf("\n");
+        }
+        if (!ignore_eos && ids[0] == c->eos_token_id) {
+            stop = "eos";
+            break;
+        }
+    }
+    double t_decode = wp_now() - t0;
+    /* decode steps actually run: every generated token but the first came from one */
+    const int nd = ng > 1 ? ng - 1 : 0;
+    if (json) {
+        cJSON *g = cJSON_AddArrayToObject(doc, "generated");
+        for (int i = 0; i < ng; i++) cJSON_AddItemToArray(g, cJSON_CreateNumber(gen[i]));
+        cJSON_AddStringToObject(doc, "stop", stop);
+        cJSON_AddNumberToObject(doc, "prefill_seconds", t_prefill);
+        cJSON_AddNumberToObject(doc, "prefill_tokens_per_s", np / t_prefill);
+        cJSON_AddNumberToObject(doc, "decode_steps", nd);
+        cJSON_AddNumberToObject(doc, "decode_seconds", t_decode);
+        cJSON_AddNumberToObject(doc, "decode_tokens_per_s", nd && t_decode > 0 ? nd / t_decode : 0);
+        cli_print_json(doc);
+        doc = NULL;
+    } else {
+        printf("generated:");
+        for (int i = 0; i < ng; i++) printf(" %d", gen[i]);
+        printf("\n");
+        if (nd)
+            printf("decode: %d steps in %.3f s (%.1f tokens/s), stop: %s\n", nd, t_decode,
+                   nd / t_decode, stop);
+    }
+    rc = 0;
+fail:
+    cJSON_Delete(doc);
+    free(prompt);
+    free(logits);
+    free(gen);
+    wp_seq_free(seq);
+    wp_model_free(m);
+    wp_tsrc_close(src);
+    return rc ? cli_error("run", &e) : WP_EXIT_OK;
 }

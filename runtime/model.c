@@ -60,6 +60,20 @@ static int load_vec(loader *ld, const char *name, uint64_t n, float **out)
     return 0;
 }
 
+/* The kernels load 2- and 4-byte elements directly: a source whose bytes are
+ * not naturally aligned (safetensors does not promise it) gets an aligned copy. */
+static const void *aligned(loader *ld, const void *p, size_t bytes, size_t align, const char *name)
+{
+    if ((uintptr_t)p % align == 0) return p;
+    void *c = own(ld, bytes);
+    if (!c) {
+        wp_fail(ld->e, WP_ENOMEM, "%s: out of memory", name);
+        return NULL;
+    }
+    memcpy(c, p, bytes);
+    return c;
+}
+
 static int load_w(loader *ld, const char *name, uint64_t rows, uint64_t cols, wp_qweight *w)
 {
     int rc = ld->src->weight(ld->src, name, w, ld->e);
@@ -69,6 +83,20 @@ static int load_w(loader *ld, const char *name, uint64_t rows, uint64_t cols, wp
                        "implies [%llu, %llu]", ld->src->path, name, (unsigned long long)w->rows,
                        (unsigned long long)w->cols, (unsigned long long)rows,
                        (unsigned long long)cols);
+    if ((w->enc == WP_ENC_MXFP4 || w->enc == WP_ENC_NVFP4) && cols % (w->enc == WP_ENC_MXFP4 ? 32 : 16))
+        return wp_fail(ld->e, WP_EINVAL, "%s: %s.weight: %llu columns do not fill whole %s "
+                       "scale groups", ld->src->path, name, (unsigned long long)cols,
+                       wp_enc_name(w->enc));
+    if (w->enc == WP_ENC_FP8 && (!w->br || !w->bc))
+        return wp_fail(ld->e, WP_EINVAL, "%s: %s.weight: FP8 without a block size", ld->src->path,
+                       name);
+    size_t esz = w->enc == WP_ENC_F32 ? 4 : w->enc == WP_ENC_BF16 || w->enc == WP_ENC_F16 ? 2 : 1;
+    if (!(w->data = aligned(ld, w->data, wp_enc_data_bytes(w->enc, rows, cols), esz, name)))
+        return WP_ENOMEM;
+    if (w->enc == WP_ENC_FP8 && w->sfmt == WP_SCALE_F32 &&
+        !(w->scale = aligned(ld, w->scale, wp_enc_scale_bytes(w->enc, rows, cols, w->br, w->bc,
+                                                              w->sfmt), 4, name)))
+        return WP_ENOMEM;
     return 0;
 }
 
