@@ -195,8 +195,7 @@ static void print_json(const summary *s)
             cJSON_AddStringToObject(x, "detail", r->issues[i].detail);
             cJSON_AddItemToArray(a, x);
         }
-        cJSON_AddBoolToObject(inv, "issues_truncated", r->n_issues < wp_inv_problems(r) &&
-                                                           cJSON_GetArraySize(a) < (int)problems(s));
+        cJSON_AddBoolToObject(inv, "issues_truncated", (size_t)cJSON_GetArraySize(a) < problems(s));
     }
     cli_print_json(o);
 }
@@ -257,7 +256,9 @@ static void print_human(const summary *s)
                r->issues[i].detail);
         k++;
     }
-    if (np > k) printf("  ... and %zu more (--json lists up to %d)\n", np - k, WP_INV_MAX_ISSUES);
+    if (np > k)
+        printf("  ... and %zu more (--json lists up to %d of each kind)\n", np - k,
+               WP_INV_MAX_ISSUES);
 }
 
 static int fail(int json, const wp_err *e)

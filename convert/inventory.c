@@ -345,13 +345,13 @@ static void issue(wp_inv_report *r, int kind, const char *name, const char *fmt,
     __attribute__((format(printf, 4, 5)));
 static void issue(wp_inv_report *r, int kind, const char *name, const char *fmt, ...)
 {
-    switch (kind) {
-    case WP_INV_MISSING: r->n_missing++; break;
-    case WP_INV_UNEXPECTED: r->n_unexpected++; break;
-    case WP_INV_SHAPE: r->n_mis_shaped++; break;
-    default: r->n_mis_typed++; break;
-    }
-    if (r->n_issues >= WP_INV_MAX_ISSUES) return;
+    size_t *count = kind == WP_INV_MISSING      ? &r->n_missing
+                    : kind == WP_INV_UNEXPECTED ? &r->n_unexpected
+                    : kind == WP_INV_SHAPE      ? &r->n_mis_shaped
+                                                : &r->n_mis_typed;
+    /* capped per kind, so thousands of missing tensors (one shard checked
+     * alone, a wrong config) cannot crowd out a mis-shaped one */
+    if (++*count > WP_INV_MAX_ISSUES) return;
     wp_inv_issue *x = &r->issues[r->n_issues++];
     x->kind = kind;
     snprintf(x->name, sizeof x->name, "%s", name);
@@ -425,7 +425,7 @@ static int check_common(const wp_config *c, const wp_tensor_info **t, size_t n, 
     if (rc) return rc;
     qsort(x, nx, sizeof *x, cmp_expect);
     qsort(t, n, sizeof *t, cmp_info);
-    r->issues = calloc(WP_INV_MAX_ISSUES, sizeof *r->issues);
+    r->issues = calloc(4 * WP_INV_MAX_ISSUES, sizeof *r->issues);   /* per-kind cap */
     if (!r->issues) {
         free(x);
         return wp_fail(e, WP_ENOMEM, "inventory check: out of memory");

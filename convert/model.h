@@ -124,14 +124,14 @@ typedef struct wp_inv_issue {
 } wp_inv_issue;
 const char *wp_inv_kind_name(int kind);   /* "missing", "unexpected", "mis-shaped", "mis-typed" */
 
-#define WP_INV_MAX_ISSUES 1000   /* issues kept in the list; the counts are exact */
+#define WP_INV_MAX_ISSUES 1000   /* issues kept in the list per kind; the counts are exact */
 
 typedef struct wp_inv_report {
     size_t n_expected;            /* required (non-optional) tensors */
     size_t n_found;               /* tensors in the checkpoint */
     size_t n_optional_present;    /* optional tensors found (MTP copies) */
     size_t n_missing, n_unexpected, n_mis_shaped, n_mis_typed;
-    size_t n_issues;              /* entries in issues (at most WP_INV_MAX_ISSUES) */
+    size_t n_issues;              /* entries in issues (at most WP_INV_MAX_ISSUES per kind) */
     wp_inv_issue *issues;         /* malloc'd; ordered by name */
 } wp_inv_report;
 static inline size_t wp_inv_problems(const wp_inv_report *r)

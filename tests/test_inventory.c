@@ -400,12 +400,32 @@ TEST(model_inventory_check_reports)
     CHECK_EQ_INT(r.n_unexpected, 1);
     wp_inv_report_free(&r);
 
-    /* the issue list is capped, the counts are not */
+    /* an empty checkpoint: everything missing */
     tiny_list(L, k);
     L->n = 0;
     run_check(L, &r);
     CHECK_EQ_INT(r.n_missing, 427);
     CHECK_EQ_INT(r.n_issues, 427);
+    wp_inv_report_free(&r);
+
+    /* tiny-a against the Flash config: the list is capped per kind, the
+     * counts are exact, and 68k missing tensors do not hide a mis-shape */
+    tiny_list(L, k);
+    wp_config flash;
+    spec_config(&flash, 0);
+    REQUIRE(wp_inventory_check_list(&flash, L->t, L->n, &r, &e) == 0);
+    size_t kept[4] = {0};
+    for (size_t i = 0; i < r.n_issues; i++) kept[r.issues[i].kind]++;
+    CHECK(r.n_missing > 60000);
+    CHECK_EQ_INT(kept[WP_INV_MISSING], WP_INV_MAX_ISSUES);
+    CHECK(r.n_mis_shaped > 100 && r.n_mis_shaped < WP_INV_MAX_ISSUES);
+    CHECK_EQ_INT(kept[WP_INV_SHAPE], r.n_mis_shaped);
+    CHECK_EQ_INT(kept[WP_INV_UNEXPECTED], r.n_unexpected);
+    /* unexpected: layer 1 is CSA in tiny, sliding-window in Flash (4
+     * compressor + 7 indexer); layer 3 CSA vs HCA (7 indexer); layers 1, 2
+     * biased in tiny, hash-routed in Flash (2 gate.bias) */
+    CHECK_EQ_INT(r.n_unexpected, 20);
+    CHECK_EQ_INT(r.n_found, 427);
     wp_inv_report_free(&r);
     wp_ckpt_close(k);
     free(L);
