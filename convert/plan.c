@@ -533,8 +533,8 @@ static int check_cut(const wp_plan_weight *w, int dim, uint64_t n, uint64_t tota
         blk[0] = 16;
         why[0] = "nvfp4 group";
     }
-    if (w->passthrough || w->method == WP_M_EXACT || w->method == WP_M_CAST37) {
-        /* source scales are sliced (copy) or mapped one to one */
+    if (w->passthrough || (w->method == WP_M_EXACT && w->enc == WP_ENC_FP8) || w->method == WP_M_CAST37) {
+        /* source codes and scales are sliced (copy) or mapped one to one */
         if (w->src == WP_SRC_FP8) {
             blk[1] = dim ? w->src_bc : w->src_br;
             why[1] = "source fp8 block";
