@@ -25,6 +25,9 @@ static const char *usage_text =
     "  --indexer-precision P      fp4 (default) or bf16: the indexer without its FP4 simulation\n"
     "  --precision P              fp32 (default) or bf16: round at the reference's bf16 points\n"
     "  --gate X                   recall threshold (default 0.99)\n"
+    "  --max-median X, --max-p90 X, --min-cos X\n"
+    "                             per-layer and logits gates (default 1e-5, 1e-4, 0.99: the\n"
+    "                             fixture's fp32 acceptance; lossy builds need looser ones)\n"
     "  --threads N                kernel threads (default 1)\n"
     "  --json                     one JSON document on stdout\n"
     "exit: 0 every threshold met, 1 a threshold missed, 2 unreadable input or bad usage\n";
@@ -102,6 +105,16 @@ fail:
     return rc;
 }
 
+static int parse_gate(const char *opt, const char *v, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (*end || !(x >= 0) || x > 1)
+        return cli_usage("parity", "%s %s: expected a number in [0, 1]", opt, v);
+    *out = x;
+    return 0;
+}
+
 static cJSON *logits_json(const wp_parity_logits *l)
 {
     cJSON *o = cJSON_CreateObject();
@@ -176,6 +189,12 @@ int cmd_parity(int argc, char **argv)
             o.recall_min = strtod(v, &end);
             if (*end || o.recall_min < 0 || o.recall_min > 1)
                 return cli_usage("parity", "--gate %s: expected a number in [0, 1]", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--max-median"))) {
+            if (parse_gate("--max-median", v, &o.layer_median_max)) return WP_EXIT_BAD;
+        } else if ((v = cli_opt(argc, argv, &i, "--max-p90"))) {
+            if (parse_gate("--max-p90", v, &o.layer_p90_max)) return WP_EXIT_BAD;
+        } else if ((v = cli_opt(argc, argv, &i, "--min-cos"))) {
+            if (parse_gate("--min-cos", v, &o.cos_min)) return WP_EXIT_BAD;
         } else if ((v = cli_opt(argc, argv, &i, "--indexer-precision"))) {
             if (!strcmp(v, "bf16")) idx_flags = WP_RT_INDEXER_HP;
             else if (strcmp(v, "fp4")) return cli_usage("parity", "--indexer-precision %s: fp4 or bf16", v);

@@ -167,6 +167,7 @@ int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lsta
     }
     rc = rt_linear_dense(c, &L->iw, x, n, w);
     if (rc) goto oom;
+    rt_round(c, w, (size_t)n * Hi);        /* weights_proj is a bf16 linear */
     /* spec §4.7 step 3: w * index_head_dim^-0.5 * index_n_heads^-0.5 */
     const float wscale = (float)(1.0 / sqrt((double)Di) / sqrt((double)Hi));
     for (size_t i = 0; i < (size_t)n * Hi; i++) w[i] *= wscale;

@@ -75,9 +75,11 @@ void rt_weight_row_f32(const rt_kernels *k, const wp_qweight *w, uint64_t r, flo
  * and 128-block, xq = the E4M3 code values, xs = the E8M0 scale. */
 void rt_act_quant_rows(const float *x, int M, int K, float *xq, float *xs);
 
-/* y[M, rows] = x[M, cols] . W^T.  rt_linear follows the reference dispatch
- * (spec §3.8): a quantised W gets act_quant(x, 128) and block-scaled
- * accumulation; a plain (bf16/f32/f16) W a plain fp32 product.
+/* y[M, rows] = x[M, cols] . W^T.  rt_linear is an FP8/FP4 linear site of the
+ * model (spec §3.8): act_quant(x, 128) and block-scaled accumulation whatever
+ * W's storage (a bf16 build holds the same values; the activation
+ * quantisation belongs to the model), unless WP_RT_ENC_DISPATCH asks for the
+ * reference code's dispatch on the weight dtype (plain W: plain product).
  * rt_linear_dense always uses the dequantised weight without activation
  * quantisation (wo_a, weights_proj, compressors, router, head).
  * rt_linear's output is a bf16 rounding point; rt_linear_dense's is not.

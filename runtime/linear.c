@@ -315,6 +315,8 @@ void rt_weight_row(const rt_kernels *k, const wp_qweight *w, uint64_t r, float *
                    int seg)
 {
     const int K = (int)w->cols, ns = K / seg;
+    if (ws && !rt_enc_quantised(w->enc))   /* a plain weight is its own value: scale 1 */
+        for (int s = 0; s < ns; s++) ws[s] = 1.0f;
     switch (w->enc) {
     case WP_ENC_BF16: k->dec_bf16((const uint16_t *)w->data + r * w->cols, wv, K); return;
     case WP_ENC_F32: memcpy(wv, (const float *)w->data + r * w->cols, (size_t)K * 4); return;
@@ -455,7 +457,7 @@ int rt_linear_dense(const rt_ctx *c, const wp_qweight *w, const float *x, int M,
 int rt_linear(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float *y)
 {
     int rc;
-    if (!rt_enc_quantised(w->enc)) {
+    if (!rt_enc_quantised(w->enc) && (c->flags & WP_RT_ENC_DISPATCH)) {
         rc = rt_linear_dense(c, w, x, M, y);
     } else {
         const int K = (int)w->cols, nb = (K + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;

@@ -76,6 +76,10 @@ enum {
     WP_RT_INDEXER_HP = 1 << 1,    /* indexer without its Hadamard+FP4 simulation of q
                                      and K ("--indexer-precision bf16", spec §6) */
     WP_RT_SCALAR = 1 << 2,        /* scalar kernels only (the vector kernels' reference) */
+    WP_RT_ENC_DISPATCH = 1 << 3,  /* quantise activations only where the weight is stored
+                                     FP8/FP4, as the reference code's linear() dispatches;
+                                     default: at every FP8/FP4 site of the model, whatever
+                                     the build stores there (docs/runtime.md) */
 };
 
 typedef struct wp_rt_opts {

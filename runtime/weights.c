@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "runtime/runtime.h"
+#include "runtime/source_wpk.h"
 
 typedef struct hf_src {
     wp_ckpt *ck;
@@ -156,6 +157,9 @@ fail:
     return rc;
 }
 
+/* A directory with config.json is an HF checkpoint; anything else (a build
+ * directory of .wpk parts, or one .wpk file) goes to the build source, which
+ * names the problem if it is neither. */
 int wp_tsrc_open(wp_tsrc **out, const char *path, wp_err *e)
 {
     struct stat st;
@@ -164,8 +168,7 @@ int wp_tsrc_open(wp_tsrc **out, const char *path, wp_err *e)
     if (S_ISDIR(st.st_mode) && !wp_path_join(cfg, sizeof cfg, path, "config.json") &&
         stat(cfg, &st) == 0)
         return wp_tsrc_open_hf(out, path, e);
-    return wp_fail(e, WP_EINVAL, "%s: not an HF checkpoint directory (no config.json); "
-                   ".wpk builds are not readable by the runtime yet", path);
+    return wp_tsrc_open_wpk(out, path, e);
 }
 
 void wp_tsrc_close(wp_tsrc *s)
