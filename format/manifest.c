@@ -480,12 +480,10 @@ static int exact_keys(const cJSON *o, const char *const *keys, const char *what,
     for (; keys[want]; want++)
         if (!cJSON_GetObjectItemCaseSensitive(o, keys[want]))
             return wp_fail(e, WP_EINVAL, "%s: %s: missing key \"%s\"", what, obj, keys[want]);
-    size_t have = 0;
     for (const cJSON *c = o->child; c; c = c->next) {
         int known = 0;
         for (size_t k = 0; k < want && !known; k++) known = !strcmp(c->string, keys[k]);
         if (!known) return wp_fail(e, WP_EINVAL, "%s: %s: unknown key \"%s\"", what, obj, c->string);
-        have++;
     }
     return 0;
 }

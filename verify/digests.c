@@ -88,12 +88,13 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static const wp_hash_job *g_sort_jobs;   /* qsort has no context argument */
-static int by_len_desc(const void *a, const void *b)
+static int by_len_desc(const void *a, const void *b, void *ctx)
 {
-    uint64_t x = job_len(&g_sort_jobs[*(const size_t *)a]), y = job_len(&g_sort_jobs[*(const size_t *)b]);
+    const wp_hash_job *jobs = ctx;
+    size_t i = *(const size_t *)a, k = *(const size_t *)b;
+    uint64_t x = job_len(&jobs[i]), y = job_len(&jobs[k]);
     if (x != y) return x > y ? -1 : 1;
-    return *(const size_t *)a < *(const size_t *)b ? -1 : 1;   /* stable: ties keep input order */
+    return i < k ? -1 : i > k;   /* ties keep input order */
 }
 
 int wp_default_threads(void)
@@ -130,11 +131,7 @@ int wp_hash_jobs(wp_hash_job *jobs, size_t n, int threads, wp_progress_fn progre
     }
     for (size_t i = 0; i < n; i++) p.order[i] = i;
     /* longest first: the biggest tensor must not start last (LPT scheduling) */
-    static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_mutex_lock(&sort_mu);
-    g_sort_jobs = jobs;
-    qsort(p.order, n, sizeof *p.order, by_len_desc);
-    pthread_mutex_unlock(&sort_mu);
+    qsort_r(p.order, n, sizeof *p.order, by_len_desc, jobs);
     atomic_init(&p.next, 0);
     atomic_init(&p.bytes, 0);
     atomic_init(&p.stop, 0);

@@ -14,23 +14,15 @@
 #include "format/wpk.h"
 #include "verify/internal.h"
 
-/* format/hugepages.c may not be linked into every build yet: a weak
- * reference keeps verify linking, and --hugepages then falls back to the
- * plain mapping with a notice. */
-extern int wpk_load_hugepages(wpk_file *f, int mode, wpk_huge_kind *kind, char *notice, size_t notice_sz,
-                              wp_err *e) __attribute__((weak));
-
-static int load_huge(wpk_file *f, char *notice, size_t sz)
+/* Load f into huge pages (format/hugepages.c); `notice` gets the one-line
+ * reason when it falls back to the plain mapping.  Never fatal for verify:
+ * the bytes are the same either way. */
+static void load_huge(wpk_file *f, char *notice, size_t sz)
 {
     wpk_huge_kind hk = WPK_HUGE_NONE;
     wp_err he = {0};
-    if (!wpk_load_hugepages) {
-        snprintf(notice, sz, "huge pages: not supported by this build of wpack; using the plain mapping");
-        return 0;
-    }
-    int rc = wpk_load_hugepages(f, WPK_HUGE_EXPLICIT, &hk, notice, sz, &he);
-    if (rc) snprintf(notice, sz, "huge pages: %.200s; using the plain mapping", he.msg);
-    return hk != WPK_HUGE_NONE && !rc;
+    if (wpk_load_hugepages(f, WPK_HUGE_EXPLICIT, &hk, notice, sz, &he))
+        snprintf(notice, sz, "huge pages: %.200s; using the plain mapping", he.msg);
 }
 
 #define MAX_MANIFEST ((size_t)1 << 30)
