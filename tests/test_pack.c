@@ -361,3 +361,24 @@ TEST(wpk_pack_cli)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s unpack %s -o %s/y", wpt_wpack(), z, wpt_tmpdir()), 1);
     CHECK_CONTAINS(out, "frame 0");
 }
+
+/* Issue 4's round trip through the real commands: convert tiny-a -> sign ->
+ * verify -> pack -> unpack -> verify, every restored file byte-identical. */
+TEST(wpk_pack_tiny_a_convert_sign_verify_roundtrip)
+{
+    const char *w = wpt_wpack(), *t = wpt_tmpdir();
+    static char out[65536];
+    int rc = wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --profile reference", w, WPT_TINY, t);
+    REQUIRE(rc == 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s keygen -o %s/k", w, t) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s sign %s/b --key %s/k.pem --dsse", w, t, t) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s verify %s/b --key %s/k.pub.pem", w, t, t) == 0);
+    rc = wpt_run(out, sizeof out, "%s pack %s/b -o %s/b.wpkz --json", w, t, t);
+    REQUIRE(rc == 0);
+    CHECK_CONTAINS(out, "\"encoding\":");
+    REQUIRE(wpt_run(out, sizeof out, "%s unpack %s/b.wpkz -o %s/r", w, t, t) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "diff -r %s/b %s/r", t, t), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "ls %s/r | tr '\\n' ' '", t), 0);
+    CHECK_CONTAINS(out, "manifest.dsse.json manifest.json manifest.sig");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/r --key %s/k.pub.pem --deep", w, t, t), 0);
+}
