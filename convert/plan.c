@@ -515,9 +515,9 @@ static int place(builder *b, wp_plan_weight *w, wp_role role, const char *name, 
 
 /* Check that a cut of `n` rows (dim 0) or columns (dim 1) keeps whole blocks
  * of every encoding involved. */
-static int check_cut(const wp_plan_weight *w, int dim, uint64_t n, uint64_t total, int tp, wp_err *e)
+static int check_cut(const wp_plan_weight *w, int dim, uint64_t n, uint64_t total, int tp, int vector, wp_err *e)
 {
-    const char *what = dim ? "columns" : "rows";
+    const char *what = vector ? "elements" : dim ? "columns" : "rows";
     if (total % (uint64_t)tp)
         return wp_fail(e, WP_EINVAL, "%s: --tp %d does not divide its %llu %s (spec §2.5)", w->name, tp,
                        (unsigned long long)total, what);
@@ -597,11 +597,11 @@ static int emit(builder *b, const group *g, int r, int ranks, int ep, int tp, wp
         if (cut_cols) {
             ncols = s0->cols / (uint64_t)tp;
             col0 = ncols * (uint64_t)(r % tp);
-            rc = check_cut(&w, 1, ncols, s0->cols, tp, e);
+            rc = check_cut(&w, 1, ncols, s0->cols, tp, s0->w->ndim == 1, e);
         } else {
             nrows = s0->rows / (uint64_t)tp;
             row0 = nrows * (uint64_t)(r % tp);
-            rc = check_cut(&w, 0, nrows, s0->rows, tp, e);
+            rc = check_cut(&w, 0, nrows, s0->rows, tp, 0, e);
         }
         w.rows = nrows;
         w.cols = ncols;
