@@ -137,6 +137,8 @@ int wpk_writer_add(wpk_writer *w, const wpk_decl *d, size_t *id, wp_err *e)
     if (why) return wp_fail(e, WP_EUSAGE, "%s: tensor #%zu: %s", path, w->n, why);
     if (w->n >= WPK_MAX_TENSORS)
         return wp_fail(e, WP_EUSAGE, "%s: %s: more than %u tensors", path, d->name, WPK_MAX_TENSORS);
+    if (d->n_sources && !d->sources)
+        return wp_fail(e, WP_EUSAGE, "%s: %s: %zu sources but no source list", path, d->name, d->n_sources);
     if (d->role != WPK_ROLE_DATA && d->owner >= w->n)
         return wp_fail(e, WP_EUSAGE, "%s: %s: owner id %zu is not a declared tensor", path,
                        d->name, d->owner);
