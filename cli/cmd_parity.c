@@ -12,18 +12,22 @@ static const char *usage_text =
     "       wpack parity BUILD --against REF_BUILD --prompts FILE [options]\n"
     "       wpack parity BUILD --indexer-precision bf16 --prompts FILE [options]\n"
     "\n"
-    "BUILD is an HF checkpoint directory.  With --golden: every layer teacher-forced\n"
-    "from the golden inputs (median/p90/max per-position relative error), prefill,\n"
-    "teacher-forced decode and MTP logits (cosine, relative RMS, top-1, KL), and the\n"
-    "indexer top-k recall of each CSA layer.  With --against: indexer top-k recall of\n"
-    "BUILD against REF_BUILD on the prompts.  --indexer-precision bf16 alone compares\n"
-    "the FP4 indexer with the same build's high-precision one.\n"
+    "BUILD is a wpack build (directory or .wpk) or an HF checkpoint directory.\n"
+    "With --golden: every layer teacher-forced from the golden inputs (median/p90/max\n"
+    "per-position relative error), prefill, teacher-forced decode and MTP logits\n"
+    "(cosine, relative RMS, top-1, KL), and the indexer top-k recall of each CSA layer.\n"
+    "With --against: indexer top-k recall of BUILD against REF_BUILD on the prompts.\n"
+    "--indexer-precision bf16 alone compares the FP4 indexer with the same build's\n"
+    "high-precision one.\n"
     "\n"
     "  --golden FILE              golden outputs (tests/fixtures/tiny-a/golden-fp32.safetensors)\n"
     "  --against REF              reference build for the recall check\n"
     "  --prompts FILE             one prompt per line: token ids separated by commas or spaces\n"
     "  --indexer-precision P      fp4 (default) or bf16: the indexer without its FP4 simulation\n"
     "  --precision P              fp32 (default) or bf16: round at the reference's bf16 points\n"
+    "  --act-quant M              site (default): FP8-quantise activations at every FP8/FP4\n"
+    "                             linear of the model; weight: only where the build stores\n"
+    "                             FP8/FP4 (the official code's dispatch on the weight dtype)\n"
     "  --gate X                   recall threshold (default 0.99)\n"
     "  --max-median X, --max-p90 X, --min-cos X\n"
     "                             per-layer and logits gates (default 1e-5, 1e-4, 0.99: the\n"
@@ -198,6 +202,9 @@ int cmd_parity(int argc, char **argv)
         } else if ((v = cli_opt(argc, argv, &i, "--indexer-precision"))) {
             if (!strcmp(v, "bf16")) idx_flags = WP_RT_INDEXER_HP;
             else if (strcmp(v, "fp4")) return cli_usage("parity", "--indexer-precision %s: fp4 or bf16", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--act-quant"))) {
+            if (!strcmp(v, "weight")) o.rt_flags |= WP_RT_ENC_DISPATCH;
+            else if (strcmp(v, "site")) return cli_usage("parity", "--act-quant %s: site or weight", v);
         } else if ((v = cli_opt(argc, argv, &i, "--precision"))) {
             if (!strcmp(v, "bf16")) o.rt_flags |= WP_RT_BF16;
             else if (strcmp(v, "fp32")) return cli_usage("parity", "--precision %s: fp32 or bf16", v);
@@ -264,7 +271,7 @@ int cmd_parity(int argc, char **argv)
         int32_t **pr = NULL;
         int *lens = NULL, np = 0;
         if ((rc = read_prompts(prompts, &pr, &lens, &np, &e))) goto fail;
-        wp_rt_opts so = {.threads = o.threads, .flags = o.rt_flags & WP_RT_BF16};
+        wp_rt_opts so = {.threads = o.threads, .flags = o.rt_flags & (WP_RT_BF16 | WP_RT_ENC_DISPATCH)};
         wp_rt_opts fo = so;
         wp_tsrc *other = src;
         if (against) {

@@ -11,7 +11,8 @@ static const char *usage_text =
     "usage: wpack run BUILD (--tokens 1,2,3 | --tokens-file FILE) [options]\n"
     "\n"
     "Prefill the prompt from position 0, then decode greedily (argmax), printing each\n"
-    "chosen token and the top logits.  BUILD is an HF checkpoint directory.\n"
+    "chosen token and the top logits.  BUILD is a wpack build (directory or .wpk)\n"
+    "or an HF checkpoint directory.\n"
     "\n"
     "  --tokens LIST        prompt token ids, comma separated\n"
     "  --tokens-file FILE   prompt token ids separated by commas or white space\n"
@@ -19,6 +20,7 @@ static const char *usage_text =
     "  --top K              logits to show per step (default 5)\n"
     "  --threads N          kernel threads (default 1)\n"
     "  --precision P        fp32 (default) or bf16 (the reference's bf16 rounding points)\n"
+    "  --act-quant M        site (default) or weight: see wpack parity --help\n"
     "  --ignore-eos         keep going after the end-of-sequence token\n"
     "  --json               one JSON document on stdout\n";
 
@@ -99,6 +101,9 @@ int cmd_run(int argc, char **argv)
             ro.threads = atoi(v);
             if (ro.threads < 1 || ro.threads > 256)
                 return cli_usage("run", "--threads %s: expected 1..256", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--act-quant"))) {
+            if (!strcmp(v, "weight")) ro.flags |= WP_RT_ENC_DISPATCH;
+            else if (strcmp(v, "site")) return cli_usage("run", "--act-quant %s: site or weight", v);
         } else if ((v = cli_opt(argc, argv, &i, "--precision"))) {
             if (!strcmp(v, "bf16")) ro.flags |= WP_RT_BF16;
             else if (strcmp(v, "fp32")) return cli_usage("run", "--precision %s: fp32 or bf16", v);

@@ -382,3 +382,31 @@ TEST(rt_builds_parity)
         wp_tsrc_close(src);
     }
 }
+
+/* The bf16 rounding-point emulation against golden-bf16 (the official run in
+ * bf16, logits only): close, and much closer than the fp32 model is to it —
+ * evidence that the rounding points sit where the reference rounds. */
+TEST(rt_golden_bf16_mode)
+{
+    wp_tsrc *src;
+    wp_err e = {0};
+    REQUIRE(wp_tsrc_open(&src, TINY_HF, &e) == 0);
+    wp_parity_opts o;
+    wp_parity_opts_default(&o);
+    o.threads = 2;
+    wp_parity_report rb, rf;
+    o.rt_flags = WP_RT_BF16;
+    REQUIRE(wp_parity_golden(src, WPT_TINY "/golden-bf16.safetensors", &o, &rb, &e) == 0);
+    o.rt_flags = 0;
+    REQUIRE(wp_parity_golden(src, WPT_TINY "/golden-bf16.safetensors", &o, &rf, &e) == 0);
+    CHECK_EQ_INT(rb.n_layers, 0);       /* golden-bf16 has no per-layer fields */
+    CHECK_EQ_INT(rb.prefill.rows, 2);
+    CHECK_EQ_INT(rb.decode.rows, 12);
+    CHECKF(rb.prefill.cos_min >= 0.99 && rb.decode.cos_min >= 0.99,
+           "bf16 mode vs golden-bf16: prefill %.4f decode %.4f", rb.prefill.cos_min,
+           rb.decode.cos_min);
+    CHECK(rb.prefill.top1_agree == 2);
+    CHECKF(rb.decode.cos_min > rf.decode.cos_min + 0.05, "bf16 %.4f vs fp32 %.4f",
+           rb.decode.cos_min, rf.decode.cos_min);
+    wp_tsrc_close(src);
+}
