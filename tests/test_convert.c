@@ -511,8 +511,8 @@ TEST(cv_convert_bad_input)
     }
     /* unknown encoding, on the command line and in a profile file */
     bad("unknown encoding", TINY " --tensor-type wq_a=fp9", "unknown encoding \"fp9\"");
-    REQUIRE(wpt_write_file(wpt_path("%s/p.json", t), "{\"name\":\"x\",\"rules\":[{\"match\":\".\",\"to\":\"int3\"}]}",
-                           52) == 0);
+    const char *pj = "{\"name\":\"x\",\"rules\":[{\"match\":\".\",\"to\":\"int3\"}]}";
+    REQUIRE(wpt_write_file(wpt_path("%s/p.json", t), pj, strlen(pj)) == 0);
     bad("unknown encoding in a profile", wpt_path("%s --profile %s/p.json", TINY, t), "unknown encoding \"int3\"");
     /* an output that cannot be created */
     REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o /proc/nope/out", wpt_wpack(), TINY) == 2);
