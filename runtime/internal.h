@@ -35,6 +35,14 @@ typedef struct rt_kernels {
      * xq/wv hold the FP8/FP4 code values, xs/ws the scales. */
     float (*segdot)(const float *xq, const float *xs, const float *wv, const float *ws, int K,
                     int seg);
+    /* The same sums fused with the decode of one weight row: E4M3 codes, or
+     * packed E2M1 (K values); the same FMAs as segdot over the decoded row. */
+    float (*qdot_e4m3)(const uint8_t *w, const float *xq, const float *xs, const float *ws,
+                       int K, int seg);
+    float (*qdot_e2m1)(const uint8_t *w, const float *xq, const float *xs, const float *ws,
+                       int K, int seg);
+    /* fp32 x . bf16 w */
+    float (*dot_bf16)(const uint16_t *w, const float *x, int n);
     /* Decode n E4M3 codes / n packed E2M1 values (n even) / n bf16 to fp32. */
     void (*dec_e4m3)(const uint8_t *c, float *out, int n);
     void (*dec_e2m1)(const uint8_t *c, float *out, int n);

@@ -25,12 +25,14 @@
 
 static float lut_e4m3[256];
 static float lut_e2m1[16];
+static float lut_e8m0[256];
 static pthread_once_t lut_once = PTHREAD_ONCE_INIT;
 
 static void lut_init(void)
 {
     for (int i = 0; i < 256; i++) lut_e4m3[i] = wp_e4m3_to_f32((uint8_t)i);
     for (int i = 0; i < 16; i++) lut_e2m1[i] = wp_e2m1_to_f32((uint8_t)i);
+    for (int i = 0; i < 256; i++) lut_e8m0[i] = wp_e8m0_to_f32((uint8_t)i);
 }
 
 static float dot_scalar(const float *a, const float *b, int n)
@@ -52,6 +54,38 @@ static float segdot_scalar(const float *xq, const float *xs, const float *wv, co
     return c;
 }
 
+static float qdot_e4m3_scalar(const uint8_t *w, const float *xq, const float *xs, const float *ws,
+                              int K, int seg)
+{
+    float c = 0;
+    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
+        float p = 0;
+        for (int k = k0; k < k0 + seg; k++) p += xq[k] * lut_e4m3[w[k]];
+        c += xs[k0 / RT_ACT_BLOCK] * ws[s] * p;
+    }
+    return c;
+}
+
+static float qdot_e2m1_scalar(const uint8_t *w, const float *xq, const float *xs, const float *ws,
+                              int K, int seg)
+{
+    float c = 0;
+    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
+        float p = 0;
+        for (int k = k0; k < k0 + seg; k++)
+            p += xq[k] * lut_e2m1[k & 1 ? w[k / 2] >> 4 : w[k / 2] & 15];
+        c += xs[k0 / RT_ACT_BLOCK] * ws[s] * p;
+    }
+    return c;
+}
+
+static float dot_bf16_scalar(const uint16_t *w, const float *x, int n)
+{
+    float s = 0;
+    for (int i = 0; i < n; i++) s += x[i] * wp_bf16_to_f32(w[i]);
+    return s;
+}
+
 static void dec_e4m3_scalar(const uint8_t *c, float *out, int n)
 {
     for (int i = 0; i < n; i++) out[i] = lut_e4m3[c[i]];
@@ -71,7 +105,8 @@ static void dec_bf16_scalar(const uint16_t *c, float *out, int n)
 }
 
 static const rt_kernels k_scalar = {
-    "scalar", dot_scalar, segdot_scalar, dec_e4m3_scalar, dec_e2m1_scalar, dec_bf16_scalar,
+    "scalar", dot_scalar, segdot_scalar, qdot_e4m3_scalar, qdot_e2m1_scalar, dot_bf16_scalar,
+    dec_e4m3_scalar, dec_e2m1_scalar, dec_bf16_scalar,
 };
 
 /* ---- AVX2 + FMA ----------------------------------------------------------------------- */
@@ -84,6 +119,41 @@ AVX2 static float hsum256(__m256 v)
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* E4M3 -> fp32 by moving the 7 magnitude bits into an fp32's exponent and
+ * mantissa (bits 26..20) and rescaling by 2^120; subnormals come out right
+ * because the fp32 is then subnormal too.  0x7F/0xFF stay NaN (spec §3.2). */
+AVX2 static inline __m256 e4m3x8(const uint8_t *c)
+{
+    const __m256i m7f = _mm256_set1_epi32(0x7F), m80 = _mm256_set1_epi32(0x80);
+    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)c));
+    __m256i mag = _mm256_and_si256(v, m7f);
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, m80), 24);
+    __m256 f = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(mag, 20)),
+                             _mm256_set1_ps(0x1p120f));
+    f = _mm256_or_ps(f, _mm256_castsi256_ps(sign));
+    __m256 isnan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(mag, m7f));
+    return _mm256_blendv_ps(f, _mm256_set1_ps(__builtin_nanf("")), isnan);
+}
+
+/* 8 E2M1 values from 4 bytes, low nibble first */
+AVX2 static inline __m256 e2m1x8(const uint8_t *c)
+{
+    const __m256 tab = _mm256_setr_ps(0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f);
+    uint32_t w;
+    memcpy(&w, c, 4);
+    __m256i v = _mm256_srlv_epi32(_mm256_set1_epi32((int)w),
+                                  _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    __m256 f = _mm256_permutevar8x32_ps(tab, _mm256_and_si256(v, _mm256_set1_epi32(7)));
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(8)), 28);
+    return _mm256_or_ps(f, _mm256_castsi256_ps(sign));
+}
+
+AVX2 static inline __m256 bf16x8(const uint16_t *c)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)c));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
 AVX2 static float dot_avx2(const float *a, const float *b, int n)
@@ -115,60 +185,110 @@ AVX2 static float segdot_avx2(const float *xq, const float *xs, const float *wv,
     return hsum256(acc);
 }
 
-/* E4M3 -> fp32 by moving the 7 magnitude bits into an fp32's exponent and
- * mantissa (bits 26..20) and rescaling by 2^120; subnormals come out right
- * because the fp32 is then subnormal too.  0x7F/0xFF stay NaN (spec §3.2). */
+/* The fused products do the same FMAs in the same order as segdot over the
+ * decoded row, so both paths give the same bits (tested). */
+AVX2 static float qdot_e4m3_avx2(const uint8_t *w, const float *xq, const float *xs,
+                                 const float *ws, int K, int seg)
+{
+    if (seg % 8) return qdot_e4m3_scalar(w, xq, xs, ws, K, seg);
+    __m256 acc = _mm256_setzero_ps();
+    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
+        __m256 p = _mm256_setzero_ps();
+        for (int k = k0; k < k0 + seg; k += 8)
+            p = _mm256_fmadd_ps(_mm256_loadu_ps(xq + k), e4m3x8(w + k), p);
+        acc = _mm256_fmadd_ps(p, _mm256_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+    }
+    return hsum256(acc);
+}
+
+AVX2 static float qdot_e2m1_avx2(const uint8_t *w, const float *xq, const float *xs,
+                                 const float *ws, int K, int seg)
+{
+    if (seg % 8) return qdot_e2m1_scalar(w, xq, xs, ws, K, seg);
+    __m256 acc = _mm256_setzero_ps();
+    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
+        __m256 p = _mm256_setzero_ps();
+        for (int k = k0; k < k0 + seg; k += 8)
+            p = _mm256_fmadd_ps(_mm256_loadu_ps(xq + k), e2m1x8(w + k / 2), p);
+        acc = _mm256_fmadd_ps(p, _mm256_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+    }
+    return hsum256(acc);
+}
+
+AVX2 static float dot_bf16_avx2(const uint16_t *w, const float *x, int n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), bf16x8(w + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), bf16x8(w + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), bf16x8(w + i), s0);
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += x[i] * wp_bf16_to_f32(w[i]);
+    return s;
+}
+
 AVX2 static void dec_e4m3_avx2(const uint8_t *c, float *out, int n)
 {
-    const __m256i m7f = _mm256_set1_epi32(0x7F), m80 = _mm256_set1_epi32(0x80);
-    const __m256 two120 = _mm256_set1_ps(0x1p120f), qnan = _mm256_set1_ps(__builtin_nanf(""));
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(c + i)));
-        __m256i mag = _mm256_and_si256(v, m7f);
-        __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, m80), 24);
-        __m256 f = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(mag, 20)), two120);
-        f = _mm256_or_ps(f, _mm256_castsi256_ps(sign));
-        __m256 isnan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(mag, m7f));
-        _mm256_storeu_ps(out + i, _mm256_blendv_ps(f, qnan, isnan));
-    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, e4m3x8(c + i));
     dec_e4m3_scalar(c + i, out + i, n - i);
 }
 
 AVX2 static void dec_e2m1_avx2(const uint8_t *c, float *out, int n)
 {
-    const __m256 tab = _mm256_setr_ps(0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f);
-    const __m256i sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-    const __m256i m7 = _mm256_set1_epi32(7), m8 = _mm256_set1_epi32(8);
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint32_t w;
-        memcpy(&w, c + i / 2, 4);
-        __m256i v = _mm256_srlv_epi32(_mm256_set1_epi32((int)w), sh);
-        __m256 f = _mm256_permutevar8x32_ps(tab, _mm256_and_si256(v, m7));
-        __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, m8), 28);
-        _mm256_storeu_ps(out + i, _mm256_or_ps(f, _mm256_castsi256_ps(sign)));
-    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, e2m1x8(c + i / 2));
     dec_e2m1_scalar(c + i / 2, out + i, n - i);
 }
 
 AVX2 static void dec_bf16_avx2(const uint16_t *c, float *out, int n)
 {
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(c + i)));
-        _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
-    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, bf16x8(c + i));
     dec_bf16_scalar(c + i, out + i, n - i);
 }
 
 static const rt_kernels k_avx2 = {
-    "avx2", dot_avx2, segdot_avx2, dec_e4m3_avx2, dec_e2m1_avx2, dec_bf16_avx2,
+    "avx2", dot_avx2, segdot_avx2, qdot_e4m3_avx2, qdot_e2m1_avx2, dot_bf16_avx2,
+    dec_e4m3_avx2, dec_e2m1_avx2, dec_bf16_avx2,
 };
 
 /* ---- AVX-512F -------------------------------------------------------------------------- */
 
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+AVX512 static inline __m512 e4m3x16(const uint8_t *c)
+{
+    const __m512i m7f = _mm512_set1_epi32(0x7F), m80 = _mm512_set1_epi32(0x80);
+    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)c));
+    __m512i mag = _mm512_and_si512(v, m7f);
+    __m512i sign = _mm512_slli_epi32(_mm512_and_si512(v, m80), 24);
+    __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 20)),
+                             _mm512_set1_ps(0x1p120f));
+    f = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f), sign));
+    __mmask16 isnan = _mm512_cmpeq_epi32_mask(mag, m7f);
+    return _mm512_mask_blend_ps(isnan, f, _mm512_set1_ps(__builtin_nanf("")));
+}
+
+/* 16 E2M1 values from 8 bytes: byte j into 64-bit lane j, its high nibble
+ * moved to bit 32, so each 32-bit lane holds one nibble in order */
+AVX512 static inline __m512 e2m1x16(const uint8_t *c)
+{
+    const __m512 tab = _mm512_setr_ps(0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f, -0.f, -.5f, -1.f,
+                                      -1.5f, -2.f, -3.f, -4.f, -6.f);
+    __m512i w = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)c));
+    __m512i v = _mm512_and_si512(_mm512_or_si512(w, _mm512_slli_epi64(w, 28)),
+                                 _mm512_set1_epi32(15));
+    return _mm512_permutexvar_ps(v, tab);
+}
+
+AVX512 static inline __m512 bf16x16(const uint16_t *c)
+{
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)c));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
 
 AVX512 static float dot_avx512(const float *a, const float *b, int n)
 {
@@ -199,52 +319,72 @@ AVX512 static float segdot_avx512(const float *xq, const float *xs, const float 
     return _mm512_reduce_add_ps(acc);
 }
 
+AVX512 static float qdot_e4m3_avx512(const uint8_t *w, const float *xq, const float *xs,
+                                     const float *ws, int K, int seg)
+{
+    if (seg % 16) return qdot_e4m3_avx2(w, xq, xs, ws, K, seg);
+    __m512 acc = _mm512_setzero_ps();
+    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
+        __m512 p = _mm512_setzero_ps();
+        for (int k = k0; k < k0 + seg; k += 16)
+            p = _mm512_fmadd_ps(_mm512_loadu_ps(xq + k), e4m3x16(w + k), p);
+        acc = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+AVX512 static float qdot_e2m1_avx512(const uint8_t *w, const float *xq, const float *xs,
+                                     const float *ws, int K, int seg)
+{
+    if (seg % 16) return qdot_e2m1_avx2(w, xq, xs, ws, K, seg);
+    __m512 acc = _mm512_setzero_ps();
+    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
+        __m512 p = _mm512_setzero_ps();
+        for (int k = k0; k < k0 + seg; k += 16)
+            p = _mm512_fmadd_ps(_mm512_loadu_ps(xq + k), e2m1x16(w + k / 2), p);
+        acc = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+AVX512 static float dot_bf16_avx512(const uint16_t *w, const float *x, int n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), bf16x16(w + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), bf16x16(w + i + 16), s1);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), bf16x16(w + i), s0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) s += x[i] * wp_bf16_to_f32(w[i]);
+    return s;
+}
+
 AVX512 static void dec_e4m3_avx512(const uint8_t *c, float *out, int n)
 {
-    const __m512i m7f = _mm512_set1_epi32(0x7F), m80 = _mm512_set1_epi32(0x80);
-    const __m512 two120 = _mm512_set1_ps(0x1p120f), qnan = _mm512_set1_ps(__builtin_nanf(""));
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i)));
-        __m512i mag = _mm512_and_si512(v, m7f);
-        __m512i sign = _mm512_slli_epi32(_mm512_and_si512(v, m80), 24);
-        __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 20)), two120);
-        f = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f), sign));
-        __mmask16 isnan = _mm512_cmpeq_epi32_mask(mag, m7f);
-        _mm512_storeu_ps(out + i, _mm512_mask_blend_ps(isnan, f, qnan));
-    }
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, e4m3x16(c + i));
     dec_e4m3_avx2(c + i, out + i, n - i);
 }
 
 AVX512 static void dec_e2m1_avx512(const uint8_t *c, float *out, int n)
 {
-    const __m512 tab = _mm512_setr_ps(0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f, -0.f, -.5f, -1.f,
-                                      -1.5f, -2.f, -3.f, -4.f, -6.f);
-    const __m512i mf = _mm512_set1_epi32(15);
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        /* 8 bytes -> 8 int32 lanes twice: low nibbles to even lanes, high to odd */
-        __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(c + i / 2)));
-        __m512i w = _mm512_cvtepu32_epi64(b);                /* byte j in 64-bit lane j */
-        __m512i v = _mm512_or_si512(w, _mm512_slli_epi64(w, 28)); /* hi nibble -> bits 32..35 */
-        v = _mm512_and_si512(v, mf);
-        _mm512_storeu_ps(out + i, _mm512_permutexvar_ps(v, tab));
-    }
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, e2m1x16(c + i / 2));
     dec_e2m1_avx2(c + i / 2, out + i, n - i);
 }
 
 AVX512 static void dec_bf16_avx512(const uint16_t *c, float *out, int n)
 {
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(c + i)));
-        _mm512_storeu_ps(out + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
-    }
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, bf16x16(c + i));
     dec_bf16_avx2(c + i, out + i, n - i);
 }
 
 static const rt_kernels k_avx512 = {
-    "avx512", dot_avx512, segdot_avx512, dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512,
+    "avx512", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
+    dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512,
 };
 
 /* ---- Dispatch ----------------------------------------------------------------------------- */
@@ -311,12 +451,41 @@ int rt_weight_seg(const wp_qweight *w)
     return gcd(gcd(RT_ACT_BLOCK, blk), (int)w->cols);
 }
 
+/* Per-segment scales of row r (seg from rt_weight_seg; plain weights: 1). */
+static void weight_scales(const wp_qweight *w, uint64_t r, float *ws, int seg)
+{
+    const int ns = (int)w->cols / seg;
+    switch (w->enc) {
+    case WP_ENC_FP8: {
+        uint64_t ncb = (w->cols + w->bc - 1) / w->bc, row = (r / w->br) * ncb;
+        for (int s = 0; s < ns; s++) {
+            uint64_t i = row + (uint64_t)s * seg / w->bc;
+            ws[s] = w->sfmt == WP_SCALE_E8M0 ? lut_e8m0[((const uint8_t *)w->scale)[i]]
+                                             : ((const float *)w->scale)[i];
+        }
+        return;
+    }
+    case WP_ENC_MXFP4: {
+        const uint8_t *sc = (const uint8_t *)w->scale + r * (w->cols / 32);
+        for (int s = 0; s < ns; s++) ws[s] = lut_e8m0[sc[s * seg / 32]];
+        return;
+    }
+    case WP_ENC_NVFP4: {
+        const uint8_t *sc = (const uint8_t *)w->scale + r * (w->cols / 16);
+        for (int s = 0; s < ns; s++) ws[s] = lut_e4m3[sc[s * seg / 16]] * w->global;
+        return;
+    }
+    default:
+        for (int s = 0; s < ns; s++) ws[s] = 1.0f;   /* a plain weight is its own value */
+        return;
+    }
+}
+
 void rt_weight_row(const rt_kernels *k, const wp_qweight *w, uint64_t r, float *wv, float *ws,
                    int seg)
 {
-    const int K = (int)w->cols, ns = K / seg;
-    if (ws && !rt_enc_quantised(w->enc))   /* a plain weight is its own value: scale 1 */
-        for (int s = 0; s < ns; s++) ws[s] = 1.0f;
+    const int K = (int)w->cols;
+    if (ws) weight_scales(w, r, ws, seg);
     switch (w->enc) {
     case WP_ENC_BF16: k->dec_bf16((const uint16_t *)w->data + r * w->cols, wv, K); return;
     case WP_ENC_F32: memcpy(wv, (const float *)w->data + r * w->cols, (size_t)K * 4); return;
@@ -325,28 +494,9 @@ void rt_weight_row(const rt_kernels *k, const wp_qweight *w, uint64_t r, float *
         for (int i = 0; i < K; i++) wv[i] = wp_f16_to_f32(p[i]);
         return;
     }
-    case WP_ENC_FP8: {
-        k->dec_e4m3((const uint8_t *)w->data + r * w->cols, wv, K);
-        uint64_t ncb = (w->cols + w->bc - 1) / w->bc, row = (r / w->br) * ncb;
-        for (int s = 0; s < ns; s++) {
-            uint64_t i = row + (uint64_t)s * seg / w->bc;
-            ws[s] = w->sfmt == WP_SCALE_E8M0 ? wp_e8m0_to_f32(((const uint8_t *)w->scale)[i])
-                                             : ((const float *)w->scale)[i];
-        }
-        return;
-    }
-    case WP_ENC_MXFP4: {
-        k->dec_e2m1((const uint8_t *)w->data + r * (w->cols / 2), wv, K);
-        const uint8_t *sc = (const uint8_t *)w->scale + r * (w->cols / 32);
-        for (int s = 0; s < ns; s++) ws[s] = wp_e8m0_to_f32(sc[s * seg / 32]);
-        return;
-    }
-    case WP_ENC_NVFP4: {
-        k->dec_e2m1((const uint8_t *)w->data + r * (w->cols / 2), wv, K);
-        const uint8_t *sc = (const uint8_t *)w->scale + r * (w->cols / 16);
-        for (int s = 0; s < ns; s++) ws[s] = wp_e4m3_to_f32(sc[s * seg / 16]) * w->global;
-        return;
-    }
+    case WP_ENC_FP8: k->dec_e4m3((const uint8_t *)w->data + r * w->cols, wv, K); return;
+    case WP_ENC_MXFP4:
+    case WP_ENC_NVFP4: k->dec_e2m1((const uint8_t *)w->data + r * (w->cols / 2), wv, K); return;
     case WP_ENC_COUNT: break;
     }
 }
@@ -360,7 +510,8 @@ void rt_weight_row_f32(const rt_kernels *k, const wp_qweight *w, uint64_t r, flo
     int seg = rt_weight_seg(w), K = (int)w->cols;
     float ws[K / seg];
     rt_weight_row(k, w, r, out, ws, seg);
-    for (int i = 0; i < K; i++) out[i] *= ws[i / seg];
+    for (int s = 0; s < K / seg; s++)
+        for (int i = s * seg; i < (s + 1) * seg; i++) out[i] *= ws[s];
 }
 
 void rt_act_quant_rows(const float *x, int M, int K, float *xq, float *xs)
@@ -395,18 +546,57 @@ typedef struct lin_job {
     atomic_int oom;
 } lin_job;
 
+/* Few activation rows (decode): decode fused into the product, the weight
+ * row is read once straight from the mapping.  Many rows (prefill): decode
+ * RT_NB weight rows once and reuse them for every activation row. */
+#define RT_FUSED_MAX_M 2
+
+static float fused(const lin_job *j, uint64_t r, const float *xr, const float *xs,
+                   const float *ws)
+{
+    const wp_qweight *w = j->w;
+    const int K = j->K;
+    if (j->quant) {
+        if (w->enc == WP_ENC_FP8)
+            return j->k->qdot_e4m3((const uint8_t *)w->data + r * w->cols, xr, xs, ws, K, j->seg);
+        return j->k->qdot_e2m1((const uint8_t *)w->data + r * (w->cols / 2), xr, xs, ws, K,
+                               j->seg);
+    }
+    if (w->enc == WP_ENC_F32) return j->k->dot(xr, (const float *)w->data + r * w->cols, K);
+    return j->k->dot_bf16((const uint16_t *)w->data + r * w->cols, xr, K);
+}
+
+static int fusable(const lin_job *j)
+{
+    wp_enc e = j->w->enc;
+    if (j->M > RT_FUSED_MAX_M) return 0;
+    if (j->quant) return e == WP_ENC_FP8 || e == WP_ENC_MXFP4 || e == WP_ENC_NVFP4;
+    return e == WP_ENC_F32 || e == WP_ENC_BF16;
+}
+
 static void lin_task(void *ctx, int t0, int t1)
 {
     lin_job *j = ctx;
-    const int K = j->K, ns = K / j->seg;
-    float *wv = malloc(sizeof(float) * ((size_t)RT_NB * K + (size_t)RT_NB * ns + 1));
+    const int K = j->K, ns = K / j->seg, fuse = fusable(j);
+    const size_t nwv = fuse ? 0 : (size_t)RT_NB * K;
+    float *wv = malloc(sizeof(float) * (nwv + (size_t)RT_NB * ns + 1));
     if (!wv) {
         atomic_store(&j->oom, 1);
         return;
     }
-    float *ws = wv + (size_t)RT_NB * K;
+    float *ws = wv + nwv;
     for (int t = t0; t < t1; t++) {
         int r0 = t * RT_NB, nr = j->N - r0 < RT_NB ? j->N - r0 : RT_NB;
+        if (fuse) {
+            for (int i = 0; i < nr; i++) {
+                uint64_t r = j->r0 + (uint64_t)(r0 + i);
+                if (j->quant) weight_scales(j->w, r, ws, j->seg);
+                for (int m = 0; m < j->M; m++)
+                    j->y[(size_t)m * j->ldy + r0 + i] =
+                        fused(j, r, j->x + (size_t)m * K, j->xs + (size_t)m * j->nb, ws);
+            }
+            continue;
+        }
         for (int i = 0; i < nr; i++) {
             uint64_t r = j->r0 + (uint64_t)(r0 + i);
             if (j->quant)
@@ -433,11 +623,16 @@ static void lin_task(void *ctx, int t0, int t1)
     free(wv);
 }
 
+/* below this many multiply-adds a product runs on the calling thread: waking
+ * the pool costs more than it saves */
+#define RT_PAR_MIN_WORK (1 << 17)
+
 static int lin_run(const rt_ctx *c, lin_job *j)
 {
     atomic_init(&j->oom, 0);
     int tiles = (j->N + RT_NB - 1) / RT_NB;
-    rt_pool_for(c->pool, tiles, 1, lin_task, j);
+    double work = (double)j->M * j->N * j->K;
+    rt_pool_for(work < RT_PAR_MIN_WORK ? NULL : c->pool, tiles, 1, lin_task, j);
     return atomic_load(&j->oom) ? WP_ENOMEM : 0;
 }
 

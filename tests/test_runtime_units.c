@@ -399,6 +399,12 @@ TEST(rt_kernels_vs_reference)
                 bad += !(fabs(y[i] - ref[i]) <= 2e-6 * mag[i] + 1e-30);
             CHECKF(bad == 0, "%s, %s %dx%d: %d outputs off the reference", ks[ki]->name,
                    wp_enc_name(q.w.enc), N, K, bad);
+            /* one row (decode: the fused decode-and-multiply kernels) gives the
+             * same bits as the same row among three (decoded-row kernels) */
+            float *y1 = malloc(sizeof(float) * N);
+            REQUIRE(rt_linear(&c, &q.w, x + K, 1, y1) == 0);
+            CHECKF(memcmp(y1, y + N, sizeof(float) * N) == 0, "%s, %s: fused row differs",
+                   ks[ki]->name, wp_enc_name(q.w.enc));
             /* dense: never quantises the activations */
             REQUIRE(rt_linear_dense(&c, &q.w, x, M, y) == 0);
             bad = 0;
@@ -413,6 +419,10 @@ TEST(rt_kernels_vs_reference)
                 }
             CHECKF(bad == 0, "%s, %s dense: %d outputs off", ks[ki]->name, wp_enc_name(q.w.enc),
                    bad);
+            REQUIRE(rt_linear_dense(&c, &q.w, x + 2 * K, 1, y1) == 0);
+            CHECKF(memcmp(y1, y + 2 * N, sizeof(float) * N) == 0, "%s, %s: fused dense row differs",
+                   ks[ki]->name, wp_enc_name(q.w.enc));
+            free(y1);
         }
         free(x), free(xs), free(wd), free(y), free(ref), free(mag);
         free(q.data), free(q.scale);
