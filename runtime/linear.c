@@ -121,18 +121,22 @@ AVX2 static float hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* E4M3 -> fp32 by moving the 7 magnitude bits into an fp32's exponent and
- * mantissa (bits 26..20) and rescaling by 2^120; subnormals come out right
- * because the fp32 is then subnormal too.  0x7F/0xFF stay NaN (spec §3.2). */
+/* E4M3 -> fp32 without a table and without touching fp32 subnormals (which
+ * cost microcode assists on some CPUs): a normal code's 7 magnitude bits
+ * shifted into an fp32 (bits 26..20) need only the exponent rebiased (+120);
+ * a subnormal code m is m * 2^-9, exactly, through an integer conversion.
+ * 0x7F/0xFF stay NaN (spec §3.2). */
 AVX2 static inline __m256 e4m3x8(const uint8_t *c)
 {
     const __m256i m7f = _mm256_set1_epi32(0x7F), m80 = _mm256_set1_epi32(0x80);
     __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)c));
     __m256i mag = _mm256_and_si256(v, m7f);
     __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, m80), 24);
-    __m256 f = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(mag, 20)),
-                             _mm256_set1_ps(0x1p120f));
-    f = _mm256_or_ps(f, _mm256_castsi256_ps(sign));
+    __m256 fn = _mm256_castsi256_ps(
+        _mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23)));
+    __m256 fs = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0x1p-9f));
+    __m256 sub = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag));
+    __m256 f = _mm256_or_ps(_mm256_blendv_ps(fn, fs, sub), _mm256_castsi256_ps(sign));
     __m256 isnan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(mag, m7f));
     return _mm256_blendv_ps(f, _mm256_set1_ps(__builtin_nanf("")), isnan);
 }
@@ -265,11 +269,13 @@ AVX512 static inline __m512 e4m3x16(const uint8_t *c)
     __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)c));
     __m512i mag = _mm512_and_si512(v, m7f);
     __m512i sign = _mm512_slli_epi32(_mm512_and_si512(v, m80), 24);
-    __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 20)),
-                             _mm512_set1_ps(0x1p120f));
-    f = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f), sign));
+    __m512i fn = _mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23));
+    __m512 fs = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(0x1p-9f));
+    __mmask16 sub = _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8));
+    __m512i f = _mm512_mask_blend_epi32(sub, fn, _mm512_castps_si512(fs));
+    __m512 r = _mm512_castsi512_ps(_mm512_or_si512(f, sign));
     __mmask16 isnan = _mm512_cmpeq_epi32_mask(mag, m7f);
-    return _mm512_mask_blend_ps(isnan, f, _mm512_set1_ps(__builtin_nanf("")));
+    return _mm512_mask_blend_ps(isnan, r, _mm512_set1_ps(__builtin_nanf("")));
 }
 
 /* 16 E2M1 values from 8 bytes: byte j into 64-bit lane j, its high nibble
