@@ -19,8 +19,8 @@
 
 #include "convert/convert_priv.h"
 
-#define COPY_CHUNK (16u << 20)   /* bytes per copy item: big enough to stream, small vs 1 GB */
-#define BAND_CAP (48u << 20)     /* working set per band: more buys no throughput */
+#define COPY_CHUNK (2u << 20)   /* bytes per copy item: big enough to stream, small vs 1 GB */
+#define BAND_CAP (8u << 20)     /* working set per band: more buys no throughput */
 
 enum { B_SRC, B_SSC, B_REF, B_CUT, B_OUT, B_OSC, B_DEQ, B_TMP, B_COUNT };
 
@@ -327,7 +327,13 @@ static int encode_band(worker *wk, const wp_plan_weight *w, const wp_plan_src *s
         break;
     case WP_ENC_BF16:
         for (uint64_t i = 0; i < n; i++) {
-            uint16_t h = wp_f32_to_bf16(ref[i]);
+            /* A value bf16 holds exactly (every FP8/FP4 weight times its
+             * power-of-two scale) is its top 16 bits: no rounding, no call.
+             * Anything else, NaN/inf included, goes through the codec. */
+            uint32_t u;
+            memcpy(&u, &ref[i], 4);
+            uint16_t h = (u & 0xFFFFu) == 0 && (u & 0x7F800000u) != 0x7F800000u ? (uint16_t)(u >> 16)
+                                                                                : wp_f32_to_bf16(ref[i]);
             memcpy(od + 2 * i, &h, 2);
         }
         break;
