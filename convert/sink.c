@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -234,7 +235,7 @@ static int ds_write(void *ud, size_t tensor, uint64_t off, const void *buf, size
 
 /* One manifest file record: SHA-256 of the whole file and of the bytes
  * outside every tensor (docs/signing.md §2), streamed with pread. */
-static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t fi, wp_err *e)
+static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t fi, size_t base, wp_err *e)
 {
     char path[4096];
     if (wp_path_join(path, sizeof path, dir, name)) return wp_fail(e, WP_EUSAGE, "%s: path too long", dir);
@@ -271,7 +272,7 @@ static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t
         wp_sha256_final(&non, mf->nontensor_sha256);
         for (size_t i = 0; i < nt; i++) {
             const wpk_tensor *t = wpk_tensor_at(f, i);
-            wp_mtensor *mt = &m->tensors[m->ntensors];
+            wp_mtensor *mt = &m->tensors[base + i];
             mt->name = strdup(t->name);
             if (!mt->name) {
                 rc = wp_fail(e, WP_ENOMEM, "convert: out of memory");
@@ -281,7 +282,6 @@ static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t
             mt->offset = t->offset;
             mt->size = t->size;
             memcpy(mt->sha256, t->sha256, WP_SHA256_LEN);
-            m->ntensors++;
         }
     } else {
         if (ha) wp_sha256_free(&all);
@@ -292,24 +292,75 @@ static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t
     return rc;
 }
 
+/* Finishing the files (fsync) and hashing them back are per file: run them
+ * on parallel threads when a build has several files (ranks). */
+typedef struct fin_job {
+    dsink *s;
+    wp_manifest *m;
+    size_t *base;
+    int next, rc;
+    pthread_mutex_t mu;
+    wp_err e;
+} fin_job;
+
+static void *fin_main(void *arg)
+{
+    fin_job *j = arg;
+    const wp_plan *p = j->s->p;
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        int f = j->rc ? p->n_files : j->next++;
+        pthread_mutex_unlock(&j->mu);
+        if (f >= p->n_files) break;
+        wp_err e = {0};
+        wpk_writer *w = j->s->w[f];
+        j->s->w[f] = NULL;   /* commit frees it, success or not */
+        int rc = wpk_writer_commit(w, &e);
+        if (!rc) rc = hash_file(j->s->tmp, p->files[f].name, j->m, (uint32_t)f, j->base[f], &e);
+        if (rc) {
+            pthread_mutex_lock(&j->mu);
+            if (!j->rc) {
+                j->rc = rc;
+                j->e = e;
+            }
+            pthread_mutex_unlock(&j->mu);
+        }
+    }
+    return NULL;
+}
+
 static int ds_commit(void *ud, wp_err *e)
 {
     dsink *s = ud;
     const wp_plan *p = s->p;
     int rc = 0;
-    for (int f = 0; f < p->n_files && !rc; f++) {
-        wpk_writer *w = s->w[f];
-        s->w[f] = NULL;   /* commit frees it, success or not */
-        rc = wpk_writer_commit(w, e);
-    }
-    if (rc) return rc;
     wp_manifest m;
     memset(&m, 0, sizeof m);
     m.files = calloc((size_t)p->n_files, sizeof *m.files);
     m.tensors = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *m.tensors);
-    if (!m.files || !m.tensors) rc = wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    size_t *base = calloc((size_t)p->n_files, sizeof *base);
+    if (!m.files || !m.tensors || !base) {
+        free(base);
+        wp_manifest_free(&m);
+        return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    }
     m.nfiles = (uint32_t)p->n_files;
-    for (int f = 0; f < p->n_files && !rc; f++) rc = hash_file(s->tmp, p->files[f].name, &m, (uint32_t)f, e);
+    m.ntensors = p->n_tensors;
+    for (int f = 1; f < p->n_files; f++) base[f] = base[f - 1] + p->files[f - 1].n_tensors;
+    fin_job j = {.s = s, .m = &m, .base = base};
+    pthread_mutex_init(&j.mu, NULL);
+    int nt = p->n_files < 8 ? p->n_files : 8;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus > 0 && nt > cpus) nt = (int)cpus;
+    pthread_t tid[8];
+    int started = 0;
+    for (int i = 1; i < nt; i++)
+        if (pthread_create(&tid[i], NULL, fin_main, &j) == 0) started++;
+    fin_main(&j);
+    for (int i = 1; i <= started; i++) pthread_join(tid[i], NULL);
+    pthread_mutex_destroy(&j.mu);
+    free(base);
+    rc = j.rc ? wp_fail(e, j.rc, "%s", j.e.msg) : 0;
     if (!rc) rc = wp_manifest_finish(&m, e);
     if (!rc) rc = wp_manifest_write(s->tmp, &m, e);
     wp_manifest_free(&m);
