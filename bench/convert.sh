@@ -1,0 +1,74 @@
+#!/bin/sh
+# bench/convert.sh — convert throughput and peak RSS next to the disk's own
+# write rate on the same bytes (issue 3).
+#
+#   sh bench/convert.sh [WORKDIR]
+#
+# Makes (once) a synthetic V4-Flash-shaped checkpoint with `wpack synth
+# --preset flash --layers $LAYERS` (>= 10 GB at the default 2 layers + MTP),
+# then for each profile: `wpack convert --json` (GB/s of output, peak RSS
+# from the tool's own VmHWM), and `dd conv=fsync` writing the same number of
+# bytes (the I/O limit), best of $RUNS each.  Prints one line per profile:
+#
+#   profile  out_GB  convert_GB/s  dd_GB/s  ratio  peak_RSS_MiB  threads
+#
+# Environment: WPACK (default build/wpack), LAYERS (2), RUNS (1), THREADS
+# (online CPUs), BUDGET (1G), PROFILES ("reference hopper bf16"), KEEP=1 to
+# keep the checkpoint.  Needs free disk for the checkpoint + the largest
+# output (bf16 is ~3x the checkpoint).  Numbers on a shared machine are
+# noisy: run with nothing else going on.
+set -eu
+
+WPACK=${WPACK:-build/wpack}
+WORK=${1:-${TMPDIR:-/tmp}/wpack-bench-convert}
+LAYERS=${LAYERS:-2}
+RUNS=${RUNS:-1}
+BUDGET=${BUDGET:-1G}
+PROFILES=${PROFILES:-"reference hopper bf16"}
+THREADS=${THREADS:-$(getconf _NPROCESSORS_ONLN)}
+
+[ -x "$WPACK" ] || { echo "bench/convert.sh: $WPACK not built (make first)" >&2; exit 2; }
+mkdir -p "$WORK"
+CK="$WORK/flash-$LAYERS"
+if [ ! -d "$CK" ]; then
+    echo "making $CK (wpack synth --preset flash --layers $LAYERS) ..." >&2
+    "$WPACK" synth --preset flash --layers "$LAYERS" -o "$CK" >&2
+fi
+in_bytes=$(du -sb "$CK" | cut -f1)
+printf '# checkpoint %s: %.2f GB, %s thread(s), budget %s, %s\n' "$CK" \
+    "$(echo "$in_bytes / 1000000000" | bc -l)" "$THREADS" "$BUDGET" "$(uname -r)"
+printf '%-10s %8s %13s %9s %6s %13s\n' profile out_GB convert_GB/s dd_GB/s ratio peak_RSS_MiB
+
+num() { sed -n "s/^[[:space:]]*\"$1\":[[:space:]]*\\([0-9.eE+-]*\\),*$/\\1/p" "$2" | head -1; }
+
+for p in $PROFILES; do
+    best_c=0 best_d=0 rss=0 out=0
+    i=0
+    while [ "$i" -lt "$RUNS" ]; do
+        i=$((i + 1))
+        rm -rf "$WORK/out" "$WORK/dd.bin"
+        sync
+        "$WPACK" convert "$CK" -o "$WORK/out" --profile "$p" --threads "$THREADS" \
+            --mem-budget "$BUDGET" --json > "$WORK/summary.json"
+        out=$(num bytes_out "$WORK/summary.json")
+        sec=$(num seconds "$WORK/summary.json")
+        r=$(num peak_rss_bytes "$WORK/summary.json")
+        [ "$r" -gt "$rss" ] 2>/dev/null && rss=$r
+        c=$(echo "$out / $sec / 1000000000" | bc -l)
+        rm -rf "$WORK/out"
+        sync
+        # the I/O limit: the same bytes, written and fsynced by dd
+        mib=$(( (out + 1048575) / 1048576 ))
+        t0=$(date +%s.%N)
+        dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$mib" conv=fsync status=none
+        t1=$(date +%s.%N)
+        rm -f "$WORK/dd.bin"
+        d=$(echo "$mib * 1048576 / ($t1 - $t0) / 1000000000" | bc -l)
+        best_c=$(echo "if ($c > $best_c) $c else $best_c" | bc -l)
+        best_d=$(echo "if ($d > $best_d) $d else $best_d" | bc -l)
+    done
+    printf '%-10s %8.2f %13.3f %9.3f %6.2f %13.0f\n' "$p" "$(echo "$out / 1000000000" | bc -l)" \
+        "$best_c" "$best_d" "$(echo "$best_c / $best_d" | bc -l)" "$(echo "$rss / 1048576" | bc -l)"
+done
+rm -f "$WORK/summary.json"
+[ "${KEEP:-0}" = 1 ] || rm -rf "$CK"
