@@ -128,6 +128,8 @@ static cJSON *logits_json(const wp_parity_logits *l)
     cJSON_AddNumberToObject(o, "rel_rms_max", l->rel_rms_max);
     cJSON_AddNumberToObject(o, "kl_max", l->kl_max);
     cJSON_AddNumberToObject(o, "top1_agree", l->top1_agree);
+    cJSON_AddNumberToObject(o, "top1_clear_rows", l->top1_clear_rows);
+    cJSON_AddNumberToObject(o, "top1_clear_agree", l->top1_clear_agree);
     cJSON_AddBoolToObject(o, "pass", l->pass);
     return o;
 }
@@ -160,9 +162,10 @@ static void print_recall(const wp_parity_report *r, const char *what)
 static void print_logits(const wp_parity_logits *l)
 {
     if (!l->rows) return;
-    printf("%-7s logits (%2d rows): cosine min %.5f mean %.5f, rel RMS max %.3g, top-1 %d/%d, "
-           "KL max %.3g  %s\n", l->what, l->rows, l->cos_min, l->cos_mean, l->rel_rms_max,
-           l->top1_agree, l->rows, l->kl_max, l->pass ? "PASS" : "FAIL");
+    printf("%-7s logits (%2d rows): cosine min %.5f mean %.5f, rel RMS max %.3g, top-1 %d/%d "
+           "(clear choices %d/%d), KL max %.3g  %s\n", l->what, l->rows, l->cos_min, l->cos_mean,
+           l->rel_rms_max, l->top1_agree, l->rows, l->top1_clear_agree, l->top1_clear_rows,
+           l->kl_max, l->pass ? "PASS" : "FAIL");
 }
 
 int cmd_parity(int argc, char **argv)

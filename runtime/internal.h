@@ -47,10 +47,21 @@ typedef struct rt_kernels {
     void (*dec_e4m3)(const uint8_t *c, float *out, int n);
     void (*dec_e2m1)(const uint8_t *c, float *out, int n);
     void (*dec_bf16)(const uint16_t *c, float *out, int n);
+    /* n E8M0 scales to fp32 */
+    void (*dec_e8m0)(const uint8_t *c, float *out, int n);
+    /* Optional (NULL if the set has none): the fused products with the
+     * activation codes also given as bf16 (xb: exact, E4M3 values fit in
+     * bf16), for bf16 dot-product instructions.  They sum pairs of products,
+     * so they agree with qdot_* to rounding, not bit for bit. */
+    float (*qdot_e4m3_bf)(const uint8_t *w, const float *xq, const uint16_t *xb, const float *xs,
+                          const float *ws, int K, int seg);
+    float (*qdot_e2m1_bf)(const uint8_t *w, const float *xq, const uint16_t *xb, const float *xs,
+                          const float *ws, int K, int seg);
 } rt_kernels;
 
 /* The scalar kernels (the reference the vector ones are tested against) and
- * the best set this CPU supports (AVX-512 / AVX2+FMA / scalar). */
+ * the best set this CPU supports (AVX-512 with BF16+VBMI / AVX-512 /
+ * AVX2+FMA / scalar). */
 const rt_kernels *rt_kernels_scalar(void);
 const rt_kernels *rt_kernels_best(void);
 /* Every kernel set usable on this CPU, for tests: NULL-terminated. */

@@ -104,14 +104,19 @@ static void dec_bf16_scalar(const uint16_t *c, float *out, int n)
     for (int i = 0; i < n; i++) out[i] = wp_bf16_to_f32(c[i]);
 }
 
+static void dec_e8m0_scalar(const uint8_t *c, float *out, int n)
+{
+    for (int i = 0; i < n; i++) out[i] = lut_e8m0[c[i]];
+}
+
 static const rt_kernels k_scalar = {
     "scalar", dot_scalar, segdot_scalar, qdot_e4m3_scalar, qdot_e2m1_scalar, dot_bf16_scalar,
-    dec_e4m3_scalar, dec_e2m1_scalar, dec_bf16_scalar,
+    dec_e4m3_scalar, dec_e2m1_scalar, dec_bf16_scalar, dec_e8m0_scalar, NULL, NULL,
 };
 
 /* ---- AVX2 + FMA ----------------------------------------------------------------------- */
 
-#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
 
 AVX2 static float hsum256(__m256 v)
 {
@@ -121,24 +126,32 @@ AVX2 static float hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* E4M3 -> fp32 without a table and without touching fp32 subnormals (which
- * cost microcode assists on some CPUs): a normal code's 7 magnitude bits
- * shifted into an fp32 (bits 26..20) need only the exponent rebiased (+120);
- * a subnormal code m is m * 2^-9, exactly, through an integer conversion.
- * 0x7F/0xFF stay NaN (spec §3.2). */
+/* E4M3 -> fp32 in a few integer ops and one conversion: the byte moved to
+ * the top of a 16-bit lane and shifted right arithmetically puts the sign at
+ * bit 15 and the 7 magnitude bits at 13..7, which read as an IEEE half is
+ * exactly the E4M3 value / 256 (normals and subnormals alike, spec §3.2);
+ * F16C widens it and the caller folds the 256 into its scale.  NaN codes
+ * (0x7F/0xFF) are reported through *nan rather than decoded. */
+#define E4M3_HALF_SCALE 256.0f
+
+AVX2 static inline __m256 e4m3x8h(const uint8_t *c, __m128i *nan)
+{
+    __m128i b = _mm_loadl_epi64((const __m128i *)c);
+    *nan = _mm_or_si128(*nan, _mm_cmpeq_epi8(_mm_or_si128(b, _mm_set1_epi8((char)0x80)),
+                                             _mm_set1_epi8((char)0xFF)));
+    __m128i w = _mm_srai_epi16(_mm_slli_epi16(_mm_cvtepu8_epi16(b), 8), 1);
+    return _mm256_cvtph_ps(_mm_and_si128(w, _mm_set1_epi16((short)0xBF80)));
+}
+
+AVX2 static inline int any_nan(__m128i nan) { return !_mm_testz_si128(nan, nan); }
+
+/* the exact E4M3 value, NaN included (decoders) */
 AVX2 static inline __m256 e4m3x8(const uint8_t *c)
 {
-    const __m256i m7f = _mm256_set1_epi32(0x7F), m80 = _mm256_set1_epi32(0x80);
-    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)c));
-    __m256i mag = _mm256_and_si256(v, m7f);
-    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, m80), 24);
-    __m256 fn = _mm256_castsi256_ps(
-        _mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23)));
-    __m256 fs = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0x1p-9f));
-    __m256 sub = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag));
-    __m256 f = _mm256_or_ps(_mm256_blendv_ps(fn, fs, sub), _mm256_castsi256_ps(sign));
-    __m256 isnan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(mag, m7f));
-    return _mm256_blendv_ps(f, _mm256_set1_ps(__builtin_nanf("")), isnan);
+    __m128i nan = _mm_setzero_si128();
+    __m256 f = _mm256_mul_ps(e4m3x8h(c, &nan), _mm256_set1_ps(E4M3_HALF_SCALE));
+    __m256 m = _mm256_castsi256_ps(_mm256_cvtepi8_epi32(nan));
+    return _mm256_blendv_ps(f, _mm256_set1_ps(__builtin_nanf("")), m);
 }
 
 /* 8 E2M1 values from 4 bytes, low nibble first */
@@ -196,13 +209,15 @@ AVX2 static float qdot_e4m3_avx2(const uint8_t *w, const float *xq, const float 
 {
     if (seg % 8) return qdot_e4m3_scalar(w, xq, xs, ws, K, seg);
     __m256 acc = _mm256_setzero_ps();
+    __m128i nan = _mm_setzero_si128();
     for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
         __m256 p = _mm256_setzero_ps();
         for (int k = k0; k < k0 + seg; k += 8)
-            p = _mm256_fmadd_ps(_mm256_loadu_ps(xq + k), e4m3x8(w + k), p);
-        acc = _mm256_fmadd_ps(p, _mm256_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+            p = _mm256_fmadd_ps(_mm256_loadu_ps(xq + k), e4m3x8h(w + k, &nan), p);
+        acc = _mm256_fmadd_ps(p, _mm256_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s] * E4M3_HALF_SCALE),
+                              acc);
     }
-    return hsum256(acc);
+    return any_nan(nan) ? __builtin_nanf("") : hsum256(acc);
 }
 
 AVX2 static float qdot_e2m1_avx2(const uint8_t *w, const float *xq, const float *xs,
@@ -254,28 +269,47 @@ AVX2 static void dec_bf16_avx2(const uint16_t *c, float *out, int n)
     dec_bf16_scalar(c + i, out + i, n - i);
 }
 
+/* E8M0 -> fp32: the code is the fp32 exponent field; 0 is 2^-127 (an fp32
+ * subnormal) and 0xFF is NaN (spec §3.3) */
+AVX2 static void dec_e8m0_avx2(const uint8_t *c, float *out, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(c + i)));
+        __m256i f = _mm256_slli_epi32(v, 23);
+        f = _mm256_blendv_epi8(f, _mm256_set1_epi32(0x00400000),
+                               _mm256_cmpeq_epi32(v, _mm256_setzero_si256()));
+        f = _mm256_blendv_epi8(f, _mm256_set1_epi32(0x7FC00000),
+                               _mm256_cmpeq_epi32(v, _mm256_set1_epi32(0xFF)));
+        _mm256_storeu_si256((__m256i *)(out + i), f);
+    }
+    dec_e8m0_scalar(c + i, out + i, n - i);
+}
+
 static const rt_kernels k_avx2 = {
     "avx2", dot_avx2, segdot_avx2, qdot_e4m3_avx2, qdot_e2m1_avx2, dot_bf16_avx2,
-    dec_e4m3_avx2, dec_e2m1_avx2, dec_bf16_avx2,
+    dec_e4m3_avx2, dec_e2m1_avx2, dec_bf16_avx2, dec_e8m0_avx2, NULL, NULL,
 };
 
 /* ---- AVX-512F -------------------------------------------------------------------------- */
 
-#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+
+AVX512 static inline __m512 e4m3x16h(const uint8_t *c, __m128i *nan)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)c);
+    *nan = _mm_or_si128(*nan, _mm_cmpeq_epi8(_mm_or_si128(b, _mm_set1_epi8((char)0x80)),
+                                             _mm_set1_epi8((char)0xFF)));
+    __m256i w = _mm256_srai_epi16(_mm256_slli_epi16(_mm256_cvtepu8_epi16(b), 8), 1);
+    return _mm512_cvtph_ps(_mm256_and_si256(w, _mm256_set1_epi16((short)0xBF80)));
+}
 
 AVX512 static inline __m512 e4m3x16(const uint8_t *c)
 {
-    const __m512i m7f = _mm512_set1_epi32(0x7F), m80 = _mm512_set1_epi32(0x80);
-    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)c));
-    __m512i mag = _mm512_and_si512(v, m7f);
-    __m512i sign = _mm512_slli_epi32(_mm512_and_si512(v, m80), 24);
-    __m512i fn = _mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23));
-    __m512 fs = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(0x1p-9f));
-    __mmask16 sub = _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8));
-    __m512i f = _mm512_mask_blend_epi32(sub, fn, _mm512_castps_si512(fs));
-    __m512 r = _mm512_castsi512_ps(_mm512_or_si512(f, sign));
-    __mmask16 isnan = _mm512_cmpeq_epi32_mask(mag, m7f);
-    return _mm512_mask_blend_ps(isnan, r, _mm512_set1_ps(__builtin_nanf("")));
+    __m128i nan = _mm_setzero_si128();
+    __m512 f = _mm512_mul_ps(e4m3x16h(c, &nan), _mm512_set1_ps(E4M3_HALF_SCALE));
+    __mmask16 m = _mm512_test_epi32_mask(_mm512_cvtepi8_epi32(nan), _mm512_cvtepi8_epi32(nan));
+    return _mm512_mask_blend_ps(m, f, _mm512_set1_ps(__builtin_nanf("")));
 }
 
 /* 16 E2M1 values from 8 bytes: byte j into 64-bit lane j, its high nibble
@@ -330,13 +364,15 @@ AVX512 static float qdot_e4m3_avx512(const uint8_t *w, const float *xq, const fl
 {
     if (seg % 16) return qdot_e4m3_avx2(w, xq, xs, ws, K, seg);
     __m512 acc = _mm512_setzero_ps();
+    __m128i nan = _mm_setzero_si128();
     for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
         __m512 p = _mm512_setzero_ps();
         for (int k = k0; k < k0 + seg; k += 16)
-            p = _mm512_fmadd_ps(_mm512_loadu_ps(xq + k), e4m3x16(w + k), p);
-        acc = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+            p = _mm512_fmadd_ps(_mm512_loadu_ps(xq + k), e4m3x16h(w + k, &nan), p);
+        acc = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s] * E4M3_HALF_SCALE),
+                              acc);
     }
-    return _mm512_reduce_add_ps(acc);
+    return any_nan(nan) ? __builtin_nanf("") : _mm512_reduce_add_ps(acc);
 }
 
 AVX512 static float qdot_e2m1_avx512(const uint8_t *w, const float *xq, const float *xs,
@@ -390,22 +426,111 @@ AVX512 static void dec_bf16_avx512(const uint16_t *c, float *out, int n)
 
 static const rt_kernels k_avx512 = {
     "avx512", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
-    dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512,
+    dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, dec_e8m0_avx2, NULL, NULL,
+};
+
+/* ---- AVX-512 BF16 + VBMI ---------------------------------------------------------------------
+ * Weight codes become bf16 by table lookup (E4M3: two 128-entry byte tables
+ * through vpermi2b, then bytes interleaved into words; E2M1: a 16-entry word
+ * table through vpermw), then vdpbf16ps multiplies 32 pairs at once against
+ * the activation codes in bf16.  Every E4M3/E2M1 value is exact in bf16 and
+ * every product exact in fp32, as in the fp32 kernels. */
+
+#define AVX512BF __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512bf16,avx2,fma,f16c")))
+
+static uint8_t bf_e4m3_lo[128], bf_e4m3_hi[128], bf_ilv[2][64];
+static uint16_t bf_e2m1[32];
+
+static void bf_tables_init(void)
+{
+    for (int i = 0; i < 128; i++) {
+        uint32_t u;
+        memcpy(&u, &lut_e4m3[i], 4);
+        bf_e4m3_lo[i] = (uint8_t)(u >> 16);     /* exact: at most 4 significant bits */
+        bf_e4m3_hi[i] = (uint8_t)(u >> 24);
+    }
+    for (int j = 0; j < 32; j++)
+        for (int h = 0; h < 2; h++) {
+            bf_ilv[h][2 * j] = (uint8_t)(32 * h + j);          /* low byte from table 1 */
+            bf_ilv[h][2 * j + 1] = (uint8_t)(64 + 32 * h + j); /* high byte from table 2 */
+        }
+    for (int i = 0; i < 16; i++) {
+        uint32_t u;
+        memcpy(&u, &lut_e2m1[i], 4);
+        bf_e2m1[i] = (uint16_t)(u >> 16);
+    }
+}
+
+AVX512BF static float qdot_e4m3_bf(const uint8_t *w, const float *xq, const uint16_t *xb,
+                                   const float *xs, const float *ws, int K, int seg)
+{
+    if (seg % 64) return qdot_e4m3_avx512(w, xq, xs, ws, K, seg);
+    const __m512i tl0 = _mm512_loadu_si512(bf_e4m3_lo), tl1 = _mm512_loadu_si512(bf_e4m3_lo + 64);
+    const __m512i th0 = _mm512_loadu_si512(bf_e4m3_hi), th1 = _mm512_loadu_si512(bf_e4m3_hi + 64);
+    const __m512i i0 = _mm512_loadu_si512(bf_ilv[0]), i1 = _mm512_loadu_si512(bf_ilv[1]);
+    const __m512i m80 = _mm512_set1_epi8((char)0x80);
+    __m512 acc = _mm512_setzero_ps();
+    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
+        __m512 p = _mm512_setzero_ps();
+        for (int k = k0; k < k0 + seg; k += 64) {
+            __m512i b = _mm512_loadu_si512(w + k);
+            __m512i lo = _mm512_permutex2var_epi8(tl0, b, tl1);     /* index bit 7 (sign) unused */
+            __m512i hi = _mm512_permutex2var_epi8(th0, b, th1);
+            hi = _mm512_ternarylogic_epi32(hi, b, m80, 0xF8);       /* hi | (b & 0x80) */
+            __m512i w0 = _mm512_permutex2var_epi8(lo, i0, hi), w1 = _mm512_permutex2var_epi8(lo, i1, hi);
+            p = _mm512_dpbf16_ps(p, (__m512bh)_mm512_loadu_si512(xb + k), (__m512bh)w0);
+            p = _mm512_dpbf16_ps(p, (__m512bh)_mm512_loadu_si512(xb + k + 32), (__m512bh)w1);
+        }
+        acc = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+AVX512BF static float qdot_e2m1_bf(const uint8_t *w, const float *xq, const uint16_t *xb,
+                                   const float *xs, const float *ws, int K, int seg)
+{
+    if (seg % 32) return qdot_e2m1_avx512(w, xq, xs, ws, K, seg);
+    const __m512i tab = _mm512_loadu_si512(bf_e2m1), nib = _mm512_set1_epi32(0x000F000F);
+    __m512 acc = _mm512_setzero_ps();
+    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
+        __m512 p = _mm512_setzero_ps();
+        for (int k = k0; k < k0 + seg; k += 32) {
+            /* byte j -> dword j = low nibble | high nibble << 16: the 32 words
+             * are the 32 elements in order (spec §3.4 packing) */
+            __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + k / 2)));
+            d = _mm512_ternarylogic_epi32(d, _mm512_slli_epi32(d, 12), nib, 0xA8);  /* (a|b)&c */
+            __m512i wb = _mm512_permutexvar_epi16(d, tab);
+            p = _mm512_dpbf16_ps(p, (__m512bh)_mm512_loadu_si512(xb + k), (__m512bh)wb);
+        }
+        acc = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static const rt_kernels k_avx512bf = {
+    "avx512bf16", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
+    dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, dec_e8m0_avx2, qdot_e4m3_bf, qdot_e2m1_bf,
 };
 
 /* ---- Dispatch ----------------------------------------------------------------------------- */
 
-static const rt_kernels *k_all[4];
+static const rt_kernels *k_all[5];
 static pthread_once_t k_once = PTHREAD_ONCE_INIT;
 
 static void k_init(void)
 {
     int n = 0;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-        k_all[n++] = &k_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k_all[n++] = &k_avx2;
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                     __builtin_cpu_supports("f16c");
+    const int avx512 = avx2 && __builtin_cpu_supports("avx512f");
+    if (avx512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi") &&
+        __builtin_cpu_supports("avx512bf16")) {
+        bf_tables_init();
+        k_all[n++] = &k_avx512bf;
+    }
+    if (avx512) k_all[n++] = &k_avx512;
+    if (avx2) k_all[n++] = &k_avx2;
     k_all[n++] = &k_scalar;
     k_all[n] = NULL;
 }
@@ -458,12 +583,17 @@ int rt_weight_seg(const wp_qweight *w)
 }
 
 /* Per-segment scales of row r (seg from rt_weight_seg; plain weights: 1). */
-static void weight_scales(const wp_qweight *w, uint64_t r, float *ws, int seg)
+static void weight_scales(const rt_kernels *k, const wp_qweight *w, uint64_t r, float *ws,
+                          int seg)
 {
     const int ns = (int)w->cols / seg;
     switch (w->enc) {
     case WP_ENC_FP8: {
         uint64_t ncb = (w->cols + w->bc - 1) / w->bc, row = (r / w->br) * ncb;
+        if (w->sfmt == WP_SCALE_E8M0 && (uint32_t)seg == w->bc) {   /* one scale per segment */
+            k->dec_e8m0((const uint8_t *)w->scale + row, ws, ns);
+            return;
+        }
         for (int s = 0; s < ns; s++) {
             uint64_t i = row + (uint64_t)s * seg / w->bc;
             ws[s] = w->sfmt == WP_SCALE_E8M0 ? lut_e8m0[((const uint8_t *)w->scale)[i]]
@@ -473,6 +603,10 @@ static void weight_scales(const wp_qweight *w, uint64_t r, float *ws, int seg)
     }
     case WP_ENC_MXFP4: {
         const uint8_t *sc = (const uint8_t *)w->scale + r * (w->cols / 32);
+        if (seg == 32) {
+            k->dec_e8m0(sc, ws, ns);
+            return;
+        }
         for (int s = 0; s < ns; s++) ws[s] = lut_e8m0[sc[s * seg / 32]];
         return;
     }
@@ -491,7 +625,7 @@ void rt_weight_row(const rt_kernels *k, const wp_qweight *w, uint64_t r, float *
                    int seg)
 {
     const int K = (int)w->cols;
-    if (ws) weight_scales(w, r, ws, seg);
+    if (ws) weight_scales(k, w, r, ws, seg);
     switch (w->enc) {
     case WP_ENC_BF16: k->dec_bf16((const uint16_t *)w->data + r * w->cols, wv, K); return;
     case WP_ENC_F32: memcpy(wv, (const float *)w->data + r * w->cols, (size_t)K * 4); return;
@@ -545,6 +679,7 @@ typedef struct lin_job {
     const rt_kernels *k;
     const wp_qweight *w;
     const float *x, *xs;    /* x: activations (xq codes for quantised products) */
+    const uint16_t *xb;     /* the xq codes in bf16 for the bf16 kernels, or NULL */
     int M, K, N, seg, nb, quant;
     uint64_t r0;            /* first weight row */
     int ldy;                /* output row stride */
@@ -563,10 +698,13 @@ static float fused(const lin_job *j, uint64_t r, const float *xr, const float *x
     const wp_qweight *w = j->w;
     const int K = j->K;
     if (j->quant) {
+        const uint8_t *wr = (const uint8_t *)w->data;
+        const uint16_t *xb = j->xb ? j->xb + (xr - j->x) : NULL;
         if (w->enc == WP_ENC_FP8)
-            return j->k->qdot_e4m3((const uint8_t *)w->data + r * w->cols, xr, xs, ws, K, j->seg);
-        return j->k->qdot_e2m1((const uint8_t *)w->data + r * (w->cols / 2), xr, xs, ws, K,
-                               j->seg);
+            return xb ? j->k->qdot_e4m3_bf(wr + r * w->cols, xr, xb, xs, ws, K, j->seg)
+                      : j->k->qdot_e4m3(wr + r * w->cols, xr, xs, ws, K, j->seg);
+        return xb ? j->k->qdot_e2m1_bf(wr + r * (w->cols / 2), xr, xb, xs, ws, K, j->seg)
+                  : j->k->qdot_e2m1(wr + r * (w->cols / 2), xr, xs, ws, K, j->seg);
     }
     if (w->enc == WP_ENC_F32) return j->k->dot(xr, (const float *)w->data + r * w->cols, K);
     return j->k->dot_bf16((const uint16_t *)w->data + r * w->cols, xr, K);
@@ -596,7 +734,7 @@ static void lin_task(void *ctx, int t0, int t1)
         if (fuse) {
             for (int i = 0; i < nr; i++) {
                 uint64_t r = j->r0 + (uint64_t)(r0 + i);
-                if (j->quant) weight_scales(j->w, r, ws, j->seg);
+                if (j->quant) weight_scales(j->k, j->w, r, ws, j->seg);
                 for (int m = 0; m < j->M; m++)
                     j->y[(size_t)m * j->ldy + r0 + i] =
                         fused(j, r, j->x + (size_t)m * K, j->xs + (size_t)m * j->nb, ws);
@@ -647,7 +785,21 @@ int rt_linear_dense_rows(const rt_ctx *c, const wp_qweight *w, uint64_t r0, int 
 {
     lin_job j = {.k = c->k, .w = w, .x = x, .M = M, .K = (int)w->cols, .N = nr, .seg = 1,
                  .r0 = r0, .ldy = ldy, .y = y};
-    return lin_run(c, &j);
+    if (!rt_enc_quantised(w->enc)) return lin_run(c, &j);
+    /* a quantised weight at a dense site: the block-scaled kernels with the
+     * activations as they are (scale 1), so the weight is still read once and
+     * its scales factored out of each block (powers of two: exact) */
+    const int nb = (j.K + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
+    float *ones = malloc(sizeof(float) * (size_t)M * nb);
+    if (!ones) return WP_ENOMEM;
+    for (size_t i = 0; i < (size_t)M * nb; i++) ones[i] = 1.0f;
+    j.xs = ones;
+    j.nb = nb;
+    j.quant = 1;
+    j.seg = rt_weight_seg(w);
+    int rc = lin_run(c, &j);
+    free(ones);
+    return rc;
 }
 
 int rt_linear_dense(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float *y)
@@ -669,7 +821,21 @@ int rt_linear(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float
         lin_job j = {.k = c->k, .w = w, .x = xq, .xs = xs, .M = M, .K = K, .N = (int)w->rows,
                      .seg = rt_weight_seg(w), .nb = nb, .quant = 1, .ldy = (int)w->rows,
                      .y = y};
+        uint16_t *xb = NULL;
+        if (c->k->qdot_e4m3_bf && rt_enc_quantised(w->enc) && fusable(&j)) {
+            if (!(xb = malloc(sizeof(uint16_t) * (size_t)M * K))) {
+                free(xq);
+                return WP_ENOMEM;
+            }
+            for (size_t i = 0; i < (size_t)M * K; i++) {    /* exact: E4M3 values fit bf16 */
+                uint32_t u;
+                memcpy(&u, &xq[i], 4);
+                xb[i] = (uint16_t)(u >> 16);
+            }
+            j.xb = xb;
+        }
         rc = lin_run(c, &j);
+        free(xb);
         free(xq);
     }
     rt_round(c, y, (size_t)M * w->rows);

@@ -164,7 +164,18 @@ static void logits_add(wp_parity_logits *L, const float *ref, const float *a, si
         L->kl_max = kl > L->kl_max ? kl : L->kl_max;
     }
     L->cos_mean = (L->cos_mean * L->rows + c) / (L->rows + 1);
-    L->top1_agree += wp_argmax(a, V) == wp_argmax(ref, V);
+    const size_t top = wp_argmax(ref, V);
+    const int agree = wp_argmax(a, V) == top;
+    L->top1_agree += agree;
+    double ss = 0, second = -INFINITY;
+    for (size_t i = 0; i < V; i++) {
+        ss += (double)ref[i] * ref[i];
+        if (i != top && ref[i] > second) second = ref[i];
+    }
+    if (ref[top] - second >= WP_PARITY_CLEAR * sqrt(ss / V)) {
+        L->top1_clear_rows++;
+        L->top1_clear_agree += agree;
+    }
     L->rows++;
 }
 

@@ -45,6 +45,10 @@ typedef struct wp_parity_logits {
     int rows;                 /* 0: not run (golden lacks the field) */
     double cos_min, cos_mean, rel_rms_max, kl_max;
     int top1_agree;           /* rows whose argmax matches */
+    /* rows where the golden choice is clear (top-1 ahead of top-2 by at least
+     * WP_PARITY_CLEAR x the row's RMS), and how many of those match: a near
+     * tie can flip on rounding noise alone */
+    int top1_clear_rows, top1_clear_agree;
     int pass;
 } wp_parity_logits;
 
@@ -56,6 +60,7 @@ typedef struct wp_parity_recall {
 } wp_parity_recall;
 
 #define WP_PARITY_MAX 64
+#define WP_PARITY_CLEAR 0.1
 typedef struct wp_parity_report {
     int n_layers;
     wp_parity_layer layers[WP_PARITY_MAX];
