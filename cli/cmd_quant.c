@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/convert_args.h"
+#include "verify/parity.h"
 
 #define CMD "quant"
 
@@ -27,16 +29,86 @@ static void usage(FILE *f)
             "\n"
             "  --report FILE          write the full report (JSON)\n"
             "  --top N                rows in the table (default 20)\n"
+            "  --indexer-recall       also build the profile into a temporary directory and\n"
+            "                         measure each CSA layer's indexer top-k recall against\n"
+            "                         the checkpoint with the CPU runtime (spec §6) on two\n"
+            "                         synthetic prompts; exit 1 below --recall-min (0.99).\n"
+            "                         Practical for small models only.\n"
             "  --json                 print the full report as JSON on stdout\n"
             "  (other options as for `wpack convert`)\n"
             "\n"
             "exit: 0 all within thresholds, 1 a threshold exceeded, 2 unreadable or bad usage\n");
 }
 
+/* Two deterministic prompts of 8 x index_topk tokens (so a ratio-4 layer has
+ * twice more compressed entries than it selects), within the model's
+ * positions. */
+static int make_prompts(const wp_config *c, int32_t *pr[2], int *lens)
+{
+    int n = 8 * c->index_topk;
+    if (n < 64) n = 64;
+    if (c->max_position_embeddings > 0 && n > c->max_position_embeddings) n = c->max_position_embeddings;
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int p = 0; p < 2; p++) {
+        pr[p] = malloc((size_t)n * sizeof **pr);
+        if (!pr[p]) return -1;
+        lens[p] = n;
+        for (int i = 0; i < n; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            pr[p][i] = (int32_t)((x >> 33) % (uint64_t)c->vocab_size);
+        }
+    }
+    return 0;
+}
+
+/* The end-to-end check of the indexer path (issue 3): build into a temporary
+ * directory, then the runtime's teacher-forced top-k recall of that build
+ * against the checkpoint.  Returns 0 when it ran (r->pass says), else an
+ * error code. */
+static int indexer_recall(const cv_args *a, const wp_plan *p, wp_parity_report *r, wp_err *e)
+{
+    char dir[4096];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/wpack-quant-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) return wp_fail_errno(e, "%s: cannot create a temporary directory", dir);
+    char build[4200];
+    snprintf(build, sizeof build, "%s/build", dir);
+    wp_sink sink;
+    int rc = wp_dir_sink_new(&sink, build, 0, e);
+    wp_convert_opts o = {.threads = a->threads, .mem_budget = a->mem_budget};
+    if (!rc) {
+        rc = wp_convert_run(p, &sink, &o, NULL, e);
+        wp_dir_sink_free(&sink);
+    }
+    wp_tsrc *src = NULL, *ref = NULL;
+    int32_t *pr[2] = {NULL, NULL};
+    int lens[2];
+    if (!rc) rc = wp_tsrc_open(&src, build, e);
+    if (!rc) rc = wp_tsrc_open_hf(&ref, a->ckpt, e);
+    if (!rc && make_prompts(&p->config, pr, lens)) rc = wp_fail(e, WP_ENOMEM, "quant: out of memory");
+    wp_rt_opts ro = {.threads = a->threads > 0 ? a->threads : 1};
+    if (!rc)
+        rc = wp_parity_against(src, &ro, ref, &ro, (const int32_t *const *)pr, lens, 2, a->recall_min, r, e);
+    free(pr[0]);
+    free(pr[1]);
+    wp_tsrc_close(src);
+    wp_tsrc_close(ref);
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "%s/manifest.json", build);
+    unlink(cmd);
+    for (int f = 0; f < p->n_files; f++) {
+        snprintf(cmd, sizeof cmd, "%s/%s", build, p->files[f].name);
+        unlink(cmd);
+    }
+    rmdir(build);
+    rmdir(dir);
+    return rc;
+}
+
 int cmd_quant(int argc, char **argv)
 {
     cv_args a;
-    int rc = cv_parse(CMD, argc, argv, CV_RUN | CV_REPORT | CV_TOP, usage, &a);
+    int rc = cv_parse(CMD, argc, argv, CV_RUN | CV_REPORT | CV_TOP | CV_RECALL, usage, &a);
     if (rc >= 0) return rc;
     wp_ckpt *k;
     wp_plan *p;
@@ -67,13 +139,42 @@ int cmd_quant(int argc, char **argv)
         code = rc;
         goto out;
     }
-    if (a.json)
-        cli_print_json(wp_report_to_json(&rep));
-    else
+    int recall_pass = 1;
+    wp_parity_report pr;
+    memset(&pr, 0, sizeof pr);
+    if (a.recall) {
+        if ((rc = indexer_recall(&a, p, &pr, &e))) {
+            code = cli_error(CMD, &e);
+            goto out;
+        }
+        recall_pass = pr.pass;
+    }
+    if (a.json) {
+        cJSON *j = wp_report_to_json(&rep);
+        if (a.recall) {
+            cJSON *ra = cJSON_AddObjectToObject(j, "indexer_recall");
+            cJSON_AddNumberToObject(ra, "gate", a.recall_min);
+            cJSON *ls = cJSON_AddArrayToObject(ra, "layers");
+            for (int i = 0; i < pr.n_recall; i++) {
+                cJSON *l = cJSON_CreateObject();
+                cJSON_AddNumberToObject(l, "layer", pr.recall[i].layer);
+                cJSON_AddNumberToObject(l, "queries", pr.recall[i].queries);
+                cJSON_AddNumberToObject(l, "mean", pr.recall[i].mean);
+                cJSON_AddNumberToObject(l, "worst", pr.recall[i].worst);
+                cJSON_AddBoolToObject(l, "pass", pr.recall[i].pass);
+                cJSON_AddItemToArray(ls, l);
+            }
+            cJSON_AddBoolToObject(ra, "pass", pr.pass);
+        }
+        cli_print_json(j);
+    } else {
         cv_print_report(stdout, &rep, a.top);
-    /* The indexer's end-to-end check is top-k recall through the runtime
-     * (issue 5); this command reports its weight error and flags it. */
-    code = over ? WP_EXIT_FAIL : WP_EXIT_OK;
+        for (int i = 0; i < pr.n_recall; i++)
+            printf("indexer layer %d: top-k recall vs the checkpoint mean %.4f, worst query %.4f (%d queries)  %s\n",
+                   pr.recall[i].layer, pr.recall[i].mean, pr.recall[i].worst, pr.recall[i].queries,
+                   pr.recall[i].pass ? "PASS" : "FAIL");
+    }
+    code = over || !recall_pass ? WP_EXIT_FAIL : WP_EXIT_OK;
 out:
     wp_report_free(&rep);
     wp_plan_free(p);

@@ -21,6 +21,7 @@ int cv_parse(const char *cmd, int argc, char **argv, unsigned allowed, void (*us
     a->po = po;
     a->profile = "reference";
     a->top = 20;
+    a->recall_min = 0.99;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
         if (cli_flag(arg, "--help") || cli_flag(arg, "-h")) {
@@ -59,6 +60,12 @@ int cv_parse(const char *cmd, int argc, char **argv, unsigned allowed, void (*us
             a->list = 1;
         } else if ((allowed & CV_TOP) && (v = cli_opt(argc, argv, &i, "--top"))) {
             if (parse_int(v, 0, 1 << 30, &a->top)) return cli_usage(cmd, "--top: expected a count, got '%s'", v);
+        } else if ((allowed & CV_RECALL) && cli_flag(arg, "--indexer-recall")) {
+            a->recall = 1;
+        } else if ((allowed & CV_RECALL) && (v = cli_opt(argc, argv, &i, "--recall-min"))) {
+            char *end;
+            a->recall_min = strtod(v, &end);
+            if (*end || !(a->recall_min >= 0)) return cli_usage(cmd, "--recall-min: expected a number, got '%s'", v);
         } else if (arg[0] == '-' && arg[1]) {
             return cli_usage(cmd, "unknown or incomplete option '%s'", arg);
         } else if (!a->ckpt) {

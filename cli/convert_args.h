@@ -12,14 +12,15 @@
 #define CV_MAX_TYPES 256
 
 enum {   /* which options a command accepts */
-    CV_OUT = 1, CV_RUN = 2, CV_REPORT = 4, CV_LIST = 8, CV_TOP = 16,
+    CV_OUT = 1, CV_RUN = 2, CV_REPORT = 4, CV_LIST = 8, CV_TOP = 16, CV_RECALL = 32,
 };
 
 typedef struct cv_args {
     const char *ckpt, *profile, *out, *report;
     const char *types[CV_MAX_TYPES];
     int ntypes;
-    int json, threads, force, list, top;
+    int json, threads, force, list, top, recall;
+    double recall_min;
     uint64_t mem_budget;
     wp_plan_opts po;
 } cv_args;

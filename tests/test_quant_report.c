@@ -263,3 +263,39 @@ TEST(cv_quant_convert_report_same)
     CHECK_CONTAINS(out, "20 re-encoded tensor(s)");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "cmp %s/q.json %s/c.json", t, t), 0);
 }
+
+/* --indexer-recall: the end-to-end check of the indexer path through the
+ * runtime.  Exact re-encodes keep every choice (recall 1); re-quantising
+ * the indexer weights to MXFP4 passes the NMSE gate but loses top-k entries,
+ * which is what this check is for. */
+TEST(cv_quant_indexer_recall)
+{
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "TMPDIR=%s %s quant %s --profile bf16 --indexer-recall --json", wpt_tmpdir(), wpt_wpack(), TINY), 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j);
+    const cJSON *ra = cJSON_GetObjectItem(j, "indexer_recall");
+    REQUIRE(ra);
+    const cJSON *ls = cJSON_GetObjectItem(ra, "layers");
+    CHECK_EQ_INT(cJSON_GetArraySize(ls), 2);   /* the CSA layers 1 and 3 */
+    for (const cJSON *l = ls ? ls->child : NULL; l; l = l->next) {
+        CHECK(cJSON_GetObjectItem(l, "mean")->valuedouble == 1.0);
+        CHECK(cJSON_GetObjectItem(l, "queries")->valuedouble > 100);
+    }
+    cJSON_Delete(j);
+    int rc = wpt_run(out, sizeof out,
+                     "TMPDIR=%s %s quant %s --profile hopper --tensor-type 'indexer\\.(wq_b|weights_proj)\\.weight$=mxfp4' "
+                     "--indexer-recall",
+                     wpt_tmpdir(), wpt_wpack(), TINY);
+    CHECK_EQ_INT(rc, 1);
+    CHECK_CONTAINS(out, "0 over threshold");        /* the weights pass their NMSE gate ... */
+    CHECK_CONTAINS(out, "indexer layer 1: top-k recall");
+    CHECK_CONTAINS(out, "FAIL");                    /* ... the selections do not */
+    CHECK_EQ_INT(wpt_run(out, sizeof out,
+                         "TMPDIR=%s %s quant %s --profile hopper --tensor-type 'indexer\\.wq_b\\.weight$=mxfp4' "
+                         "--indexer-recall --recall-min 0.5",
+                         wpt_tmpdir(), wpt_wpack(), TINY),
+                 0);
+    /* the temporary build is gone */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "ls -A %s", wpt_tmpdir()), 0);
+    CHECK(!strcmp(out, ""));
+}
