@@ -13,6 +13,7 @@
  * Vector kernels (AVX2+FMA, AVX-512F) are chosen at run time with
  * __builtin_cpu_supports; the scalar set is their reference in the tests.
  */
+#include <cpuid.h>
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -517,12 +518,18 @@ static const rt_kernels k_avx512bf = {
 static const rt_kernels *k_all[5];
 static pthread_once_t k_once = PTHREAD_ONCE_INIT;
 
+/* clang's __builtin_cpu_supports has no "f16c": ask CPUID leaf 1 (ECX bit 29) */
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 static void k_init(void)
 {
     int n = 0;
     __builtin_cpu_init();
-    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                     __builtin_cpu_supports("f16c");
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     const int avx512 = avx2 && __builtin_cpu_supports("avx512f");
     if (avx512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi") &&
         __builtin_cpu_supports("avx512bf16")) {
