@@ -578,3 +578,105 @@ TEST(cv_convert_cli_json)
     cJSON_Delete(j);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s --allow-unsigned --deep", wpt_wpack(), b), 0);
 }
+
+/* tiny-a with a 65536-token vocabulary: embed and head are 32 MiB of BF16
+ * each (128 MiB as dequantised F32), more than the whole memory budget. */
+static int big_vocab_ckpt(const char *dir)
+{
+    enum { V = 65536 };
+    wp_err e = {0};
+    wp_ckpt *k;
+    if (mkdir(dir, 0755) || wp_ckpt_open(&k, TINY, &e)) return -1;
+    size_t n = wp_ckpt_count(k);
+    wp_st_entry *ent = calloc(n, sizeof *ent);
+    const char **names = calloc(n, sizeof *names), **shards = calloc(n, sizeof *shards);
+    uint16_t *big = malloc((size_t)V * 256 * 2);
+    int64_t *tid = malloc((size_t)V * 2 * 8);
+    if (!ent || !names || !shards || !big || !tid) return -1;
+    uint32_t x = 7;
+    for (size_t i = 0; i < (size_t)V * 256; i++) {
+        x = x * 1664525u + 1013904223u;
+        big[i] = wp_f32_to_bf16(((float)(x >> 8) / 16777216.0f - 0.5f) * 0.1f);
+    }
+    for (size_t i = 0; i < (size_t)V * 2; i++) tid[i] = (int64_t)(i % 8);
+    uint64_t total = 0;
+    int rc = 0;
+    for (int shard = 0; shard < 2 && !rc; shard++) {
+        size_t m = 0;
+        const char *sname = shard ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+        for (size_t i = 0; i < n; i++) {
+            const wp_tensor_info *t = wp_ckpt_tensor(k, i);
+            if (t->file != shard) continue;
+            wp_st_entry *d = &ent[m++];
+            d->name = t->name;
+            d->dtype = t->dtype;
+            d->ndim = t->ndim;
+            memcpy(d->shape, t->shape, sizeof d->shape);
+            d->data = wp_ckpt_data(k, t, &e);
+            if (!strcmp(t->name, "embed.weight") || !strcmp(t->name, "head.weight")) {
+                d->shape[0] = V;
+                d->data = big;
+            } else if (!strcmp(t->name, "layers.0.ffn.gate.tid2eid")) {
+                d->shape[0] = V;
+                d->data = tid;
+            }
+            uint64_t nb;
+            wp_dtype_nbytes(d->dtype, d->shape, d->ndim, &nb);
+            total += nb;
+            names[i] = t->name;
+            shards[i] = sname;
+        }
+        rc = wp_st_write_file(wpt_path("%s/%s", dir, sname), ent, m, NULL, 0, &e);
+    }
+    if (!rc) rc = wp_st_write_index(wpt_path("%s/model.safetensors.index.json", dir), names, shards, n, total, &e);
+    uint8_t *cfg;
+    size_t len;
+    if (!rc && wpt_read_file(TINY "/config.json", &cfg, &len) == 0) {
+        char *s = malloc(len + 8), *at = strstr((char *)cfg, "\"vocab_size\": 512");
+        if (!s || !at) return -1;
+        size_t pre = (size_t)(at - (char *)cfg);
+        memcpy(s, cfg, pre);
+        size_t o = pre + (size_t)sprintf(s + pre, "\"vocab_size\": %d", V);
+        memcpy(s + o, at + 17, len - pre - 17);
+        rc = wpt_write_file(wpt_path("%s/config.json", dir), s, o + len - pre - 17);
+        free(s);
+        free(cfg);
+    }
+    CHECKF(rc == 0, "big-vocab checkpoint: %s", e.msg);
+    free(ent), free(names), free(shards), free(big), free(tid);
+    wp_ckpt_close(k);
+    return rc;
+}
+
+/* Peak memory follows the budget, not the tensors: embed/head re-quantised
+ * to FP8 (their F32 rows alone would be 128 MiB) under a 48 MiB budget,
+ * in bands; the run's own VmHWM stays below the budget, and the values
+ * are right. */
+TEST(cv_convert_bounded_memory)
+{
+    char ck[4096], b[4096];
+    snprintf(ck, sizeof ck, "%s/ck", wpt_tmpdir());
+    snprintf(b, sizeof b, "%s/b", wpt_tmpdir());
+    REQUIRE(big_vocab_ckpt(ck) == 0);
+    int rc = wpt_run(out, sizeof out,
+                     "%s convert %s -o %s --profile hopper --tensor-type '^(embed|head)\\.weight$=fp8' "
+                     "--mem-budget 48M --threads 2 --json",
+                     wpt_wpack(), ck, b);
+    REQUIRE(rc == 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j);
+    double rss = cJSON_GetObjectItem(j, "peak_rss_bytes")->valuedouble;
+    double items = cJSON_GetObjectItem(j, "items")->valuedouble;
+    double worker = cJSON_GetObjectItem(j, "max_worker_bytes")->valuedouble;
+    CHECKF(rss > 0 && rss < 48.0 * (1 << 20), "peak RSS %.1f MiB over the 48 MiB budget", rss / (1 << 20));
+    CHECKF(worker < 16.0 * (1 << 20), "a worker held %.1f MiB", worker / (1 << 20));
+    CHECKF(items > 64, "%g work items: the big tensors were not cut into bands", items);
+    cJSON_Delete(j);
+    wp_ckpt *k;
+    wp_plan *p;
+    wp_err e = {0};
+    const char *t[] = {"^(embed|head)\\.weight$=fp8"};
+    REQUIRE(cvt_plan(ck, "hopper", t, 1, NULL, &k, &p, &e) == 0);
+    CHECK_EQ_INT(cvt_check_build(k, p, b), 158);
+    cvt_free(k, p);
+}
