@@ -81,7 +81,7 @@ int cmd_convert(int argc, char **argv)
     rc = wp_convert_run(p, &sink, &o, &st, &e);
     cli_bar_end(&bar);
     wp_dir_sink_free(&sink);
-    if (g_stop) {
+    if (g_stop && rc) {
         /* the output is gone; die of the signal so callers see what happened */
         int sig = g_stop;
         fprintf(stderr, "wpack %s: interrupted by signal %d; no output written\n", CMD, sig);

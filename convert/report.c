@@ -72,17 +72,16 @@ size_t wp_report_check(wp_report *r)
     return r->n_over;
 }
 
-static const wp_report *g_sort;   /* qsort has no context argument */
-
-static int cmp_nmse(const void *a, const void *b)
+static int cmp_nmse(const void *a, const void *b, void *ctx)
 {
-    double x = wp_qerr_nmse(&g_sort->rec[*(const size_t *)a].err);
-    double y = wp_qerr_nmse(&g_sort->rec[*(const size_t *)b].err);
+    const wp_report *r = ctx;
+    double x = wp_qerr_nmse(&r->rec[*(const size_t *)a].err);
+    double y = wp_qerr_nmse(&r->rec[*(const size_t *)b].err);
     if (isnan(x)) x = INFINITY;
     if (isnan(y)) y = INFINITY;
     if (x != y) return x > y ? -1 : 1;
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    return i < j ? -1 : i > j;
+    return i < j ? -1 : i > j;   /* ties in plan order: a stable, deterministic table */
 }
 
 size_t *wp_report_order(const wp_report *r, wp_err *e)
@@ -93,9 +92,7 @@ size_t *wp_report_order(const wp_report *r, wp_err *e)
         return NULL;
     }
     for (size_t i = 0; i < r->n; i++) o[i] = i;
-    g_sort = r;
-    qsort(o, r->n, sizeof *o, cmp_nmse);
-    g_sort = NULL;
+    qsort_r(o, r->n, sizeof *o, cmp_nmse, (void *)r);
     return o;
 }
 
