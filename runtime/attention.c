@@ -84,7 +84,10 @@ typedef struct attn_job {
     atomic_int oom;
 } attn_job;
 
-static void attn_task(void *ctx, int s0, int s1)
+/* Items are (position, head) pairs, so a one-token decode still spreads its
+ * heads over the threads; each item rebuilds its position's row list (a few
+ * hundred pointers against as many dot products per head). */
+static void attn_task(void *ctx, int i0, int i1)
 {
     attn_job *j = ctx;
     const wp_config *cfg = j->cfg;
@@ -96,28 +99,30 @@ static void attn_task(void *ctx, int s0, int s1)
         return;
     }
     const float scale = 1.0f / sqrtf((float)D);   /* head_dim^-0.5, no mscale (spec §4.4) */
-    for (int s = s0; s < s1; s++) {
-        const int P = j->p0 + s;
-        int nr = 0;
-        if (j->prefill) {                 /* chunk rows, ascending position */
-            for (int p = P - W + 1 < 0 ? 0 : P - W + 1; p <= P; p++)
-                rows[nr++] = j->kv + (size_t)p * D;
-        } else {                          /* ring slots in slot order */
-            int ns = P < W - 1 ? P + 1 : W;
-            for (int k = 0; k < ns; k++) rows[nr++] = j->st->ring + (size_t)k * D;
+    int built = -1, nr = 0;
+    for (int i = i0; i < i1; i++) {
+        const int s = i / H, h = i % H, P = j->p0 + s;
+        if (s != built) {
+            nr = 0;
+            if (j->prefill) {                 /* chunk rows, ascending position */
+                for (int p = P - W + 1 < 0 ? 0 : P - W + 1; p <= P; p++)
+                    rows[nr++] = j->kv + (size_t)p * D;
+            } else {                          /* ring slots in slot order */
+                int ns = P < W - 1 ? P + 1 : W;
+                for (int k = 0; k < ns; k++) rows[nr++] = j->st->ring + (size_t)k * D;
+            }
+            if (m == 4) {
+                const int32_t *t = j->topk + (size_t)s * cfg->index_topk;
+                for (int k = 0; k < cfg->index_topk; k++)
+                    if (t[k] >= 0) rows[nr++] = j->st->ckv + (size_t)t[k] * D;
+            } else if (m) {
+                int vis = (P + 1) / m;        /* spec §4.5 step 4: j < floor((P+1)/m) */
+                for (int k = 0; k < vis; k++) rows[nr++] = j->st->ckv + (size_t)k * D;
+            }
+            built = s;
         }
-        if (m == 4) {
-            const int32_t *t = j->topk + (size_t)s * cfg->index_topk;
-            for (int i = 0; i < cfg->index_topk; i++)
-                if (t[i] >= 0) rows[nr++] = j->st->ckv + (size_t)t[i] * D;
-        } else if (m) {
-            int vis = (P + 1) / m;        /* spec §4.5 step 4: j < floor((P+1)/m) */
-            for (int k = 0; k < vis; k++) rows[nr++] = j->st->ckv + (size_t)k * D;
-        }
-        for (int h = 0; h < H; h++) {
-            size_t off = ((size_t)s * H + h) * D;
-            rt_sparse_attn(j->c, j->q + off, rows, nr, D, scale, j->L->sink[h], j->o + off);
-        }
+        size_t off = ((size_t)s * H + h) * D;
+        rt_sparse_attn(j->c, j->q + off, rows, nr, D, scale, j->L->sink[h], j->o + off);
     }
     free(rows);
 }
@@ -196,7 +201,7 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
     attn_job j = {.c = c, .cfg = cfg, .L = L, .st = st, .q = q, .kv = kv, .topk = topk, .n = n,
                   .p0 = p0, .prefill = prefill, .o = o};
     atomic_init(&j.oom, 0);
-    rt_pool_for(c->pool, n, 1, attn_task, &j);
+    rt_pool_for(c->pool, n * H, 1, attn_task, &j);
     if (atomic_load(&j.oom)) {
         rc = WP_ENOMEM;
         goto fail;

@@ -83,11 +83,42 @@ typedef struct score_job {
     atomic_int oom;
 } score_job;
 
+/* score[t] of query s over entries [t0, t1) (spec §4.7 step 4) */
+static void score_range(const score_job *j, int s, int t0, int t1, int visible, float *sc)
+{
+    const int Hi = j->Hi, Di = j->Di, bf16 = (j->c->flags & WP_RT_BF16) != 0;
+    const float *q = j->q + (size_t)s * Hi * Di, *w = j->w + (size_t)s * Hi;
+    for (int t = t0; t < t1; t++) {
+        if (t >= visible) {
+            sc[t] = -INFINITY;
+            continue;
+        }
+        const float *k = j->keys + (size_t)t * Di;
+        float acc = 0;
+        for (int h = 0; h < Hi; h++) {
+            float d = j->c->k->dot(q + (size_t)h * Di, k, Di);
+            if (bf16) d = wp_bf16_round(d);
+            float v = (d > 0 ? d : 0) * w[h];
+            if (bf16) v = wp_bf16_round(v);
+            acc += v;
+        }
+        sc[t] = bf16 ? wp_bf16_round(acc) : acc;
+    }
+}
+
+static void select_topk(const score_job *j, int s, int visible, const float *sc, int32_t *sel)
+{
+    const int k = j->topk < j->T ? j->topk : j->T;
+    rt_topk(sc, j->T, k, sel);
+    int32_t *o = j->out + (size_t)s * j->topk;
+    for (int i = 0; i < j->topk; i++) o[i] = i < k && sel[i] < visible ? sel[i] : -1;
+}
+
+/* prefill: one query position per item */
 static void score_task(void *ctx, int s0, int s1)
 {
     score_job *j = ctx;
-    const int Hi = j->Hi, Di = j->Di, T = j->T;
-    float *sc = malloc(sizeof(float) * (size_t)(T + 1));
+    float *sc = malloc(sizeof(float) * (size_t)(j->T + 1));
     int32_t *sel = malloc(sizeof(int32_t) * (size_t)(j->topk + 1));
     if (!sc || !sel) {
         free(sc);
@@ -96,33 +127,28 @@ static void score_task(void *ctx, int s0, int s1)
         return;
     }
     for (int s = s0; s < s1; s++) {
-        const float *q = j->q + (size_t)s * Hi * Di, *w = j->w + (size_t)s * Hi;
         /* spec §4.7 step 5: in prefill, entries not yet complete at this
          * query's position are masked; in decode all T entries are visible */
-        const int visible = j->prefill ? (j->p0 + s + 1) / j->m : T;
-        for (int t = 0; t < T; t++) {
-            if (t >= visible) {
-                sc[t] = -INFINITY;
-                continue;
-            }
-            const float *k = j->keys + (size_t)t * Di;
-            float acc = 0;
-            for (int h = 0; h < Hi; h++) {
-                float d = j->c->k->dot(q + (size_t)h * Di, k, Di);
-                if (j->c->flags & WP_RT_BF16) d = wp_bf16_round(d);
-                float v = (d > 0 ? d : 0) * w[h];
-                if (j->c->flags & WP_RT_BF16) v = wp_bf16_round(v);
-                acc += v;
-            }
-            sc[t] = (j->c->flags & WP_RT_BF16) ? wp_bf16_round(acc) : acc;
-        }
-        const int k = j->topk < T ? j->topk : T;
-        rt_topk(sc, T, k, sel);
-        int32_t *o = j->out + (size_t)s * j->topk;
-        for (int i = 0; i < j->topk; i++) o[i] = i < k && sel[i] < visible ? sel[i] : -1;
+        const int visible = j->prefill ? (j->p0 + s + 1) / j->m : j->T;
+        score_range(j, s, 0, j->T, visible, sc);
+        select_topk(j, s, visible, sc, sel);
     }
     free(sc);
     free(sel);
+}
+
+/* decode: one query, its entries spread over the threads in chunks */
+#define SCORE_CHUNK 64
+typedef struct chunk_job {
+    const score_job *j;
+    float *sc;
+} chunk_job;
+
+static void chunk_task(void *ctx, int c0, int c1)
+{
+    chunk_job *cj = ctx;
+    int t0 = c0 * SCORE_CHUNK, t1 = c1 * SCORE_CHUNK;
+    score_range(cj->j, 0, t0, t1 < cj->j->T ? t1 : cj->j->T, cj->j->T, cj->sc);
 }
 
 int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lstate *st,
@@ -176,8 +202,23 @@ int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lsta
                    .topk = cfg->index_topk, .m = L->ratio, .p0 = p0, .prefill = prefill,
                    .out = topk};
     atomic_init(&j.oom, 0);
-    rt_pool_for(c->pool, n, 1, score_task, &j);
-    if (atomic_load(&j.oom)) goto oom;
+    if (prefill) {
+        rt_pool_for(c->pool, n, 1, score_task, &j);
+        if (atomic_load(&j.oom)) goto oom;
+    } else {
+        float *sc = malloc(sizeof(float) * (size_t)(j.T + 1));
+        int32_t *sel = malloc(sizeof(int32_t) * (size_t)(j.topk + 1));
+        if (!sc || !sel) {
+            free(sc);
+            free(sel);
+            goto oom;
+        }
+        chunk_job cj = {&j, sc};
+        rt_pool_for(c->pool, (j.T + SCORE_CHUNK - 1) / SCORE_CHUNK, 1, chunk_task, &cj);
+        select_topk(&j, 0, j.T, sc, sel);
+        free(sc);
+        free(sel);
+    }
     free(q);
     return 0;
 oom:

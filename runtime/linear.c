@@ -472,19 +472,30 @@ AVX512BF static float qdot_e4m3_bf(const uint8_t *w, const float *xq, const uint
     const __m512i m80 = _mm512_set1_epi8((char)0x80);
     __m512 acc = _mm512_setzero_ps();
     for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
-        __m512 p = _mm512_setzero_ps();
+        /* two independent partial sums keep the dot-product latency off the path */
+        __m512 pa = _mm512_setzero_ps(), pb = _mm512_setzero_ps();
         for (int k = k0; k < k0 + seg; k += 64) {
             __m512i b = _mm512_loadu_si512(w + k);
             __m512i lo = _mm512_permutex2var_epi8(tl0, b, tl1);     /* index bit 7 (sign) unused */
             __m512i hi = _mm512_permutex2var_epi8(th0, b, th1);
             hi = _mm512_ternarylogic_epi32(hi, b, m80, 0xF8);       /* hi | (b & 0x80) */
             __m512i w0 = _mm512_permutex2var_epi8(lo, i0, hi), w1 = _mm512_permutex2var_epi8(lo, i1, hi);
-            p = _mm512_dpbf16_ps(p, (__m512bh)_mm512_loadu_si512(xb + k), (__m512bh)w0);
-            p = _mm512_dpbf16_ps(p, (__m512bh)_mm512_loadu_si512(xb + k + 32), (__m512bh)w1);
+            pa = _mm512_dpbf16_ps(pa, (__m512bh)_mm512_loadu_si512(xb + k), (__m512bh)w0);
+            pb = _mm512_dpbf16_ps(pb, (__m512bh)_mm512_loadu_si512(xb + k + 32), (__m512bh)w1);
         }
-        acc = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+        acc = _mm512_fmadd_ps(_mm512_add_ps(pa, pb),
+                              _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
     }
     return _mm512_reduce_add_ps(acc);
+}
+
+/* byte j of 16 -> dword j = low nibble | high nibble << 16, so the 32 words are
+ * the 32 E2M1 elements in order (spec §3.4 packing), mapped to bf16 by table */
+AVX512BF static inline __m512i e2m1x32_bf(const uint8_t *c, __m512i tab, __m512i nib)
+{
+    __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)c));
+    d = _mm512_ternarylogic_epi32(d, _mm512_slli_epi32(d, 12), nib, 0xA8);   /* (a|b)&c */
+    return _mm512_permutexvar_epi16(d, tab);
 }
 
 AVX512BF static float qdot_e2m1_bf(const uint8_t *w, const float *xq, const uint16_t *xb,
@@ -492,20 +503,36 @@ AVX512BF static float qdot_e2m1_bf(const uint8_t *w, const float *xq, const uint
 {
     if (seg % 32) return qdot_e2m1_avx512(w, xq, xs, ws, K, seg);
     const __m512i tab = _mm512_loadu_si512(bf_e2m1), nib = _mm512_set1_epi32(0x000F000F);
-    __m512 acc = _mm512_setzero_ps();
-    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
-        __m512 p = _mm512_setzero_ps();
-        for (int k = k0; k < k0 + seg; k += 32) {
-            /* byte j -> dword j = low nibble | high nibble << 16: the 32 words
-             * are the 32 elements in order (spec §3.4 packing) */
-            __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + k / 2)));
-            d = _mm512_ternarylogic_epi32(d, _mm512_slli_epi32(d, 12), nib, 0xA8);  /* (a|b)&c */
-            __m512i wb = _mm512_permutexvar_epi16(d, tab);
-            p = _mm512_dpbf16_ps(p, (__m512bh)_mm512_loadu_si512(xb + k), (__m512bh)wb);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int s = 0, k0 = 0;
+    if (seg == 32) {
+        /* MXFP4: four 32-wide segments per step, each its own partial sum and
+         * scale, on two accumulators: no long dependency chain */
+        for (; k0 + 128 <= K; k0 += 128, s += 4) {
+            const __m512 z = _mm512_setzero_ps();
+            __m512 p0 = _mm512_dpbf16_ps(z, (__m512bh)_mm512_loadu_si512(xb + k0),
+                                         (__m512bh)e2m1x32_bf(w + k0 / 2, tab, nib));
+            __m512 p1 = _mm512_dpbf16_ps(z, (__m512bh)_mm512_loadu_si512(xb + k0 + 32),
+                                         (__m512bh)e2m1x32_bf(w + k0 / 2 + 16, tab, nib));
+            __m512 p2 = _mm512_dpbf16_ps(z, (__m512bh)_mm512_loadu_si512(xb + k0 + 64),
+                                         (__m512bh)e2m1x32_bf(w + k0 / 2 + 32, tab, nib));
+            __m512 p3 = _mm512_dpbf16_ps(z, (__m512bh)_mm512_loadu_si512(xb + k0 + 96),
+                                         (__m512bh)e2m1x32_bf(w + k0 / 2 + 48, tab, nib));
+            const float x = xs[k0 / RT_ACT_BLOCK];
+            acc0 = _mm512_fmadd_ps(p0, _mm512_set1_ps(x * ws[s]), acc0);
+            acc1 = _mm512_fmadd_ps(p1, _mm512_set1_ps(x * ws[s + 1]), acc1);
+            acc0 = _mm512_fmadd_ps(p2, _mm512_set1_ps(x * ws[s + 2]), acc0);
+            acc1 = _mm512_fmadd_ps(p3, _mm512_set1_ps(x * ws[s + 3]), acc1);
         }
-        acc = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
     }
-    return _mm512_reduce_add_ps(acc);
+    for (; k0 < K; s++, k0 += seg) {
+        __m512 p = _mm512_setzero_ps();
+        for (int k = k0; k < k0 + seg; k += 32)
+            p = _mm512_dpbf16_ps(p, (__m512bh)_mm512_loadu_si512(xb + k),
+                                 (__m512bh)e2m1x32_bf(w + k / 2, tab, nib));
+        acc0 = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
 static const rt_kernels k_avx512bf = {
