@@ -41,3 +41,21 @@ for T in 1 2; do
     printf 'threads %d (%s kernels): prefill %8.1f tokens/s   decode %8.1f tokens/s\n' \
         $T "$k" "$(best < "$TMP/pre")" "$(best < "$TMP/dec")"
 done
+
+# ---- a V4-Flash-shaped layer (wpack synth) ----------------------------------------------
+# Decode time per token of one layer against the bytes of weights that step reads, as a
+# fraction of measured memory read bandwidth.  Needs ~5 GB in $TMPDIR (4 Flash-shaped
+# layers with 32 routed experts each: layer 0 sliding window, 2 CSA, 3 HCA); skip with
+# SKIP_FLASH=1.  Routed-expert count does not change the bytes a decode step reads (6 of
+# them + the shared expert), only the checkpoint size.
+[ "${SKIP_FLASH:-0}" = 1 ] && exit 0
+LIB=$(dirname "$WPACK")/libwpack.a
+cc -O2 -std=c11 -D_GNU_SOURCE -pthread -I. bench/rt_layer.c "$LIB" \
+    -lzstd -lcrypto -lcjson -lhugetlbfs -lpthread -lm -o "$TMP/rt_layer"
+"$WPACK" synth --preset flash --layers 4 --experts 32 -o "$TMP/flash" > /dev/null
+echo "V4-Flash-shaped layers (synthetic weights), 256 positions prefilled, 40 decode steps:"
+for L in 0 2 3; do
+    for T in 1 2; do
+        "$TMP/rt_layer" "$TMP/flash" $L 256 40 $T
+    done
+done
