@@ -416,3 +416,35 @@ TEST(rt_golden_bf16_mode)
            rb.decode.cos_min, rf.decode.cos_min);
     wp_tsrc_close(src);
 }
+
+/* The sliding-window ring (spec §4.5 step 3): layer 0 (window only, W = 32)
+ * from its golden input, prefill of 20 positions then 30 single-token decode
+ * steps (slots wrap at 32): each decoded position must match the golden
+ * prefill output like a teacher-forced layer does.  A wrong slot, a missing
+ * wrap or attending to a stale slot moves these errors to 1e-2 and more. */
+TEST(rt_ring_wrap)
+{
+    wp_tsrc *src;
+    wp_model *m = load_tiny(&src, 0, 1);
+    REQUIRE(m);
+    int32_t *tok = golden_read("tokens", NULL);
+    float *hin = golden_read("layer_h_in0", NULL), *lh = golden_read("layer_h", NULL);
+    REQUIRE(tok && hin && lh);
+    const int row = 4 * 256, N0 = 20, N = 50;
+    CHECK_EQ_INT(m->cfg.window_size, 32);
+    wp_err e = {0};
+    wp_seq *s;
+    REQUIRE(wp_seq_new(&s, m, N, &e) == 0);
+    REQUIRE(wp_model_layer(m, s, 0, hin, tok, N0, &e) == 0);
+    REQUIRE(wp_model_layer(m, s, 0, hin + (size_t)N0 * row, tok + N0, N - N0, &e) == 0);
+    double errs[50];
+    for (int p = 0; p < N; p++) errs[p] = wp_rel_err(hin + (size_t)p * row, lh + (size_t)p * row, row);
+    double worst = 0;
+    for (int p = N0; p < N; p++) worst = errs[p] > worst ? errs[p] : worst;
+    double med = wp_quantile(errs + N0, N - N0, 0.5);
+    CHECKF(med <= 1e-5 && worst <= 1e-3, "decoded positions: median %.3g, worst %.3g", med, worst);
+    wp_seq_free(s);
+    wp_model_free(m);
+    wp_tsrc_close(src);
+    free(tok), free(hin), free(lh);
+}
