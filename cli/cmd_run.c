@@ -15,7 +15,9 @@ static const char *usage_text =
     "or an HF checkpoint directory.\n"
     "\n"
     "  --tokens LIST        prompt token ids, comma separated\n"
-    "  --tokens-file FILE   prompt token ids separated by commas or white space\n"
+    "  --tokens-file FILE   prompt token ids separated by commas or spaces; several\n"
+    "                       lines = several sequences, prefilled one by one and then\n"
+    "                       decoded together (one batched step per token)\n"
     "  --max-new N          tokens to generate (default 16; 0 = prefill only)\n"
     "  --top K              logits to show per step (default 5)\n"
     "  --threads N          kernel threads (default 1)\n"
@@ -72,6 +74,124 @@ static void top_logits(const float *l, int V, int k, int *ids)
     }
 }
 
+/* Several prompts (one per non-empty line of --tokens-file): each prefilled on
+ * its own, then all decoded together, one wp_model_decode_batch step per token
+ * (the rows share every weight read).  A sequence that emits EOS leaves the
+ * batch. */
+static int run_batch(const char *build, const wp_rt_opts *ro, char *text, const char *tfile,
+                     int max_new, int ignore_eos, int json)
+{
+    int B = 0, rc = 0;
+    int32_t *pr[256];
+    int np[256];
+    for (char *line = text, *next; line && *line && !rc; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        if (!line[strspn(line, " ,\t\r")]) continue;
+        if (B == 256) {
+            rc = cli_usage("run", "%s: more than 256 prompts", tfile);
+            break;
+        }
+        if ((rc = parse_tokens(line, tfile, &pr[B], &np[B]))) break;
+        B++;
+    }
+    wp_err e = {0};
+    wp_tsrc *src = NULL;
+    wp_model *m = NULL;
+    wp_seq *seq[256] = {0}, *act[256];
+    int32_t *gen = NULL, tok[256];
+    float *logits = NULL;
+    int ng[256] = {0}, done[256] = {0}, maxp = 0, cli_rc = rc;
+    if (rc) goto out;
+    for (int b = 0; b < B; b++) maxp = np[b] > maxp ? np[b] : maxp;
+    if ((rc = wp_tsrc_open(&src, build, &e)) || (rc = wp_model_load(&m, src, ro, &e))) goto fail;
+    const int V = wp_model_config(m)->vocab_size, eos = wp_model_config(m)->eos_token_id;
+    logits = malloc(sizeof(float) * V * B);
+    gen = malloc(sizeof(int32_t) * B * (max_new + 1));
+    if (!logits || !gen) {
+        rc = wp_fail(&e, WP_ENOMEM, "out of memory");
+        goto fail;
+    }
+    double t0 = wp_now();
+    for (int b = 0; b < B; b++) {
+        if ((rc = wp_seq_new(&seq[b], m, np[b] + max_new, &e)) ||
+            (rc = wp_model_forward(m, seq[b], pr[b], np[b], logits + (size_t)b * V, NULL, &e)))
+            goto fail;
+    }
+    const double t_prefill = wp_now() - t0;
+    int decoded = 0;
+    t0 = wp_now();
+    for (int k = 0; k < max_new; k++) {
+        int na = 0, row[256];
+        for (int b = 0; b < B; b++) {
+            if (done[b]) continue;
+            const float *l = logits + (size_t)b * V;
+            int best = 0;
+            for (int v = 1; v < V; v++) best = l[v] > l[best] ? v : best;
+            gen[b * (max_new + 1) + ng[b]++] = best;
+            if (!ignore_eos && best == eos) done[b] = 1;
+            else if (k + 1 < max_new) {
+                row[na] = b;
+                act[na] = seq[b];
+                tok[na++] = best;
+            }
+        }
+        if (!na) break;
+        float *lb = malloc(sizeof(float) * V * na);
+        if (!lb || (rc = wp_model_decode_batch(m, act, tok, na, lb, &e))) {
+            free(lb);
+            if (!rc) rc = wp_fail(&e, WP_ENOMEM, "out of memory");
+            goto fail;
+        }
+        for (int i = 0; i < na; i++) memcpy(logits + (size_t)row[i] * V, lb + (size_t)i * V, sizeof(float) * V);
+        free(lb);
+        decoded += na;
+    }
+    const double t_decode = wp_now() - t0;
+    if (json) {
+        cJSON *doc = cJSON_CreateObject(), *arr;
+        cJSON_AddStringToObject(doc, "build", build);
+        cJSON_AddStringToObject(doc, "kernels", wp_model_kernels(m));
+        cJSON_AddNumberToObject(doc, "threads", ro->threads);
+        arr = cJSON_AddArrayToObject(doc, "sequences");
+        for (int b = 0; b < B; b++) {
+            cJSON *o = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(o, "generated");
+            cJSON_AddNumberToObject(o, "prompt_tokens", np[b]);
+            for (int i = 0; i < ng[b]; i++)
+                cJSON_AddItemToArray(g, cJSON_CreateNumber(gen[b * (max_new + 1) + i]));
+            cJSON_AddStringToObject(o, "stop", done[b] ? "eos" : "max-new");
+            cJSON_AddItemToArray(arr, o);
+        }
+        cJSON_AddNumberToObject(doc, "prefill_seconds", t_prefill);
+        cJSON_AddNumberToObject(doc, "decode_batch_steps", decoded);
+        cJSON_AddNumberToObject(doc, "decode_seconds", t_decode);
+        cJSON_AddNumberToObject(doc, "decode_tokens_per_s", t_decode > 0 ? decoded / t_decode : 0);
+        cli_print_json(doc);
+    } else {
+        printf("model: %s, %d sequences, kernels %s\n", build, B, wp_model_kernels(m));
+        for (int b = 0; b < B; b++) {
+            printf("seq %d (%d prompt tokens) generated:", b, np[b]);
+            for (int i = 0; i < ng[b]; i++) printf(" %d", gen[b * (max_new + 1) + i]);
+            printf("%s\n", done[b] ? " (eos)" : "");
+        }
+        printf("prefill: %.3f s; batched decode: %d tokens in %.3f s (%.1f tokens/s)\n", t_prefill,
+               decoded, t_decode, t_decode > 0 ? decoded / t_decode : 0);
+    }
+    goto out;
+fail:
+    cli_rc = cli_error("run", &e);
+out:
+    for (int b = 0; b < B; b++) {
+        free(pr[b]);
+        wp_seq_free(seq[b]);
+    }
+    free(gen);
+    free(logits);
+    wp_model_free(m);
+    wp_tsrc_close(src);
+    return cli_rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *build = NULL, *toks = NULL, *tfile = NULL, *v;
@@ -125,6 +245,22 @@ int cmd_run(int argc, char **argv)
         char *text;
         size_t len;
         if (wp_read_small_file(tfile, 256u << 20, &text, &len, &e)) return cli_error("run", &e);
+        int lines = 0;
+        for (char *p = text; *p;) {       /* non-empty lines: one prompt each */
+            char *nl = strchr(p, '\n');
+            size_t L = nl ? (size_t)(nl - p) : strlen(p);
+            for (size_t i = 0; i < L; i++)
+                if (p[i] >= '0' && p[i] <= '9') {
+                    lines++;
+                    break;
+                }
+            p += L + (nl != NULL);
+        }
+        if (lines > 1) {
+            rc = run_batch(build, &ro, text, tfile, max_new, ignore_eos, json);
+            free(text);
+            return rc;
+        }
         rc = parse_tokens(text, tfile, &prompt, &np);
         free(text);
     } else {

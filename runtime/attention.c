@@ -76,7 +76,8 @@ typedef struct attn_job {
     const rt_ctx *c;
     const wp_config *cfg;
     const rt_layer *L;
-    const rt_lstate *st;
+    rt_lstate *const *st;    /* one state, or one per row (batched decode) */
+    int nst;
     const float *q, *kv;     /* this call's q [n, H, D] and kv [n, D] */
     const int32_t *topk;     /* [n, index_topk] for CSA */
     int n, p0, prefill;
@@ -92,7 +93,9 @@ static void attn_task(void *ctx, int i0, int i1)
     attn_job *j = ctx;
     const wp_config *cfg = j->cfg;
     const int H = cfg->n_heads, D = cfg->head_dim, W = cfg->window_size, m = j->L->ratio;
-    const int maxc = m == 4 ? cfg->index_topk : m ? j->st->n_ckv : 0;
+    int maxc = m == 4 ? cfg->index_topk : 0;
+    for (int i = 0; m && m != 4 && i < j->nst; i++)
+        maxc = j->st[i]->n_ckv > maxc ? j->st[i]->n_ckv : maxc;
     const float **rows = malloc(sizeof(*rows) * (size_t)(W + maxc + 1));
     if (!rows) {
         atomic_store(&j->oom, 1);
@@ -101,7 +104,9 @@ static void attn_task(void *ctx, int i0, int i1)
     const float scale = 1.0f / sqrtf((float)D);   /* head_dim^-0.5, no mscale (spec §4.4) */
     int built = -1, nr = 0;
     for (int i = i0; i < i1; i++) {
-        const int s = i / H, h = i % H, P = j->p0 + s;
+        const int s = i / H, h = i % H;
+        const rt_lstate *st = j->st[j->nst == 1 ? 0 : s];
+        const int P = j->nst == 1 ? j->p0 + s : st->pos;
         if (s != built) {
             nr = 0;
             if (j->prefill) {                 /* chunk rows, ascending position */
@@ -109,15 +114,15 @@ static void attn_task(void *ctx, int i0, int i1)
                     rows[nr++] = j->kv + (size_t)p * D;
             } else {                          /* ring slots in slot order */
                 int ns = P < W - 1 ? P + 1 : W;
-                for (int k = 0; k < ns; k++) rows[nr++] = j->st->ring + (size_t)k * D;
+                for (int k = 0; k < ns; k++) rows[nr++] = st->ring + (size_t)k * D;
             }
             if (m == 4) {
                 const int32_t *t = j->topk + (size_t)s * cfg->index_topk;
                 for (int k = 0; k < cfg->index_topk; k++)
-                    if (t[k] >= 0) rows[nr++] = j->st->ckv + (size_t)t[k] * D;
+                    if (t[k] >= 0) rows[nr++] = st->ckv + (size_t)t[k] * D;
             } else if (m) {
                 int vis = (P + 1) / m;        /* spec §4.5 step 4: j < floor((P+1)/m) */
-                for (int k = 0; k < vis; k++) rows[nr++] = j->st->ckv + (size_t)k * D;
+                for (int k = 0; k < vis; k++) rows[nr++] = st->ckv + (size_t)k * D;
             }
             built = s;
         }
@@ -127,16 +132,24 @@ static void attn_task(void *ctx, int i0, int i1)
     free(rows);
 }
 
-int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lstate *st,
-                 const float *x, int n, float *out, wp_err *e)
+int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lstate *const *sts,
+                 int nst, const float *x, int n, float *out, wp_err *e)
 {
     const int H = cfg->n_heads, D = cfg->head_dim, r = cfg->rope_head_dim, nope = D - r;
     const int Lq = cfg->q_lora_rank, G = cfg->o_groups, R = cfg->o_lora_rank;
-    const int W = cfg->window_size, p0 = st->pos, prefill = p0 == 0;
+    const int W = cfg->window_size, p0 = sts[0]->pos, prefill = nst == 1 && p0 == 0;
     const float eps = (float)cfg->norm_eps;
-    if (!prefill && n != 1)
+    if (nst == 1 && !prefill && n != 1)
         return wp_fail(e, WP_EUSAGE, "%sattn: %d tokens at position %d (decode takes one)",
                        L->prefix, n, p0);
+    if (nst != 1 && nst != n)
+        return wp_fail(e, WP_EUSAGE, "%sattn: %d states for %d rows", L->prefix, nst, n);
+    for (int b = 0; nst > 1 && b < nst; b++)
+        if (sts[b]->pos == 0)
+            return wp_fail(e, WP_EUSAGE, "%sattn: a batched decode row at position 0 (prefill "
+                           "first)", L->prefix);
+    /* row s: its sequence's state and position */
+#define POS(s) (nst == 1 ? p0 + (s) : sts[s]->pos)
     size_t nq = (size_t)n * Lq, nh = (size_t)n * H * D, nk = (size_t)n * D, nu = (size_t)n * G * R;
     size_t nt = L->ratio == 4 ? (size_t)n * cfg->index_topk : 0;
     size_t gk = (size_t)H * D / G;
@@ -154,7 +167,7 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
     rt_round(c, qr, nq);
     if ((rc = rt_linear(c, &L->wq_b, qr, n, q))) goto fail;
     for (int s = 0; s < n; s++) {
-        rt_rope_cs(L->rope, p0 + s, cs);
+        rt_rope_cs(L->rope, POS(s), cs);
         for (int h = 0; h < H; h++) {
             float *qh = q + ((size_t)s * H + h) * D;
             head_norm(c, qh, D, eps);
@@ -168,38 +181,47 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
         float *k = kv + (size_t)s * D;
         rt_rmsnorm(k, L->kv_norm, D, eps);
         rt_round(c, k, (size_t)D);
-        rt_rope_cs(L->rope, p0 + s, cs);
+        rt_rope_cs(L->rope, POS(s), cs);
         rt_rope_apply(k + nope, cs, r, 0);
         rt_round(c, k + nope, (size_t)r);
         sim_fp8(k, nope, 64);
     }
-    /* 3-4. the indexer (before the main compressor), then the compressor */
-    if (L->ratio == 4 && (rc = rt_indexer(c, cfg, L, st, x, qr, n, topk, e))) {
-        free(buf);
-        return rc;
-    }
-    if (L->ratio == 4 && st->cap_topk) {
-        for (int s = 0; s < n && st->cap_used < st->cap_rows; s++, st->cap_used++)
-            memcpy(st->cap_topk + (size_t)st->cap_used * cfg->index_topk,
-                   topk + (size_t)s * cfg->index_topk, sizeof(int32_t) * cfg->index_topk);
-    }
-    if (L->ratio) {
-        if (prefill) {
-            rc = rt_comp_prefill(c, cfg, &L->comp, L->rope, &st->cs, x, n, st->ckv);
-            if (rc < 0) goto fail;
-            st->n_ckv = rc;
-        } else {
-            rc = rt_comp_decode(c, cfg, &L->comp, L->rope, &st->cs, x, p0,
-                                st->ckv + (size_t)st->n_ckv * D);
-            if (rc < 0) goto fail;
-            st->n_ckv += rc;
+    /* 3-4. the indexer (before the main compressor), then the compressor; a
+     * batched decode runs them per sequence */
+    for (int b = 0; b < nst; b++) {
+        rt_lstate *st = sts[b];
+        const int r0 = nst == 1 ? 0 : b, nr = nst == 1 ? n : 1;
+        if (L->ratio == 4) {
+            int32_t *tk = topk + (size_t)r0 * cfg->index_topk;
+            if ((rc = rt_indexer(c, cfg, L, st, x + (size_t)r0 * cfg->dim, qr + (size_t)r0 * Lq,
+                                 nr, tk, e))) {
+                free(buf);
+                return rc;
+            }
+            for (int s = 0; st->cap_topk && s < nr && st->cap_used < st->cap_rows;
+                 s++, st->cap_used++)
+                memcpy(st->cap_topk + (size_t)st->cap_used * cfg->index_topk,
+                       tk + (size_t)s * cfg->index_topk, sizeof(int32_t) * cfg->index_topk);
         }
+        if (L->ratio) {
+            if (prefill) {
+                rc = rt_comp_prefill(c, cfg, &L->comp, L->rope, &st->cs, x, n, st->ckv);
+                if (rc < 0) goto fail;
+                st->n_ckv = rc;
+            } else {
+                rc = rt_comp_decode(c, cfg, &L->comp, L->rope, &st->cs, x + (size_t)r0 * cfg->dim,
+                                    st->pos, st->ckv + (size_t)st->n_ckv * D);
+                if (rc < 0) goto fail;
+                st->n_ckv += rc;
+            }
+        }
+        /* 5. ring buffer: position P lives in slot P mod W */
+        if (!prefill)
+            memcpy(st->ring + (size_t)(st->pos % W) * D, kv + (size_t)r0 * D, sizeof(float) * D);
     }
-    /* 5. ring buffer: position P lives in slot P mod W */
-    if (!prefill) memcpy(st->ring + (size_t)(p0 % W) * D, kv, sizeof(float) * D);
     /* 6. sparse attention */
-    attn_job j = {.c = c, .cfg = cfg, .L = L, .st = st, .q = q, .kv = kv, .topk = topk, .n = n,
-                  .p0 = p0, .prefill = prefill, .o = o};
+    attn_job j = {.c = c, .cfg = cfg, .L = L, .st = sts, .nst = nst, .q = q, .kv = kv,
+                  .topk = topk, .n = n, .p0 = p0, .prefill = prefill, .o = o};
     atomic_init(&j.oom, 0);
     rt_pool_for(c->pool, n * H, 1, attn_task, &j);
     if (atomic_load(&j.oom)) {
@@ -208,16 +230,17 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
     }
     if (prefill)
         for (int s = n - W < 0 ? 0 : n - W; s < n; s++)
-            memcpy(st->ring + (size_t)(s % W) * D, kv + (size_t)s * D, sizeof(float) * D);
+            memcpy(sts[0]->ring + (size_t)(s % W) * D, kv + (size_t)s * D, sizeof(float) * D);
     /* 7. inverse RoPE on the output's rope dims */
     for (int s = 0; s < n; s++) {
-        rt_rope_cs(L->rope, p0 + s, cs);
+        rt_rope_cs(L->rope, POS(s), cs);
         for (int h = 0; h < H; h++) {
             float *oh = o + ((size_t)s * H + h) * D;
             rt_rope_apply(oh + nope, cs, r, 1);
             rt_round(c, oh + nope, (size_t)r);
         }
     }
+#undef POS
     /* 8. grouped low-rank output: group g = heads [g*H/G, (g+1)*H/G) against
      * wo_a rows [g*R, (g+1)*R), no activation quantisation; then wo_b (FP8) */
     for (int g = 0; g < G; g++) {

@@ -238,9 +238,12 @@ size_t rt_comp_state_floats(const rt_comp *w);
 int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lstate *st,
                const float *x, const float *qr, int n, int32_t *topk, wp_err *e);
 
-/* Attention sub-block (attention.c): x [n, dim] (after attn_norm) -> out [n, dim]. */
-int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lstate *st,
-                 const float *x, int n, float *out, wp_err *e);
+/* Attention sub-block (attention.c): x [n, dim] (after attn_norm) -> out [n, dim].
+ * With one state (nst = 1) the n rows are consecutive positions of that
+ * sequence (a prefill from 0, or one decode token); with nst = n, row b is one
+ * decode token of sequence sts[b] (a batch sharing every weight read). */
+int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lstate *const *sts,
+                 int nst, const float *x, int n, float *out, wp_err *e);
 /* spec §4.8 for one query and one head: rows[j] (NULL = skipped) of dim d. */
 void rt_sparse_attn(const rt_ctx *c, const float *q, const float *const *rows, int nrows, int d,
                     float scale, float sink, float *o);

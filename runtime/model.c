@@ -422,8 +422,10 @@ int wp_seq_capture_topk(wp_seq *s, int layer, int32_t *buf, int rows, wp_err *e)
 
 /* ---- Forward ------------------------------------------------------------------------------ */
 
-/* One block (spec §4.2) on n positions starting at the layer's position. */
-static int block_once(wp_model *m, const rt_layer *L, rt_lstate *st, float *h,
+/* One block (spec §4.2) on n rows: with one state, n positions of that
+ * sequence from the layer's position; with nst = n states, one decode token
+ * of each sequence (rt_attention). */
+static int block_rows(wp_model *m, const rt_layer *L, rt_lstate *const *sts, int nst, float *h,
                       const int32_t *tokens, int n, wp_err *e)
 {
     const wp_config *c = &m->cfg;
@@ -438,7 +440,7 @@ static int block_once(wp_model *m, const rt_layer *L, rt_lstate *st, float *h,
               c->hc_sinkhorn_iters, (float)c->hc_eps, eps, x, post, comb);
     for (int s = 0; s < n; s++) rt_rmsnorm(x + (size_t)s * d, L->attn_norm, d, eps);
     rt_round(cx, x, (size_t)n * d);
-    if ((rc = rt_attention(cx, c, L, st, x, n, a, e))) goto out;
+    if ((rc = rt_attention(cx, c, L, sts, nst, x, n, a, e))) goto out;
     rt_hc_post(cx, h, a, n, hc, d, post, comb);
     rt_hc_pre(cx, h, n, hc, d, L->hc_ffn_fn, L->hc_ffn_scale, L->hc_ffn_base,
               c->hc_sinkhorn_iters, (float)c->hc_eps, eps, x, post, comb);
@@ -446,10 +448,18 @@ static int block_once(wp_model *m, const rt_layer *L, rt_lstate *st, float *h,
     rt_round(cx, x, (size_t)n * d);
     if ((rc = rt_moe(cx, c, L, x, tokens, n, a, e))) goto out;
     rt_hc_post(cx, h, a, n, hc, d, post, comb);
-    st->pos += n;
+    if (nst == 1) sts[0]->pos += n;
+    else
+        for (int b = 0; b < nst; b++) sts[b]->pos++;
 out:
     free(buf);
     return rc;
+}
+
+static int block_once(wp_model *m, const rt_layer *L, rt_lstate *st, float *h,
+                      const int32_t *tokens, int n, wp_err *e)
+{
+    return block_rows(m, L, &st, 1, h, tokens, n, e);
 }
 
 /* spec §4.12: a prefill from position 0 is one call; after that, one token
@@ -541,6 +551,47 @@ int wp_model_forward(wp_model *m, wp_seq *s, const int32_t *tokens, int n, float
     for (int i = 0; i < n && !rc; i++)
         rc = forward_chunk(m, s, tokens + i, 1, i == n - 1 ? logits : NULL,
                            h_last ? h_last + row * i : NULL, e);
+    return rc;
+}
+
+int wp_model_decode_batch(wp_model *m, wp_seq *const *seqs, const int32_t *tokens, int B,
+                          float *logits, wp_err *e)
+{
+    const wp_config *c = &m->cfg;
+    if (B < 1) return wp_fail(e, WP_EUSAGE, "empty batch");
+    int rc = check_tokens(m, tokens, B, e);
+    for (int b = 0; b < B && !rc; b++)
+        for (int j = 0; j < b && !rc; j++)
+            if (seqs[j] == seqs[b])
+                rc = wp_fail(e, WP_EUSAGE, "batch rows %d and %d are the same sequence", j, b);
+    for (int b = 0; b < B && !rc; b++) {
+        if (seqs[b]->m != m)
+            return wp_fail(e, WP_EUSAGE, "batch row %d: a sequence of another model", b);
+        if (wp_seq_pos(seqs[b]) == 0)
+            return wp_fail(e, WP_EUSAGE, "batch row %d: decode needs a prefilled sequence", b);
+        rc = check_room(seqs[b], 0, 1, e);
+    }
+    if (rc) return rc;
+    const size_t row = (size_t)c->hc_mult * c->dim;
+    float *h = malloc(sizeof(float) * row * B);
+    rt_lstate **sts = malloc(sizeof(*sts) * B);
+    if (!h || !sts) {
+        free(h);
+        free(sts);
+        return wp_fail(e, WP_ENOMEM, "decode batch of %d: out of memory", B);
+    }
+    embed(m, tokens, B, h);
+    for (int l = 0; l < c->n_layers && !rc; l++) {
+        for (int b = 0; b < B; b++) sts[b] = &seqs[b]->ls[l];
+        rc = block_rows(m, &m->layers[l], sts, B, h, tokens, B, e);
+    }
+    for (int b = 0; b < B && !rc && logits; b++) {
+        rc = head(m, h + row * b, m->hc_head_fn, m->hc_head_scale, m->hc_head_base, m->norm,
+                  logits + (size_t)b * c->vocab_size);
+        if (rc) wp_fail(e, rc, "head: out of memory");
+    }
+    free(h);
+    free(sts);
     return rc;
 }
 

@@ -117,6 +117,14 @@ int wp_seq_pos(const wp_seq *s);      /* tokens consumed by layer 0 */
 int wp_model_forward(wp_model *m, wp_seq *s, const int32_t *tokens, int n, float *logits,
                      float *h_last, wp_err *e);
 
+/* One decode step for B independent sequences at once, each already past its
+ * prefill, at whatever positions: tokens[b] is fed to seqs[b] (all distinct);
+ * logits [B, vocab] or NULL.  The B rows share every weight read, which is
+ * what a memory-bound decode needs.  The result equals B separate
+ * wp_model_forward calls up to summation order (bit for bit while B <= 2). */
+int wp_model_decode_batch(wp_model *m, wp_seq *const *seqs, const int32_t *tokens, int B,
+                          float *logits, wp_err *e);
+
 /* One main layer (0..n_layers-1) alone, on its own current position: h is the
  * [n, hc, dim] residual, replaced by the layer's output; tokens are the ids of
  * the n positions (hash routing).  Used for teacher-forced parity. */
