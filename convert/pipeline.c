@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "convert/convert_priv.h"
@@ -107,13 +108,25 @@ static void item_done(worker *wk, uint64_t in)
     if (h > wk->max_item) wk->max_item = h;
 }
 
+/* Read source bytes.  Each input byte is read once (NVFP4's amax pass
+ * aside), so its page-cache pages are dropped right after: the cache is left
+ * to the output, and the kernel does not have to reclaim a checkpoint's
+ * worth of pages while we write. */
+static int src_read(worker *wk, const wp_tensor_info *t, uint64_t off, void *buf, size_t n, int keep)
+{
+    const wp_ckpt *k = wk->r->p->ckpt;
+    int rc = wp_ckpt_read(k, t, off, buf, n, &wk->e);
+    if (!rc && !keep && n) posix_fadvise(wp_st_fd(wp_ckpt_file(k, (size_t)t->file)), (off_t)(t->offset + off),
+                                         (off_t)n, POSIX_FADV_DONTNEED);
+    return rc;
+}
+
 /* ---- copy: bytes untouched --------------------------------------------------
  * A plane is a source tensor seen as `rows` rows of `pitch` bytes; copy the
  * region rows [r0, r0+nr) x bytes [c0, c0+nb) to `tensor` at `dst`. */
 static int copy_plane(worker *wk, const wp_tensor_info *t, uint64_t pitch, uint64_t r0, uint64_t nr,
                       uint64_t c0, uint64_t nb, size_t tensor, uint64_t dst)
 {
-    const wp_ckpt *k = wk->r->p->ckpt;
     if (nb == pitch) {   /* whole rows: one contiguous range */
         uint64_t a = r0 * pitch, n = nr * pitch;
         size_t chunk = (size_t)(wk->r->worker_budget < COPY_CHUNK ? wk->r->worker_budget : COPY_CHUNK);
@@ -123,7 +136,7 @@ static int copy_plane(worker *wk, const wp_tensor_info *t, uint64_t pitch, uint6
             size_t m = (size_t)(n - o < chunk ? n - o : chunk);
             uint8_t *b = scratch(wk, B_SRC, m);
             if (!b) return WP_ENOMEM;
-            if ((rc = wp_ckpt_read(k, t, a + o, b, m, &wk->e))) return rc;
+            if ((rc = src_read(wk, t, a + o, b, m, 0))) return rc;
             if ((rc = out_write(wk, tensor, dst + o, b, m))) return rc;
             item_done(wk, m);
         }
@@ -141,7 +154,7 @@ static int copy_plane(worker *wk, const wp_tensor_info *t, uint64_t pitch, uint6
         uint64_t m = nr - r < rows_per ? nr - r : rows_per;
         uint8_t *b = scratch(wk, B_SRC, (size_t)(m * pitch)), *o = scratch(wk, B_OUT, (size_t)(m * nb));
         if (!b || !o) return WP_ENOMEM;
-        if ((rc = wp_ckpt_read(k, t, (r0 + r) * pitch, b, (size_t)(m * pitch), &wk->e))) return rc;
+        if ((rc = src_read(wk, t, (r0 + r) * pitch, b, (size_t)(m * pitch), 0))) return rc;
         for (uint64_t i = 0; i < m; i++) memcpy(o + i * nb, b + i * pitch + c0, (size_t)nb);
         if ((rc = out_write(wk, tensor, dst + r * nb, o, (size_t)(m * nb)))) return rc;
         item_done(wk, m * pitch);
@@ -207,9 +220,8 @@ static int copy_weight(worker *wk, const wp_plan_weight *w)
  * receive the raw source band: FP8 from row `*base` (a rounded down to the
  * block), MXFP4 from row a. */
 static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src *s, uint64_t a, uint64_t b,
-                         float *ref, const uint8_t **codes, const uint8_t **scales, uint64_t *base_out)
+                         float *ref, const uint8_t **codes, const uint8_t **scales, uint64_t *base_out, int keep)
 {
-    const wp_ckpt *k = wk->r->p->ckpt;
     uint64_t base = a, cols = s->src_cols;
     uint64_t pitch = row_bytes(w->src_enc, cols);
     uint64_t sr0 = 0, snr = 0, sp = 0;
@@ -225,13 +237,13 @@ static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src 
     }
     uint8_t *d = scratch(wk, B_SRC, (size_t)((b - base) * pitch));
     if (!d) return WP_ENOMEM;
-    int rc = wp_ckpt_read(k, s->w, base * pitch, d, (size_t)((b - base) * pitch), &wk->e);
+    int rc = src_read(wk, s->w, base * pitch, d, (size_t)((b - base) * pitch), keep);
     if (rc) return rc;
     uint8_t *sc = NULL;
     if (snr) {
         sc = scratch(wk, B_SSC, (size_t)(snr * sp));
         if (!sc) return WP_ENOMEM;
-        if ((rc = wp_ckpt_read(k, s->s, sr0 * sp, sc, (size_t)(snr * sp), &wk->e))) return rc;
+        if ((rc = src_read(wk, s->s, sr0 * sp, sc, (size_t)(snr * sp), keep))) return rc;
     }
     wp_qweight q = {
         .enc = w->src_enc, .rows = b - base, .cols = cols, .data = d, .scale = sc,
@@ -259,7 +271,7 @@ static int slice_global(worker *wk, const wp_plan_weight *w, const wp_plan_src *
             uint64_t b = r + band < s->src_rows ? r + band : s->src_rows;
             float *ref = scratch(wk, B_REF, (size_t)((b - r) * s->src_cols * 4));
             if (!ref) return WP_ENOMEM;
-            if ((rc = read_src_rows(wk, w, s, r, b, ref, NULL, NULL, NULL))) return rc;
+            if ((rc = read_src_rows(wk, w, s, r, b, ref, NULL, NULL, NULL, 1))) return rc;
             for (uint64_t i = 0; i < (b - r) * s->src_cols; i++) {
                 float x = fabsf(ref[i]);
                 amax = x > amax ? x : amax;
@@ -440,7 +452,7 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
                     break;
                 }
                 const uint8_t *codes = NULL, *ssc = NULL;
-                if ((rc = read_src_rows(wk, w, s, a, a + nr, full, &codes, &ssc, &base))) break;
+                if ((rc = read_src_rows(wk, w, s, a, a + nr, full, &codes, &ssc, &base, 0))) break;
                 float *ref = full;
                 if (need_ref && cols != src_cols) {
                     ref = scratch(wk, B_CUT, (size_t)(nr * cols * 4));
