@@ -184,12 +184,10 @@ int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lsta
         if (rc < 0) goto oom;
         st->n_ik = rc;
     } else {
-        for (int s = 0; s < n; s++) {
-            rc = rt_comp_decode(c, cfg, &L->icomp, L->rope, &st->ics, x + (size_t)s * cfg->dim,
-                                p0 + s, st->ik + (size_t)st->n_ik * Di);
-            if (rc < 0) goto oom;
-            st->n_ik += rc;
-        }
+        rc = rt_comp_decode(c, cfg, &L->icomp, L->rope, &st->ics, x, p0,
+                            st->ik + (size_t)st->n_ik * Di);
+        if (rc < 0) goto oom;
+        st->n_ik += rc;
     }
     rc = rt_linear_dense(c, &L->iw, x, n, w);
     if (rc) goto oom;

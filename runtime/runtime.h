@@ -73,8 +73,10 @@ void wp_tsrc_close(wp_tsrc *s);
 
 enum {
     WP_RT_BF16 = 1 << 0,          /* round at the reference's bf16 points (spec §4.0) */
-    WP_RT_INDEXER_HP = 1 << 1,    /* indexer without its Hadamard+FP4 simulation of q
-                                     and K ("--indexer-precision bf16", spec §6) */
+    WP_RT_INDEXER_HP = 1 << 1,    /* indexer without its FP4 round trips of q and K (the
+                                     Hadamard, orthogonal, stays): "--indexer-precision
+                                     bf16", the reference of the recall DeepSeek quotes
+                                     (spec §6) */
     WP_RT_SCALAR = 1 << 2,        /* scalar kernels only (the vector kernels' reference) */
     WP_RT_ENC_DISPATCH = 1 << 3,  /* quantise activations only where the weight is stored
                                      FP8/FP4, as the reference code's linear() dispatches;
