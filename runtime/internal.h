@@ -57,6 +57,14 @@ typedef struct rt_kernels {
                           const float *ws, int K, int seg);
     float (*qdot_e2m1_bf)(const uint8_t *w, const float *xq, const uint16_t *xb, const float *xs,
                           const float *ws, int K, int seg);
+    /* With the bf16 products (else NULL): weight rows decoded to bf16 once, and
+     * the same sums as qdot_*_bf over them, bit for bit (many activation rows) */
+    void (*dec_e4m3_bf)(const uint8_t *c, uint16_t *out, int n);
+    void (*dec_e2m1_bf)(const uint8_t *c, uint16_t *out, int n);
+    float (*segdot_bf_e4m3)(const uint16_t *xb, const float *xs, const uint16_t *wb,
+                            const float *ws, int K, int seg);
+    float (*segdot_bf_e2m1)(const uint16_t *xb, const float *xs, const uint16_t *wb,
+                            const float *ws, int K, int seg);
 } rt_kernels;
 
 /* The scalar kernels (the reference the vector ones are tested against) and

@@ -113,6 +113,7 @@ static void dec_e8m0_scalar(const uint8_t *c, float *out, int n)
 static const rt_kernels k_scalar = {
     "scalar", dot_scalar, segdot_scalar, qdot_e4m3_scalar, qdot_e2m1_scalar, dot_bf16_scalar,
     dec_e4m3_scalar, dec_e2m1_scalar, dec_bf16_scalar, dec_e8m0_scalar, NULL, NULL,
+    NULL, NULL, NULL, NULL,
 };
 
 /* ---- AVX2 + FMA ----------------------------------------------------------------------- */
@@ -290,6 +291,7 @@ AVX2 static void dec_e8m0_avx2(const uint8_t *c, float *out, int n)
 static const rt_kernels k_avx2 = {
     "avx2", dot_avx2, segdot_avx2, qdot_e4m3_avx2, qdot_e2m1_avx2, dot_bf16_avx2,
     dec_e4m3_avx2, dec_e2m1_avx2, dec_bf16_avx2, dec_e8m0_avx2, NULL, NULL,
+    NULL, NULL, NULL, NULL,
 };
 
 /* ---- AVX-512F -------------------------------------------------------------------------- */
@@ -428,6 +430,7 @@ AVX512 static void dec_bf16_avx512(const uint16_t *c, float *out, int n)
 static const rt_kernels k_avx512 = {
     "avx512", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, dec_e8m0_avx2, NULL, NULL,
+    NULL, NULL, NULL, NULL,
 };
 
 /* ---- AVX-512 BF16 + VBMI ---------------------------------------------------------------------
@@ -535,9 +538,94 @@ AVX512BF static float qdot_e2m1_bf(const uint8_t *w, const float *xq, const uint
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+/* The same two products over rows decoded to bf16 once (many activation
+ * rows): identical loops with the table decode replaced by a load, so a row
+ * gives the same bits on either path. */
+AVX512BF static float segdot_bf_e4m3(const uint16_t *xb, const float *xs, const uint16_t *wb,
+                                     const float *ws, int K, int seg)
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (int s = 0, k0 = 0; k0 < K; s++, k0 += seg) {
+        __m512 pa = _mm512_setzero_ps(), pb = _mm512_setzero_ps();
+        for (int k = k0; k < k0 + seg; k += 64) {
+            pa = _mm512_dpbf16_ps(pa, (__m512bh)_mm512_loadu_si512(xb + k),
+                                  (__m512bh)_mm512_loadu_si512(wb + k));
+            pb = _mm512_dpbf16_ps(pb, (__m512bh)_mm512_loadu_si512(xb + k + 32),
+                                  (__m512bh)_mm512_loadu_si512(wb + k + 32));
+        }
+        acc = _mm512_fmadd_ps(_mm512_add_ps(pa, pb),
+                              _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+AVX512BF static float segdot_bf_e2m1(const uint16_t *xb, const float *xs, const uint16_t *wb,
+                                     const float *ws, int K, int seg)
+{
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int s = 0, k0 = 0;
+#define LD(p) ((__m512bh)_mm512_loadu_si512(p))
+    if (seg == 32) {
+        for (; k0 + 128 <= K; k0 += 128, s += 4) {
+            const __m512 z = _mm512_setzero_ps();
+            __m512 p0 = _mm512_dpbf16_ps(z, LD(xb + k0), LD(wb + k0));
+            __m512 p1 = _mm512_dpbf16_ps(z, LD(xb + k0 + 32), LD(wb + k0 + 32));
+            __m512 p2 = _mm512_dpbf16_ps(z, LD(xb + k0 + 64), LD(wb + k0 + 64));
+            __m512 p3 = _mm512_dpbf16_ps(z, LD(xb + k0 + 96), LD(wb + k0 + 96));
+            const float x = xs[k0 / RT_ACT_BLOCK];
+            acc0 = _mm512_fmadd_ps(p0, _mm512_set1_ps(x * ws[s]), acc0);
+            acc1 = _mm512_fmadd_ps(p1, _mm512_set1_ps(x * ws[s + 1]), acc1);
+            acc0 = _mm512_fmadd_ps(p2, _mm512_set1_ps(x * ws[s + 2]), acc0);
+            acc1 = _mm512_fmadd_ps(p3, _mm512_set1_ps(x * ws[s + 3]), acc1);
+        }
+    }
+    for (; k0 < K; s++, k0 += seg) {
+        __m512 p = _mm512_setzero_ps();
+        for (int k = k0; k < k0 + seg; k += 32) p = _mm512_dpbf16_ps(p, LD(xb + k), LD(wb + k));
+        acc0 = _mm512_fmadd_ps(p, _mm512_set1_ps(xs[k0 / RT_ACT_BLOCK] * ws[s]), acc0);
+    }
+#undef LD
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+static void dec_e4m3_bf_scalar(const uint8_t *c, uint16_t *out, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &lut_e4m3[c[i]], 4);
+        out[i] = (uint16_t)(u >> 16);
+    }
+}
+
+AVX512BF static void dec_e4m3_bf(const uint8_t *c, uint16_t *out, int n)
+{
+    const __m512i tl0 = _mm512_loadu_si512(bf_e4m3_lo), tl1 = _mm512_loadu_si512(bf_e4m3_lo + 64);
+    const __m512i th0 = _mm512_loadu_si512(bf_e4m3_hi), th1 = _mm512_loadu_si512(bf_e4m3_hi + 64);
+    const __m512i i0 = _mm512_loadu_si512(bf_ilv[0]), i1 = _mm512_loadu_si512(bf_ilv[1]);
+    const __m512i m80 = _mm512_set1_epi8((char)0x80);
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i b = _mm512_loadu_si512(c + i);
+        __m512i lo = _mm512_permutex2var_epi8(tl0, b, tl1);
+        __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, b, th1), b, m80, 0xF8);
+        _mm512_storeu_si512(out + i, _mm512_permutex2var_epi8(lo, i0, hi));
+        _mm512_storeu_si512(out + i + 32, _mm512_permutex2var_epi8(lo, i1, hi));
+    }
+    dec_e4m3_bf_scalar(c + i, out + i, n - i);
+}
+
+AVX512BF static void dec_e2m1_bf(const uint8_t *c, uint16_t *out, int n)
+{
+    const __m512i tab = _mm512_loadu_si512(bf_e2m1), nib = _mm512_set1_epi32(0x000F000F);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) _mm512_storeu_si512(out + i, e2m1x32_bf(c + i / 2, tab, nib));
+    for (; i < n; i++) out[i] = bf_e2m1[i & 1 ? c[i / 2] >> 4 : c[i / 2] & 15];
+}
+
 static const rt_kernels k_avx512bf = {
     "avx512bf16", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, dec_e8m0_avx2, qdot_e4m3_bf, qdot_e2m1_bf,
+    dec_e4m3_bf, dec_e2m1_bf, segdot_bf_e4m3, segdot_bf_e2m1,
 };
 
 /* ---- Dispatch ----------------------------------------------------------------------------- */
@@ -726,6 +814,16 @@ typedef struct lin_job {
  * RT_NB weight rows once and reuse them for every activation row. */
 #define RT_FUSED_MAX_M 2
 
+/* The bf16 kernels serve this product: activation codes given in bf16, and
+ * the weight's segment a multiple of what the kernels step by (else both
+ * paths fall back to the fp32 kernels, which agree with each other). */
+static int bf_ok(const lin_job *j)
+{
+    if (!j->xb) return 0;
+    if (j->w->enc == WP_ENC_FP8) return j->seg % 64 == 0;
+    return (j->w->enc == WP_ENC_MXFP4 || j->w->enc == WP_ENC_NVFP4) && j->seg % 32 == 0;
+}
+
 static float fused(const lin_job *j, uint64_t r, const float *xr, const float *xs,
                    const float *ws)
 {
@@ -733,7 +831,7 @@ static float fused(const lin_job *j, uint64_t r, const float *xr, const float *x
     const int K = j->K;
     if (j->quant) {
         const uint8_t *wr = (const uint8_t *)w->data;
-        const uint16_t *xb = j->xb ? j->xb + (xr - j->x) : NULL;
+        const uint16_t *xb = bf_ok(j) ? j->xb + (xr - j->x) : NULL;
         if (w->enc == WP_ENC_FP8)
             return xb ? j->k->qdot_e4m3_bf(wr + r * w->cols, xr, xb, xs, ws, K, j->seg)
                       : j->k->qdot_e4m3(wr + r * w->cols, xr, xs, ws, K, j->seg);
@@ -752,10 +850,43 @@ static int fusable(const lin_job *j)
     return e == WP_ENC_F32 || e == WP_ENC_BF16;
 }
 
+/* many activation rows on the bf16 kernels: RT_NB weight rows decoded to bf16 */
+static void lin_task_bf(lin_job *j, int t0, int t1, uint16_t *wb, float *ws)
+{
+    const int K = j->K, ns = K / j->seg, fp8 = j->w->enc == WP_ENC_FP8;
+    const wp_qweight *w = j->w;
+    for (int t = t0; t < t1; t++) {
+        int r0 = t * RT_NB, nr = j->N - r0 < RT_NB ? j->N - r0 : RT_NB;
+        for (int i = 0; i < nr; i++) {
+            uint64_t r = j->r0 + (uint64_t)(r0 + i);
+            weight_scales(j->k, w, r, ws + (size_t)i * ns, j->seg);
+            if (fp8) j->k->dec_e4m3_bf((const uint8_t *)w->data + r * w->cols, wb + (size_t)i * K, K);
+            else j->k->dec_e2m1_bf((const uint8_t *)w->data + r * (w->cols / 2), wb + (size_t)i * K, K);
+        }
+        for (int m = 0; m < j->M; m++) {
+            const uint16_t *xr = j->xb + (size_t)m * K;
+            const float *xs = j->xs + (size_t)m * j->nb;
+            float *yr = j->y + (size_t)m * j->ldy + r0;
+            for (int i = 0; i < nr; i++)
+                yr[i] = (fp8 ? j->k->segdot_bf_e4m3 : j->k->segdot_bf_e2m1)(
+                    xr, xs, wb + (size_t)i * K, ws + (size_t)i * ns, K, j->seg);
+        }
+    }
+}
+
 static void lin_task(void *ctx, int t0, int t1)
 {
     lin_job *j = ctx;
     const int K = j->K, ns = K / j->seg, fuse = fusable(j);
+    if (!fuse && j->quant && bf_ok(j)) {
+        uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)RT_NB * K);
+        float *ws = malloc(sizeof(float) * ((size_t)RT_NB * ns + 1));
+        if (wb && ws) lin_task_bf(j, t0, t1, wb, ws);
+        else atomic_store(&j->oom, 1);
+        free(wb);
+        free(ws);
+        return;
+    }
     const size_t nwv = fuse ? 0 : (size_t)RT_NB * K;
     float *wv = malloc(sizeof(float) * (nwv + (size_t)RT_NB * ns + 1));
     if (!wv) {
@@ -856,7 +987,7 @@ int rt_linear(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float
                      .seg = rt_weight_seg(w), .nb = nb, .quant = 1, .ldy = (int)w->rows,
                      .y = y};
         uint16_t *xb = NULL;
-        if (c->k->qdot_e4m3_bf && rt_enc_quantised(w->enc) && fusable(&j)) {
+        if (c->k->qdot_e4m3_bf && rt_enc_quantised(w->enc)) {
             if (!(xb = malloc(sizeof(uint16_t) * (size_t)M * K))) {
                 free(xq);
                 return WP_ENOMEM;
