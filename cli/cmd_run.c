@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "runtime/runtime.h"
+#include "runtime/source_wpk.h"
 
 static const char *usage_text =
     "usage: wpack run BUILD (--tokens 1,2,3 | --tokens-file FILE) [options]\n"
@@ -21,10 +22,26 @@ static const char *usage_text =
     "  --max-new N          tokens to generate (default 16; 0 = prefill only)\n"
     "  --top K              logits to show per step (default 5)\n"
     "  --threads N          kernel threads (default 1)\n"
+    "  --hugepages          copy a .wpk build's weights into huge pages first (falls\n"
+    "                       back to the plain mapping with a one-line notice)\n"
     "  --precision P        fp32 (default) or bf16 (the reference's bf16 rounding points)\n"
     "  --act-quant M        site (default) or weight: see wpack parity --help\n"
     "  --ignore-eos         keep going after the end-of-sequence token\n"
     "  --json               one JSON document on stdout\n";
+
+/* Open the source, move it into huge pages if asked (before the model takes
+ * its weight views, which must point into the huge-page copy), load the model. */
+static int open_model(const char *build, const wp_rt_opts *ro, int hugepages, wp_tsrc **src,
+                      wp_model **m, wp_err *e)
+{
+    int rc = wp_tsrc_open(src, build, e);
+    if (!rc && hugepages) {
+        char notice[600];
+        rc = wp_tsrc_hugepages(*src, notice, sizeof notice, e);
+        if (!rc && notice[0]) fprintf(stderr, "wpack run: %s\n", notice);
+    }
+    return rc ? rc : wp_model_load(m, *src, ro, e);
+}
 
 /* Token ids separated by commas and/or white space. */
 static int parse_tokens(const char *s, const char *what, int32_t **out, int *n)
@@ -78,8 +95,8 @@ static void top_logits(const float *l, int V, int k, int *ids)
  * its own, then all decoded together, one wp_model_decode_batch step per token
  * (the rows share every weight read).  A sequence that emits EOS leaves the
  * batch. */
-static int run_batch(const char *build, const wp_rt_opts *ro, char *text, const char *tfile,
-                     int max_new, int ignore_eos, int json)
+static int run_batch(const char *build, const wp_rt_opts *ro, int hugepages, char *text,
+                     const char *tfile, int max_new, int ignore_eos, int json)
 {
     int B = 0, rc = 0;
     int32_t *pr[256];
@@ -104,7 +121,7 @@ static int run_batch(const char *build, const wp_rt_opts *ro, char *text, const 
     int ng[256] = {0}, done[256] = {0}, maxp = 0, cli_rc = rc;
     if (rc) goto out;
     for (int b = 0; b < B; b++) maxp = np[b] > maxp ? np[b] : maxp;
-    if ((rc = wp_tsrc_open(&src, build, &e)) || (rc = wp_model_load(&m, src, ro, &e))) goto fail;
+    if ((rc = open_model(build, ro, hugepages, &src, &m, &e))) goto fail;
     const int V = wp_model_config(m)->vocab_size, eos = wp_model_config(m)->eos_token_id;
     logits = malloc(sizeof(float) * V * B);
     gen = malloc(sizeof(int32_t) * B * (max_new + 1));
@@ -195,7 +212,7 @@ out:
 int cmd_run(int argc, char **argv)
 {
     const char *build = NULL, *toks = NULL, *tfile = NULL, *v;
-    int json = 0, max_new = 16, topk = 5, ignore_eos = 0;
+    int json = 0, max_new = 16, topk = 5, ignore_eos = 0, hugepages = 0;
     wp_rt_opts ro = {.threads = 1};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -203,6 +220,8 @@ int cmd_run(int argc, char **argv)
             return WP_EXIT_OK;
         } else if (cli_flag(argv[i], "--json")) {
             json = 1;
+        } else if (cli_flag(argv[i], "--hugepages")) {
+            hugepages = 1;
         } else if (cli_flag(argv[i], "--ignore-eos")) {
             ignore_eos = 1;
         } else if ((v = cli_opt(argc, argv, &i, "--tokens"))) {
@@ -257,7 +276,7 @@ int cmd_run(int argc, char **argv)
             p += L + (nl != NULL);
         }
         if (lines > 1) {
-            rc = run_batch(build, &ro, text, tfile, max_new, ignore_eos, json);
+            rc = run_batch(build, &ro, hugepages, text, tfile, max_new, ignore_eos, json);
             free(text);
             return rc;
         }
@@ -274,8 +293,7 @@ int cmd_run(int argc, char **argv)
     float *logits = NULL;
     int32_t *gen = NULL;
     cJSON *doc = NULL, *steps = NULL;
-    if ((rc = wp_tsrc_open(&src, build, &e))) goto fail;
-    if ((rc = wp_model_load(&m, src, &ro, &e))) goto fail;
+    if ((rc = open_model(build, &ro, hugepages, &src, &m, &e))) goto fail;
     const wp_config *c = wp_model_config(m);
     const int V = c->vocab_size;
     if (topk > V) topk = V;

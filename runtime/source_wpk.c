@@ -339,3 +339,25 @@ int wp_tsrc_wpk_parts(wp_tsrc *s)
     if (!s || strcmp(s->kind, "wpk")) return 0;
     return ((wpk_src *)s->impl)->n_files;
 }
+
+int wp_tsrc_hugepages(wp_tsrc *s, char *notice, size_t notice_sz, wp_err *e)
+{
+    if (notice_sz) notice[0] = 0;
+    if (!s || strcmp(s->kind, "wpk")) {
+        if (notice_sz)
+            snprintf(notice, notice_sz, "--hugepages: %s is not a .wpk build; using its plain "
+                     "mapping", s ? s->path : "source");
+        return 0;
+    }
+    wpk_src *w = s->impl;
+    for (int i = 0; i < w->n_files; i++) {
+        wpk_huge_kind kind;
+        char why[512] = "";
+        int rc = wpk_load_hugepages(w->files[i], WPK_HUGE_EXPLICIT, &kind, why, sizeof why, e);
+        if (rc) return rc;
+        /* one line for the whole build: the first part's reason stands for all */
+        if (kind == WPK_HUGE_NONE && notice_sz && !notice[0])
+            snprintf(notice, notice_sz, "%s", why);
+    }
+    return 0;
+}

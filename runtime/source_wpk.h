@@ -15,4 +15,11 @@ int wp_tsrc_open_wpk(wp_tsrc **out, const char *path, wp_err *e);
 wpk_file *wp_tsrc_wpk_file(wp_tsrc *s, int i);
 int wp_tsrc_wpk_parts(wp_tsrc *s);
 
+/* Move every part's tensor data into huge-page-backed memory before the
+ * model takes its weight views (wpk_load_hugepages, explicit huge pages).
+ * Where huge pages are unavailable (none reserved, not a .wpk source) the
+ * plain mapping stays in use and `notice` receives one line saying why;
+ * only a real failure is an error. */
+int wp_tsrc_hugepages(wp_tsrc *s, char *notice, size_t notice_sz, wp_err *e);
+
 #endif

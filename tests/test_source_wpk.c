@@ -121,3 +121,28 @@ TEST(src_wpk_refuses_conflicting_parts)
     CHECK(wp_tsrc_open_wpk(&s, wpt_tmpdir(), &e) != 0);   /* no .wpk at all */
     CHECK_CONTAINS(e.msg, "no .wpk file");
 }
+
+/* --hugepages changes where the weights live, never what is computed: the
+ * JSON of a greedy run is identical with and without it, whether the copy
+ * succeeds or falls back (no pages reserved) with its one-line notice. */
+TEST(src_wpk_run_hugepages_same_output)
+{
+    static char a[65536], b[65536], n[4096];
+    const char *dir = wpt_path("%s/b", wpt_tmpdir());
+    REQUIRE(wpt_run(a, sizeof a, "%s convert %s/hf -o %s", wpt_wpack(), WPT_TINY, dir) == 0);
+    /* timings differ run to run; every other field must not */
+    const char *strip = "grep -v -e _seconds -e per_s";
+    REQUIRE(wpt_run(a, sizeof a, "%s run %s --tokens 0,17,42,99 --max-new 4 --json 2>/dev/null | %s",
+                    wpt_wpack(), dir, strip) == 0);
+    REQUIRE(wpt_run(b, sizeof b, "%s run %s --tokens 0,17,42,99 --max-new 4 --json --hugepages "
+                    "2>/dev/null | %s", wpt_wpack(), dir, strip) == 0);
+    CHECK_CONTAINS(a, "\"steps\"");
+    CHECK(strcmp(a, b) == 0);
+    /* stderr carries at most one notice line, never an error */
+    REQUIRE(wpt_run(n, sizeof n, "%s run %s --tokens 0,17 --max-new 1 --hugepages 2>&1 >/dev/null",
+                    wpt_wpack(), dir) == 0);
+    int lines = 0;
+    for (const char *p = n; *p; p++) lines += *p == '\n';
+    CHECK(lines <= 1);
+    if (lines) CHECK_CONTAINS(n, "huge pages");
+}
