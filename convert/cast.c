@@ -20,6 +20,7 @@
 static struct {
     uint16_t code[K_ROWS][256];   /* low byte: even element, high byte: odd element */
     uint8_t lossy[K_ROWS][256];
+    uint8_t any_lossy[K_ROWS];    /* 0: every code of this k is exact (k >= -6 or so) */
     uint16_t nan[256];            /* group scale 0xFF: E4M3 NaN with the element's sign */
 } T;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -49,6 +50,7 @@ static void build(void)
             one(row, (uint8_t)(b >> 4), &hi, &l1);
             T.code[row][b] = (uint16_t)(lo | hi << 8);
             T.lossy[row][b] = (uint8_t)(l0 + l1);
+            T.any_lossy[row] |= (uint8_t)(l0 + l1 != 0);
         }
     for (int b = 0; b < 256; b++)
         T.nan[b] = (uint16_t)((0x7F | (b & 8) << 4) | (0x7F | (b & 0x80)) << 8);
@@ -59,41 +61,53 @@ size_t wp_cv_mxfp4_to_fp8(const uint8_t *q4, const uint8_t *s4, size_t rows, siz
 {
     pthread_once(&once, build);
     size_t ng = cols / 32, nbc = (cols + 127) / 128, lossy = 0;
+    int ep[1024];
+    if (nbc > 1024)   /* beyond any V4 width (7168): the reference is right, just slower */
+        return wp_mxfp4_to_fp8(q4, s4, rows, cols, fmt, q_out, scale_out);
     for (size_t r0 = 0; r0 < rows; r0 += 128) {
         size_t r1 = r0 + 128 < rows ? r0 + 128 : rows;
+        /* pass 1: each tile's exponent, S' = S_max / 2^6 (spec §3.7); NaN
+         * group scales (0xFF) are left out of the maximum */
+        for (size_t tj = 0; tj < nbc; tj++) ep[tj] = -1;
+        for (size_t r = r0; r < r1; r++) {
+            const uint8_t *sr = s4 + r * ng;
+            for (size_t g = 0; g < ng; g++) {
+                int e = sr[g];
+                if (e != 0xFF && e > ep[g / 4]) ep[g / 4] = e;
+            }
+        }
         for (size_t tj = 0; tj < nbc; tj++) {
-            size_t g0 = tj * 4, g1 = g0 + 4 < ng ? g0 + 4 : ng;
-            int emax = -1;
-            for (size_t r = r0; r < r1; r++)
-                for (size_t g = g0; g < g1; g++) {
-                    int e = s4[r * ng + g];
-                    if (e != 0xFF && e > emax) emax = e;
-                }
-            int ep = emax - 6 < 0 ? 0 : emax - 6;   /* S' = S_max / 2^6 (spec §3.7) */
+            ep[tj] = ep[tj] - 6 < 0 ? 0 : ep[tj] - 6;
             size_t si = (r0 / 128) * nbc + tj;
             if (fmt == WP_SCALE_E8M0) {
-                ((uint8_t *)scale_out)[si] = (uint8_t)ep;
+                ((uint8_t *)scale_out)[si] = (uint8_t)ep[tj];
             } else {
-                float f = wp_e8m0_to_f32((uint8_t)ep);
+                float f = wp_e8m0_to_f32((uint8_t)ep[tj]);
                 memcpy((uint8_t *)scale_out + 4 * si, &f, 4);
             }
-            for (size_t r = r0; r < r1; r++)
-                for (size_t g = g0; g < g1; g++) {
-                    int e = s4[r * ng + g];
-                    const uint8_t *p = q4 + r * (cols / 2) + g * 16;
-                    uint8_t *o = q_out + r * cols + g * 32;
-                    const uint16_t *tab;
-                    if (e == 0xFF) {
-                        tab = T.nan;
-                        lossy += 32;
-                    } else {
-                        int k = e - ep, row = k < -30 ? 0 : k + 31;
-                        tab = T.code[row];
+        }
+        /* pass 2: rows front to back, one lookup per byte */
+        for (size_t r = r0; r < r1; r++) {
+            const uint8_t *sr = s4 + r * ng, *p = q4 + r * (cols / 2);
+            uint8_t *o = q_out + r * cols;
+            for (size_t g = 0; g < ng; g++, p += 16, o += 32) {
+                int e = sr[g];
+                const uint16_t *tab;
+                if (e == 0xFF) {
+                    tab = T.nan;
+                    lossy += 32;
+                } else {
+                    int k = e - ep[g / 4], row = k < -30 ? 0 : k + 31;
+                    tab = T.code[row];
+                    if (T.any_lossy[row]) {   /* only groups far below their tile's top */
                         const uint8_t *l = T.lossy[row];
                         for (int j = 0; j < 16; j++) lossy += l[p[j]];
                     }
-                    for (int j = 0; j < 16; j++) memcpy(o + 2 * j, &tab[p[j]], 2);   /* little-endian pair */
                 }
+                uint16_t v[16];
+                for (int j = 0; j < 16; j++) v[j] = tab[p[j]];
+                memcpy(o, v, 32);   /* little-endian: low byte = even element */
+            }
         }
     }
     return lossy;

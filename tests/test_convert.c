@@ -364,10 +364,10 @@ TEST(cv_convert_fused_w13)
  * for subnormal loss and the k < -30 branch, NaN scales, ragged tiles. */
 TEST(cv_convert_cast_matches_reference)
 {
-    const size_t shapes[][2] = {{128, 128}, {200, 96}, {1, 32}, {256, 384}};
+    const size_t shapes[][2] = {{128, 128}, {200, 96}, {1, 32}, {256, 384}, {130, 131104}};
     uint32_t x = 12345;
     size_t lossy_total = 0;
-    for (size_t si = 0; si < 4; si++)
+    for (size_t si = 0; si < 5; si++)
         for (int fmt = 0; fmt < 2; fmt++) {
             size_t rows = shapes[si][0], cols = shapes[si][1], ng = rows * cols / 32;
             uint8_t *q4 = malloc(rows * cols / 2), *s4 = malloc(ng), *a = malloc(rows * cols), *b = malloc(rows * cols);
