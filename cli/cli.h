@@ -39,6 +39,11 @@ void cli_bar_end(cli_bar *b);
 int cli_flag(const char *arg, const char *name);
 /* For "--name value" / "--name=value": returns the value or NULL (advancing *i). */
 const char *cli_opt(int argc, char **argv, int *i, const char *name);
+/* A whole decimal integer in [lo, hi] (no sign games, no trailing junk,
+ * no overflow): 0, or -1 after printing "wpack CMD: OPT V: expected LO..HI"
+ * (the caller returns WP_EXIT_BAD). */
+int cli_int(const char *cmd, const char *opt, const char *v, long long lo, long long hi,
+            long long *out);
 /* Human-readable byte count into buf ("1.23 GiB"). */
 const char *cli_bytes(uint64_t n, char *buf, size_t sz);
 

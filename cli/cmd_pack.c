@@ -74,15 +74,6 @@ void cli_wpz_stats_print(const wpz_stats *s, double seconds, const char *verb)
                (double)s->raw_bytes / seconds / 1e6);
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
 int cmd_pack(int argc, char **argv)
 {
     const char *build = NULL, *out = NULL, *v;
@@ -97,11 +88,14 @@ int cmd_pack(int argc, char **argv)
         } else if ((v = cli_opt(argc, argv, &i, "--output")) || (v = cli_opt(argc, argv, &i, "-o"))) {
             out = v;
         } else if ((v = cli_opt(argc, argv, &i, "--level"))) {
-            if (parse_int(v, -7, 22, &o.level) || o.level == 0)
-                return cli_usage(CMD, "--level wants a zstd level in [-7, 22] other than 0, not '%s'", v);
+            long long n;
+            if (cli_int(CMD, "--level", v, -7, 22, &n)) return WP_EXIT_BAD;
+            if (n == 0) return cli_usage(CMD, "--level 0: zstd levels are -7..-1 and 1..22");
+            o.level = (int)n;
         } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            if (parse_int(v, 0, 256, &o.threads))
-                return cli_usage(CMD, "--threads wants 0..256, not '%s'", v);
+            long long n;
+            if (cli_int(CMD, "--threads", v, 0, 256, &n)) return WP_EXIT_BAD;
+            o.threads = (int)n;
         } else if (argv[i][0] == '-') {
             return cli_usage(CMD, "unknown option '%s'", argv[i]);
         } else if (!build) {

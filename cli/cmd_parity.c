@@ -188,9 +188,9 @@ int cmd_parity(int argc, char **argv)
         } else if ((v = cli_opt(argc, argv, &i, "--prompts"))) {
             prompts = v;
         } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            o.threads = atoi(v);
-            if (o.threads < 1 || o.threads > 256)
-                return cli_usage("parity", "--threads %s: expected 1..256", v);
+            long long n;
+            if (cli_int("parity", "--threads", v, 1, 256, &n)) return WP_EXIT_BAD;
+            o.threads = (int)n;
         } else if ((v = cli_opt(argc, argv, &i, "--gate"))) {
             char *end;
             o.recall_min = strtod(v, &end);

@@ -229,17 +229,17 @@ int cmd_run(int argc, char **argv)
         } else if ((v = cli_opt(argc, argv, &i, "--tokens-file"))) {
             tfile = v;
         } else if ((v = cli_opt(argc, argv, &i, "--max-new"))) {
-            char *end;
-            max_new = (int)strtol(v, &end, 10);
-            if (*end || max_new < 0 || max_new > 1000000)
-                return cli_usage("run", "--max-new %s: expected 0..1000000", v);
+            long long n;
+            if (cli_int("run", "--max-new", v, 0, 1000000, &n)) return WP_EXIT_BAD;
+            max_new = (int)n;
         } else if ((v = cli_opt(argc, argv, &i, "--top"))) {
-            topk = atoi(v);
-            if (topk < 1 || topk > 100) return cli_usage("run", "--top %s: expected 1..100", v);
+            long long n;
+            if (cli_int("run", "--top", v, 1, 100, &n)) return WP_EXIT_BAD;
+            topk = (int)n;
         } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            ro.threads = atoi(v);
-            if (ro.threads < 1 || ro.threads > 256)
-                return cli_usage("run", "--threads %s: expected 1..256", v);
+            long long n;
+            if (cli_int("run", "--threads", v, 1, 256, &n)) return WP_EXIT_BAD;
+            ro.threads = (int)n;
         } else if ((v = cli_opt(argc, argv, &i, "--act-quant"))) {
             if (!strcmp(v, "weight")) ro.flags |= WP_RT_ENC_DISPATCH;
             else if (strcmp(v, "site")) return cli_usage("run", "--act-quant %s: site or weight", v);

@@ -31,9 +31,8 @@ int cmd_sign(int argc, char **argv)
         } else if ((v = cli_opt(argc, argv, &i, "--name"))) {
             o.model_name = v;
         } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 1 || n > 1024) return cli_usage("sign", "--threads wants 1..1024, not '%s'", v);
+            long long n;
+            if (cli_int("sign", "--threads", v, 1, 1024, &n)) return WP_EXIT_BAD;
             o.threads = (int)n;
         } else if (cli_flag(argv[i], "--dsse")) {
             o.dsse = 1;

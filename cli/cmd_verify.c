@@ -61,9 +61,8 @@ int cmd_verify(int argc, char **argv)
         } else if ((v = cli_opt(argc, argv, &i, "--key"))) {
             o.key_path = v;
         } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 1 || n > 1024) return cli_usage("verify", "--threads wants 1..1024, not '%s'", v);
+            long long n;
+            if (cli_int("verify", "--threads", v, 1, 1024, &n)) return WP_EXIT_BAD;
             o.threads = (int)n;
         } else if (cli_flag(argv[i], "--allow-unsigned")) {
             o.allow_unsigned = 1;

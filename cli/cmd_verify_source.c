@@ -26,9 +26,8 @@ int cmd_verify_source(int argc, char **argv)
         } else if ((v = cli_opt(argc, argv, &i, "--digests"))) {
             digests = v;
         } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 1 || n > 1024) return cli_usage("verify-source", "--threads wants 1..1024, not '%s'", v);
+            long long n;
+            if (cli_int("verify-source", "--threads", v, 1, 1024, &n)) return WP_EXIT_BAD;
             threads = (int)n;
         } else if (cli_flag(argv[i], "--json")) {
             json = 1;

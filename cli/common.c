@@ -1,4 +1,5 @@
 /* common.c — error printing, progress bar and argument helpers for cli/. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,20 @@ void cli_print_json(cJSON *doc)
         free(s);
     }
     cJSON_Delete(doc);
+}
+
+int cli_int(const char *cmd, const char *opt, const char *v, long long lo, long long hi,
+            long long *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || errno || n < lo || n > hi) {
+        cli_usage(cmd, "%s %s: expected an integer in %lld..%lld", opt, v, lo, hi);
+        return -1;
+    }
+    *out = n;
+    return 0;
 }
 
 const char *cli_bytes(uint64_t n, char *buf, size_t sz)

@@ -239,16 +239,9 @@ int wp_out_commit(wp_out *o, wp_err *e)
         return rc;
     }
     reg_del(o->tmp);
-    /* make the rename itself durable */
-    char *d = strdup(o->path);
-    if (d) {
-        int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(d);
-    }
+    /* make the rename itself durable; the data already is, so a directory
+     * that cannot be synced (some network filesystems) is not a failure */
+    wp_fsync_parent(o->path, NULL);
     free(o->tmp);
     free(o->path);
     o->tmp = o->path = NULL;
@@ -280,6 +273,24 @@ int wp_write_file_atomic(const char *path, const void *buf, size_t n, wp_err *e)
         return rc;
     }
     return wp_out_commit(&o, e);
+}
+
+int wp_fsync_dir(const char *dir, wp_err *e)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return wp_fail_errno(e, "%s: cannot open directory to sync it", dir);
+    int rc = fsync(fd) ? wp_fail_errno(e, "%s: fsync of directory failed", dir) : 0;
+    close(fd);
+    return rc;
+}
+
+int wp_fsync_parent(const char *path, wp_err *e)
+{
+    char *d = strdup(path);
+    if (!d) return wp_fail(e, WP_ENOMEM, "out of memory");
+    int rc = wp_fsync_dir(dirname(d), e);   /* dirname("x") is "." */
+    free(d);
+    return rc;
 }
 
 int wp_mkdir_p(const char *path, wp_err *e)

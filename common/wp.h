@@ -93,6 +93,10 @@ void wp_out_abort(wp_out *o);              /* unlink temp; safe to call twice */
 void wp_cleanup_on_signals(void);
 /* Write a whole buffer to `path` atomically (open, write, commit). */
 int wp_write_file_atomic(const char *path, const void *buf, size_t n, wp_err *e);
+/* fsync a directory (so renames and creations in it are durable), or the
+ * directory that holds `path`.  Errors name the directory. */
+int wp_fsync_dir(const char *dir, wp_err *e);
+int wp_fsync_parent(const char *path, wp_err *e);
 /* Create a directory and its parents (mkdir -p). */
 int wp_mkdir_p(const char *path, wp_err *e);
 

@@ -444,21 +444,6 @@ static int check_target(const char *dir, wp_err *e)
     return empty ? 0 : wp_fail(e, WP_EUSAGE, "%s: exists and is not empty", dir);
 }
 
-static int fsync_parent(const char *dir, wp_err *e)
-{
-    char p[4096];
-    snprintf(p, sizeof p, "%s", dir);
-    char *slash = strrchr(p, '/');
-    if (slash == p) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(p, sizeof p, ".");
-    int fd = open(p, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return wp_fail_errno(e, "%s", p);
-    int rc = fsync(fd) ? wp_fail_errno(e, "%s: fsync", p) : 0;
-    close(fd);
-    return rc;
-}
-
 int wp_synth_write(const wp_config *c, const char *dir, const wp_synth_opts *o,
                    wp_synth_stats *st, wp_err *e)
 {
@@ -518,7 +503,7 @@ int wp_synth_write(const wp_config *c, const char *dir, const wp_synth_opts *o,
         rc = wp_fail_errno(e, "%s: cannot move the finished checkpoint into place", target);
         goto out;
     }
-    rc = fsync_parent(target, e);
+    rc = wp_fsync_parent(target, e);
     if (st) {
         st->tensors = m;
         st->shards = (size_t)ns;

@@ -916,17 +916,7 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
         remove_tmpdir(tmp, &a.x);
         goto done;
     }
-    {
-        char *d = wp_strdup(out, e);
-        if (d) {
-            int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0) {
-                fsync(dfd);
-                close(dfd);
-            }
-            free(d);
-        }
-    }
+    wp_fsync_parent(out, NULL);   /* the rename's durability; the data already is */
     if (stats) rc = fill_stats(&a.x, a.size, stats, e);
 done:
     zdec_free(&z);
