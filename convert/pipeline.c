@@ -575,28 +575,29 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     if (budget <= base + (uint64_t)threads * (1u << 20))
         return wp_fail(e, WP_EUSAGE, "--mem-budget %llu bytes leaves nothing for %d worker(s): %llu are in use already",
                        (unsigned long long)budget, threads, (unsigned long long)base);
+    if (o->report && o->report->plan != p)
+        return wp_fail(e, WP_EUSAGE, "convert: the report was made for another plan");
     run r;
     memset(&r, 0, sizeof r);
     r.p = p;
     r.sink = sink;
     r.o = o;
     r.worker_budget = (budget - base) / (uint64_t)threads;
-    pthread_mutex_init(&r.mu, NULL);
     for (size_t i = 0; i < p->n_weights; i++)
         if (sink || !(p->weights[i].passthrough || p->weights[i].src == WP_SRC_RAW)) r.total += p->weights[i].out_bytes;
-    int rc = 0;
     if (o->report) {
-        if (o->report->plan != p) return wp_fail(e, WP_EUSAGE, "convert: the report was made for another plan");
         r.rec_of = malloc((p->n_weights ? p->n_weights : 1) * sizeof *r.rec_of);
         if (!r.rec_of) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
         for (size_t i = 0; i < p->n_weights; i++) r.rec_of[i] = SIZE_MAX;
         for (size_t i = 0; i < o->report->n; i++) r.rec_of[o->report->rec[i].weight] = i;
     }
+    int rc = 0;
     if (sink && (rc = sink->begin(sink->ud, p, e))) {
         sink->abort(sink->ud);
         free(r.rec_of);
         return rc;
     }
+    pthread_mutex_init(&r.mu, NULL);
     worker *wk = calloc((size_t)threads, sizeof *wk);
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
     int started = 0;
