@@ -8,9 +8,14 @@
 # --preset flash --layers $LAYERS` (>= 10 GB at the default 2 layers + MTP),
 # then for each profile: `wpack convert --json` (GB/s of output, peak RSS
 # from the tool's own VmHWM), and `dd conv=fsync` writing the same number of
-# bytes (the I/O limit), best of $RUNS each.  Prints one line per profile:
+# bytes (the I/O limit), best of $RUNS each.  A convert must also read its
+# input, which dd does not: the checkpoint is read once with O_DIRECT (`dd
+# iflag=direct`: the disk, not the page cache) and "in+out" is the output
+# bytes over (read time + dd time), the I/O limit of a convert that overlaps
+# nothing.  DROP_CACHES=1 also drops the page cache before each timed step
+# (system-wide: only on a machine of your own).  One line per profile:
 #
-#   profile  out_GB  convert_GB/s  dd_GB/s  ratio  peak_RSS_MiB  threads
+#   profile  out_GB  convert_GB/s  dd_GB/s  ratio  in+out_GB/s  ratio  peak_RSS_MiB
 #
 # Environment: WPACK (default build/wpack), LAYERS (2), RUNS (1), THREADS
 # (online CPUs), BUDGET (1G), PROFILES ("reference hopper bf16"), KEEP=1 to
@@ -37,17 +42,23 @@ fi
 in_bytes=$(du -sb "$CK" | cut -f1)
 printf '# checkpoint %s: %.2f GB, %s thread(s), budget %s, %s\n' "$CK" \
     "$(echo "$in_bytes / 1000000000" | bc -l)" "$THREADS" "$BUDGET" "$(uname -r)"
-printf '%-10s %8s %13s %9s %6s %13s\n' profile out_GB convert_GB/s dd_GB/s ratio peak_RSS_MiB
+drop() { sync; [ "${DROP_CACHES:-0}" = 1 ] && { echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }; return 0; }
+t0=$(date +%s.%N)
+for f in "$CK"/*.safetensors; do dd if="$f" of=/dev/null bs=16M iflag=direct status=none; done
+t1=$(date +%s.%N)
+t_read=$(echo "$t1 - $t0" | bc -l)
+printf '# reading the checkpoint (O_DIRECT): %.1fs (%.3f GB/s)\n' "$t_read" "$(echo "$in_bytes / $t_read / 1000000000" | bc -l)"
+printf '%-10s %8s %13s %9s %6s %12s %6s %13s\n' profile out_GB convert_GB/s dd_GB/s ratio in+out_GB/s ratio peak_RSS_MiB
 
 num() { sed -n "s/^[[:space:]]*\"$1\":[[:space:]]*\\([0-9.eE+-]*\\),*$/\\1/p" "$2" | head -1; }
 
 for p in $PROFILES; do
-    best_c=0 best_d=0 rss=0 out=0
+    best_c=0 best_d=0 best_io=0 rss=0 out=0
     i=0
     while [ "$i" -lt "$RUNS" ]; do
         i=$((i + 1))
         rm -rf "$WORK/out" "$WORK/dd.bin"
-        sync
+        drop
         "$WPACK" convert "$CK" -o "$WORK/out" --profile "$p" --threads "$THREADS" \
             --mem-budget "$BUDGET" --json > "$WORK/summary.json"
         out=$(num bytes_out "$WORK/summary.json")
@@ -56,7 +67,7 @@ for p in $PROFILES; do
         [ "$r" -gt "$rss" ] 2>/dev/null && rss=$r
         c=$(echo "$out / $sec / 1000000000" | bc -l)
         rm -rf "$WORK/out"
-        sync
+        drop
         # the I/O limit: the same bytes, written and fsynced by dd
         mib=$(( (out + 1048575) / 1048576 ))
         t0=$(date +%s.%N)
@@ -64,11 +75,14 @@ for p in $PROFILES; do
         t1=$(date +%s.%N)
         rm -f "$WORK/dd.bin"
         d=$(echo "$mib * 1048576 / ($t1 - $t0) / 1000000000" | bc -l)
+        io=$(echo "$out / ($t_read + $t1 - $t0) / 1000000000" | bc -l)
         best_c=$(echo "if ($c > $best_c) $c else $best_c" | bc -l)
         best_d=$(echo "if ($d > $best_d) $d else $best_d" | bc -l)
+        best_io=$(echo "if ($io > $best_io) $io else $best_io" | bc -l)
     done
-    printf '%-10s %8.2f %13.3f %9.3f %6.2f %13.0f\n' "$p" "$(echo "$out / 1000000000" | bc -l)" \
-        "$best_c" "$best_d" "$(echo "$best_c / $best_d" | bc -l)" "$(echo "$rss / 1048576" | bc -l)"
+    printf '%-10s %8.2f %13.3f %9.3f %6.2f %12.3f %6.2f %13.0f\n' "$p" "$(echo "$out / 1000000000" | bc -l)" \
+        "$best_c" "$best_d" "$(echo "$best_c / $best_d" | bc -l)" "$best_io" "$(echo "$best_c / $best_io" | bc -l)" \
+        "$(echo "$rss / 1048576" | bc -l)"
 done
 rm -f "$WORK/summary.json"
 [ "${KEEP:-0}" = 1 ] || rm -rf "$CK"
