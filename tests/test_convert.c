@@ -680,3 +680,21 @@ TEST(cv_convert_bounded_memory)
     CHECK_EQ_INT(cvt_check_build(k, p, b), 158);
     cvt_free(k, p);
 }
+
+/* End to end: the runtime reads hopper (F32-scaled FP8, §3.7-cast experts,
+ * BF16 wo_a) and fused-w13 bf16 builds and matches the golden outputs of
+ * the official model as closely as the checkpoint itself does. */
+TEST(cv_convert_runtime_parity)
+{
+    const char *cases[][2] = {{"hopper", ""}, {"bf16", "--fuse-w13"}};
+    for (int i = 0; i < 2; i++) {
+        char b[4096];
+        snprintf(b, sizeof b, "%s/%s", wpt_tmpdir(), cases[i][0]);
+        REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s --profile %s %s", wpt_wpack(), TINY, b, cases[i][0],
+                        cases[i][1]) == 0);
+        int rc = wpt_run(out, sizeof out, "%s parity %s --golden %s/golden-fp32.safetensors", wpt_wpack(), b,
+                         WPT_TINY);
+        CHECKF(rc == 0, "%s %s: parity exit %d: %s", cases[i][0], cases[i][1], rc, out);
+        CHECK_CONTAINS(out, "indexer layer 3: top-k recall vs golden mean 1.0000");
+    }
+}
