@@ -17,6 +17,11 @@
 #
 #   profile  out_GB  convert_GB/s  dd_GB/s  ratio  in+out_GB/s  ratio  peak_RSS_MiB
 #
+# Then the CPU side alone (bench/convert_cpu.c: same plan and pipeline, every
+# output tensor SHA-256'd but not written) on a smaller checkpoint that fits
+# the page cache (flash, 1 layer, 64 experts, read once to warm it): the
+# re-encode throughput of the cores, 1 thread and $THREADS.
+#
 # Environment: WPACK (default build/wpack), LAYERS (2), RUNS (1), THREADS
 # (online CPUs), BUDGET (1G), PROFILES ("reference hopper bf16"), KEEP=1 to
 # keep the checkpoint.  Needs free disk for the checkpoint + the largest
@@ -86,3 +91,22 @@ for p in $PROFILES; do
 done
 rm -f "$WORK/summary.json"
 [ "${KEEP:-0}" = 1 ] || rm -rf "$CK"
+
+# ---- CPU side: input cached, output hashed and dropped --------------------------
+LIB="$(dirname "$WPACK")/libwpack.a"
+cc -O2 -std=c11 -D_GNU_SOURCE -pthread -I. bench/convert_cpu.c "$LIB" \
+    -lzstd -lcrypto -lcjson -lhugetlbfs -lpthread -lm -o "$WORK/convert_cpu"
+SMALL="$WORK/flash-1x64"
+[ -d "$SMALL" ] || "$WPACK" synth --preset flash --layers 1 --experts 64 -o "$SMALL" >&2
+cat "$SMALL"/*.safetensors > /dev/null
+printf '# CPU side on %s (%.2f GB, cached): output GB/s, writes dropped\n' "$SMALL" \
+    "$(echo "$(du -sb "$SMALL" | cut -f1) / 1000000000" | bc -l)"
+printf '%-16s %8s %12s %12s %13s\n' profile out_GB "1 thread" "$THREADS threads" peak_RSS_MiB
+for p in $PROFILES blackwell-nvfp4; do
+    set -- $("$WORK/convert_cpu" "$SMALL" "$p" 1)
+    one=$3
+    set -- $("$WORK/convert_cpu" "$SMALL" "$p" "$THREADS")
+    printf '%-16s %8.2f %12.3f %12.3f %13.0f\n' "$p" "$1" "$one" "$3" "$4"
+done
+[ "${KEEP:-0}" = 1 ] || rm -rf "$SMALL"
+rm -f "$WORK/convert_cpu"
