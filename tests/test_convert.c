@@ -698,3 +698,106 @@ TEST(cv_convert_runtime_parity)
         CHECK_CONTAINS(out, "indexer layer 3: top-k recall vs golden mean 1.0000");
     }
 }
+
+/* tiny-a re-stored in the other input encodings issue 3 lists: routed
+ * experts as F4 ([out, in] elements, same packed bytes), an FP8 weight with
+ * F32 scales (V3 style), a BF16 weight widened to F32 and one narrowed to
+ * F16.  Same values, so every profile must give what it gives on tiny-a. */
+static int recoded_ckpt(const char *dir)
+{
+    wp_err e = {0};
+    wp_ckpt *k;
+    if (mkdir(dir, 0755) || wp_ckpt_open(&k, TINY, &e)) return -1;
+    size_t n = wp_ckpt_count(k);
+    wp_st_entry *ent = calloc(n, sizeof *ent);
+    void **owned = calloc(n, sizeof *owned);
+    const char **names = calloc(n, sizeof *names), **shards = calloc(n, sizeof *shards);
+    if (!ent || !owned || !names || !shards) return -1;
+    uint64_t total = 0;
+    int rc = 0;
+    for (int shard = 0; shard < 2 && !rc; shard++) {
+        size_t m = 0;
+        const char *sname = shard ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+        for (size_t i = 0; i < n; i++) {
+            const wp_tensor_info *t = wp_ckpt_tensor(k, i);
+            if (t->file != shard) continue;
+            wp_st_entry *d = &ent[m++];
+            d->name = t->name;
+            d->dtype = t->dtype;
+            d->ndim = t->ndim;
+            memcpy(d->shape, t->shape, sizeof d->shape);
+            d->data = wp_ckpt_data(k, t, &e);
+            uint64_t cnt = t->ndim == 2 ? t->shape[0] * t->shape[1] : t->shape[0];
+            if (t->dtype == WP_I8) {   /* packed e2m1: F4 counts elements */
+                d->dtype = WP_F4;
+                d->shape[1] *= 2;
+            } else if (!strcmp(t->name, "layers.2.attn.wq_a.scale")) {
+                float *f = owned[i] = malloc(cnt * 4);
+                for (uint64_t j = 0; j < cnt; j++) f[j] = wp_e8m0_to_f32(((const uint8_t *)d->data)[j]);
+                d->dtype = WP_F32;
+                d->data = f;
+            } else if (!strcmp(t->name, "layers.1.attn.compressor.wkv.weight")) {
+                float *f = owned[i] = malloc(cnt * 4);
+                for (uint64_t j = 0; j < cnt; j++) {
+                    uint16_t h;
+                    memcpy(&h, (const uint8_t *)d->data + 2 * j, 2);
+                    f[j] = wp_bf16_to_f32(h);
+                }
+                d->dtype = WP_F32;
+                d->data = f;
+            } else if (!strcmp(t->name, "layers.1.attn.indexer.weights_proj.weight")) {
+                uint16_t *h16 = owned[i] = malloc(cnt * 2);
+                for (uint64_t j = 0; j < cnt; j++) {
+                    uint16_t h;
+                    memcpy(&h, (const uint8_t *)d->data + 2 * j, 2);
+                    h16[j] = wp_f32_to_f16(wp_bf16_to_f32(h));
+                }
+                d->dtype = WP_F16;
+                d->data = h16;
+            }
+            uint64_t nb;
+            wp_dtype_nbytes(d->dtype, d->shape, d->ndim, &nb);
+            total += nb;
+            names[i] = t->name;
+            shards[i] = sname;
+        }
+        rc = wp_st_write_file(wpt_path("%s/%s", dir, sname), ent, m, NULL, 0, &e);
+    }
+    if (!rc) rc = wp_st_write_index(wpt_path("%s/model.safetensors.index.json", dir), names, shards, n, total, &e);
+    if (!rc) rc = wpt_run(out, sizeof out, "cp %s/config.json %s/", TINY, dir);
+    CHECKF(rc == 0, "re-encoded checkpoint: %s", e.msg);
+    for (size_t i = 0; i < n; i++) free(owned[i]);
+    free(owned), free(ent), free(names), free(shards);
+    wp_ckpt_close(k);
+    return rc;
+}
+
+TEST(cv_convert_input_encodings)
+{
+    char ck[4096];
+    snprintf(ck, sizeof ck, "%s/ck", wpt_tmpdir());
+    REQUIRE(recoded_ckpt(ck) == 0);
+    const char *prof[] = {"reference", "hopper", "bf16", "blackwell-nvfp4"};
+    for (int i = 0; i < 4; i++) {
+        wp_ckpt *k;
+        wp_plan *p;
+        char b[4096];
+        snprintf(b, sizeof b, "%s/out-%s", wpt_tmpdir(), prof[i]);
+        if (cvt_build(ck, prof[i], NULL, 0, NULL, b, &k, &p)) continue;
+        for (size_t j = 0; j < p->n_weights; j++) {
+            const wp_plan_weight *w = &p->weights[j];
+            if (strstr(w->name, ".ffn.experts.")) CHECK(w->src == WP_SRC_MXFP4 && w->srcs[0].w->dtype == WP_F4);
+            if (!strcmp(w->name, "layers.2.attn.wq_a.weight")) {
+                CHECK(w->src == WP_SRC_FP8 && w->src_sfmt == WP_SCALE_F32);
+                if (i == 1) CHECK(w->passthrough);   /* already what hopper wants */
+            }
+            if (!strcmp(w->name, "layers.1.attn.compressor.wkv.weight")) CHECK(w->src == WP_SRC_F32 && w->passthrough);
+            if (!strcmp(w->name, "layers.1.attn.indexer.weights_proj.weight")) {
+                CHECK(w->src == WP_SRC_F16);
+                if (i == 2) CHECK(w->enc == WP_ENC_BF16 && w->method == WP_M_QUANT);
+            }
+        }
+        CHECK_EQ_INT(cvt_check_build(k, p, b), 158);
+        cvt_free(k, p);
+    }
+}
