@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/rt_args.h"
 #include "verify/parity.h"
 
 static const char *usage_text =
@@ -171,7 +172,7 @@ static void print_logits(const wp_parity_logits *l)
 int cmd_parity(int argc, char **argv)
 {
     const char *build = NULL, *golden = NULL, *against = NULL, *prompts = NULL, *v;
-    int json = 0;
+    int json = 0, rt;
     wp_parity_opts o;
     wp_parity_opts_default(&o);
     unsigned idx_flags = 0;
@@ -187,10 +188,8 @@ int cmd_parity(int argc, char **argv)
             against = v;
         } else if ((v = cli_opt(argc, argv, &i, "--prompts"))) {
             prompts = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            long long n;
-            if (cli_int("parity", "--threads", v, 1, 256, &n)) return WP_EXIT_BAD;
-            o.threads = (int)n;
+        } else if ((rt = cli_rt_option("parity", argc, argv, &i, &o.threads, &o.rt_flags))) {
+            if (rt < 0) return WP_EXIT_BAD;
         } else if ((v = cli_opt(argc, argv, &i, "--gate"))) {
             char *end;
             o.recall_min = strtod(v, &end);
@@ -205,12 +204,6 @@ int cmd_parity(int argc, char **argv)
         } else if ((v = cli_opt(argc, argv, &i, "--indexer-precision"))) {
             if (!strcmp(v, "bf16")) idx_flags = WP_RT_INDEXER_HP;
             else if (strcmp(v, "fp4")) return cli_usage("parity", "--indexer-precision %s: fp4 or bf16", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--act-quant"))) {
-            if (!strcmp(v, "weight")) o.rt_flags |= WP_RT_ENC_DISPATCH;
-            else if (strcmp(v, "site")) return cli_usage("parity", "--act-quant %s: site or weight", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--precision"))) {
-            if (!strcmp(v, "bf16")) o.rt_flags |= WP_RT_BF16;
-            else if (strcmp(v, "fp32")) return cli_usage("parity", "--precision %s: fp32 or bf16", v);
         } else if (argv[i][0] == '-') {
             return cli_usage("parity", "unknown option %s", argv[i]);
         } else if (!build) {

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "runtime/runtime.h"
 #include "runtime/source_wpk.h"
+#include "cli/rt_args.h"
 
 static const char *usage_text =
     "usage: wpack run BUILD (--tokens 1,2,3 | --tokens-file FILE) [options]\n"
@@ -212,7 +213,7 @@ out:
 int cmd_run(int argc, char **argv)
 {
     const char *build = NULL, *toks = NULL, *tfile = NULL, *v;
-    int json = 0, max_new = 16, topk = 5, ignore_eos = 0, hugepages = 0;
+    int json = 0, max_new = 16, topk = 5, ignore_eos = 0, hugepages = 0, rt;
     wp_rt_opts ro = {.threads = 1};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -236,16 +237,8 @@ int cmd_run(int argc, char **argv)
             long long n;
             if (cli_int("run", "--top", v, 1, 100, &n)) return WP_EXIT_BAD;
             topk = (int)n;
-        } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            long long n;
-            if (cli_int("run", "--threads", v, 1, 256, &n)) return WP_EXIT_BAD;
-            ro.threads = (int)n;
-        } else if ((v = cli_opt(argc, argv, &i, "--act-quant"))) {
-            if (!strcmp(v, "weight")) ro.flags |= WP_RT_ENC_DISPATCH;
-            else if (strcmp(v, "site")) return cli_usage("run", "--act-quant %s: site or weight", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--precision"))) {
-            if (!strcmp(v, "bf16")) ro.flags |= WP_RT_BF16;
-            else if (strcmp(v, "fp32")) return cli_usage("run", "--precision %s: fp32 or bf16", v);
+        } else if ((rt = cli_rt_option("run", argc, argv, &i, &ro.threads, &ro.flags))) {
+            if (rt < 0) return WP_EXIT_BAD;
         } else if (argv[i][0] == '-') {
             return cli_usage("run", "unknown option %s", argv[i]);
         } else if (!build) {
