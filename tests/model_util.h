@@ -7,7 +7,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "common/wp.h"
 #include "convert/model.h"
+
+/* The published sizes of the 46 official V4-Flash shards, read from the file
+ * the repository ships (data/deepseek-v4-flash-60d8d707.json, revision
+ * 60d8d707): one source of truth for the tests that reproduce them.  Returns
+ * the number of shard sizes found (46), or -1. */
+static inline int wpt_flash_published_sizes(uint64_t out[46])
+{
+    char *text;
+    size_t len;
+    wp_err e = {0};
+    if (wp_read_small_file("data/deepseek-v4-flash-60d8d707.json", 1 << 20, &text, &len, &e)) return -1;
+    cJSON *doc = cJSON_ParseWithLength(text, len), *f;
+    free(text);
+    int n = 0;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(doc, "files")) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(f, "path");
+        const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size");
+        int k;
+        if (cJSON_IsString(p) && cJSON_IsNumber(sz) &&
+            sscanf(p->valuestring, "model-%5d-of-00046.safetensors", &k) == 1 && k >= 1 && k <= 46) {
+            out[k - 1] = (uint64_t)sz->valuedouble;
+            n++;
+        }
+    }
+    cJSON_Delete(doc);
+    return doc ? n : -1;
+}
 
 /* Size of a shard written the way the official files were (the Rust
  * safetensors serializer): no __metadata__, tensors ordered by dtype (widest
