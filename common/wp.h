@@ -122,6 +122,7 @@ typedef void (*wp_progress_fn)(void *ud, const char *what, uint64_t done, uint64
 /* ---- Small utilities ---------------------------------------------------------- */
 double wp_now(void);                 /* monotonic seconds */
 uint64_t wp_peak_rss_bytes(void);    /* VmHWM from /proc/self/status, 0 if unknown */
+uint64_t wp_rss_bytes(void);         /* VmRSS (current), 0 if unknown */
 int wp_path_join(char *out, size_t outsz, const char *dir, const char *name);
 
 #endif

@@ -544,18 +544,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static uint64_t current_rss(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return 0;
-    char line[256];
-    unsigned long long kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1) break;
-    fclose(f);
-    return (uint64_t)kb * 1024;
-}
-
 int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts *o, wp_convert_stats *st,
                    wp_err *e)
 {
@@ -571,7 +559,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     if ((size_t)threads > p->n_weights && p->n_weights) threads = (int)p->n_weights;
     uint64_t budget = o->mem_budget ? o->mem_budget : (1ull << 30);
     /* What is resident already (binary, plan, headers) is not ours to hand out. */
-    uint64_t base = current_rss() + (16u << 20);
+    uint64_t base = wp_rss_bytes() + (16u << 20);
     if (budget <= base + (uint64_t)threads * (1u << 20))
         return wp_fail(e, WP_EUSAGE, "--mem-budget %llu bytes leaves nothing for %d worker(s): %llu are in use already",
                        (unsigned long long)budget, threads, (unsigned long long)base);

@@ -327,13 +327,6 @@ fail:
     return rc;
 }
 
-wpk_file *wp_tsrc_wpk_file(wp_tsrc *s, int i)
-{
-    if (!s || strcmp(s->kind, "wpk")) return NULL;
-    wpk_src *w = s->impl;
-    return i >= 0 && i < w->n_files ? w->files[i] : NULL;
-}
-
 int wp_tsrc_wpk_parts(wp_tsrc *s)
 {
     if (!s || strcmp(s->kind, "wpk")) return 0;

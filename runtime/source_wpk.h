@@ -10,9 +10,7 @@
 /* Open a build directory (every *.wpk in it) or one .wpk file.  The model
  * description comes from the container (its model JSON = HF config keys). */
 int wp_tsrc_open_wpk(wp_tsrc **out, const char *path, wp_err *e);
-/* The source's containers (NULL past the end or for a non-wpk source), e.g.
- * for wpk_load_hugepages. */
-wpk_file *wp_tsrc_wpk_file(wp_tsrc *s, int i);
+/* How many .wpk parts the source reads (0 for a non-wpk source). */
 int wp_tsrc_wpk_parts(wp_tsrc *s);
 
 /* Move every part's tensor data into huge-page-backed memory before the
