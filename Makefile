@@ -27,7 +27,7 @@ else
   OUT     := $(BUILD)
 endif
 
-MODULES  := common convert quant format verify runtime
+MODULES  := common hf model quant format trust convert runtime verify
 LIB_SRC  := $(sort $(wildcard $(addsuffix /*.c,$(MODULES))))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "convert/model.h"
+#include "model/model.h"
 
 #define CMD "inspect"
 #define HUMAN_ISSUES 20   /* issues listed in human output; --json lists up to WP_INV_MAX_ISSUES */

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "format/manifest.h"
+#include "trust/manifest.h"
 
 static const char usage[] =
     "usage: wpack keygen -o NAME [--ecdsa] [--force] [--json]\n"

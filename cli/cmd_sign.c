@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 static const char usage[] =
     "usage: wpack sign BUILD --key PRIV.pem [--dsse] [--name MODEL] [--no-check] [--threads N] [--json]\n"

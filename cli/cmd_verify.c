@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 static const char usage[] =
     "usage: wpack verify BUILD [--key PUB.pem] [--allow-unsigned] [--deep] [--threads N] [--hugepages] [--json]\n"

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 static const char usage[] =
     "usage: wpack verify-source CKPT --digests FILE.json [--threads N] [--json]\n"

@@ -125,4 +125,19 @@ uint64_t wp_peak_rss_bytes(void);    /* VmHWM from /proc/self/status, 0 if unkno
 uint64_t wp_rss_bytes(void);         /* VmRSS (current), 0 if unknown */
 int wp_path_join(char *out, size_t outsz, const char *dir, const char *name);
 
+/* ---- Directories and string lists -------------------------------------------- */
+/* A growable list of strings. */
+typedef struct wp_strv {
+    char **v;
+    size_t n, cap;
+} wp_strv;
+int wp_strv_push(wp_strv *s, const char *str, wp_err *e);
+void wp_strv_free(wp_strv *s);
+/* Every regular file (or symlink to one) under dir, as paths relative to
+ * dir, sorted bytewise.  Entries whose name starts with '.' are skipped
+ * (temp files of wp_out, .cache/ of HF downloads); so are sub-directories
+ * deeper than 16 levels. */
+int wp_list_files(const char *dir, wp_strv *out, wp_err *e);
+int wp_str_ends_with(const char *s, const char *suffix);
+
 #endif

@@ -26,8 +26,8 @@
 #include <stdint.h>
 
 #include "common/wp.h"
-#include "convert/model.h"
-#include "convert/safetensors.h"
+#include "model/model.h"
+#include "hf/safetensors.h"
 #include "quant/quant.h"
 
 struct cJSON;

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "convert/convert_priv.h"
-#include "format/manifest.h"
+#include "trust/manifest.h"
 #include "format/wpk.h"
 
 typedef struct dsink {

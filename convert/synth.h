@@ -21,7 +21,7 @@
 #ifndef WP_SYNTH_H
 #define WP_SYNTH_H
 
-#include "convert/model.h"
+#include "model/model.h"
 
 /* A preset config: "tiny" (the shape of the tiny-a fixture), "flash" or
  * "pro" (spec §1.1, §1.2; current revision: expert_dtype "fp4"). */

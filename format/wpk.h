@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "common/wp.h"
-#include "convert/safetensors.h"   /* wp_dtype, WP_MAX_DIMS */
+#include "hf/safetensors.h"   /* wp_dtype, WP_MAX_DIMS */
 #include "quant/quant.h"           /* wp_enc, wp_scale_fmt, wp_qweight */
 
 #define WPK_VERSION_MAJOR 1

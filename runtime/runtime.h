@@ -25,8 +25,8 @@
 #include <stdint.h>
 
 #include "common/wp.h"
-#include "convert/model.h"
-#include "convert/safetensors.h"
+#include "model/model.h"
+#include "hf/safetensors.h"
 #include "quant/quant.h"
 
 /* ---- Tensor source ------------------------------------------------------------ */

@@ -10,7 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/wp.h"
-#include "convert/model.h"
+#include "model/model.h"
 
 /* The published sizes of the 46 official V4-Flash shards, read from the file
  * the repository ships (data/deepseek-v4-flash-60d8d707.json, revision

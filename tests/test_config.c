@@ -2,7 +2,7 @@
  * rule with its one-line message, defaults, and the JSON round trip. */
 #include <cjson/cJSON.h>
 
-#include "convert/model.h"
+#include "model/model.h"
 #include "tests/harness.h"
 
 #define TINY_CONFIG WPT_TINY "/hf/config.json"

@@ -1,7 +1,7 @@
 /* test_corpus.c — every malformed case of tests/corpus.c is refused with its
  * own message (and never crashes: the suite also runs under ASan/UBSan), and
  * well-formed edge cases of the format are accepted. */
-#include "convert/safetensors.h"
+#include "hf/safetensors.h"
 #include "tests/corpus.h"
 #include "tests/harness.h"
 

@@ -5,7 +5,7 @@
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
 
-#include "convert/model.h"
+#include "model/model.h"
 #include "tests/corpus.h"
 #include "tests/harness.h"
 

@@ -4,7 +4,7 @@
  * report of missing / unexpected / mis-shaped / mis-typed tensors. */
 #include <cjson/cJSON.h>
 
-#include "convert/model.h"
+#include "model/model.h"
 #include "tests/harness.h"
 #include "tests/model_util.h"
 

@@ -1,5 +1,5 @@
 /* test_manifest.c — canonical JSON, the manifest document and its root digest. */
-#include "format/manifest.h"
+#include "trust/manifest.h"
 #include "tests/harness.h"
 
 static char *canon(const char *json, int *rc)

@@ -11,7 +11,7 @@
  * (224·fl32(1/448) = 1/2 exactly, so pow2ceil drops one power) and the codes
  * doubled — same values, different bytes.  The counts below are tiny-a's.
  */
-#include "convert/safetensors.h"
+#include "hf/safetensors.h"
 #include "quant/quant.h"
 #include "tests/harness.h"
 

@@ -13,7 +13,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "convert/safetensors.h"
+#include "hf/safetensors.h"
 #include "runtime/internal.h"
 #include "tests/harness.h"
 #include "verify/parity.h"

@@ -1,6 +1,6 @@
 /* test_safetensors.c — the strict reader on the golden fixture, dtypes, and
  * the writer round trip.  The malformed-input corpus is in test_corpus.c. */
-#include "convert/safetensors.h"
+#include "hf/safetensors.h"
 #include "tests/harness.h"
 
 #include <inttypes.h>

@@ -6,7 +6,7 @@
 #include <openssl/pem.h>
 #include <sys/stat.h>
 
-#include "format/manifest.h"
+#include "trust/manifest.h"
 #include "tests/harness.h"
 
 static void sign_roundtrip(wp_key_alg alg)

@@ -5,11 +5,11 @@
  * every time and name where. */
 #include <unistd.h>
 
-#include "format/manifest.h"
+#include "trust/manifest.h"
 #include "format/wpk.h"
 #include "tests/harness.h"
 #include "tests/trust_fixture.h"
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 static char g_build[2048], g_pub[2048], g_priv[2048];
 

@@ -4,12 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "convert/safetensors.h"
-#include "format/manifest.h"
+#include "hf/safetensors.h"
+#include "trust/manifest.h"
 #include "format/wpk.h"
 #include "tests/harness.h"
 #include "tests/trust_fixture.h"
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 static const char *build_dir(void) { return wpt_path("%s/tiny-a.build", wpt_tmpdir()); }
 

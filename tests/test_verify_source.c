@@ -6,7 +6,7 @@
 
 #include "tests/harness.h"
 #include "tests/trust_fixture.h"
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 static const char *files[] = {"config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
                               "model.safetensors.index.json"};

@@ -8,10 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "convert/safetensors.h"
+#include "hf/safetensors.h"
 #include "format/wpk.h"
 #include "tests/harness.h"
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 static int make_part(const char *dir, int part, const char *perturb, wp_err *e)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert/safetensors.h"
+#include "hf/safetensors.h"
 #include "verify/parity.h"
 
 void wp_parity_opts_default(wp_parity_opts *o)

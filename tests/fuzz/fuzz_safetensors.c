@@ -16,7 +16,7 @@
  * through both access paths, so an accepted layout that lies is caught by
  * ASan rather than trusted.
  */
-#include "convert/safetensors.h"
+#include "hf/safetensors.h"
 
 #include <stdlib.h>
 #include <string.h>

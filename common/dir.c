@@ -1,5 +1,5 @@
 /* walk.c — listing a directory tree for verify and verify-source. */
-#include "verify/internal.h"
+#include "common/wp.h"
 
 #include <dirent.h>
 #include <errno.h>

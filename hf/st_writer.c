@@ -3,7 +3,7 @@
  * safetensors.h).  Output is deterministic and always passes the strict
  * reader: the writer refuses anything the reader would refuse.
  */
-#include "convert/st_priv.h"
+#include "hf/internal.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>

@@ -1,6 +1,6 @@
 /* sign.c — keys, signatures, manifest.sig, DSSE and the in-toto statement
  * (docs/signing.md §3-4).  OpenSSL 3 EVP only; no home-made cryptography. */
-#include "format/manifest.h"
+#include "trust/manifest.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* verify.c — `wpack verify`, manifest creation and `wpack sign` over a build
  * (docs/signing.md §5). */
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "format/wpk.h"
-#include "verify/internal.h"
+#include "common/wp.h"
 
 /* Load f into huge pages (format/hugepages.c); `notice` gets the one-line
  * reason when it falls back to the plain mapping.  Never fatal for verify:

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert/model.h"
+#include "model/model.h"
 
 /* ---- names ------------------------------------------------------------------ */
 

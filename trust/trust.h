@@ -13,7 +13,7 @@
 #define WP_VERIFY_H
 
 #include "common/wp.h"
-#include "format/manifest.h"
+#include "trust/manifest.h"
 
 /* ---- Parallel streaming SHA-256 ----------------------------------------------------
  * One job = one SHA-256 over one or more byte ranges of an open file, read in

@@ -8,7 +8,7 @@
 #define WP_MODEL_H
 
 #include "common/wp.h"
-#include "convert/safetensors.h"
+#include "hf/safetensors.h"
 
 #define WP_MAX_LAYERS 512
 

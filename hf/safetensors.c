@@ -10,7 +10,7 @@
  * later through pread (wp_st_read) or a lazily created read-only mapping
  * (wp_st_data).
  */
-#include "convert/st_priv.h"
+#include "hf/internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* source.c — `wpack verify-source`: an official download against published
  * sizes and SHA-256s (docs/signing.md §6). */
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "verify/internal.h"
+#include "common/wp.h"
 
 #define MAX_DIGESTS_FILE ((size_t)16 << 20)
 

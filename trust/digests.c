@@ -1,6 +1,6 @@
 /* digests.c — the parallel streaming SHA-256 engine behind verify, manifest
  * creation and verify-source (see verify.h). */
-#include "verify/verify.h"
+#include "trust/trust.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,5 +1,5 @@
 /* manifest.c — canonical JSON and the build manifest (docs/signing.md §1-2). */
-#include "format/manifest.h"
+#include "trust/manifest.h"
 
 #include <stdlib.h>
 #include <string.h>

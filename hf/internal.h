@@ -5,7 +5,7 @@
 #ifndef WP_ST_PRIV_H
 #define WP_ST_PRIV_H
 
-#include "convert/safetensors.h"
+#include "hf/safetensors.h"
 
 /* A checkpoint numbers its shards; every tensor of shard i carries file = i so
  * wp_ckpt_read() can route a wp_tensor_info back to its shard. */

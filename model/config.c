@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert/model.h"
+#include "model/model.h"
 
 /* ---- typed getters --------------------------------------------------------- */
 

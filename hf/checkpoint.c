@@ -5,7 +5,7 @@
  * model.safetensors, or one .safetensors file.  The index is cross-checked against the shard headers both ways, so a
  * tensor is never silently dropped nor read from the wrong shard.
  */
-#include "convert/st_priv.h"
+#include "hf/internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
