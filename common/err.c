@@ -29,6 +29,22 @@ int wp_fail(wp_err *e, int code, const char *fmt, ...)
     return code;
 }
 
+int wp_fail_setting(wp_err *e, int code, const char *setting, const char *fmt, ...)
+{
+    int first = e && !e->code;
+    va_list ap;
+    va_start(ap, fmt);
+    set(e, code, fmt, ap, 0, 0);
+    va_end(ap);
+    if (first && setting) snprintf(e->setting, sizeof e->setting, "%s", setting);
+    return code;
+}
+
+int wp_oom(wp_err *e, const char *what)
+{
+    return wp_fail(e, WP_ENOMEM, "out of memory: %s", what ? what : "allocation failed");
+}
+
 int wp_fail_errno(wp_err *e, const char *fmt, ...)
 {
     int err = errno;
@@ -42,20 +58,20 @@ int wp_fail_errno(wp_err *e, const char *fmt, ...)
 void *wp_malloc(size_t n, wp_err *e)
 {
     void *p = malloc(n ? n : 1);
-    if (!p) wp_fail(e, WP_ENOMEM, "out of memory allocating %zu bytes", n);
+    if (!p) wp_fail(e, WP_ENOMEM, "out of memory: %zu bytes", n);
     return p;
 }
 
 void *wp_calloc(size_t n, size_t size, wp_err *e)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) wp_fail(e, WP_ENOMEM, "out of memory allocating %zu x %zu bytes", n, size);
+    if (!p) wp_fail(e, WP_ENOMEM, "out of memory: %zu x %zu bytes", n, size);
     return p;
 }
 
 char *wp_strdup(const char *s, wp_err *e)
 {
     char *p = strdup(s);
-    if (!p) wp_fail(e, WP_ENOMEM, "out of memory copying a string");
+    if (!p) wp_oom(e, "copying a string");
     return p;
 }

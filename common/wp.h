@@ -25,11 +25,17 @@ enum {
     WP_ENOMEM = -3,
     WP_EVERIFY = -4,  /* well-formed but wrong: digest/signature/parity mismatch */
     WP_EUSAGE = -5,   /* the caller asked for something impossible */
+    WP_EEXIST = -6,   /* the output target exists and was not to be replaced */
 };
 
 typedef struct wp_err {
     int code;          /* the WP_E* code of the first failure, 0 if none */
     char msg[1024];
+    /* The setting that would change the outcome, by its neutral name
+     * ("force", "mem-budget", "tp", ...), or "".  Messages describe the
+     * problem only; the command line maps this name to the option a user
+     * types (cli/opt.c), so library text never names a flag. */
+    char setting[32];
 } wp_err;
 
 /* Record a failure (printf-style, one line, no trailing newline) unless one is
@@ -37,10 +43,15 @@ typedef struct wp_err {
  * `return wp_fail(e, WP_EINVAL, "%s: ...", path);`.  e may be NULL. */
 int wp_fail(wp_err *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* wp_fail that also names the setting which would change the outcome. */
+int wp_fail_setting(wp_err *e, int code, const char *setting, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The one allocation-failure report: "out of memory: WHAT", WP_ENOMEM. */
+int wp_oom(wp_err *e, const char *what);
 /* Like wp_fail with WP_EIO, appending ": strerror(errno)". */
 int wp_fail_errno(wp_err *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static inline void wp_err_clear(wp_err *e) { if (e) { e->code = 0; e->msg[0] = 0; } }
+static inline void wp_err_clear(wp_err *e) { if (e) { e->code = 0; e->msg[0] = 0; e->setting[0] = 0; } }
 
 /* Checked arithmetic: return 0 and store the result, or -1 on overflow. */
 static inline int wp_mul_u64(uint64_t a, uint64_t b, uint64_t *r) {
