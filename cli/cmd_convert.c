@@ -18,36 +18,24 @@ static volatile sig_atomic_t g_stop;
 
 static void on_signal(int sig) { g_stop = sig; }
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: wpack convert CKPT -o OUT [--profile P] [--tensor-type REGEX=ENC ...]\n"
-            "                     [--ep N] [--tp N] [--fuse-w13] [--align SIZE] [--threads N]\n"
-            "                     [--mem-budget SIZE] [--report FILE] [--force] [--json]\n"
-            "\n"
-            "Build the directory OUT (one .wpk per rank + manifest.json) from the checkpoint\n"
-            "CKPT for a profile, executing `wpack plan` with the same options.  Inputs are\n"
-            "streamed with pread in work items sized from the memory budget; every output\n"
-            "tensor is hashed (SHA-256) as it is written; OUT appears only when complete.\n"
-            "\n"
-            "  -o, --output OUT       the build directory (refused if it exists, unless --force)\n"
-            "  --profile P            reference (default), hopper, blackwell, blackwell-nvfp4,\n"
-            "                         bf16, or a profile .json file (docs/profiles.md)\n"
-            "  --tensor-type RE=ENC   per-tensor override, repeatable, last match wins\n"
-            "  --ep N / --tp N        expert / tensor parallel ranks, one .wpk per rank\n"
-            "  --fuse-w13             stack experts' w1|w3 as experts.w13 [E, 2I, dim]\n"
-            "  --threads N            worker threads (default: online CPUs)\n"
-            "  --mem-budget SIZE      peak memory for the whole run (default 1G)\n"
-            "  --report FILE          also write the quantisation-error report (JSON)\n"
-            "  --json                 print a JSON summary on stdout\n"
-            "\n"
-            "exit: 0 ok, 2 unreadable input, impossible plan, I/O error or bad usage\n");
-}
+static const cli_operand cv_operands[] = {
+    {.name = "CKPT", .help = "the checkpoint directory (safetensors shards + config.json)", .off = CV_A(ckpt),
+     .required = 1, .complete = "dir"},
+    {0},
+};
+static const cli_option convert_opts[] = {
+    {.name = "output", .short_name = 'o', .kind = CLI_STR, .off = CV_A(out), .arg = "OUT", .required = 1,
+     .complete = "dir", .help = "the build directory to create (it appears only when complete)"},
+    CV_OPTS_PLAN,
+    CV_OPTS_RUN,
+    CV_OPTS_REPORT("also write the quantisation-error report (JSON) to FILE"),
+    {0},
+};
 
-int cmd_convert(int argc, char **argv)
+static int convert_run(cli_ctx *c, void *va)
 {
-    cv_args a;
-    int rc = cv_parse(CMD, argc, argv, CV_OUT | CV_RUN | CV_REPORT | CV_TOP, usage, &a);
+    cv_args a = *(cv_args *)va;
+    int rc = cv_finish(CMD, c, &a);
     if (rc >= 0) return rc;
     wp_ckpt *k;
     wp_plan *p;
@@ -143,3 +131,17 @@ out:
     wp_ckpt_close(k);
     return code;
 }
+
+const cli_command cli_cmd_convert = {
+    .name = "convert",
+    .summary = "build a .wpk container from a checkpoint for a profile",
+    .about = "Build the directory OUT (one .wpk per rank + manifest.json) from the checkpoint\n"
+             "CKPT for a profile, executing `wpack plan` with the same options.  Inputs are\n"
+             "streamed with pread in work items sized from the memory budget; every output\n"
+             "tensor is hashed (SHA-256) as it is written; OUT appears only when complete.",
+    .operands = cv_operands,
+    .options = convert_opts,
+    .flags = CLI_WRITES,
+    .args_size = sizeof(cv_args),
+    .run = convert_run,
+};

@@ -7,6 +7,7 @@
  * unreadable (the reader's or the config parser's one-line message).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,27 +51,6 @@ static size_t problems(const summary *s)
 static int shown(const summary *s, const wp_inv_issue *x)
 {
     return !(s->partial && x->kind == WP_INV_MISSING);
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: wpack inspect PATH [--json]\n"
-            "\n"
-            "Summarise a DeepSeek-V4 checkpoint from its headers alone (no tensor data is\n"
-            "read): tensor count and bytes, shards, dtype histogram, tensor families,\n"
-            "layer kinds, and the check of its tensors against the inventory config.json\n"
-            "implies (spec §2.4).\n"
-            "\n"
-            "PATH is a checkpoint directory (model.safetensors.index.json + shards, or a\n"
-            "single model.safetensors; config.json required) or a single .safetensors\n"
-            "file: with a config.json beside it, its tensors are checked (unexpected,\n"
-            "mis-shaped, mis-typed; tensors it lacks may live in other shards), without\n"
-            "one the summary has no check.\n"
-            "\n"
-            "  --json   one JSON document on stdout\n"
-            "\n"
-            "exit: 0 ok, 1 inventory problems, 2 unreadable input or bad usage\n");
 }
 
 static int is_dir(const char *p)
@@ -263,35 +243,30 @@ static void print_human(const summary *s)
 
 static int fail(int json, const wp_err *e)
 {
+    (void)json;
     cli_error(CMD, e);
-    if (json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "error", e->msg);
-        cli_print_json(o);
-    }
+    if (cli_cur) cli_cur->err_code = WP_EXIT_BAD;
     return WP_EXIT_BAD;   /* unreadable, whatever the code */
 }
 
-int cmd_inspect(int argc, char **argv)
+typedef struct inspect_args {
+    const char *path;
+} inspect_args;
+
+static const cli_operand inspect_operands[] = {
+    {.name = "PATH", .off = offsetof(inspect_args, path), .required = 1, .complete = "file",
+     .help = "a checkpoint directory (model.safetensors.index.json + shards, or a single\n"
+             "model.safetensors; config.json required) or one .safetensors file"},
+    {0},
+};
+
+static int inspect_run(cli_ctx *c, void *va)
 {
-    int json = 0;
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (cli_flag(argv[i], "--json")) json = 1;
-        else if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            usage(stdout);
-            return WP_EXIT_OK;
-        } else if (argv[i][0] == '-' && argv[i][1]) return cli_usage(CMD, "unknown option '%s'", argv[i]);
-        else if (path) return cli_usage(CMD, "one PATH only ('%s' and '%s')", path, argv[i]);
-        else path = argv[i];
-    }
-    if (!path) return cli_usage(CMD, "missing PATH");
+    const char *path = ((inspect_args *)va)->path;
+    int json = c->json;
 
     summary *s = calloc(1, sizeof *s);
-    if (!s) {
-        fprintf(stderr, "wpack %s: out of memory\n", CMD);
-        return WP_EXIT_BAD;
-    }
+    if (!s) return cli_fail(CMD, WP_EXIT_BAD, "out of memory");
     s->path = path;
     s->partial = !is_dir(path);
     wp_err e = {0};
@@ -310,3 +285,20 @@ int cmd_inspect(int argc, char **argv)
     free(s);
     return rc;
 }
+
+const cli_command cli_cmd_inspect = {
+    .name = "inspect",
+    .summary = "summarise a checkpoint and check its inventory against config.json",
+    .about = "Summarise a DeepSeek-V4 checkpoint from its headers alone (no tensor data is\n"
+             "read): tensor count and bytes, shards, dtype histogram, tensor families,\n"
+             "layer kinds, and the check of its tensors against the inventory config.json\n"
+             "implies (spec §2.4).\n"
+             "\n"
+             "For a single .safetensors file with a config.json beside it, its tensors are\n"
+             "checked (unexpected, mis-shaped, mis-typed; tensors it lacks may live in other\n"
+             "shards); without one the summary has no check.",
+    .operands = inspect_operands,
+    .exit1 = "the tensors differ from the inventory config.json implies",
+    .args_size = sizeof(inspect_args),
+    .run = inspect_run,
+};

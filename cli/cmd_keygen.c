@@ -1,41 +1,31 @@
-/* cmd_keygen.c — `wpack keygen -o NAME [--ecdsa] [--force] [--json]`:
+/* cmd_keygen.c — `wpack keygen -o NAME [--ecdsa]`:
  * NAME.pem (private, 0600) + NAME.pub.pem (docs/signing.md §3). */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "trust/manifest.h"
 
-static const char usage[] =
-    "usage: wpack keygen -o NAME [--ecdsa] [--force] [--json]\n"
-    "  Make a signing key pair: NAME.pem (private, mode 0600) and NAME.pub.pem.\n"
-    "  -o NAME    output base name\n"
-    "  --ecdsa    ECDSA P-256 instead of Ed25519 (what OpenSSF model-signing tools verify)\n"
-    "  --force    replace existing key files\n"
-    "  --json     print the result as JSON\n";
+typedef struct keygen_args {
+    const char *base;
+    int ecdsa;
+} keygen_args;
 
-int cmd_keygen(int argc, char **argv)
+static const cli_option keygen_opts[] = {
+    {.name = "output", .short_name = 'o', .kind = CLI_STR, .off = offsetof(keygen_args, base), .arg = "NAME",
+     .required = 1, .complete = "file", .help = "write NAME.pem (private, mode 0600) and NAME.pub.pem"},
+    {.name = "ecdsa", .kind = CLI_FLAG, .off = offsetof(keygen_args, ecdsa),
+     .help = "ECDSA P-256 instead of Ed25519 (what OpenSSF model-signing tools verify)"},
+    {0},
+};
+
+static int keygen_run(cli_ctx *c, void *va)
 {
-    const char *base = NULL;
-    int ecdsa = 0, force = 0, json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            fputs(usage, stdout);
-            return WP_EXIT_OK;
-        } else if ((v = cli_opt(argc, argv, &i, "-o")) || (v = cli_opt(argc, argv, &i, "--output"))) {
-            base = v;
-        } else if (cli_flag(argv[i], "--ecdsa")) {
-            ecdsa = 1;
-        } else if (cli_flag(argv[i], "--force")) {
-            force = 1;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = 1;
-        } else {
-            return cli_usage("keygen", "unexpected argument '%s'", argv[i]);
-        }
-    }
-    if (!base || !*base) return cli_usage("keygen", "-o NAME is required");
+    const keygen_args *a = va;
+    const char *base = a->base;
+    int ecdsa = a->ecdsa, force = c->force, json = c->json;
+    if (!*base) return cli_usage("keygen", "option '-o/--output': the name is empty");
     wp_err e = {0};
     wp_key *k = NULL;
     char kid[65];
@@ -61,3 +51,15 @@ int cmd_keygen(int argc, char **argv)
     }
     return WP_EXIT_OK;
 }
+
+const cli_command cli_cmd_keygen = {
+    .name = "keygen",
+    .summary = "make a signing key pair (PEM)",
+    .about = "Make a signing key pair: NAME.pem (the private key, PKCS#8, mode 0600) and NAME.pub.pem\n"
+             "(the public key).  Ed25519 by default.  An existing pair is replaced only with\n"
+             "-f/--force.",
+    .options = keygen_opts,
+    .flags = CLI_WRITES,
+    .args_size = sizeof(keygen_args),
+    .run = keygen_run,
+};

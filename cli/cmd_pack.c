@@ -1,9 +1,10 @@
 /*
- * cmd_pack.c — `wpack pack BUILD -o OUT.wpkz [--level N] [--threads N] [--json]`:
+ * cmd_pack.c — `wpack pack BUILD -o OUT.wpkz [--level N] [--threads N]`:
  * the zstd shipping form of a build (docs/format.md §3), with the compression
  * ratio per encoding.  Exit 0 ok, 1 the build's digests do not match (it is
  * not shipped), 2 unreadable input or bad usage.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,24 +13,6 @@
 #include "cli/pack_report.h"
 
 #define CMD "pack"
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: wpack pack BUILD -o OUT.wpkz [--level N] [--threads N] [--json]\n"
-            "\n"
-            "Compress a build (a directory of .wpk files + manifest, or one .wpk) into\n"
-            "one .wpkz: an independent zstd frame per tensor (64 MiB chunks of large\n"
-            "ones) and a seek index, so 'wpack unpack --tensor' reads only one tensor.\n"
-            "Every tensor digest is checked while reading: a corrupt build is refused.\n"
-            "\n"
-            "  -o, --output FILE   the .wpkz to write (atomically)\n"
-            "  --level N           zstd level (default 3)\n"
-            "  --threads N         zstd worker threads (default 2; 0 = single-threaded)\n"
-            "  --json              one JSON document on stdout\n"
-            "\n"
-            "exit: 0 ok, 1 a tensor digest does not match, 2 unreadable input or bad usage\n");
-}
 
 static double ratio(uint64_t raw, uint64_t comp) { return comp ? (double)raw / (double)comp : 0; }
 
@@ -74,37 +57,34 @@ void cli_wpz_stats_print(const wpz_stats *s, double seconds, const char *verb)
                (double)s->raw_bytes / seconds / 1e6);
 }
 
-int cmd_pack(int argc, char **argv)
+typedef struct pack_args {
+    const char *build, *out;
+    wpz_opts o;
+} pack_args;
+
+#define PA(f) offsetof(pack_args, f)
+static const cli_operand pack_operands[] = {
+    {.name = "BUILD", .help = "a build directory (.wpk files + manifest) or one .wpk", .off = PA(build),
+     .required = 1, .complete = "file"},
+    {0},
+};
+static const cli_option pack_opts[] = {
+    {.name = "output", .short_name = 'o', .kind = CLI_STR, .off = PA(out), .arg = "OUT.wpkz", .required = 1,
+     .complete = "file", .help = "the .wpkz to write (it appears only when complete)"},
+    {.name = "level", .short_name = 'l', .kind = CLI_INT, .off = PA(o.level), .arg = "N", .lo = -7, .hi = 22,
+     .def = "3", .help = "zstd level: -7..-1 (fast) or 1..22"},
+    {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = PA(o.threads), .arg = "N", .lo = 0, .hi = 256,
+     .def = "2", .help = "zstd worker threads (0 = single-threaded)"},
+    {0},
+};
+
+static int pack_run(cli_ctx *c, void *va)
 {
-    const char *build = NULL, *out = NULL, *v;
-    int json = 0;
-    wpz_opts o = {.level = 3, .threads = 2};
-    for (int i = 1; i < argc; i++) {
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            usage(stdout);
-            return WP_EXIT_OK;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = 1;
-        } else if ((v = cli_opt(argc, argv, &i, "--output")) || (v = cli_opt(argc, argv, &i, "-o"))) {
-            out = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--level"))) {
-            long long n;
-            if (cli_int(CMD, "--level", v, -7, 22, &n)) return WP_EXIT_BAD;
-            if (n == 0) return cli_usage(CMD, "--level 0: zstd levels are -7..-1 and 1..22");
-            o.level = (int)n;
-        } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            long long n;
-            if (cli_int(CMD, "--threads", v, 0, 256, &n)) return WP_EXIT_BAD;
-            o.threads = (int)n;
-        } else if (argv[i][0] == '-') {
-            return cli_usage(CMD, "unknown option '%s'", argv[i]);
-        } else if (!build) {
-            build = argv[i];
-        } else {
-            return cli_usage(CMD, "one BUILD only ('%s')", argv[i]);
-        }
-    }
-    if (!build || !out) return cli_usage(CMD, "needs BUILD and -o OUT.wpkz");
+    pack_args *a = va;
+    const char *build = a->build, *out = a->out;
+    wpz_opts o = a->o;
+    int json = c->json;
+    if (o.level == 0) return cli_usage(CMD, "option '-l/--level': '0' is not a zstd level (-7..-1 or 1..22)");
     cli_bar bar;
     cli_bar_init(&bar, json, 1);
     o.progress = cli_progress;
@@ -130,3 +110,18 @@ int cmd_pack(int argc, char **argv)
     }
     return WP_EXIT_OK;
 }
+
+const cli_command cli_cmd_pack = {
+    .name = "pack",
+    .summary = "compress a build into the zstd shipping form (.wpkz)",
+    .about = "Compress a build (a directory of .wpk files + manifest, or one .wpk) into\n"
+             "one .wpkz: an independent zstd frame per tensor (64 MiB chunks of large\n"
+             "ones) and a seek index, so 'wpack unpack --tensor' reads only one tensor.\n"
+             "Every tensor digest is checked while reading: a corrupt build is refused.",
+    .operands = pack_operands,
+    .options = pack_opts,
+    .flags = CLI_WRITES,
+    .exit1 = "a tensor's digest does not match its manifest (the build is not shipped)",
+    .args_size = sizeof(pack_args),
+    .run = pack_run,
+};

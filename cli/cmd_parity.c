@@ -1,5 +1,6 @@
 /* cmd_parity.c — `wpack parity`: the runtime against golden outputs, or one
  * build's indexer against another's (verify/parity.h). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,35 +8,6 @@
 #include "cli/cli.h"
 #include "cli/rt_args.h"
 #include "verify/parity.h"
-
-static const char *usage_text =
-    "usage: wpack parity BUILD --golden GOLDEN.safetensors [options]\n"
-    "       wpack parity BUILD --against REF_BUILD --prompts FILE [options]\n"
-    "       wpack parity BUILD --indexer-precision bf16 --prompts FILE [options]\n"
-    "\n"
-    "BUILD is a wpack build (directory or .wpk) or an HF checkpoint directory.\n"
-    "With --golden: every layer teacher-forced from the golden inputs (median/p90/max\n"
-    "per-position relative error), prefill, teacher-forced decode and MTP logits\n"
-    "(cosine, relative RMS, top-1, KL), and the indexer top-k recall of each CSA layer.\n"
-    "With --against: indexer top-k recall of BUILD against REF_BUILD on the prompts.\n"
-    "--indexer-precision bf16 alone compares the FP4 indexer with the same build's\n"
-    "high-precision one.\n"
-    "\n"
-    "  --golden FILE              golden outputs (tests/fixtures/tiny-a/golden-fp32.safetensors)\n"
-    "  --against REF              reference build for the recall check\n"
-    "  --prompts FILE             one prompt per line: token ids separated by commas or spaces\n"
-    "  --indexer-precision P      fp4 (default) or bf16: the indexer without its FP4 simulation\n"
-    "  --precision P              fp32 (default) or bf16: round at the reference's bf16 points\n"
-    "  --act-quant M              site (default): FP8-quantise activations at every FP8/FP4\n"
-    "                             linear of the model; weight: only where the build stores\n"
-    "                             FP8/FP4 (the official code's dispatch on the weight dtype)\n"
-    "  --gate X                   recall threshold (default 0.99)\n"
-    "  --max-median X, --max-p90 X, --min-cos X\n"
-    "                             per-layer and logits gates (default 1e-5, 1e-4, 0.99: the\n"
-    "                             fixture's fp32 acceptance; lossy builds need looser ones)\n"
-    "  --threads N                kernel threads (default 1)\n"
-    "  --json                     one JSON document on stdout\n"
-    "exit: 0 every threshold met, 1 a threshold missed, 2 unreadable input or bad usage\n";
 
 /* Parse a prompts file: one prompt per non-empty line ('#' starts a comment). */
 static int read_prompts(const char *path, int32_t ***out, int **lens, int *n, wp_err *e)
@@ -110,16 +82,6 @@ fail:
     return rc;
 }
 
-static int parse_gate(const char *opt, const char *v, double *out)
-{
-    char *end;
-    double x = strtod(v, &end);
-    if (*end || !(x >= 0) || x > 1)
-        return cli_usage("parity", "%s %s: expected a number in [0, 1]", opt, v);
-    *out = x;
-    return 0;
-}
-
 static cJSON *logits_json(const wp_parity_logits *l)
 {
     cJSON *o = cJSON_CreateObject();
@@ -169,50 +131,54 @@ static void print_logits(const wp_parity_logits *l)
            l->kl_max, l->pass ? "PASS" : "FAIL");
 }
 
-int cmd_parity(int argc, char **argv)
-{
-    const char *build = NULL, *golden = NULL, *against = NULL, *prompts = NULL, *v;
-    int json = 0, rt;
+typedef struct parity_args {
+    const char *build, *golden, *against, *prompts, *indexer_precision;
     wp_parity_opts o;
-    wp_parity_opts_default(&o);
-    unsigned idx_flags = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage_text, stdout);
-            return WP_EXIT_OK;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = 1;
-        } else if ((v = cli_opt(argc, argv, &i, "--golden"))) {
-            golden = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--against"))) {
-            against = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--prompts"))) {
-            prompts = v;
-        } else if ((rt = cli_rt_option("parity", argc, argv, &i, &o.threads, &o.rt_flags))) {
-            if (rt < 0) return WP_EXIT_BAD;
-        } else if ((v = cli_opt(argc, argv, &i, "--gate"))) {
-            char *end;
-            o.recall_min = strtod(v, &end);
-            if (*end || o.recall_min < 0 || o.recall_min > 1)
-                return cli_usage("parity", "--gate %s: expected a number in [0, 1]", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--max-median"))) {
-            if (parse_gate("--max-median", v, &o.layer_median_max)) return WP_EXIT_BAD;
-        } else if ((v = cli_opt(argc, argv, &i, "--max-p90"))) {
-            if (parse_gate("--max-p90", v, &o.layer_p90_max)) return WP_EXIT_BAD;
-        } else if ((v = cli_opt(argc, argv, &i, "--min-cos"))) {
-            if (parse_gate("--min-cos", v, &o.cos_min)) return WP_EXIT_BAD;
-        } else if ((v = cli_opt(argc, argv, &i, "--indexer-precision"))) {
-            if (!strcmp(v, "bf16")) idx_flags = WP_RT_INDEXER_HP;
-            else if (strcmp(v, "fp4")) return cli_usage("parity", "--indexer-precision %s: fp4 or bf16", v);
-        } else if (argv[i][0] == '-') {
-            return cli_usage("parity", "unknown option %s", argv[i]);
-        } else if (!build) {
-            build = argv[i];
-        } else {
-            return cli_usage("parity", "unexpected argument %s", argv[i]);
-        }
-    }
-    if (!build) return cli_usage("parity", "missing BUILD");
+    cli_rt_args rt;
+} parity_args;
+
+static void parity_init(void *va)
+{
+    parity_args *a = va;
+    wp_parity_opts_default(&a->o);
+}
+
+#define YA(f) offsetof(parity_args, f)
+static const cli_operand parity_operands[] = {
+    {.name = "BUILD", .help = "a wpack build (directory or .wpk) or an HF checkpoint directory", .off = YA(build),
+     .required = 1, .complete = "file"},
+    {0},
+};
+static const cli_option parity_opts[] = {
+    {.name = "golden", .short_name = 'g', .kind = CLI_STR, .off = YA(golden), .arg = "FILE", .complete = "file",
+     .help = "golden outputs (tests/fixtures/tiny-a/golden-fp32.safetensors)"},
+    {.name = "against", .kind = CLI_STR, .off = YA(against), .arg = "REF", .complete = "file",
+     .help = "reference build for the recall check"},
+    {.name = "prompts", .kind = CLI_STR, .off = YA(prompts), .arg = "FILE", .complete = "file",
+     .help = "one prompt per line: token ids separated by commas or spaces"},
+    {.name = "indexer-precision", .kind = CLI_STR, .off = YA(indexer_precision), .arg = "P", .choices = "fp4 bf16",
+     .def = "fp4", .help = "bf16: the indexer without its FP4 simulation"},
+    CLI_RT_OPTS(parity_args),
+    {.name = "gate", .kind = CLI_NUM, .off = YA(o.recall_min), .arg = "X", .lo = 0, .hi = 1,
+     .help = "indexer top-k recall threshold"},
+    {.name = "max-median", .kind = CLI_NUM, .off = YA(o.layer_median_max), .arg = "X", .lo = 0, .hi = 1,
+     .help = "per-layer median relative error gate (the fixture's fp32 acceptance;\nlossy builds need looser gates)"},
+    {.name = "max-p90", .kind = CLI_NUM, .off = YA(o.layer_p90_max), .arg = "X", .lo = 0, .hi = 1,
+     .help = "per-layer 90th-percentile relative error gate"},
+    {.name = "min-cos", .kind = CLI_NUM, .off = YA(o.cos_min), .arg = "X", .lo = 0, .hi = 1,
+     .help = "logits cosine similarity gate"},
+    {0},
+};
+
+static int parity_run(cli_ctx *c, void *va)
+{
+    const parity_args *a = va;
+    const char *build = a->build, *golden = a->golden, *against = a->against, *prompts = a->prompts;
+    int json = c->json;
+    wp_parity_opts o = a->o;
+    o.threads = a->rt.threads;
+    o.rt_flags = cli_rt_flags(&a->rt);
+    unsigned idx_flags = strcmp(a->indexer_precision, "bf16") ? 0 : WP_RT_INDEXER_HP;
     if (!golden && !against && !(idx_flags && prompts))
         return cli_usage("parity", "give --golden FILE, --against REF --prompts FILE, or "
                          "--indexer-precision bf16 --prompts FILE");
@@ -314,3 +280,22 @@ fail:
     wp_tsrc_close(src);
     return cli_error("parity", &e);
 }
+
+const cli_command cli_cmd_parity = {
+    .name = "parity",
+    .summary = "compare a build's outputs with golden references",
+    .synopsis = "BUILD --golden GOLDEN.safetensors [options]\nBUILD --against REF_BUILD --prompts FILE [options]\n"
+                "BUILD --indexer-precision bf16 --prompts FILE [options]",
+    .about = "With --golden: every layer teacher-forced from the golden inputs (median/p90/max\n"
+             "per-position relative error), prefill, teacher-forced decode and MTP logits\n"
+             "(cosine, relative RMS, top-1, KL), and the indexer top-k recall of each CSA layer.\n"
+             "With --against: indexer top-k recall of BUILD against REF_BUILD on the prompts.\n"
+             "--indexer-precision bf16 alone compares the FP4 indexer with the same build's\n"
+             "high-precision one.",
+    .operands = parity_operands,
+    .options = parity_opts,
+    .exit1 = "a threshold was missed",
+    .args_size = sizeof(parity_args),
+    .init = parity_init,
+    .run = parity_run,
+};

@@ -12,31 +12,6 @@
 
 #define CMD "plan"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: wpack plan CKPT [--profile P] [--tensor-type REGEX=ENC ...] [--ep N] [--tp N]\n"
-            "                  [--fuse-w13] [--align SIZE] [--tensors] [--json]\n"
-            "\n"
-            "Compute a build's complete output layout from the checkpoint's headers and\n"
-            "config.json alone (no tensor data is read): every output tensor with its\n"
-            "encoding, shape, byte size, file and aligned offset and its source tensors,\n"
-            "and totals per tensor family.  `wpack convert` executes exactly this plan.\n"
-            "\n"
-            "  --profile P            reference (default), hopper, blackwell, blackwell-nvfp4,\n"
-            "                         bf16, or a profile .json file (docs/profiles.md)\n"
-            "  --tensor-type RE=ENC   re-encode tensors whose output name matches the POSIX\n"
-            "                         extended regex RE: passthrough, bf16, f32, f16, mxfp4,\n"
-            "                         nvfp4, fp8[-RxC][-e8m0|-f32]; repeatable, last match wins\n"
-            "  --ep N / --tp N        expert / tensor parallel ranks, one .wpk per rank (spec §2.5)\n"
-            "  --fuse-w13             stack experts' w1|w3 as experts.w13 [E, 2I, dim]\n"
-            "  --align SIZE           tensor alignment (default 4K; 2M for huge pages)\n"
-            "  --tensors              list every output tensor (human output)\n"
-            "  --json                 the whole plan as one JSON document\n"
-            "\n"
-            "exit: 0 ok, 2 unreadable input, impossible plan or bad usage\n");
-}
-
 static void print_human(const wp_plan *p, int list)
 {
     char a[32], b[32];
@@ -74,11 +49,23 @@ static void print_human(const wp_plan *p, int list)
     }
 }
 
-int cmd_plan(int argc, char **argv)
+static const cli_operand cv_operands[] = {
+    {.name = "CKPT", .help = "the checkpoint directory (safetensors shards + config.json)", .off = CV_A(ckpt),
+     .required = 1, .complete = "dir"},
+    {0},
+};
+static const cli_option plan_opts[] = {
+    CV_OPTS_PLAN,
+    {.name = "tensors", .kind = CLI_FLAG, .off = CV_A(list), .help = "list every output tensor (as -v does)"},
+    {0},
+};
+
+static int plan_run(cli_ctx *c, void *va)
 {
-    cv_args a;
-    int rc = cv_parse(CMD, argc, argv, CV_LIST, usage, &a);
+    cv_args a = *(cv_args *)va;
+    int rc = cv_finish(CMD, c, &a);
     if (rc >= 0) return rc;
+    if (c->verbose) a.list = 1;
     wp_ckpt *k;
     wp_plan *p;
     if ((rc = cv_open(CMD, &a, &k, &p)) >= 0) return rc;
@@ -90,3 +77,18 @@ int cmd_plan(int argc, char **argv)
     wp_ckpt_close(k);
     return WP_EXIT_OK;
 }
+
+const cli_command cli_cmd_plan = {
+    .name = "plan",
+    .summary = "compute a build's complete output layout from headers alone",
+    .about = "Compute a build's complete output layout from the checkpoint's headers and\n"
+             "config.json alone (no tensor data is read): every output tensor with its\n"
+             "encoding, shape, byte size, file and aligned offset and its source tensors,\n"
+             "and totals per tensor family.  `wpack convert` executes exactly this plan.\n"
+             "With -v, every output tensor is listed.",
+    .operands = cv_operands,
+    .options = plan_opts,
+    .flags = CLI_VERBOSE,
+    .args_size = sizeof(cv_args),
+    .run = plan_run,
+};

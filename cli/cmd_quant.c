@@ -16,33 +16,6 @@
 
 #define CMD "quant"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: wpack quant CKPT [--profile P] [--tensor-type REGEX=ENC ...] [--ep N] [--tp N]\n"
-            "                   [--fuse-w13] [--threads N] [--mem-budget SIZE] [--report FILE]\n"
-            "                   [--top N] [--json]\n"
-            "\n"
-            "Quantisation report of a profile, no output written: every re-encoded tensor\n"
-            "against its dequantised source (RMSE, NMSE, max |err|, cosine, saturated\n"
-            "fraction), worst NMSE first.  Indexer-path tensors are flagged [indexer].\n"
-            "\n"
-            "  --report FILE          write the full report (JSON)\n"
-            "  --top N                rows in the table (default 20)\n"
-            "  --indexer-recall       also build the profile into a temporary directory and\n"
-            "                         measure each CSA layer's indexer top-k recall against\n"
-            "                         the checkpoint with the CPU runtime (spec §6) on two\n"
-            "                         synthetic prompts; exit 1 below --recall-min (0.99).\n"
-            "                         Practical for small models only.\n"
-            "  --json                 print the full report as JSON on stdout\n"
-            "  (other options as for `wpack convert`)\n"
-            "\n"
-            "exit: 0 all within thresholds, 1 a threshold exceeded, 2 unreadable or bad usage\n");
-}
-
-/* Two deterministic prompts of 8 x index_topk tokens (so a ratio-4 layer has
- * twice more compressed entries than it selects), within the model's
- * positions. */
 static int make_prompts(const wp_config *c, int32_t *pr[2], int *lens)
 {
     int n = 8 * c->index_topk;
@@ -105,10 +78,28 @@ static int indexer_recall(const cv_args *a, const wp_plan *p, wp_parity_report *
     return rc;
 }
 
-int cmd_quant(int argc, char **argv)
+static const cli_operand cv_operands[] = {
+    {.name = "CKPT", .help = "the checkpoint directory (safetensors shards + config.json)", .off = CV_A(ckpt),
+     .required = 1, .complete = "dir"},
+    {0},
+};
+static const cli_option quant_opts[] = {
+    CV_OPTS_PLAN,
+    CV_OPTS_RUN,
+    CV_OPTS_REPORT("write the full report (JSON) to FILE"),
+    {.name = "indexer-recall", .kind = CLI_FLAG, .off = CV_A(recall),
+     .help = "also build the profile into a temporary directory and measure each CSA\n"
+             "layer's indexer top-k recall against the checkpoint with the CPU runtime\n"
+             "(spec §6) on two synthetic prompts; practical for small models only"},
+    {.name = "recall-min", .kind = CLI_NUM, .off = CV_A(recall_min), .arg = "X", .lo = 0, .hi = 1, .def = "0.99",
+     .help = "the recall below which --indexer-recall fails"},
+    {0},
+};
+
+static int quant_run(cli_ctx *c, void *va)
 {
-    cv_args a;
-    int rc = cv_parse(CMD, argc, argv, CV_RUN | CV_REPORT | CV_TOP | CV_RECALL, usage, &a);
+    cv_args a = *(cv_args *)va;
+    int rc = cv_finish(CMD, c, &a);
     if (rc >= 0) return rc;
     wp_ckpt *k;
     wp_plan *p;
@@ -181,3 +172,17 @@ out:
     wp_ckpt_close(k);
     return code;
 }
+
+const cli_command cli_cmd_quant = {
+    .name = "quant",
+    .summary = "report quantisation error of a profile (no output)",
+    .about = "Quantisation report of a profile, no build written: every re-encoded tensor\n"
+             "against its dequantised source (RMSE, NMSE, max |err|, cosine, saturated\n"
+             "fraction), worst NMSE first.  Indexer-path tensors are flagged [indexer].",
+    .operands = cv_operands,
+    .options = quant_opts,
+    .flags = CLI_WRITES,
+    .exit1 = "a tensor's error, or with --indexer-recall a layer's recall, is past its threshold",
+    .args_size = sizeof(cv_args),
+    .run = quant_run,
+};

@@ -1,5 +1,6 @@
 /* cmd_run.c — `wpack run`: prefill a prompt and decode greedily with the
  * reference CPU runtime (runtime/runtime.h). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,27 +9,6 @@
 #include "runtime/runtime.h"
 #include "runtime/source_wpk.h"
 #include "cli/rt_args.h"
-
-static const char *usage_text =
-    "usage: wpack run BUILD (--tokens 1,2,3 | --tokens-file FILE) [options]\n"
-    "\n"
-    "Prefill the prompt from position 0, then decode greedily (argmax), printing each\n"
-    "chosen token and the top logits.  BUILD is a wpack build (directory or .wpk)\n"
-    "or an HF checkpoint directory.\n"
-    "\n"
-    "  --tokens LIST        prompt token ids, comma separated\n"
-    "  --tokens-file FILE   prompt token ids separated by commas or spaces; several\n"
-    "                       lines = several sequences, prefilled one by one and then\n"
-    "                       decoded together (one batched step per token)\n"
-    "  --max-new N          tokens to generate (default 16; 0 = prefill only)\n"
-    "  --top K              logits to show per step (default 5)\n"
-    "  --threads N          kernel threads (default 1)\n"
-    "  --hugepages          copy a .wpk build's weights into huge pages first (falls\n"
-    "                       back to the plain mapping with a one-line notice)\n"
-    "  --precision P        fp32 (default) or bf16 (the reference's bf16 rounding points)\n"
-    "  --act-quant M        site (default) or weight: see wpack parity --help\n"
-    "  --ignore-eos         keep going after the end-of-sequence token\n"
-    "  --json               one JSON document on stdout\n";
 
 /* Open the source, move it into huge pages if asked (before the model takes
  * its weight views, which must point into the huge-page copy), load the model. */
@@ -210,44 +190,42 @@ out:
     return cli_rc;
 }
 
-int cmd_run(int argc, char **argv)
+typedef struct run_args {
+    const char *build, *toks, *tfile;
+    int max_new, topk, ignore_eos, hugepages;
+    cli_rt_args rt;
+} run_args;
+
+#define RA(f) offsetof(run_args, f)
+static const cli_operand run_operands[] = {
+    {.name = "BUILD", .help = "a wpack build (directory or .wpk) or an HF checkpoint directory", .off = RA(build),
+     .required = 1, .complete = "file"},
+    {0},
+};
+static const cli_option run_opts[] = {
+    {.name = "tokens", .kind = CLI_STR, .off = RA(toks), .arg = "LIST", .help = "prompt token ids, comma separated"},
+    {.name = "tokens-file", .kind = CLI_STR, .off = RA(tfile), .arg = "FILE", .complete = "file",
+     .help = "prompt token ids separated by commas or spaces; several lines =\n"
+             "several sequences, prefilled one by one and then decoded together\n"
+             "(one batched step per token)"},
+    {.name = "max-new", .short_name = 'n', .kind = CLI_INT, .off = RA(max_new), .arg = "N", .lo = 0, .hi = 1000000,
+     .def = "16", .help = "tokens to generate (0 = prefill only)"},
+    {.name = "top", .kind = CLI_INT, .off = RA(topk), .arg = "K", .lo = 1, .hi = 100, .def = "5",
+     .help = "logits to show per step"},
+    CLI_RT_OPTS(run_args),
+    {.name = "hugepages", .kind = CLI_FLAG, .off = RA(hugepages),
+     .help = "copy a .wpk build's weights into huge pages first (falls back to the\n"
+             "plain mapping with a one-line notice)"},
+    {.name = "ignore-eos", .kind = CLI_FLAG, .off = RA(ignore_eos), .help = "keep going after the end-of-sequence token"},
+    {0},
+};
+
+static int run_run(cli_ctx *cx, void *va)
 {
-    const char *build = NULL, *toks = NULL, *tfile = NULL, *v;
-    int json = 0, max_new = 16, topk = 5, ignore_eos = 0, hugepages = 0, rt;
-    wp_rt_opts ro = {.threads = 1};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage_text, stdout);
-            return WP_EXIT_OK;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = 1;
-        } else if (cli_flag(argv[i], "--hugepages")) {
-            hugepages = 1;
-        } else if (cli_flag(argv[i], "--ignore-eos")) {
-            ignore_eos = 1;
-        } else if ((v = cli_opt(argc, argv, &i, "--tokens"))) {
-            toks = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--tokens-file"))) {
-            tfile = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--max-new"))) {
-            long long n;
-            if (cli_int("run", "--max-new", v, 0, 1000000, &n)) return WP_EXIT_BAD;
-            max_new = (int)n;
-        } else if ((v = cli_opt(argc, argv, &i, "--top"))) {
-            long long n;
-            if (cli_int("run", "--top", v, 1, 100, &n)) return WP_EXIT_BAD;
-            topk = (int)n;
-        } else if ((rt = cli_rt_option("run", argc, argv, &i, &ro.threads, &ro.flags))) {
-            if (rt < 0) return WP_EXIT_BAD;
-        } else if (argv[i][0] == '-') {
-            return cli_usage("run", "unknown option %s", argv[i]);
-        } else if (!build) {
-            build = argv[i];
-        } else {
-            return cli_usage("run", "unexpected argument %s", argv[i]);
-        }
-    }
-    if (!build) return cli_usage("run", "missing BUILD");
+    const run_args *a = va;
+    const char *build = a->build, *toks = a->toks, *tfile = a->tfile;
+    int json = cx->json, max_new = a->max_new, topk = a->topk, ignore_eos = a->ignore_eos, hugepages = a->hugepages;
+    wp_rt_opts ro = {.threads = a->rt.threads, .flags = cli_rt_flags(&a->rt)};
     if (!toks == !tfile) return cli_usage("run", "give exactly one of --tokens and --tokens-file");
 
     wp_err e = {0};
@@ -375,3 +353,15 @@ fail:
     wp_tsrc_close(src);
     return rc ? cli_error("run", &e) : WP_EXIT_OK;
 }
+
+const cli_command cli_cmd_run = {
+    .name = "run",
+    .summary = "run the reference CPU runtime: prefill + greedy decode",
+    .synopsis = "BUILD --tokens 1,2,3 [options]\nBUILD --tokens-file FILE [options]",
+    .about = "Prefill the prompt from position 0, then decode greedily (argmax), printing each\n"
+             "chosen token and the top logits.",
+    .operands = run_operands,
+    .options = run_opts,
+    .args_size = sizeof(run_args),
+    .run = run_run,
+};

@@ -1,4 +1,5 @@
 /* cmd_sign.c — `wpack sign BUILD --key PRIV.pem [--dsse] ...` (docs/signing.md §3-4). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,48 +7,36 @@
 #include "cli/cli.h"
 #include "trust/trust.h"
 
-static const char usage[] =
-    "usage: wpack sign BUILD --key PRIV.pem [--dsse] [--name MODEL] [--no-check] [--threads N] [--json]\n"
-    "  Check the build against its manifest, then write BUILD/manifest.sig (a detached signature\n"
-    "  over the exact manifest.json bytes).\n"
-    "  --dsse       also write BUILD/manifest.dsse.json: an OpenSSF model-signing bundle (in-toto\n"
-    "               statement in a DSSE envelope, signed with the same key)\n"
-    "  --name MODEL in-toto subject name (default: the build directory's name)\n"
-    "  --no-check   sign without re-hashing the build first\n"
-    "  --threads N  hashing threads (default: all CPUs)\n";
+typedef struct sign_args {
+    const char *build;
+    wp_sign_opts o;
+} sign_args;
 
-int cmd_sign(int argc, char **argv)
+#define SA(f) offsetof(sign_args, f)
+static const cli_operand sign_operands[] = {
+    {.name = "BUILD", .help = "the build directory to sign", .off = SA(build), .required = 1, .complete = "dir"},
+    {0},
+};
+static const cli_option sign_opts[] = {
+    {.name = "key", .short_name = 'k', .kind = CLI_STR, .off = SA(o.key_path), .arg = "PRIV.pem", .required = 1,
+     .complete = "file", .help = "the private key (PKCS#8 PEM, from wpack keygen)"},
+    {.name = "dsse", .kind = CLI_FLAG, .off = SA(o.dsse),
+     .help = "also write BUILD/manifest.dsse.json: an OpenSSF model-signing bundle\n"
+             "(in-toto statement in a DSSE envelope, signed with the same key)"},
+    {.name = "name", .kind = CLI_STR, .off = SA(o.model_name), .arg = "MODEL",
+     .def_doc = "the build directory's name", .help = "the in-toto subject name"},
+    {.name = "no-check", .kind = CLI_FLAG, .off = SA(o.no_check), .help = "sign without re-hashing the build first"},
+    {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = SA(o.threads), .arg = "N", .lo = 1, .hi = 1024,
+     .def_doc = "all online CPUs", .help = "hashing threads"},
+    {0},
+};
+
+static int sign_run(cli_ctx *c, void *va)
 {
-    wp_sign_opts o = {0};
-    const char *build = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            fputs(usage, stdout);
-            return WP_EXIT_OK;
-        } else if ((v = cli_opt(argc, argv, &i, "--key"))) {
-            o.key_path = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--name"))) {
-            o.model_name = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            long long n;
-            if (cli_int("sign", "--threads", v, 1, 1024, &n)) return WP_EXIT_BAD;
-            o.threads = (int)n;
-        } else if (cli_flag(argv[i], "--dsse")) {
-            o.dsse = 1;
-        } else if (cli_flag(argv[i], "--no-check")) {
-            o.no_check = 1;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = 1;
-        } else if (argv[i][0] == '-' || build) {
-            return cli_usage("sign", "unexpected argument '%s'", argv[i]);
-        } else {
-            build = argv[i];
-        }
-    }
-    if (!build) return cli_usage("sign", "BUILD is required");
-    if (!o.key_path) return cli_usage("sign", "--key PRIV.pem is required");
+    sign_args *a = va;
+    wp_sign_opts o = a->o;
+    const char *build = a->build;
+    int json = c->json;
     cli_bar bar;
     cli_bar_init(&bar, json, 1);
     o.progress = cli_progress;
@@ -56,16 +45,7 @@ int cmd_sign(int argc, char **argv)
     char kid[65] = "";
     int rc = wp_sign_build(build, &o, kid, &e);
     cli_bar_end(&bar);
-    if (rc) {
-        int code = cli_error("sign", &e);
-        if (json) {
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddBoolToObject(j, "ok", 0);
-            cJSON_AddStringToObject(j, "error", e.msg);
-            cli_print_json(j);
-        }
-        return code;
-    }
+    if (rc) return cli_error("sign", &e);
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddBoolToObject(j, "ok", 1);
@@ -78,3 +58,14 @@ int cmd_sign(int argc, char **argv)
     }
     return WP_EXIT_OK;
 }
+
+const cli_command cli_cmd_sign = {
+    .name = "sign",
+    .summary = "sign a build's manifest",
+    .about = "Check the build against its manifest (every digest), then write BUILD/manifest.sig:\n"
+             "a detached signature over the exact manifest.json bytes (docs/signing.md).",
+    .operands = sign_operands,
+    .options = sign_opts,
+    .args_size = sizeof(sign_args),
+    .run = sign_run,
+};

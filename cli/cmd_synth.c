@@ -3,7 +3,7 @@
  * checkpoint in the exact official layout (convert/synth.h), for scale tests
  * and benchmarks.
  */
-#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,73 +13,34 @@
 
 #define CMD "synth"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: wpack synth --preset flash|pro|tiny [--layers N] [--experts N]\n"
-            "                   [--seed S] [--block 128|32] [--json] -o DIR\n"
-            "\n"
-            "Write a random DeepSeek-V4 checkpoint in the official layout (spec §2.1):\n"
-            "model-XXXXX-of-NNNNN.safetensors shards (embed, one per layer, head, MTP),\n"
-            "model.safetensors.index.json and config.json, at the preset's real shapes.\n"
-            "The same options and seed give byte-identical files.  Streamed: memory does\n"
-            "not grow with the model (a 2-layer Flash-shaped checkpoint is 12.8 GB, of\n"
-            "which embed + head 2.1 GB and the MTP block 3.6 GB).\n"
-            "\n"
-            "  --preset P    tiny (the tiny-a fixture's shape), flash, pro\n"
-            "  --layers N    keep the first N main layers (and the MTP block)\n"
-            "  --experts N   N routed experts per layer\n"
-            "  --seed S      PRNG seed (default 0)\n"
-            "  --block B     FP8 block B x B (default 128; 32 = V4.1 style)\n"
-            "  -o DIR        output directory (must not exist, or be empty)\n"
-            "  --json        print a JSON summary on stdout\n");
-}
+typedef struct synth_args {
+    const char *preset, *outdir;
+    int layers, experts, block;
+    uint64_t seed;
+} synth_args;
 
-/* Strict decimal: all digits, no sign, in range. */
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    if (!s || !*s || *s < '0' || *s > '9') return -1;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max) return -1;
-    *out = v;
-    return 0;
-}
+#define YA(f) offsetof(synth_args, f)
+static const cli_option synth_opts[] = {
+    {.name = "preset", .short_name = 'p', .kind = CLI_STR, .off = YA(preset), .arg = "P", .required = 1,
+     .choices = "tiny flash pro", .help = "the shapes: tiny (the tiny-a fixture's), flash (V4-Flash), pro (V4-Pro)"},
+    {.name = "output", .short_name = 'o', .kind = CLI_STR, .off = YA(outdir), .arg = "DIR", .required = 1,
+     .complete = "dir", .help = "the checkpoint directory to create"},
+    {.name = "layers", .kind = CLI_INT, .off = YA(layers), .arg = "N", .lo = 1, .hi = WP_MAX_LAYERS,
+     .def_doc = "the preset's", .help = "keep the first N main layers (and the MTP block)"},
+    {.name = "experts", .kind = CLI_INT, .off = YA(experts), .arg = "N", .lo = 1, .hi = 1 << 16,
+     .def_doc = "the preset's", .help = "routed experts per layer"},
+    {.name = "seed", .kind = CLI_U64, .off = YA(seed), .arg = "S", .def = "0", .help = "PRNG seed"},
+    {.name = "block", .kind = CLI_INT, .off = YA(block), .arg = "B", .lo = 1, .hi = 1 << 16, .def_doc = "128",
+     .help = "FP8 block B x B (32 = V4.1 style)"},
+    {0},
+};
 
-int cmd_synth(int argc, char **argv)
+static int synth_run(cli_ctx *cx, void *va)
 {
-    const char *preset = NULL, *outdir = NULL, *v;
-    uint64_t layers = 0, experts = 0, block = 0, seed = 0;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            usage(stdout);
-            return WP_EXIT_OK;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = 1;
-        } else if ((v = cli_opt(argc, argv, &i, "--preset"))) {
-            preset = v;
-        } else if ((v = cli_opt(argc, argv, &i, "-o")) || (v = cli_opt(argc, argv, &i, "--output"))) {
-            outdir = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--layers"))) {
-            if (parse_u64(v, WP_MAX_LAYERS, &layers) || !layers)
-                return cli_usage(CMD, "--layers: expected a layer count, found '%s'", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--experts"))) {
-            if (parse_u64(v, 1 << 16, &experts) || !experts)
-                return cli_usage(CMD, "--experts: expected an expert count, found '%s'", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--block"))) {
-            if (parse_u64(v, 1 << 16, &block) || !block)
-                return cli_usage(CMD, "--block: expected a block size such as 128 or 32, found '%s'", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--seed"))) {
-            if (parse_u64(v, UINT64_MAX, &seed))
-                return cli_usage(CMD, "--seed: expected a non-negative integer, found '%s'", v);
-        } else {
-            return cli_usage(CMD, "unexpected argument '%s'", argv[i]);
-        }
-    }
-    if (!preset) return cli_usage(CMD, "missing --preset flash|pro|tiny");
-    if (!outdir) return cli_usage(CMD, "missing -o DIR");
+    const synth_args *a = va;
+    const char *preset = a->preset, *outdir = a->outdir;
+    uint64_t layers = (uint64_t)a->layers, experts = (uint64_t)a->experts, block = (uint64_t)a->block, seed = a->seed;
+    int json = cx->json;
 
     wp_err e = {0};
     wp_config c;
@@ -98,6 +59,7 @@ int cmd_synth(int argc, char **argv)
         cli_error(CMD, &e);
         return WP_EXIT_BAD;
     }
+    (void)cx;
     double dt = wp_now() - t0;
     if (json) {
         cJSON *j = cJSON_CreateObject();
@@ -120,3 +82,19 @@ int cmd_synth(int argc, char **argv)
     }
     return WP_EXIT_OK;
 }
+
+const cli_command cli_cmd_synth = {
+    .name = "synth",
+    .summary = "write a random checkpoint in the official layout",
+    .about = "Write a random DeepSeek-V4 checkpoint in the official layout (spec §2.1):\n"
+             "model-XXXXX-of-NNNNN.safetensors shards (embed, one per layer, head, MTP),\n"
+             "model.safetensors.index.json and config.json, at the preset's real shapes.\n"
+             "The same options and seed give byte-identical files.  Streamed: memory does\n"
+             "not grow with the model (a 2-layer Flash-shaped checkpoint is 12.8 GB, of\n"
+             "which embed + head 2.1 GB and the MTP block 3.6 GB).  DIR appears only when\n"
+             "complete.",
+    .options = synth_opts,
+    .flags = CLI_WRITES,
+    .args_size = sizeof(synth_args),
+    .run = synth_run,
+};

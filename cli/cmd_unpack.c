@@ -1,10 +1,11 @@
 /*
- * cmd_unpack.c — `wpack unpack X.wpkz -o BUILD [--json]` restores a build
+ * cmd_unpack.c — `wpack unpack X.wpkz -o BUILD` restores a build
  * byte for byte (every file's SHA-256 checked while it is written; BUILD
  * appears only when complete); `wpack unpack X.wpkz --tensor NAME -o FILE`
  * extracts one tensor's raw bytes, decompressing only its frames.
  * Exit 0 ok, 1 a digest or frame check failed, 2 unreadable input or bad usage.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,52 +14,32 @@
 
 #define CMD "unpack"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: wpack unpack X.wpkz -o BUILD [--json]\n"
-            "       wpack unpack X.wpkz --tensor NAME -o FILE [--json]\n"
-            "       wpack unpack X.wpkz --list [--json]\n"
-            "\n"
-            "Restore the build directory packed in X.wpkz (BUILD must not exist; it\n"
-            "appears only once every file matched its recorded SHA-256), or extract one\n"
-            "tensor's raw bytes (NAME, or FILE.wpk:NAME when several files hold it),\n"
-            "reading only that tensor's frames. --list prints the index's figures.\n"
-            "\n"
-            "  -o, --output PATH   the build directory, or the tensor's file\n"
-            "  --tensor NAME       extract one tensor\n"
-            "  --list              read the index only (per-encoding sizes)\n"
-            "  --json              one JSON document on stdout\n"
-            "\n"
-            "exit: 0 ok, 1 a digest or frame check failed, 2 unreadable input or bad usage\n");
-}
+typedef struct unpack_args {
+    const char *in, *out, *tensor;
+    int list;
+} unpack_args;
 
-int cmd_unpack(int argc, char **argv)
+#define UA(f) offsetof(unpack_args, f)
+static const cli_operand unpack_operands[] = {
+    {.name = "X.wpkz", .help = "the shipping form made by wpack pack", .off = UA(in), .required = 1,
+     .complete = "file"},
+    {0},
+};
+static const cli_option unpack_opts[] = {
+    {.name = "output", .short_name = 'o', .kind = CLI_STR, .off = UA(out), .arg = "PATH", .complete = "file",
+     .help = "the build directory to restore, or with --tensor the tensor's file"},
+    {.name = "tensor", .kind = CLI_STR, .off = UA(tensor), .arg = "NAME",
+     .help = "extract one tensor's raw bytes (NAME, or FILE.wpk:NAME when several\nfiles hold it), reading only its frames"},
+    {.name = "list", .kind = CLI_FLAG, .off = UA(list), .help = "read the index only and print its figures per encoding"},
+    {0},
+};
+
+static int unpack_run(cli_ctx *c, void *va)
 {
-    const char *in = NULL, *out = NULL, *tensor = NULL, *v;
-    int json = 0, list = 0;
-    for (int i = 1; i < argc; i++) {
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            usage(stdout);
-            return WP_EXIT_OK;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = 1;
-        } else if (cli_flag(argv[i], "--list")) {
-            list = 1;
-        } else if ((v = cli_opt(argc, argv, &i, "--output")) || (v = cli_opt(argc, argv, &i, "-o"))) {
-            out = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--tensor"))) {
-            tensor = v;
-        } else if (argv[i][0] == '-') {
-            return cli_usage(CMD, "unknown option '%s'", argv[i]);
-        } else if (!in) {
-            in = argv[i];
-        } else {
-            return cli_usage(CMD, "one X.wpkz only ('%s')", argv[i]);
-        }
-    }
-    if (!in) return cli_usage(CMD, "needs X.wpkz");
-    if (!list && !out) return cli_usage(CMD, "needs -o BUILD (or -o FILE with --tensor)");
+    const unpack_args *a = va;
+    const char *in = a->in, *out = a->out, *tensor = a->tensor;
+    int json = c->json, list = a->list;
+    if (!list && !out) return cli_usage(CMD, "missing option '-o/--output PATH' (the build directory, or the tensor's file)");
     wp_err e = {0};
     wpz_stats st;
     double t0 = wp_now();
@@ -102,3 +83,18 @@ int cmd_unpack(int argc, char **argv)
     }
     return WP_EXIT_OK;
 }
+
+const cli_command cli_cmd_unpack = {
+    .name = "unpack",
+    .summary = "restore a build (or one tensor) from a .wpkz",
+    .synopsis = "X.wpkz -o BUILD [options]\nX.wpkz --tensor NAME -o FILE [options]\nX.wpkz --list [options]",
+    .about = "Restore the build directory packed in X.wpkz (it appears only once every file\n"
+             "matched its recorded SHA-256), or extract one tensor's raw bytes, or list the\n"
+             "index's figures.",
+    .operands = unpack_operands,
+    .options = unpack_opts,
+    .flags = CLI_WRITES,
+    .exit1 = "a file's SHA-256 or a frame check failed",
+    .args_size = sizeof(unpack_args),
+    .run = unpack_run,
+};

@@ -1,22 +1,12 @@
 /* cmd_verify.c — `wpack verify BUILD [--key PUB.pem] ...`: structure, signature
  * and every digest of a build or a lone .wpk (docs/signing.md §5). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "trust/trust.h"
-
-static const char usage[] =
-    "usage: wpack verify BUILD [--key PUB.pem] [--allow-unsigned] [--deep] [--threads N] [--hugepages] [--json]\n"
-    "  Check a build directory (or a lone .wpk): container structure, the manifest signature,\n"
-    "  the manifest against each container's directory, and the SHA-256 of every tensor and of\n"
-    "  every other byte, in parallel.  Exit 0 ok, 1 verification failed, 2 unreadable/usage.\n"
-    "  --key PUB.pem     the signer's public key: the signature must verify with it\n"
-    "  --allow-unsigned  accept a build whose signature is absent or not checked (no --key)\n"
-    "  --deep            also the whole-file SHA-256 of every file (what sha256sum prints)\n"
-    "  --threads N       hashing threads (default: all CPUs)\n"
-    "  --hugepages       hash tensors from huge-page-backed copies (as `run --hugepages` uses)\n";
 
 static void print_json(const char *path, const wp_verify_report *r, int rc, const wp_err *e)
 {
@@ -48,37 +38,36 @@ static void print_json(const char *path, const wp_verify_report *r, int rc, cons
     cli_print_json(j);
 }
 
-int cmd_verify(int argc, char **argv)
+typedef struct verify_args {
+    const char *path;
+    wp_verify_opts o;
+} verify_args;
+
+#define VA(f) offsetof(verify_args, f)
+static const cli_operand verify_operands[] = {
+    {.name = "BUILD", .help = "a build directory or a lone .wpk", .off = VA(path), .required = 1, .complete = "file"},
+    {0},
+};
+static const cli_option verify_opts[] = {
+    {.name = "key", .short_name = 'k', .kind = CLI_STR, .off = VA(o.key_path), .arg = "PUB.pem", .complete = "file",
+     .help = "the signer's public key: the signature must verify with it"},
+    {.name = "allow-unsigned", .kind = CLI_FLAG, .off = VA(o.allow_unsigned),
+     .help = "accept a build whose signature is absent or not checked (no --key)"},
+    {.name = "deep", .kind = CLI_FLAG, .off = VA(o.deep),
+     .help = "also the whole-file SHA-256 of every file (what sha256sum prints)"},
+    {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = VA(o.threads), .arg = "N", .lo = 1, .hi = 1024,
+     .def_doc = "all online CPUs", .help = "hashing threads"},
+    {.name = "hugepages", .kind = CLI_FLAG, .off = VA(o.hugepages),
+     .help = "hash tensors from huge-page-backed copies (as `run --hugepages` uses)"},
+    {0},
+};
+
+static int verify_run(cli_ctx *c, void *va)
 {
-    wp_verify_opts o = {0};
-    const char *path = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            fputs(usage, stdout);
-            return WP_EXIT_OK;
-        } else if ((v = cli_opt(argc, argv, &i, "--key"))) {
-            o.key_path = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            long long n;
-            if (cli_int("verify", "--threads", v, 1, 1024, &n)) return WP_EXIT_BAD;
-            o.threads = (int)n;
-        } else if (cli_flag(argv[i], "--allow-unsigned")) {
-            o.allow_unsigned = 1;
-        } else if (cli_flag(argv[i], "--deep")) {
-            o.deep = 1;
-        } else if (cli_flag(argv[i], "--hugepages")) {
-            o.hugepages = 1;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = 1;
-        } else if (argv[i][0] == '-' || path) {
-            return cli_usage("verify", "unexpected argument '%s'", argv[i]);
-        } else {
-            path = argv[i];
-        }
-    }
-    if (!path) return cli_usage("verify", "BUILD is required");
+    verify_args *a = va;
+    wp_verify_opts o = a->o;
+    const char *path = a->path;
+    int json = c->json;
     cli_bar bar;
     cli_bar_init(&bar, json, 1);
     o.progress = cli_progress;
@@ -87,7 +76,7 @@ int cmd_verify(int argc, char **argv)
     wp_verify_report r;
     int rc = wp_verify_build(path, &o, &r, &e);
     cli_bar_end(&bar);
-    if (r.notice[0]) fprintf(stderr, "wpack verify: %s\n", r.notice);
+    if (r.notice[0]) cli_notice("%s", r.notice);
     int code = WP_EXIT_OK;
     if (rc) {
         /* every problem on its own line; the exit code follows the first */
@@ -117,3 +106,17 @@ int cmd_verify(int argc, char **argv)
     wp_verify_report_free(&r);
     return code;
 }
+
+const cli_command cli_cmd_verify = {
+    .name = "verify",
+    .summary = "check a build's structure, signature and digests",
+    .about = "Check a build directory (or a lone .wpk): container structure, the manifest signature,\n"
+             "the manifest against each container's directory, and the SHA-256 of every tensor and\n"
+             "of every other byte, in parallel.  A signed build needs --key, or --allow-unsigned to\n"
+             "check its integrity only.",
+    .operands = verify_operands,
+    .options = verify_opts,
+    .exit1 = "verification failed: a digest, the signature or the structure does not match",
+    .args_size = sizeof(verify_args),
+    .run = verify_run,
+};

@@ -1,5 +1,6 @@
 /* cmd_verify_source.c — `wpack verify-source CKPT --digests FILE.json`: an
  * official download against published sizes and SHA-256s (docs/signing.md §6). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,38 +8,31 @@
 #include "cli/cli.h"
 #include "trust/trust.h"
 
-static const char usage[] =
-    "usage: wpack verify-source CKPT --digests FILE.json [--threads N] [--json]\n"
-    "  Check every file listed in FILE.json (path, size, sha256) inside the checkpoint\n"
-    "  directory CKPT: sizes first (a wrong size is not hashed), then SHA-256 in parallel.\n"
-    "  Files CKPT has but FILE.json does not list are ignored and listed.\n"
-    "  The digests of DeepSeek-V4-Flash: data/deepseek-v4-flash-60d8d707.json.\n";
+typedef struct vs_args {
+    const char *ckpt, *digests;
+    int threads;
+} vs_args;
 
-int cmd_verify_source(int argc, char **argv)
+static const cli_operand vs_operands[] = {
+    {.name = "CKPT", .help = "the checkpoint directory as downloaded", .off = offsetof(vs_args, ckpt),
+     .required = 1, .complete = "dir"},
+    {0},
+};
+static const cli_option vs_opts[] = {
+    {.name = "digests", .short_name = 'd', .kind = CLI_STR, .off = offsetof(vs_args, digests), .arg = "FILE.json",
+     .required = 1, .complete = "file",
+     .help = "the published sizes and SHA-256s (path, size, sha256 per file);\n"
+             "DeepSeek-V4-Flash: data/deepseek-v4-flash-60d8d707.json"},
+    {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = offsetof(vs_args, threads), .arg = "N", .lo = 1,
+     .hi = 1024, .def_doc = "all online CPUs", .help = "hashing threads"},
+    {0},
+};
+
+static int vs_run(cli_ctx *c, void *va)
 {
-    const char *ckpt = NULL, *digests = NULL;
-    int json = 0, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            fputs(usage, stdout);
-            return WP_EXIT_OK;
-        } else if ((v = cli_opt(argc, argv, &i, "--digests"))) {
-            digests = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--threads"))) {
-            long long n;
-            if (cli_int("verify-source", "--threads", v, 1, 1024, &n)) return WP_EXIT_BAD;
-            threads = (int)n;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = 1;
-        } else if (argv[i][0] == '-' || ckpt) {
-            return cli_usage("verify-source", "unexpected argument '%s'", argv[i]);
-        } else {
-            ckpt = argv[i];
-        }
-    }
-    if (!ckpt) return cli_usage("verify-source", "CKPT is required");
-    if (!digests) return cli_usage("verify-source", "--digests FILE.json is required");
+    const vs_args *a = va;
+    const char *ckpt = a->ckpt, *digests = a->digests;
+    int json = c->json, threads = a->threads;
     cli_bar bar;
     cli_bar_init(&bar, json, 1);
     wp_err e = {0};
@@ -48,16 +42,13 @@ int cmd_verify_source(int argc, char **argv)
     int code = WP_EXIT_OK;
     if (rc && rc != WP_EVERIFY) {
         code = cli_error("verify-source", &e);
-        if (json) {
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddBoolToObject(j, "ok", 0);
-            cJSON_AddStringToObject(j, "error", e.msg);
-            cli_print_json(j);
-        }
         wp_source_report_free(&r);
         return code;
     }
-    if (rc) code = WP_EXIT_FAIL;
+    if (rc) {
+        code = WP_EXIT_FAIL;
+        if (json) cli_keep_error(code, "%s: %zu of %zu files failed", ckpt, r.nbad, r.nfiles);
+    }
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "checkpoint", ckpt);
@@ -106,7 +97,7 @@ int cmd_verify_source(int argc, char **argv)
         for (size_t i = 0; i < r.nextra; i++) printf("ignored (not in the digests file): %s\n", r.extra[i]);
         char b[32];
         if (rc)
-            fprintf(stderr, "wpack verify-source: %s: %zu of %zu files failed\n", ckpt, r.nbad, r.nfiles);
+            cli_fail("verify-source", code, "%s: %zu of %zu files failed", ckpt, r.nbad, r.nfiles);
         else
             printf("%s: OK: %zu files match%s%s (%s hashed in %.2f s, %d threads)\n", ckpt, r.nfiles,
                    r.model ? " " : "", r.model ? r.model : "", cli_bytes(r.bytes_hashed, b, sizeof b), r.seconds,
@@ -115,3 +106,16 @@ int cmd_verify_source(int argc, char **argv)
     wp_source_report_free(&r);
     return code;
 }
+
+const cli_command cli_cmd_verify_source = {
+    .name = "verify-source",
+    .summary = "check a download against published sizes and SHA-256s",
+    .about = "Check every file listed in the digests file inside the checkpoint directory CKPT:\n"
+             "sizes first (a file of the wrong size is not hashed), then SHA-256 in parallel.\n"
+             "Files CKPT has that the digests file does not list are ignored and listed.",
+    .operands = vs_operands,
+    .options = vs_opts,
+    .exit1 = "a file is missing or its size or SHA-256 differs from the published one",
+    .args_size = sizeof(vs_args),
+    .run = vs_run,
+};

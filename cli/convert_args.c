@@ -5,77 +5,13 @@
 
 #include "cli/convert_args.h"
 
-static int parse_int(const char *s, int lo, int hi, int *out)
+int cv_finish(const char *cmd, cli_ctx *c, cv_args *a)
 {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-int cv_parse(const char *cmd, int argc, char **argv, unsigned allowed, void (*usage)(FILE *), cv_args *a)
-{
-    memset(a, 0, sizeof *a);
-    wp_plan_opts po = WP_PLAN_OPTS_INIT;
-    a->po = po;
-    a->profile = "reference";
-    a->top = 20;
-    a->recall_min = 0.99;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *v;
-        if (cli_flag(arg, "--help") || cli_flag(arg, "-h")) {
-            usage(stdout);
-            return WP_EXIT_OK;
-        } else if (cli_flag(arg, "--json")) {
-            a->json = 1;
-        } else if ((v = cli_opt(argc, argv, &i, "--profile"))) {
-            a->profile = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--tensor-type"))) {
-            if (a->ntypes == CV_MAX_TYPES) return cli_usage(cmd, "at most %d --tensor-type options", CV_MAX_TYPES);
-            a->types[a->ntypes++] = v;
-        } else if ((v = cli_opt(argc, argv, &i, "--ep"))) {
-            if (parse_int(v, 1, 4096, &a->po.ep)) return cli_usage(cmd, "--ep: expected a rank count, got '%s'", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--tp"))) {
-            if (parse_int(v, 1, 4096, &a->po.tp)) return cli_usage(cmd, "--tp: expected a rank count, got '%s'", v);
-        } else if (cli_flag(arg, "--fuse-w13")) {
-            a->po.fuse_w13 = 1;
-        } else if (cli_flag(arg, "--no-fuse-w13")) {
-            a->po.fuse_w13 = 0;
-        } else if ((v = cli_opt(argc, argv, &i, "--align"))) {
-            if (wp_parse_bytes(v, &a->po.align) || !a->po.align)
-                return cli_usage(cmd, "--align: expected a size such as 4K or 2M, got '%s'", v);
-        } else if ((allowed & CV_OUT) && ((v = cli_opt(argc, argv, &i, "-o")) || (v = cli_opt(argc, argv, &i, "--output")))) {
-            a->out = v;
-        } else if ((allowed & CV_OUT) && cli_flag(arg, "--force")) {
-            a->force = 1;
-        } else if ((allowed & CV_RUN) && (v = cli_opt(argc, argv, &i, "--threads"))) {
-            if (parse_int(v, 1, 256, &a->threads)) return cli_usage(cmd, "--threads: expected 1..256, got '%s'", v);
-        } else if ((allowed & CV_RUN) && (v = cli_opt(argc, argv, &i, "--mem-budget"))) {
-            if (wp_parse_bytes(v, &a->mem_budget) || !a->mem_budget)
-                return cli_usage(cmd, "--mem-budget: expected a size such as 1G or 512M, got '%s'", v);
-        } else if ((allowed & CV_REPORT) && (v = cli_opt(argc, argv, &i, "--report"))) {
-            a->report = v;
-        } else if ((allowed & CV_LIST) && cli_flag(arg, "--tensors")) {
-            a->list = 1;
-        } else if ((allowed & CV_TOP) && (v = cli_opt(argc, argv, &i, "--top"))) {
-            if (parse_int(v, 0, 1 << 30, &a->top)) return cli_usage(cmd, "--top: expected a count, got '%s'", v);
-        } else if ((allowed & CV_RECALL) && cli_flag(arg, "--indexer-recall")) {
-            a->recall = 1;
-        } else if ((allowed & CV_RECALL) && (v = cli_opt(argc, argv, &i, "--recall-min"))) {
-            char *end;
-            a->recall_min = strtod(v, &end);
-            if (*end || !(a->recall_min >= 0)) return cli_usage(cmd, "--recall-min: expected a number, got '%s'", v);
-        } else if (arg[0] == '-' && arg[1]) {
-            return cli_usage(cmd, "unknown or incomplete option '%s'", arg);
-        } else if (!a->ckpt) {
-            a->ckpt = arg;
-        } else {
-            return cli_usage(cmd, "unexpected argument '%s'", arg);
-        }
-    }
-    if (!a->ckpt) return cli_usage(cmd, "missing the checkpoint CKPT");
-    if ((allowed & CV_OUT) && !a->out) return cli_usage(cmd, "missing -o OUT");
+    a->json = c->json;
+    a->force = c->force;
+    if (a->type_list.n > CV_MAX_TYPES) return cli_usage(cmd, "at most %d --tensor-type options", CV_MAX_TYPES);
+    for (int i = 0; i < a->type_list.n; i++) a->types[i] = a->type_list.v[i];
+    a->ntypes = a->type_list.n;
     return -1;
 }
 

@@ -6,18 +6,17 @@
 #ifndef WP_CLI_CONVERT_ARGS_H
 #define WP_CLI_CONVERT_ARGS_H
 
+#include <stddef.h>
+
 #include "cli/cli.h"
 #include "convert/convert.h"
 
 #define CV_MAX_TYPES 256
 
-enum {   /* which options a command accepts */
-    CV_OUT = 1, CV_RUN = 2, CV_REPORT = 4, CV_LIST = 8, CV_TOP = 16, CV_RECALL = 32,
-};
-
 typedef struct cv_args {
     const char *ckpt, *profile, *out, *report;
-    const char *types[CV_MAX_TYPES];
+    cli_list type_list;               /* --tensor-type, as parsed */
+    const char *types[CV_MAX_TYPES];  /* the same, after cv_finish */
     int ntypes;
     int json, threads, force, list, top, recall;
     double recall_min;
@@ -25,9 +24,42 @@ typedef struct cv_args {
     wp_plan_opts po;
 } cv_args;
 
-/* Parse argv; returns -1 to go on, or the exit code to return (help: 0,
- * usage errors: 2, after printing). */
-int cv_parse(const char *cmd, int argc, char **argv, unsigned allowed, void (*usage)(FILE *), cv_args *a);
+/* The option table entries plan, convert and quant share (opt.h), by group. */
+#define CV_A(f) offsetof(cv_args, f)
+#define CV_OPTS_PLAN                                                                                        \
+    {.name = "profile", .short_name = 'p', .kind = CLI_STR, .off = CV_A(profile), .arg = "P",                \
+     .def = "reference", .complete = "file",                                                                 \
+     .help = "reference, hopper, blackwell, blackwell-nvfp4, bf16, or a profile .json\n"                     \
+             "file (docs/profiles.md)"},                                                                     \
+    {.name = "tensor-type", .kind = CLI_LIST, .off = CV_A(type_list), .arg = "RE=ENC",                       \
+     .help = "re-encode tensors whose output name matches the POSIX extended regex RE:\n"                    \
+             "passthrough, bf16, f32, f16, mxfp4, nvfp4, fp8[-RxC][-e8m0|-f32];\n"                           \
+             "repeatable, the last match wins"},                                                             \
+    {.name = "ep", .kind = CLI_INT, .off = CV_A(po.ep), .arg = "N", .lo = 1, .hi = 4096, .def = "1",         \
+     .help = "expert parallel ranks, one .wpk per rank (spec §2.5)"},                                       \
+    {.name = "tp", .kind = CLI_INT, .off = CV_A(po.tp), .arg = "N", .lo = 1, .hi = 4096, .def = "1",         \
+     .help = "tensor parallel ranks, one .wpk per rank (spec §2.5)"},                                       \
+    {.name = "fuse-w13", .kind = CLI_FLAG, .off = CV_A(po.fuse_w13), .def_doc = "the profile's choice",      \
+     .help = "stack experts' w1|w3 as experts.w13 [E, 2I, dim]"},                                           \
+    {.name = "no-fuse-w13", .kind = CLI_FLAG, .off = CV_A(po.fuse_w13), .clear = 1,                          \
+     .help = "keep experts' w1 and w3 apart, whatever the profile says"},                                    \
+    {.name = "align", .kind = CLI_SIZE, .off = CV_A(po.align), .arg = "SIZE",                                \
+     .def_doc = "the profile's, 4K", .help = "tensor alignment (2M for huge pages)"}
+#define CV_OPTS_RUN                                                                                         \
+    {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = CV_A(threads), .arg = "N", .lo = 1,       \
+     .hi = 256, .def_doc = "all online CPUs", .help = "worker threads"},                                     \
+    {.name = "mem-budget", .short_name = 'm', .kind = CLI_SIZE, .off = CV_A(mem_budget), .arg = "SIZE",      \
+     .def = "1G", .help = "peak memory for the whole run: work items are sized to fit"}
+#define CV_OPTS_REPORT(what)                                                                                \
+    {.name = "report", .short_name = 'r', .kind = CLI_STR, .off = CV_A(report), .arg = "FILE",               \
+     .complete = "file", .help = what},                                                                      \
+    {.name = "top", .kind = CLI_INT, .off = CV_A(top), .arg = "N", .lo = 0, .hi = 1 << 30, .def = "20",      \
+     .help = "rows in the quantisation-error table"}
+
+/* Take the parsed values from the context and the lists (call first in each
+ * command); prints a usage error and returns its exit code, or -1. */
+int cv_finish(const char *cmd, cli_ctx *c, cv_args *a);
+
 /* Open the checkpoint and its config, load the profile with the overrides
  * and build the plan.  On failure prints the error and returns the exit code
  * (>= 0); on success returns -1. */

@@ -2,10 +2,30 @@
 #ifndef WP_CLI_RT_ARGS_H
 #define WP_CLI_RT_ARGS_H
 
-/* If argv[*i] is --threads N, --precision fp32|bf16 or --act-quant site|weight,
- * consume it (advancing *i past a separate value) into *threads / *flags
- * (WP_RT_* from runtime/runtime.h) and return 1; a bad value prints one usage
- * line for `cmd` and returns -1.  Anything else: 0, nothing consumed. */
-int cli_rt_option(const char *cmd, int argc, char **argv, int *i, int *threads, unsigned *flags);
+#include <stddef.h>
+
+#include "cli/opt.h"
+
+/* Embed in a command's argument struct as `rt`. */
+typedef struct cli_rt_args {
+    int threads;
+    const char *precision, *act_quant;
+} cli_rt_args;
+
+/* The option table entries; S is the command's argument struct type. */
+#define CLI_RT_OPTS(S)                                                                                  \
+    {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = offsetof(S, rt.threads), .arg = "N", \
+     .lo = 1, .hi = 256, .def = "1", .help = "kernel threads"},                                         \
+    {.name = "precision", .kind = CLI_STR, .off = offsetof(S, rt.precision), .arg = "P",                \
+     .choices = "fp32 bf16", .def = "fp32",                                                              \
+     .help = "fp32, or bf16: round at the reference's bf16 points"},                                     \
+    {.name = "act-quant", .kind = CLI_STR, .off = offsetof(S, rt.act_quant), .arg = "M",                \
+     .choices = "site weight", .def = "site",                                                            \
+     .help = "site: FP8-quantise activations at every FP8/FP4 linear of the model;\n"                   \
+             "weight: only where the build stores FP8/FP4 (the official code's\n"                       \
+             "dispatch on the weight dtype)"}
+
+/* The WP_RT_* flags (runtime/runtime.h) the parsed values ask for. */
+unsigned cli_rt_flags(const cli_rt_args *a);
 
 #endif

@@ -46,15 +46,15 @@ TEST(cli_numeric_options_strict)
     char out[4096];
     const char *b = WPT_TINY "/hf";
     struct { const char *cmd, *expect; } cases[] = {
-        {"run %s --tokens 1 --threads 2x", "--threads 2x"},
-        {"run %s --tokens 1 --max-new -1", "--max-new -1"},
-        {"run %s --tokens 1 --top 99999999999999999999999", "--top"},
-        {"parity %s --golden x --threads 0", "--threads 0"},
-        {"verify %s --threads ''", "--threads"},
-        {"verify-source %s --digests x --threads 1025", "--threads 1025"},
-        {"sign %s --key k --threads abc", "--threads abc"},
-        {"pack %s -o /dev/null --level 0", "--level 0"},
-        {"pack %s -o /dev/null --level 23", "--level 23"},
+        {"run %s --tokens 1 --threads 2x", "--threads': '2x' is not an integer"},
+        {"run %s --tokens 1 --max-new -1", "--max-new': '-1' is not an integer"},
+        {"run %s --tokens 1 --top 99999999999999999999999", "--top': '9"},
+        {"parity %s --golden x --threads 0", "--threads': '0' is not an integer"},
+        {"verify %s --threads ''", "--threads': '' is not an integer"},
+        {"verify-source %s --digests x --threads 1025", "--threads': '1025' is not an integer"},
+        {"sign %s --key k --threads abc", "--threads': 'abc' is not an integer"},
+        {"pack %s -o /dev/null --level 0", "--level': '0' is not a zstd level"},
+        {"pack %s -o /dev/null --level 23", "--level': '23' is not an integer"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char cmd[512];

@@ -272,7 +272,7 @@ TEST(model_inspect_unreadable)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect %s --bogus", wpt_wpack(), TINY_HF), 2);
     CHECK_CONTAINS(out, "unknown option '--bogus'");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect --help", wpt_wpack()), 0);
-    CHECK_CONTAINS(out, "usage: wpack inspect PATH [--json]");
+    CHECK_CONTAINS(out, "usage: wpack inspect PATH [options]");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect /nonexistent/x", wpt_wpack()), 2);
     CHECK_CONTAINS(out, "/nonexistent/x");
 }

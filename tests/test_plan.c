@@ -269,7 +269,7 @@ TEST(cv_plan_cli)
     CHECK_CONTAINS(out, "wpack plan: unknown profile \"nope\" (built-in: ");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s plan %s --ep x", wpt_wpack(), TINY), 2);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s plan", wpt_wpack()), 2);
-    CHECK_CONTAINS(out, "missing the checkpoint");
+    CHECK_CONTAINS(out, "missing CKPT");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s plan %s --tp 2 --profile hopper", wpt_wpack(), TINY), 2);
     CHECK_CONTAINS(out, "wo_b");
 }

@@ -72,7 +72,7 @@ TEST(model_synth_presets_match_spec)
 
     e.code = 0;
     CHECK(wp_synth_preset(&c, "huge", &e) == WP_EUSAGE);
-    CHECK(!strcmp(e.msg, "synth: unknown preset 'huge' (tiny, flash, pro)"));
+    CHECK(!strcmp(e.msg, "synth: 'huge' is not one of: tiny flash pro (tiny, flash, pro)"));
 }
 
 TEST(model_synth_trim)
@@ -317,14 +317,14 @@ TEST(model_synth_errors_leave_nothing)
     char d[4096];
     snprintf(d, sizeof d, "%s/x", wpt_tmpdir());
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset huge -o %s", wpt_wpack(), d), 2);
-    CHECK_CONTAINS(out, "unknown preset 'huge'");
+    CHECK_CONTAINS(out, "'huge' is not one of: tiny flash pro");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny --layers 9 -o %s", wpt_wpack(), d), 2);
     CHECK_CONTAINS(out, "--layers 9: the preset has 4 layers");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny --layers 2x -o %s", wpt_wpack(), d), 2);
-    CHECK_CONTAINS(out, "--layers: expected a layer count, found '2x'");
+    CHECK_CONTAINS(out, "--layers': '2x' is not an integer");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny --seed -1 -o %s", wpt_wpack(), d), 2);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny", wpt_wpack()), 2);
-    CHECK_CONTAINS(out, "missing -o DIR");
+    CHECK_CONTAINS(out, "missing option '-o/--output DIR'");
     struct stat st;
     CHECK(stat(d, &st) != 0);
     /* a non-empty target is refused and left alone */

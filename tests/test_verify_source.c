@@ -144,7 +144,7 @@ TEST(trust_vsource_bad_digests_file)
         CHECK_CONTAINS(out, cases[i].want);
     }
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify-source %s", wpt_wpack(), ckpt), 2);
-    CHECK_CONTAINS(out, "--digests FILE.json is required");
+    CHECK_CONTAINS(out, "missing option '-d/--digests FILE.json'");
 }
 
 TEST(trust_vsource_shipped_digests)
