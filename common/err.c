@@ -40,9 +40,15 @@ int wp_fail_setting(wp_err *e, int code, const char *setting, const char *fmt, .
     return code;
 }
 
-int wp_oom(wp_err *e, const char *what)
+int wp_oom(wp_err *e, const char *fmt, ...)
 {
-    return wp_fail(e, WP_ENOMEM, "out of memory: %s", what ? what : "allocation failed");
+    if (!e || e->code) return WP_ENOMEM;
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return wp_fail(e, WP_ENOMEM, "out of memory: %s", what);
 }
 
 int wp_fail_errno(wp_err *e, const char *fmt, ...)

@@ -46,8 +46,9 @@ int wp_fail(wp_err *e, int code, const char *fmt, ...)
 /* wp_fail that also names the setting which would change the outcome. */
 int wp_fail_setting(wp_err *e, int code, const char *setting, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* The one allocation-failure report: "out of memory: WHAT", WP_ENOMEM. */
-int wp_oom(wp_err *e, const char *what);
+/* The one allocation-failure report: "out of memory: WHAT" (printf-style),
+ * returns WP_ENOMEM. */
+int wp_oom(wp_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Like wp_fail with WP_EIO, appending ": strerror(errno)". */
 int wp_fail_errno(wp_err *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

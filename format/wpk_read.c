@@ -444,7 +444,7 @@ int wpk_parse(const uint8_t *region, uint64_t len, uint64_t file_size, const cha
     if (!p->t || !p->srcs || !p->sorted || !ix) {
         free(ix);
         wpk_parsed_free(p);
-        return wp_fail(e, WP_ENOMEM, "%s: out of memory for %llu tensors", path,
+        return wp_oom(e, "%s (for %llu tensors)", path,
                        (unsigned long long)h->tensor_count);
     }
     for (uint64_t k = 0; k < h->src_count; k++) {

@@ -145,7 +145,7 @@ int wpk_writer_add(wpk_writer *w, const wpk_decl *d, size_t *id, wp_err *e)
     if (w->n == w->cap) {
         size_t cap = w->cap ? 2 * w->cap : 64;
         wdecl *nd = realloc(w->d, cap * sizeof *nd);
-        if (!nd) return wp_fail(e, WP_ENOMEM, "%s: out of memory", path);
+        if (!nd) return wp_oom(e, "%s", path);
         w->d = nd;
         w->cap = cap;
     }
@@ -404,7 +404,7 @@ int wpk_writer_write(wpk_writer *w, size_t id, uint64_t off, const void *buf, si
         span *ns = realloc(x->spans, cap * sizeof *ns);
         if (!ns) {
             pthread_mutex_unlock(&x->mu);
-            return writer_failed(w, wp_fail(e, WP_ENOMEM, "%s: out of memory", path));
+            return writer_failed(w, wp_oom(e, "%s", path));
         }
         x->spans = ns;
         x->capspans = cap;

@@ -72,7 +72,7 @@ int wp_st_writer_meta(wp_st_writer *w, const char *key, const char *val, wp_err 
     if (w->nmeta == w->mcap) {
         size_t nc = w->mcap ? 2 * w->mcap : 8;
         char **m = realloc(w->meta, 2 * nc * sizeof *m);
-        if (!m) return wp_fail(e, WP_ENOMEM, "out of memory");
+        if (!m) return wp_oom(e, "safetensors writer");
         w->meta = m;
         w->mcap = nc;
     }
@@ -107,7 +107,7 @@ int wp_st_writer_add(wp_st_writer *w, const char *name, wp_dtype dtype, int ndim
     if (w->n == w->cap) {
         size_t nc = w->cap ? 2 * w->cap : 64;
         decl *t = realloc(w->t, nc * sizeof *t);
-        if (!t) return wp_fail(e, WP_ENOMEM, "out of memory");
+        if (!t) return wp_oom(e, "safetensors writer");
         w->t = t;
         w->cap = nc;
     }
@@ -153,7 +153,7 @@ static int emit_header(wp_st_writer *w, wp_err *e)
     size_t *mi = wp_malloc(w->nmeta * sizeof *mi, e);
     char *json = NULL, *buf = NULL;
     if (!root || !sorted || !mi) {
-        rc = wp_fail(e, WP_ENOMEM, "out of memory");
+        rc = wp_oom(e, "safetensors writer");
         goto out;
     }
     if (w->nmeta) {
@@ -163,7 +163,7 @@ static int emit_header(wp_st_writer *w, wp_err *e)
         for (size_t i = 0; m && i < w->nmeta; i++)
             if (!cJSON_AddStringToObject(m, w->meta[2 * mi[i]], w->meta[2 * mi[i] + 1])) m = NULL;
         if (!m) {
-            rc = wp_fail(e, WP_ENOMEM, "out of memory");
+            rc = wp_oom(e, "safetensors writer");
             goto out;
         }
     }
@@ -189,12 +189,12 @@ static int emit_header(wp_st_writer *w, wp_err *e)
             cJSON_Delete(o);
             cJSON_Delete(sh);
             cJSON_Delete(of);
-            rc = wp_fail(e, WP_ENOMEM, "out of memory");
+            rc = wp_oom(e, "safetensors writer");
             goto out;
         }
     }
     if (!(json = cJSON_PrintUnformatted(root))) {
-        rc = wp_fail(e, WP_ENOMEM, "out of memory printing the header");
+        rc = wp_oom(e, "printing the header");
         goto out;
     }
     /* pad with spaces so the data buffer starts 8-byte aligned (8 + N ≡ 0) */
@@ -278,7 +278,7 @@ int wp_st_write_index(const char *path, const char *const *names, const char *co
     cJSON *root = cJSON_CreateObject();
     char *json = NULL, *pretty = NULL;
     if (!v || !root) {
-        rc = wp_fail(e, WP_ENOMEM, "out of memory");
+        rc = wp_oom(e, "safetensors writer");
         goto out;
     }
     for (size_t i = 0; i < n; i++) v[i] = (wm_pair){names[i], shards[i]};
@@ -286,7 +286,7 @@ int wp_st_write_index(const char *path, const char *const *names, const char *co
     cJSON *md = cJSON_AddObjectToObject(root, "metadata");
     cJSON *wm = cJSON_AddObjectToObject(root, "weight_map");
     if (!md || !wm || !cJSON_AddItemToObject(md, "total_size", raw_u64(total_size))) {
-        rc = wp_fail(e, WP_ENOMEM, "out of memory");
+        rc = wp_oom(e, "safetensors writer");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -295,12 +295,12 @@ int wp_st_write_index(const char *path, const char *const *names, const char *co
             goto out;
         }
         if (!cJSON_AddStringToObject(wm, v[i].name, v[i].shard)) {
-            rc = wp_fail(e, WP_ENOMEM, "out of memory");
+            rc = wp_oom(e, "safetensors writer");
             goto out;
         }
     }
     if (!(json = cJSON_Print(root))) {
-        rc = wp_fail(e, WP_ENOMEM, "out of memory");
+        rc = wp_oom(e, "safetensors writer");
         goto out;
     }
     /* cJSON indents with tabs and writes "key":\tvalue; strings escape a

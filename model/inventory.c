@@ -295,7 +295,7 @@ int wp_inventory(const wp_config *c, wp_expect **out, size_t *n, wp_err *e)
     }
     if (b.failed) {
         free(b.v);
-        return wp_fail(e, WP_ENOMEM, "inventory: out of memory");
+        return wp_oom(e, "inventory");
     }
     *out = b.v;
     *n = b.n;
@@ -428,7 +428,7 @@ static int check_common(const wp_config *c, const wp_tensor_info **t, size_t n, 
     r->issues = calloc(4 * WP_INV_MAX_ISSUES, sizeof *r->issues);   /* per-kind cap */
     if (!r->issues) {
         free(x);
-        return wp_fail(e, WP_ENOMEM, "inventory check: out of memory");
+        return wp_oom(e, "inventory check");
     }
     for (size_t i = 0; i < nx; i++) r->n_expected += !x[i].optional;
     r->n_found = n;
@@ -441,7 +441,7 @@ int wp_inventory_check_list(const wp_config *c, const wp_tensor_info *t, size_t 
                             wp_inv_report *r, wp_err *e)
 {
     const wp_tensor_info **p = malloc((n ? n : 1) * sizeof *p);
-    if (!p) return wp_fail(e, WP_ENOMEM, "inventory check: out of memory");
+    if (!p) return wp_oom(e, "inventory check");
     for (size_t i = 0; i < n; i++) p[i] = &t[i];
     int rc = check_common(c, p, n, r, e);
     free(p);
@@ -452,7 +452,7 @@ int wp_inventory_check(const wp_config *c, const wp_ckpt *k, wp_inv_report *r, w
 {
     size_t n = wp_ckpt_count(k);
     const wp_tensor_info **p = malloc((n ? n : 1) * sizeof *p);
-    if (!p) return wp_fail(e, WP_ENOMEM, "inventory check: out of memory");
+    if (!p) return wp_oom(e, "inventory check");
     for (size_t i = 0; i < n; i++) p[i] = wp_ckpt_tensor(k, i);
     int rc = check_common(c, p, n, r, e);
     free(p);

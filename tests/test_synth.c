@@ -72,7 +72,7 @@ TEST(model_synth_presets_match_spec)
 
     e.code = 0;
     CHECK(wp_synth_preset(&c, "huge", &e) == WP_EUSAGE);
-    CHECK(!strcmp(e.msg, "synth: 'huge' is not one of: tiny flash pro (tiny, flash, pro)"));
+    CHECK(!strcmp(e.msg, "synth: unknown preset 'huge' (tiny, flash, pro)"));
 }
 
 TEST(model_synth_trim)

@@ -168,7 +168,7 @@ int wp_json_canonical(const cJSON *v, const char *what, char **out, size_t *len,
     sbuf b = {0};
     *out = NULL;
     int rc = put_value(&b, v, what, 0, e);
-    if (!rc && b.oom) rc = wp_fail(e, WP_ENOMEM, "%s: out of memory serialising JSON", what);
+    if (!rc && b.oom) rc = wp_oom(e, "%s (serialising JSON)", what);
     if (!rc && !b.p) sb_put(&b, "", 0);   /* never reached for a valid value */
     if (rc) {
         free(b.p);
@@ -464,7 +464,7 @@ int wp_manifest_serialize(const wp_manifest *m, char **out, size_t *len, wp_err 
              cJSON_AddNumberToObject(o, "size", (double)t->size);
     }
     int rc = ok ? wp_json_canonical(doc, "manifest", out, len, e)
-                : wp_fail(e, WP_ENOMEM, "manifest: out of memory building JSON");
+                : wp_oom(e, "manifest (building JSON)");
     cJSON_Delete(doc);
     return rc;
 }

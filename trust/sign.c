@@ -102,7 +102,7 @@ static int to_pem(const wp_key *k, int priv, char **pem, size_t *len, wp_err *e)
 {
     *pem = NULL;
     BIO *b = BIO_new(BIO_s_mem());
-    if (!b) return wp_fail(e, WP_ENOMEM, "out of memory (BIO)");
+    if (!b) return wp_oom(e, "OpenSSL BIO");
     int ok = priv ? PEM_write_bio_PrivateKey(b, k->pkey, NULL, NULL, 0, NULL, NULL)
                   : PEM_write_bio_PUBKEY(b, k->pkey);
     char *data = NULL;
@@ -282,7 +282,7 @@ int wp_verify_bytes(const wp_key *k, const void *msg, size_t n, const uint8_t *s
                     const char *what, wp_err *e)
 {
     EVP_MD_CTX *c = EVP_MD_CTX_new();
-    if (!c) return wp_fail(e, WP_ENOMEM, "out of memory (EVP_MD_CTX)");
+    if (!c) return wp_oom(e, "OpenSSL EVP_MD_CTX");
     int rc = 0;
     if (EVP_DigestVerifyInit(c, NULL, md_for(k), NULL, k->pkey) != 1) {
         rc = ossl_fail(e, WP_EINVAL, what, "cannot initialise verification");
@@ -392,7 +392,7 @@ int wp_sig_make(const wp_key *k, const void *manifest, size_t n, char **doc, siz
              cJSON_AddStringToObject(o, "keyid", keyid) && cJSON_AddStringToObject(o, "manifest_sha256", mhex) &&
              cJSON_AddStringToObject(o, "signature", b64) && cJSON_AddNumberToObject(o, "version", 1);
     free(b64);
-    rc = ok ? wp_json_canonical(o, "manifest.sig", doc, len, e) : wp_fail(e, WP_ENOMEM, "out of memory");
+    rc = ok ? wp_json_canonical(o, "manifest.sig", doc, len, e) : wp_oom(e, "signature document");
     cJSON_Delete(o);
     return rc;
 }
@@ -558,7 +558,7 @@ int wp_intoto_statement(const char *model_name, const wp_resource *res, size_t n
     int complete = st && subj && s0 && dg && pred && ser && ign && ra && cJSON_GetArraySize(ra) == (int)nres &&
                    cJSON_GetArraySize(ign) == 2;
     rc = complete ? wp_json_canonical(st, "in-toto statement", out, len, e)
-                  : wp_fail(e, WP_ENOMEM, "out of memory building the in-toto statement");
+                  : wp_oom(e, "building the in-toto statement");
     cJSON_Delete(st);
     return rc;
 }
@@ -615,7 +615,7 @@ int wp_dsse_bundle_make(const wp_key *k, const char *payload_type, const void *p
     int complete = b && vm && pk && env && sigs && s0 && cJSON_GetArraySize(s0) == 2 &&
                    cJSON_GetArraySize(env) == 3 && cJSON_GetArraySize(b) == 3;
     rc = complete ? wp_json_canonical(b, "DSSE bundle", doc, len, e)
-                  : wp_fail(e, WP_ENOMEM, "out of memory building the DSSE bundle");
+                  : wp_oom(e, "building the DSSE bundle");
     cJSON_Delete(b);
     return rc;
 }

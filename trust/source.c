@@ -179,7 +179,7 @@ int wp_verify_source(const char *ckpt_dir, const char *digests_path, int threads
         if (listed) continue;
         char **v = realloc(r->extra, (r->nextra + 1) * sizeof *v);
         if (!v) {
-            rc = wp_fail(e, WP_ENOMEM, "out of memory");
+            rc = wp_oom(e, "verify-source report");
             break;
         }
         r->extra = v;
