@@ -48,15 +48,15 @@ static int rm_at(int dfd, const char *name, int depth)
 }
 
 /* Remove everything in the open directory fd.  Some filesystems skip
- * entries when a directory changes while it is read, so it is read again
- * from the start until a whole pass removes nothing. */
+ * entries when a directory changes while it is read, so after a pass that
+ * removed anything it is read again from the start, until a pass removes
+ * nothing: what is left then could not be removed. */
 static int rm_children(int fd, int depth)
 {
     char buf[2048] __attribute__((aligned(8)));
-    int bad = 0;
-    for (;;) {
-        int removed = 0;
-        bad = 0;
+    int removed, bad;
+    do {
+        removed = bad = 0;
         for (;;) {
             long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
             if (n < 0 && errno == EINTR) continue;
@@ -71,9 +71,7 @@ static int rm_children(int fd, int depth)
                 else bad = 1;
             }
         }
-        if (!removed || !bad) break;   /* done, or stuck on what cannot go */
-        if (lseek(fd, 0, SEEK_SET) < 0) return -1;
-    }
+    } while (removed && lseek(fd, 0, SEEK_SET) == 0);
     if (bad) errno = ENOTEMPTY;
     return bad ? -1 : 0;
 }
