@@ -1,5 +1,7 @@
 /* file.c — mapping, full reads, and crash-safe output files (see wp.h). */
 #include "common/wp.h"
+#include "common/internal.h"
+#include "common/outdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int wp_map_open(wp_map *m, const char *path, wp_err *e)
@@ -102,37 +105,45 @@ int wp_read_small_file(const char *path, size_t max, char **out, size_t *len, wp
     return 0;
 }
 
-/* ---- temp-file registry for signal cleanup -------------------------------- */
+/* ---- registry for signal cleanup ------------------------------------------ */
 #define MAX_TEMPS 256
-static char *g_temps[MAX_TEMPS];   /* written under g_lock, read by the handler */
+static char *g_temps[MAX_TEMPS];            /* written under g_lock, read by the handler */
+static unsigned char g_tree[MAX_TEMPS];     /* 1: a directory tree (outdir.c) */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void reg_add(char *tmp)
+void wp_cleanup_add(char *path, int tree)
 {
     pthread_mutex_lock(&g_lock);
     for (int i = 0; i < MAX_TEMPS; i++)
         if (!g_temps[i]) {
-            __atomic_store_n(&g_temps[i], tmp, __ATOMIC_SEQ_CST);
+            /* the kind first: the handler reads it once it sees the path */
+            __atomic_store_n(&g_tree[i], (unsigned char)(tree != 0), __ATOMIC_SEQ_CST);
+            __atomic_store_n(&g_temps[i], path, __ATOMIC_SEQ_CST);
             break;
         }
     pthread_mutex_unlock(&g_lock);
 }
 
-static void reg_del(char *tmp)
+void wp_cleanup_del(char *path)
 {
     pthread_mutex_lock(&g_lock);
     for (int i = 0; i < MAX_TEMPS; i++)
-        if (g_temps[i] == tmp) __atomic_store_n(&g_temps[i], NULL, __ATOMIC_SEQ_CST);
+        if (g_temps[i] == path) __atomic_store_n(&g_temps[i], NULL, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&g_lock);
 }
 
 static void on_signal(int sig)
 {
-    /* unlink() is async-signal-safe; the lock is not taken here on purpose */
+    /* unlink() and wp_rm_tree() are async-signal-safe; the lock is not
+     * taken here on purpose */
+    int saved = errno;
     for (int i = 0; i < MAX_TEMPS; i++) {
         char *t = __atomic_load_n(&g_temps[i], __ATOMIC_SEQ_CST);
-        if (t) unlink(t);
+        if (!t) continue;
+        if (__atomic_load_n(&g_tree[i], __ATOMIC_SEQ_CST)) wp_rm_tree(t);
+        else unlink(t);
     }
+    errno = saved;
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -146,6 +157,23 @@ void wp_cleanup_on_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+}
+
+int wp_no_renameat2;
+
+int wp_renameat2(const char *from, const char *to, unsigned flags)
+{
+    if (wp_no_renameat2) {
+        errno = ENOSYS;
+        return -1;
+    }
+#ifdef SYS_renameat2
+    return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, flags);
+#else
+    (void)from, (void)to, (void)flags;
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 int wp_out_open(wp_out *o, const char *path, wp_err *e)
@@ -171,7 +199,7 @@ int wp_out_open(wp_out *o, const char *path, wp_err *e)
         return WP_EIO;
     }
     fchmod(o->fd, 0644);
-    reg_add(o->tmp);
+    wp_cleanup_add(o->tmp, 0);
     free(d);
     free(b);
     return 0;
@@ -217,6 +245,44 @@ int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e)
     return wp_out_pwrite(o, buf, n, o->written, e);
 }
 
+/* Give the finished temp file the name `path` unless something has it:
+ * renameat2(NOREPLACE), else link() + unlink(), else (a filesystem without
+ * hard links) a check and rename().  -1 with errno EEXIST when taken. */
+static int claim_file(const char *tmp, const char *path)
+{
+    if (wp_renameat2(tmp, path, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return -1;
+    if (link(tmp, path) == 0) {
+        unlink(tmp);
+        return 0;
+    }
+    if (errno == EEXIST) return -1;
+    if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != EMLINK) return -1;
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(tmp, path);
+}
+
+int wp_out_create(wp_out *o, const char *path, int force, wp_err *e)
+{
+    memset(o, 0, sizeof *o);
+    o->fd = -1;
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!force) return wp_fail_setting(e, WP_EEXIST, "force", "%s: already exists; not replaced", path);
+        if (S_ISDIR(st.st_mode)) return wp_fail(e, WP_EEXIST, "%s: is a directory; not replaced", path);
+        if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+            return wp_fail(e, WP_EEXIST, "%s: exists and is not a regular file; not replaced", path);
+    }
+    /* any other lstat failure (no such directory, ...) is wp_out_open's to report */
+    int rc = wp_out_open(o, path, e);
+    if (!rc) o->noreplace = !force;
+    return rc;
+}
+
 int wp_out_commit(wp_out *o, wp_err *e)
 {
     if (!o->tmp) return wp_fail(e, WP_EUSAGE, "%s: output already closed", o->path ? o->path : "?");
@@ -233,12 +299,25 @@ int wp_out_commit(wp_out *o, wp_err *e)
         return rc;
     }
     o->fd = -1;
-    if (rename(o->tmp, o->path) != 0) {
+    int r = o->noreplace ? claim_file(o->tmp, o->path) : rename(o->tmp, o->path);
+    if (r != 0 && o->noreplace && errno == EEXIST) {
+        /* something appeared at the name while we wrote: leave it alone and
+         * keep the finished file where it is, for the user to look at */
+        int rc = wp_fail_setting(e, WP_EEXIST, "force",
+                                 "%s: appeared while it was being written; not replaced (the finished "
+                                 "file is %s)", o->path, o->tmp);
+        wp_cleanup_del(o->tmp);
+        free(o->tmp);
+        o->tmp = NULL;
+        wp_out_abort(o);
+        return rc;
+    }
+    if (r != 0) {
         int rc = wp_fail_errno(e, "%s: cannot rename temporary file into place", o->path);
         wp_out_abort(o);
         return rc;
     }
-    reg_del(o->tmp);
+    wp_cleanup_del(o->tmp);
     /* make the rename itself durable; the data already is, so a directory
      * that cannot be synced (some network filesystems) is not a failure */
     wp_fsync_parent(o->path, NULL);
@@ -254,7 +333,7 @@ void wp_out_abort(wp_out *o)
     o->fd = -1;
     if (o->tmp) {
         unlink(o->tmp);
-        reg_del(o->tmp);
+        wp_cleanup_del(o->tmp);
         free(o->tmp);
         o->tmp = NULL;
     }
@@ -266,6 +345,19 @@ int wp_write_file_atomic(const char *path, const void *buf, size_t n, wp_err *e)
 {
     wp_out o;
     int rc = wp_out_open(&o, path, e);
+    if (rc) return rc;
+    rc = wp_out_write(&o, buf, n, e);
+    if (rc) {
+        wp_out_abort(&o);
+        return rc;
+    }
+    return wp_out_commit(&o, e);
+}
+
+int wp_write_file_create(const char *path, const void *buf, size_t n, int force, wp_err *e)
+{
+    wp_out o;
+    int rc = wp_out_create(&o, path, force, e);
     if (rc) return rc;
     rc = wp_out_write(&o, buf, n, e);
     if (rc) {
@@ -287,7 +379,7 @@ int wp_fsync_dir(const char *dir, wp_err *e)
 int wp_fsync_parent(const char *path, wp_err *e)
 {
     char *d = strdup(path);
-    if (!d) return wp_fail(e, WP_ENOMEM, "out of memory");
+    if (!d) return wp_oom(e, "a directory name");
     int rc = wp_fsync_dir(dirname(d), e);   /* dirname("x") is "." */
     free(d);
     return rc;

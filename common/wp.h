@@ -89,22 +89,37 @@ int wp_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, w
  * directory, fsynced, renamed over NAME and the directory fsynced.  Until
  * commit, NAME does not exist (or keeps its old content).  Temp files are
  * registered so SIGINT/SIGTERM/SIGHUP (wp_cleanup_on_signals) unlink them; a
- * SIGKILL can leave a temp file, never a partial NAME. */
+ * SIGKILL can leave a temp file, never a partial NAME.
+ *
+ * wp_out_open replaces an existing NAME at commit (files wpack owns: a
+ * manifest, a container inside a temporary directory).  wp_out_create is
+ * for a target the user named: an existing NAME is refused up front
+ * (WP_EEXIST, setting "force": "NAME: already exists; not replaced") unless
+ * `force`, and commit claims the name without replacing anything
+ * (renameat2 RENAME_NOREPLACE, or link + unlink): if NAME appeared while
+ * the file was written, commit fails WP_EEXIST, leaves NAME alone and keeps
+ * the finished temp file, naming it.  With `force` an existing file (never a
+ * directory) is replaced. */
 typedef struct wp_out {
     int fd;
     char *path;    /* final name */
     char *tmp;     /* temp name, NULL after commit/abort */
     uint64_t written;
+    int noreplace; /* commit must not replace an existing NAME (wp_out_create) */
 } wp_out;
 int wp_out_open(wp_out *o, const char *path, wp_err *e);
+int wp_out_create(wp_out *o, const char *path, int force, wp_err *e);
 int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e);   /* appends */
 int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e);
 int wp_out_commit(wp_out *o, wp_err *e);   /* fsync + rename + fsync(dir) */
 void wp_out_abort(wp_out *o);              /* unlink temp; safe to call twice */
-/* Install handlers that unlink every open temp file and re-raise the signal. */
+/* Install handlers that remove every open temp file and temporary output
+ * directory (common/outdir.h), then re-raise the signal. */
 void wp_cleanup_on_signals(void);
 /* Write a whole buffer to `path` atomically (open, write, commit). */
 int wp_write_file_atomic(const char *path, const void *buf, size_t n, wp_err *e);
+/* The same through wp_out_create: an existing path is refused unless force. */
+int wp_write_file_create(const char *path, const void *buf, size_t n, int force, wp_err *e);
 /* fsync a directory (so renames and creations in it are durable), or the
  * directory that holds `path`.  Errors name the directory. */
 int wp_fsync_dir(const char *dir, wp_err *e);

@@ -254,9 +254,11 @@ typedef struct wp_sink {
 } wp_sink;
 
 /* The build-directory sink: one .wpk per plan file plus manifest.json
- * (format/wpk.h, format/manifest.h).  OUT is created as a temporary directory
- * next to it and renamed into place by commit (docs/architecture.md); an
- * existing OUT is refused unless `force`, and then replaced only on success. */
+ * (format/wpk.h, trust/manifest.h).  OUT is an output directory written once
+ * (common/outdir.h): built in a temporary directory next to it and moved into
+ * place by commit.  An existing OUT is refused at begin (WP_EEXIST, setting
+ * "force") unless `force`; with force only a build directory (manifest.json
+ * or a .wpk in it) or an empty directory is replaced, and only on success. */
 int wp_dir_sink_new(wp_sink *s, const char *out_dir, int force, wp_err *e);
 void wp_dir_sink_free(wp_sink *s);
 

@@ -1,61 +1,33 @@
 /*
  * sink.c — the build-directory sink of the pipeline: one .wpk per plan file
  * (format/wpk.h writer: tensors declared up front, bytes pwritten and hashed
- * as they arrive) plus manifest.json (format/manifest.h).
+ * as they arrive) plus manifest.json (trust/manifest.h).
  *
- * No partial output (docs/architecture.md): everything is written into a
- * temporary directory `.NAME.tmp.XXXXXX` next to OUT, fsynced, and renamed to
- * OUT only once complete; abort removes the temporary directory.  A SIGKILL
- * can leave that temporary directory behind, never an OUT.
+ * No partial output (docs/architecture.md): everything is written into the
+ * temporary directory of a wp_outdir (common/outdir.h) next to OUT and moved
+ * to OUT only once complete; abort removes it.  An existing OUT is refused
+ * unless `force`, and then replaced only if it is a build directory.
  */
 #include <cjson/cJSON.h>
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/outdir.h"
 #include "convert/convert_priv.h"
 #include "trust/manifest.h"
 #include "format/wpk.h"
 
 typedef struct dsink {
     char *out;            /* final directory */
-    char *parent, *base;
-    char *tmp;            /* temporary directory, NULL until begin */
+    wp_outdir od;         /* the temporary directory, from begin to commit */
+    char *tmp;            /* wp_outdir_tmp(&od), NULL until begin */
     int force;
     const wp_plan *p;
     wpk_writer **w;       /* one per plan file; NULL once committed */
     size_t *id;           /* plan tensor -> writer id */
 } dsink;
-
-static void rm_tree_flat(const char *dir)
-{
-    /* the build directory is flat (.wpk files, manifest, writer temps) */
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        char path[4096];
-        while ((de = readdir(d)))
-            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && !wp_path_join(path, sizeof path, dir, de->d_name))
-                unlink(path);
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
 
 static void ds_abort(void *ud)
 {
@@ -67,11 +39,8 @@ static void ds_abort(void *ud)
     }
     free(s->id);
     s->id = NULL;
-    if (s->tmp) {
-        rm_tree_flat(s->tmp);
-        free(s->tmp);
-        s->tmp = NULL;
-    }
+    wp_outdir_abort(&s->od);
+    s->tmp = NULL;
 }
 
 /* SHA-256 of one source shard's header region (8 + N bytes): cheap, and
@@ -101,7 +70,7 @@ static char *print_json(cJSON *j, wp_err *e)
 {
     char *s = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
-    if (!s) wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    if (!s) wp_oom(e, "the build description");
     return s;
 }
 
@@ -128,7 +97,7 @@ static int declare(dsink *s, wpk_writer *w, const wp_plan_tensor *t, size_t ti, 
     const char **src = NULL;
     if (t->role != WP_ROLE_GLOBAL) {
         src = malloc(ns * sizeof *src);
-        if (!src) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+        if (!src) return wp_oom(e, "a tensor's source names");
         size_t n = 0;
         for (size_t i = 0; i < ns; i++) {
             const wp_tensor_info *x = t->role == WP_ROLE_SCALE ? pw->srcs[i].s : pw->srcs[i].w;
@@ -146,30 +115,19 @@ static int ds_begin(void *ud, const wp_plan *p, wp_err *e)
 {
     dsink *s = ud;
     s->p = p;
-    struct stat st;
-    if (lstat(s->out, &st) == 0 && !s->force)
-        return wp_fail(e, WP_EUSAGE, "%s: already exists (remove it, or pass --force to replace it)", s->out);
-    size_t n = strlen(s->parent) + strlen(s->base) + 32;
-    s->tmp = malloc(n);
-    if (!s->tmp) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
-    snprintf(s->tmp, n, "%s/.%s.tmp.XXXXXX", s->parent, s->base);
-    if (!mkdtemp(s->tmp)) {
-        int rc = wp_fail_errno(e, "%s: cannot create the output directory in %s", s->out, s->parent);
-        free(s->tmp);
-        s->tmp = NULL;
-        return rc;
-    }
-    chmod(s->tmp, 0755);
+    int rc = wp_outdir_begin(&s->od, s->out, &(wp_outdir_opts){.force = s->force, .kind = WP_OUTDIR_BUILD}, e);
+    if (rc) return rc;
+    s->tmp = (char *)wp_outdir_tmp(&s->od);
     s->w = calloc((size_t)p->n_files, sizeof *s->w);
     s->id = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *s->id);
-    if (!s->w || !s->id) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    if (!s->w || !s->id) return wp_oom(e, "the build's writers");
 
     /* The build's description: the model, the profile and where it came
      * from — never a time or a host path, so builds are reproducible. */
     cJSON *prov = cJSON_CreateObject();
     cJSON_AddStringToObject(prov, "tool", "wpack " WP_VERSION);
     cJSON *files = cJSON_AddArrayToObject(prov, "source_files");
-    int rc = shard_json(p->ckpt, files, e);
+    rc = shard_json(p->ckpt, files, e);
     char cfg_path[4096];
     if (!rc && !wp_path_join(cfg_path, sizeof cfg_path, wp_ckpt_dir(p->ckpt), "config.json")) {
         uint8_t d[WP_SHA256_LEN];
@@ -249,7 +207,7 @@ static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t
     uint8_t *buf = malloc(cap);
     wp_sha256 all, non;
     int ha = 0, hn = 0;
-    if (!mf->path || !buf) rc = wp_fail(e, WP_ENOMEM, "convert: out of memory");
+    if (!mf->path || !buf) rc = wp_oom(e, "hashing a container");
     if (!rc && !(rc = wp_sha256_init(&all, e))) ha = 1;
     if (!rc && !(rc = wp_sha256_init(&non, e))) hn = 1;
     size_t nt = wpk_count(f), ti = 0;
@@ -275,7 +233,7 @@ static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t
             wp_mtensor *mt = &m->tensors[base + i];
             mt->name = strdup(t->name);
             if (!mt->name) {
-                rc = wp_fail(e, WP_ENOMEM, "convert: out of memory");
+                rc = wp_oom(e, "the manifest");
                 break;
             }
             mt->file = fi;
@@ -342,7 +300,7 @@ static int ds_commit(void *ud, wp_err *e)
     if (!m.files || !m.tensors || !base) {
         free(base);
         wp_manifest_free(&m);
-        return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+        return wp_oom(e, "the manifest");
     }
     m.nfiles = (uint32_t)p->n_files;
     m.ntensors = p->n_tensors;
@@ -365,69 +323,26 @@ static int ds_commit(void *ud, wp_err *e)
     if (!rc) rc = wp_manifest_write(s->tmp, &m, e);
     wp_manifest_free(&m);
     if (rc) return rc;
-    fsync_dir(s->tmp);
-    char *old = NULL;
-    struct stat st;
-    if (lstat(s->out, &st) == 0) {
-        /* --force: move the old build aside, put the new one in, drop the old */
-        size_t n = strlen(s->parent) + strlen(s->base) + 32;
-        old = malloc(n);
-        if (!old) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
-        snprintf(old, n, "%s/.%s.old.XXXXXX", s->parent, s->base);
-        if (!mkdtemp(old) || rmdir(old) != 0 || rename(s->out, old) != 0) {
-            rc = wp_fail_errno(e, "%s: cannot move the existing output aside", s->out);
-            free(old);
-            return rc;
-        }
-    }
-    if (rename(s->tmp, s->out) != 0) {
-        rc = wp_fail_errno(e, "%s: cannot rename the finished build into place", s->out);
-        if (old && rename(old, s->out) != 0) { /* keep old aside: nothing better to do */
-        }
-        free(old);
-        return rc;
-    }
-    free(s->tmp);
+    rc = wp_outdir_commit(&s->od, e);
     s->tmp = NULL;
-    fsync_dir(s->parent);
-    if (old) {
-        if (S_ISDIR(st.st_mode))
-            rm_tree_flat(old);
-        else
-            unlink(old);
-        free(old);
-    }
-    return 0;
+    return rc;
 }
 
 int wp_dir_sink_new(wp_sink *sk, const char *out_dir, int force, wp_err *e)
 {
     memset(sk, 0, sizeof *sk);
-    dsink *s = calloc(1, sizeof *s);
-    if (!s) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
     size_t n = strlen(out_dir);
     while (n > 1 && out_dir[n - 1] == '/') n--;   /* "out/" names "out" */
-    s->out = strndup(out_dir, n);
-    char *a = s->out ? strdup(s->out) : NULL, *b = s->out ? strdup(s->out) : NULL;
-    if (a && b) {
-        s->parent = strdup(dirname(a));
-        s->base = strdup(basename(b));
-    }
-    free(a);
-    free(b);
-    if (!s->out || !s->parent || !s->base) {
-        free(s->out);
-        free(s->parent);
-        free(s->base);
-        free(s);
-        return wp_fail(e, WP_ENOMEM, "convert: out of memory");
-    }
-    if (!n || !strcmp(s->base, "/") || !strcmp(s->base, ".") || !strcmp(s->base, "..")) {
-        free(s->out);
-        free(s->parent);
-        free(s->base);
-        free(s);
+    const char *base = n ? (const char *)memrchr(out_dir, '/', n) : NULL;
+    base = base ? base + 1 : out_dir;
+    size_t bn = n - (size_t)(base - out_dir);
+    /* refused here, before any work: wp_outdir_begin would refuse it too */
+    if (!n || !bn || (bn == 1 && base[0] == '.') || (bn == 2 && !strncmp(base, "..", 2)))
         return wp_fail(e, WP_EUSAGE, "%s: not a usable output directory name", out_dir);
+    dsink *s = calloc(1, sizeof *s);
+    if (!s || !(s->out = strndup(out_dir, n))) {
+        free(s);
+        return wp_oom(e, "the build-directory sink");
     }
     s->force = force;
     sk->ud = s;
@@ -444,8 +359,6 @@ void wp_dir_sink_free(wp_sink *sk)
     if (!s) return;
     ds_abort(s);
     free(s->out);
-    free(s->parent);
-    free(s->base);
     free(s);
     sk->ud = NULL;
 }

@@ -4,15 +4,11 @@
  * inventory's (inventory.c), so a synth checkpoint passes its own check.
  */
 #include <cjson/cJSON.h>
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "common/outdir.h"
 #include "convert/synth.h"
 #include "quant/quant.h"
 
@@ -53,7 +49,7 @@ static int revalidate(wp_config *c, const char *what, wp_err *e)
     cJSON *j = wp_config_to_json(c);
     char *s = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
-    if (!s) return wp_fail(e, WP_ENOMEM, "%s: out of memory", what);
+    if (!s) return wp_oom(e, what);
     int rc = wp_config_parse(c, s, strlen(s), what, e);
     free(s);
     return rc;
@@ -402,7 +398,7 @@ static int write_config(const wp_config *c, const char *tmpdir, wp_err *e)
     char *s = ok ? cJSON_Print(j) : NULL;
     cJSON_Delete(j);
     cJSON_Delete(arch);
-    if (!s) return wp_fail(e, WP_ENOMEM, "synth: out of memory writing config.json");
+    if (!s) return wp_oom(e, "synth: config.json");
     char path[4096];
     int rc = wp_path_join(path, sizeof path, tmpdir, "config.json")
                  ? wp_fail(e, WP_EUSAGE, "%s: path too long", tmpdir)
@@ -411,55 +407,16 @@ static int write_config(const wp_config *c, const char *tmpdir, wp_err *e)
     return rc;
 }
 
-/* Remove the temporary directory of a failed run (its files are committed
- * shards or nothing: wp_out never leaves a partial one behind by name). */
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-            char p[4096];
-            if (!wp_path_join(p, sizeof p, dir, de->d_name)) unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-/* dir must not exist, or be an empty directory (rename replaces it). */
-static int check_target(const char *dir, wp_err *e)
-{
-    struct stat st;
-    if (stat(dir, &st) != 0) return errno == ENOENT ? 0 : wp_fail_errno(e, "%s", dir);
-    if (!S_ISDIR(st.st_mode)) return wp_fail(e, WP_EUSAGE, "%s: exists and is not a directory", dir);
-    DIR *d = opendir(dir);
-    if (!d) return wp_fail_errno(e, "%s", dir);
-    struct dirent *de;
-    int empty = 1;
-    while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) empty = 0;
-    closedir(d);
-    return empty ? 0 : wp_fail(e, WP_EUSAGE, "%s: exists and is not empty", dir);
-}
-
 int wp_synth_write(const wp_config *c, const char *dir, const wp_synth_opts *o,
                    wp_synth_stats *st, wp_err *e)
 {
-    int rc = check_target(dir, e);
+    /* an existing empty directory is taken (mkdir OUT && synth -o OUT);
+     * with force an existing checkpoint is replaced */
+    wp_outdir od;
+    int rc = wp_outdir_begin(&od, dir,
+                             &(wp_outdir_opts){.force = o->force, .take_empty = 1, .kind = WP_OUTDIR_CHECKPOINT}, e);
     if (rc) return rc;
-    /* strip trailing slashes so the temp directory lands beside dir */
-    char target[4096], tmp[2 * 4096 + 32];   /* sized for the compiler's worst case */
-    size_t len = strlen(dir);
-    while (len > 1 && dir[len - 1] == '/') len--;
-    if (len >= sizeof target - 32) return wp_fail(e, WP_EUSAGE, "%s: path too long", dir);
-    memcpy(target, dir, len);
-    target[len] = 0;
-    const char *base = strrchr(target, '/');
-    snprintf(tmp, sizeof tmp, "%.*s.%s.tmp.XXXXXX", base ? (int)(base - target + 1) : 0, target,
-             base ? base + 1 : target);
-    if (!mkdtemp(tmp)) return wp_fail_errno(e, "%s: cannot create a temporary directory", tmp);
+    const char *tmp = wp_outdir_tmp(&od);
 
     wp_expect *x = NULL;
     const wp_expect **order = NULL;
@@ -475,7 +432,7 @@ int wp_synth_write(const wp_config *c, const char *dir, const wp_synth_opts *o,
     shards = calloc(n, sizeof *shards);
     j.buf = malloc(CHUNK);
     if (!order || !shard_of || !names || !shards || !j.buf) {
-        rc = wp_fail(e, WP_ENOMEM, "synth: out of memory");
+        rc = wp_oom(e, "synth");
         goto out;
     }
     for (size_t i = 0; i < n; i++)
@@ -499,18 +456,14 @@ int wp_synth_write(const wp_config *c, const char *dir, const wp_synth_opts *o,
     if (!rc) rc = wp_st_write_index(path, names, shards, m, j.total, e);
     if (!rc) rc = write_config(c, tmp, e);
     if (rc) goto out;
-    if (chmod(tmp, 0755) || rename(tmp, target)) {
-        rc = wp_fail_errno(e, "%s: cannot move the finished checkpoint into place", target);
-        goto out;
-    }
-    rc = wp_fsync_parent(target, e);
+    if ((rc = wp_outdir_commit(&od, e))) goto out;
     if (st) {
         st->tensors = m;
         st->shards = (size_t)ns;
         st->bytes = j.total;
     }
 out:
-    if (rc) remove_tree(tmp);
+    wp_outdir_abort(&od);   /* nothing left to do after a commit */
     free(j.buf);
     free(shards);
     free(names);

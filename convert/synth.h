@@ -46,6 +46,7 @@ int wp_official_order(const void *a, const void *b);
 
 typedef struct wp_synth_opts {
     uint64_t seed;
+    int force;                 /* replace an existing checkpoint at dir */
     wp_progress_fn progress;   /* bytes done / total; may be NULL */
     void *progress_ud;
 } wp_synth_opts;
@@ -56,9 +57,12 @@ typedef struct wp_synth_stats {
 } wp_synth_stats;
 
 /* Write the checkpoint of config c into dir: built in a temporary directory
- * beside dir and renamed into place when complete, so dir never holds a
- * partial checkpoint (dir must not exist or be empty).  Memory is bounded
- * (one chunk buffer), whatever the model size.  st may be NULL. */
+ * beside dir and moved into place when complete (common/outdir.h), so dir
+ * never holds a partial checkpoint.  dir must not exist or be an empty
+ * directory; otherwise WP_EEXIST (setting "force"), unless o->force and dir
+ * is a checkpoint (config.json and *.safetensors), which is then replaced.
+ * Memory is bounded (one chunk buffer), whatever the model size.  st may be
+ * NULL. */
 int wp_synth_write(const wp_config *c, const char *dir, const wp_synth_opts *o,
                    wp_synth_stats *st, wp_err *e);
 

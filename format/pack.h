@@ -3,7 +3,8 @@
  * of a build directory in one archive of independent zstd frames with a seek
  * index, so one tensor can be extracted without decompressing the rest.
  * Both directions stream in bounded memory (one chunk of at most
- * WPZ_CHUNK bytes plus zstd's own buffers) and write through wp_out.
+ * WPZ_CHUNK bytes plus zstd's own buffers) and write through wp_out
+ * (common/wp.h) or an output directory (common/outdir.h).
  */
 #ifndef WP_PACK_H
 #define WP_PACK_H
@@ -34,19 +35,32 @@ typedef struct wpz_opts {
     uint64_t chunk;   /* largest frame in raw bytes; 0 -> WPZ_CHUNK (tests use small ones) */
     wp_progress_fn progress;   /* bytes of raw input done; may be NULL */
     void *ud;
+    /* Replace an existing OUT.  Without it an existing OUT is refused up
+     * front with WP_EEXIST (setting "force"), and the output claims its name
+     * without replacing anything that appeared meanwhile.  With it pack and
+     * extraction replace a file, unpack a build directory (manifest.json or
+     * *.wpk in it) or an empty directory, nothing else. */
+    int force;
 } wpz_opts;
 
-/* Pack BUILD (a build directory, or a lone .wpk file) into OUT.  Every .wpk is
- * opened (structural check) and its tensor digests are checked while it is
- * read, so a corrupt build is refused rather than shipped.  stats may be NULL. */
+/* Pack BUILD (a build directory, or a lone .wpk file) into the file OUT.
+ * Every .wpk is opened (structural check) and its tensor digests are
+ * checked while it is read, so a corrupt build is refused rather than
+ * shipped.  o and stats may be NULL. */
 int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *stats,
              wp_err *e);
-/* Restore the build directory OUT from a .wpkz (OUT must not exist; it is
- * written as a temp directory and renamed when every file checked out). */
+/* Restore the build directory OUT from a .wpkz: written as an output
+ * directory (common/outdir.h), so OUT appears only when every file checked
+ * out.  o and stats may be NULL. */
 int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *stats,
                wp_err *e);
 /* Extract one tensor's raw bytes to the file OUT, decompressing only its
- * frames; checked against the tensor's SHA-256.  WP_EINVAL if absent. */
+ * frames; checked against the tensor's SHA-256.  NAME, or FILE:NAME when
+ * several parts hold the name (WP_EUSAGE if ambiguous); WP_EINVAL if absent.
+ * Only o->force is used; o may be NULL. */
+int wpz_extract(const char *wpkz, const char *name, const char *out, const wpz_opts *o, wp_err *e);
+/* wpz_extract with force: replaces an existing OUT file, as the CLI has done
+ * so far.  Kept until cli/ calls wpz_extract with the user's choice. */
 int wpz_extract_tensor(const char *wpkz, const char *name, const char *out, wp_err *e);
 /* Read and validate the index only (prefix, footer, index digest, records);
  * fills counts and per-class sizes without decompressing anything. */

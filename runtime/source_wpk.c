@@ -13,12 +13,12 @@
  * in several parts with different bytes.  The CPU runtime runs unsplit models,
  * so that is refused with a message naming the tensor.
  */
-#include <dirent.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "runtime/source_wpk.h"
+#include "trust/build.h"
 
 typedef struct ent {
     const char *name;        /* key: points into a container's mapping */
@@ -29,7 +29,8 @@ typedef struct ent {
 } ent;
 
 typedef struct wpk_src {
-    wpk_file **files;
+    wp_build *build;         /* owns the parts */
+    wpk_file **files;        /* its parts, by name */
     int n_files;
     ent *ents;
     size_t n_ents, cap;
@@ -60,7 +61,7 @@ static int push(wpk_src *w, ent x, wp_err *e)
     if (w->n_ents == w->cap) {
         size_t cap = w->cap ? 2 * w->cap : 1024;
         ent *p = realloc(w->ents, cap * sizeof *p);
-        if (!p) return wp_fail(e, WP_ENOMEM, "out of memory indexing a build");
+        if (!p) return wp_oom(e, "indexing a build");
         w->ents = p;
         w->cap = cap;
     }
@@ -164,74 +165,13 @@ static void src_close(wp_tsrc *s)
 {
     wpk_src *w = s->impl;
     if (w) {
-        for (int i = 0; i < w->n_files; i++) wpk_close(w->files[i]);
+        wp_build_close(w->build);
         free(w->files);
         free(w->ents);
         free(w);
     }
     free((char *)s->path);
     free(s);
-}
-
-static int is_wpk(const char *n)
-{
-    size_t k = strlen(n);
-    return k > 4 && !strcmp(n + k - 4, ".wpk") && n[0] != '.';
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The .wpk parts of a build, sorted by file name (deterministic). */
-static int list_parts(const char *path, char ***out, int *n, wp_err *e)
-{
-    struct stat st;
-    *out = NULL;
-    *n = 0;
-    if (stat(path, &st) != 0) return wp_fail_errno(e, "%s", path);
-    if (!S_ISDIR(st.st_mode)) {
-        char **v = malloc(sizeof *v);
-        if (!v || !(v[0] = strdup(path))) {
-            free(v);
-            return wp_fail(e, WP_ENOMEM, "out of memory");
-        }
-        *out = v;
-        *n = 1;
-        return 0;
-    }
-    DIR *d = opendir(path);
-    if (!d) return wp_fail_errno(e, "%s: cannot list build directory", path);
-    char **v = NULL;
-    int k = 0, cap = 0, rc = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!is_wpk(de->d_name)) continue;
-        if (k == cap) {
-            cap = cap ? 2 * cap : 8;
-            char **p = realloc(v, (size_t)cap * sizeof *p);
-            if (!p) { rc = wp_fail(e, WP_ENOMEM, "out of memory"); break; }
-            v = p;
-        }
-        char full[4096];
-        if (wp_path_join(full, sizeof full, path, de->d_name) || !(v[k] = strdup(full))) {
-            rc = wp_fail(e, WP_EINVAL, "%s/%s: path too long", path, de->d_name);
-            break;
-        }
-        k++;
-    }
-    closedir(d);
-    if (!rc && !k) rc = wp_fail(e, WP_EINVAL, "%s: no .wpk file in this directory", path);
-    if (rc) {
-        for (int i = 0; i < k; i++) free(v[i]);
-        free(v);
-        return rc;
-    }
-    qsort(v, (size_t)k, sizeof *v, name_cmp);
-    *out = v;
-    *n = k;
-    return 0;
 }
 
 /* Index every tensor by its own name, and every slice of a stacked tensor by
@@ -287,12 +227,10 @@ int wp_tsrc_open_wpk(wp_tsrc **out, const char *path, wp_err *e)
     *out = NULL;
     wp_tsrc *s = calloc(1, sizeof *s);
     wpk_src *w = calloc(1, sizeof *w);
-    char **parts = NULL;
-    int n = 0, rc;
     if (!s || !w) {
         free(s);
         free(w);
-        return wp_fail(e, WP_ENOMEM, "out of memory");
+        return wp_oom(e, "a build source");
     }
     s->impl = w;
     s->kind = "wpk";
@@ -302,29 +240,25 @@ int wp_tsrc_open_wpk(wp_tsrc **out, const char *path, wp_err *e)
     s->close = src_close;
     if (!(s->path = strdup(path))) {
         src_close(s);
-        return wp_fail(e, WP_ENOMEM, "out of memory");
+        return wp_oom(e, "a build source");
     }
-    if ((rc = list_parts(path, &parts, &n, e))) goto fail;
-    if (!(w->files = calloc((size_t)n, sizeof *w->files))) {
-        rc = wp_fail(e, WP_ENOMEM, "out of memory");
-        goto fail;
+    /* the parts: every .wpk of a build directory, by name, or the one file */
+    size_t n = 0;
+    int rc = wp_build_open(&w->build, path, e);
+    if (!rc) rc = wp_build_parts(w->build, &n, e);
+    if (!rc && n > INT_MAX) rc = wp_fail(e, WP_EINVAL, "%s: %zu parts", path, n);
+    if (!rc && !(w->files = calloc(n, sizeof *w->files))) rc = wp_oom(e, "a build source");
+    for (size_t i = 0; !rc && i < n; i++)
+        if (!(rc = wp_build_part(w->build, i, &w->files[i], e))) w->n_files++;
+    const char *mj = rc ? NULL : wpk_model_json(w->files[0]);
+    if (!rc) rc = wp_config_parse(&s->cfg, mj, strlen(mj), wpk_path(w->files[0]), e);
+    if (!rc) rc = build_index(w, path, e);
+    if (rc) {
+        src_close(s);
+        return rc;
     }
-    for (int i = 0; i < n; i++) {
-        if ((rc = wpk_open(&w->files[i], parts[i], e))) goto fail;
-        w->n_files++;
-    }
-    const char *mj = wpk_model_json(w->files[0]);
-    if ((rc = wp_config_parse(&s->cfg, mj, strlen(mj), wpk_path(w->files[0]), e))) goto fail;
-    if ((rc = build_index(w, path, e))) goto fail;
-    for (int i = 0; i < n; i++) free(parts[i]);
-    free(parts);
     *out = s;
     return 0;
-fail:
-    for (int i = 0; i < n; i++) free(parts[i]);
-    free(parts);
-    src_close(s);
-    return rc;
 }
 
 int wp_tsrc_wpk_parts(wp_tsrc *s)
@@ -338,7 +272,7 @@ int wp_tsrc_hugepages(wp_tsrc *s, char *notice, size_t notice_sz, wp_err *e)
     if (notice_sz) notice[0] = 0;
     if (!s || strcmp(s->kind, "wpk")) {
         if (notice_sz)
-            snprintf(notice, notice_sz, "--hugepages: %s is not a .wpk build; using its plain "
+            snprintf(notice, notice_sz, "huge pages: %s is not a .wpk build; using its plain "
                      "mapping", s ? s->path : "source");
         return 0;
     }

@@ -526,6 +526,11 @@ TEST(cv_convert_bad_input)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s convert %s -o %s/keep", wpt_wpack(), TINY, t), 2);
     CHECK_CONTAINS(out, "already exists");
     CHECK(exists(wpt_path("%s/keep/mine", t)));
+    /* --force replaces only a build directory: not this one */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s convert %s -o %s/keep --force", wpt_wpack(), TINY, t), 2);
+    CHECK_CONTAINS(out, "is not a build directory");
+    CHECK(exists(wpt_path("%s/keep/mine", t)));
+    REQUIRE(wpt_write_file(wpt_path("%s/keep/manifest.json", t), "{}", 2) == 0);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s convert %s -o %s/keep --force", wpt_wpack(), TINY, t), 0);
     CHECK(!exists(wpt_path("%s/keep/mine", t)) && exists(wpt_path("%s/keep/model.wpk", t)));
     /* a memory budget too small for one band */

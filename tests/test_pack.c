@@ -102,10 +102,23 @@ TEST(wpk_pack_unpack_byte_identical)
     CHECK(bf->raw > 512 * 1024 && bf->comp < bf->raw / 20);
     CHECK(mx->comp > mx->raw * 9 / 10);
     CHECK_EQ_INT(mx->raw, 2 * 4 * 16 * 32);   /* two zoo parts, [4, 16, 64] mxfp4 each */
-    /* Unpack never overwrites. */
+    /* Unpack does not overwrite unless force: then only a build. */
     wp_err_clear(&e);
-    CHECK_EQ_INT(wpz_unpack(z, o, NULL, NULL, &e), WP_EUSAGE);
-    CHECK_CONTAINS(e.msg, "already exists");
+    CHECK_EQ_INT(wpz_unpack(z, o, NULL, NULL, &e), WP_EEXIST);
+    CHECK_CONTAINS(e.msg, "already exists; not replaced");
+    CHECK(!strcmp(e.setting, "force"));
+    REQUIRE(wpt_write_file(wpt_path("%s/mine", o), "m", 1) == 0);
+    REQUIRE(wpz_unpack(z, o, &(wpz_opts){.force = 1}, NULL, &e) == 0);
+    CHECK(access(wpt_path("%s/mine", o), F_OK) != 0 && same_file(wpt_path("%s/zoo.wpk", b), wpt_path("%s/zoo.wpk", o)));
+    char other[512];
+    snprintf(other, sizeof other, "%s/other", wpt_tmpdir());
+    REQUIRE(mkdir(other, 0755) == 0 && wpt_write_file(wpt_path("%s/notes.txt", other), "n", 1) == 0);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wpz_unpack(z, other, &(wpz_opts){.force = 1}, NULL, &e), WP_EEXIST);
+    CHECK_CONTAINS(e.msg, "is not a build directory");
+    CHECK(access(wpt_path("%s/notes.txt", other), F_OK) == 0);
+    wpt_run(out, sizeof out, "ls -A %s | grep -c '^\\.' || true", wpt_tmpdir());
+    CHECK(!strcmp(out, "0\n"));   /* no temporary directory left behind */
 }
 
 TEST(wpk_pack_reproducible_and_lone_wpk)
@@ -120,8 +133,14 @@ TEST(wpk_pack_reproducible_and_lone_wpk)
     REQUIRE(wpz_pack(b, z1, &(wpz_opts){.threads = 0}, NULL, &e) == 0);
     REQUIRE(wpz_pack(b, z2, &(wpz_opts){.threads = 0}, NULL, &e) == 0);
     CHECK(same_file(z1, z2));
+    /* An existing archive is kept unless force. */
+    CHECK_EQ_INT(wpz_pack(wpt_path("%s/zoo.wpk", b), z1, NULL, NULL, &e), WP_EEXIST);
+    CHECK_CONTAINS(e.msg, "a.wpkz: already exists; not replaced");
+    CHECK(same_file(z1, z2));
     /* A lone .wpk packs as a one-file build. */
-    REQUIRE(wpz_pack(wpt_path("%s/zoo.wpk", b), z1, NULL, NULL, &e) == 0);
+    wp_err_clear(&e);
+    REQUIRE(wpz_pack(wpt_path("%s/zoo.wpk", b), z1, &(wpz_opts){.force = 1}, NULL, &e) == 0);
+    CHECK(!same_file(z1, z2));
     REQUIRE(wpz_unpack(z1, o, NULL, NULL, &e) == 0);
     CHECK(same_file(wpt_path("%s/zoo.wpk", b), wpt_path("%s/zoo.wpk", o)));
 }
@@ -168,6 +187,17 @@ TEST(wpk_pack_single_tensor_extraction)
     REQUIRE(wpz_extract_tensor(z, "zoo-2.wpk:empty", t, &e) == 0);   /* zero bytes, no frames */
     struct stat st;
     CHECK(stat(t, &st) == 0 && st.st_size == 0);
+    /* wpz_extract keeps an existing file unless force */
+    CHECK_EQ_INT(wpz_extract(z, "zeros.wpk:ones.weight", t, NULL, &e), WP_EEXIST);
+    CHECK_CONTAINS(e.msg, "w1.bin: already exists; not replaced");
+    CHECK(stat(t, &st) == 0 && st.st_size == 0);
+    wp_err_clear(&e);
+    REQUIRE(wpz_extract(z, "zeros.wpk:ones.weight", t, &(wpz_opts){.force = 1}, &e) == 0);
+    CHECK(stat(t, &st) == 0 && st.st_size == 512 * 1024);
+    char t2[512];
+    snprintf(t2, sizeof t2, "%s/fresh.bin", wpt_tmpdir());
+    REQUIRE(wpz_extract(z, "zeros.wpk:ones.weight", t2, NULL, &e) == 0);
+    CHECK(same_file(t, t2));
 }
 
 /* Footer fields (docs/format.md §3.1). */

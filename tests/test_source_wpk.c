@@ -146,3 +146,28 @@ TEST(src_wpk_run_hugepages_same_output)
     CHECK(lines <= 1);
     if (lines) CHECK_CONTAINS(n, "huge pages");
 }
+
+/* A lone .wpk is a one-part build; a source that is not a build keeps its
+ * plain mapping under huge pages, with a notice that names no flag. */
+TEST(src_wpk_lone_part_and_neutral_notice)
+{
+    char out[8192];
+    const char *dir = wpt_path("%s/b", wpt_tmpdir());
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s", wpt_wpack(), WPT_TINY, dir) == 0);
+    wp_tsrc *s = NULL, *hf = NULL;
+    wp_err e = {0};
+    REQUIRE(wp_tsrc_open_wpk(&s, wpt_path("%s/model.wpk", dir), &e) == 0);
+    CHECK_EQ_INT(wp_tsrc_wpk_parts(s), 1);
+    CHECK(s->has(s, "embed"));
+    wp_tsrc_close(s);
+    CHECK(wp_tsrc_open_wpk(&s, wpt_path("%s/absent", wpt_tmpdir()), &e) != 0);
+    CHECK_CONTAINS(e.msg, "absent: cannot open");
+    REQUIRE(wp_tsrc_open_hf(&hf, WPT_TINY "/hf", &e) == 0);
+    char notice[512];
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_tsrc_hugepages(hf, notice, sizeof notice, &e), 0);
+    CHECK(!strncmp(notice, "huge pages: ", 12));
+    CHECK_CONTAINS(notice, "is not a .wpk build; using its plain mapping");
+    CHECK(strstr(notice, "--") == NULL);
+    wp_tsrc_close(hf);
+}

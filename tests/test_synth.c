@@ -360,3 +360,42 @@ TEST(model_synth_interrupted)
     struct stat st;
     CHECK(stat(d, &st) != 0);
 }
+
+/* The overwrite rule through the library: an existing checkpoint is kept
+ * unless force, and force replaces a checkpoint, never another directory. */
+TEST(model_synth_force_replaces_only_a_checkpoint)
+{
+    wp_config c;
+    wp_err e = {0};
+    REQUIRE(wp_synth_preset(&c, "tiny", &e) == 0);
+    REQUIRE(wp_synth_trim(&c, 1, 1, 0, &e) == 0);
+    char d[4096], other[4096];
+    snprintf(d, sizeof d, "%s/ck", wpt_tmpdir());
+    snprintf(other, sizeof other, "%s/notes", wpt_tmpdir());
+    wp_synth_opts o = {.seed = 1};
+    REQUIRE(wp_synth_write(&c, d, &o, NULL, &e) == 0);
+    uint8_t *a1, *a2;
+    size_t n1, n2;
+    char shard[4200];
+    snprintf(shard, sizeof shard, "%s/model-00002-of-00004.safetensors", d);
+    REQUIRE(wpt_read_file(shard, &a1, &n1) == 0);
+    o.seed = 2;
+    CHECK_EQ_INT(wp_synth_write(&c, d, &o, NULL, &e), WP_EEXIST);
+    CHECK_CONTAINS(e.msg, "ck: exists and is not empty; not replaced");
+    CHECK(!strcmp(e.setting, "force"));
+    REQUIRE(wpt_read_file(shard, &a2, &n2) == 0);
+    CHECK(n1 == n2 && !memcmp(a1, a2, n1));   /* untouched */
+    free(a2);
+    o.force = 1;
+    wp_err_clear(&e);
+    REQUIRE(wp_synth_write(&c, d, &o, NULL, &e) == 0);
+    REQUIRE(wpt_read_file(shard, &a2, &n2) == 0);
+    CHECK(n1 == n2 && memcmp(a1, a2, n1));    /* seed 2's bytes */
+    free(a1);
+    free(a2);
+    REQUIRE(mkdir(other, 0755) == 0 && wpt_write_file(wpt_path("%s/todo.txt", other), "t", 1) == 0);
+    CHECK_EQ_INT(wp_synth_write(&c, other, &o, NULL, &e), WP_EEXIST);
+    CHECK_CONTAINS(e.msg, "notes: exists and is not a checkpoint");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "ls -A %s", wpt_tmpdir()), 0);
+    CHECK(!strcmp(out, "ck\nnotes\n"));   /* no temporary left */
+}

@@ -9,6 +9,7 @@
 #include "format/wpk.h"
 #include "tests/harness.h"
 #include "tests/trust_fixture.h"
+#include "trust/build.h"
 #include "trust/trust.h"
 
 static const char *build_dir(void) { return wpt_path("%s/tiny-a.build", wpt_tmpdir()); }
@@ -336,4 +337,134 @@ TEST(trust_verify_convert_output)
     REQUIRE(trust_flip(part, off, 0x20) == 0);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/conv --key %s/k.pub.pem", w, t, t), 1);
     CHECK_CONTAINS(out, want);
+}
+
+/* The build object: what a build directory and a lone .wpk expose. */
+TEST(trust_build_object)
+{
+    REQUIRE(trust_make_build(build_dir(), NULL) == 0);
+    REQUIRE(wpt_write_file(wpt_path("%s/README.txt", build_dir()), "x", 1) == 0);
+    wp_err e = {0};
+    wp_build *b = NULL;
+    REQUIRE(wp_build_open(&b, build_dir(), &e) == 0);
+    CHECK_EQ_INT(wp_build_type(b), WP_BUILD_DIR);
+    CHECK(!strcmp(wp_build_path(b), build_dir()));
+    CHECK(wp_build_has_manifest(b) && !wp_build_has_sig(b) && !wp_build_has_dsse(b));
+    CHECK(!wp_build_manifest_bytes(b, NULL));   /* nothing read yet */
+    const wp_manifest *m = NULL, *m2 = NULL;
+    REQUIRE(wp_build_manifest(b, &m, &e) == 0);
+    REQUIRE(wp_build_manifest(b, &m2, &e) == 0);
+    CHECK(m == m2 && m->nfiles == 2 && m->ntensors == 427);
+    size_t len = 0;
+    const char *raw = wp_build_manifest_bytes(b, &len);
+    CHECK(raw && len == trust_file_size(wpt_path("%s/manifest.json", build_dir())));
+    const wp_strv *files = NULL;
+    REQUIRE(wp_build_files(b, &files, &e) == 0);
+    CHECK_EQ_INT(files->n, 4);
+    CHECK(!strcmp(files->v[0], "README.txt") && !strcmp(files->v[1], "manifest.json"));
+    CHECK(wp_build_is_trust_file("manifest.sig") && !wp_build_is_trust_file("README.txt"));
+    /* parts: the .wpk files by name, opened once, on demand */
+    size_t n = 0;
+    REQUIRE(wp_build_parts(b, &n, &e) == 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK(!strcmp(wp_build_part_name(b, 0), TRUST_PART0) && !strcmp(wp_build_part_name(b, 1), TRUST_PART1));
+    CHECK(!strcmp(wp_build_part_path(b, 1), wpt_path("%s/" TRUST_PART1, build_dir())));
+    CHECK(wp_build_part_name(b, 2) == NULL);
+    wpk_file *f0 = NULL, *again = NULL, *byname = NULL;
+    REQUIRE(wp_build_part(b, 0, &f0, &e) == 0);
+    REQUIRE(wp_build_part(b, 0, &again, &e) == 0);
+    REQUIRE(wp_build_part_at(b, TRUST_PART0, &byname, &e) == 0);
+    CHECK(f0 && f0 == again && f0 == byname);
+    CHECK(!strcmp(wpk_path(f0), wpt_path("%s/" TRUST_PART0, build_dir())));
+    CHECK_EQ_INT(wp_build_part(b, 2, &f0, &e), WP_EUSAGE);
+    wp_build_close(b);
+    /* a lone .wpk: one part, its own path; no manifest */
+    char part[4096];
+    snprintf(part, sizeof part, "%s/" TRUST_PART1, build_dir());
+    REQUIRE(wp_build_open(&b, part, &e) == 0);
+    CHECK_EQ_INT(wp_build_type(b), WP_BUILD_WPK);
+    CHECK(!wp_build_has_manifest(b));
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_build_manifest(b, &m, &e), WP_EUSAGE);
+    REQUIRE(wp_build_parts(b, &n, &e) == 0);
+    CHECK(n == 1 && !strcmp(wp_build_part_name(b, 0), TRUST_PART1) && !strcmp(wp_build_part_path(b, 0), part));
+    REQUIRE(wp_build_files(b, &files, &e) == 0);
+    CHECK(files->n == 1 && !strcmp(files->v[0], TRUST_PART1));
+    REQUIRE(wp_build_part(b, 0, &f0, &e) == 0);
+    CHECK(wpk_count(f0) > 0);
+    wp_build_close(b);
+    /* what is not a build */
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_build_open(&b, wpt_path("%s/absent", wpt_tmpdir()), &e), WP_EIO);
+    CHECK(b == NULL);
+    CHECK_CONTAINS(e.msg, "absent: cannot open");
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_build_open(&b, "/dev/null", &e), WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "neither a build directory nor a .wpk file");
+    REQUIRE(mkdir(wpt_path("%s/empty", wpt_tmpdir()), 0755) == 0);
+    REQUIRE(wp_build_open(&b, wpt_path("%s/empty", wpt_tmpdir()), &e) == 0);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_build_manifest(b, &m, &e), WP_EINVAL);
+    CHECK_CONTAINS(e.msg, "no manifest.json");
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_build_parts(b, &n, &e), WP_EINVAL);
+    CHECK_CONTAINS(e.msg, "no .wpk file in this directory");
+    wp_build_close(b);
+    wp_build_close(NULL);
+}
+
+/* Every key and value of `want` is in `got` (seconds and speed aside). */
+static void same_json(const cJSON *want, const cJSON *got, const char *where)
+{
+    for (const cJSON *w = want->child; w; w = w->next) {
+        if (!strcmp(w->string, "seconds") || !strcmp(w->string, "gb_per_s")) continue;
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(got, w->string);
+        CHECKF(g != NULL, "%s: %s missing", where, w->string);
+        if (!g) continue;
+        if (cJSON_IsObject(w)) same_json(w, g, where);
+        else CHECKF(cJSON_Compare(w, g, 1), "%s: %s differs", where, w->string);
+    }
+    for (const cJSON *g = got->child; g; g = g->next)
+        CHECKF(cJSON_GetObjectItemCaseSensitive(want, g->string) != NULL, "%s: %s extra", where, g->string);
+}
+
+/* wp_verify_report_json says what `wpack verify --json` says. */
+TEST(trust_verify_report_json)
+{
+    REQUIRE(setup(WP_KEY_ED25519) == 0);
+    REQUIRE(wpt_write_file(wpt_path("%s/README.txt", build_dir()), "x", 1) == 0);
+    char pub[4096], part[4096];
+    snprintf(pub, sizeof pub, "%s/k.pub.pem", wpt_tmpdir());
+    snprintf(part, sizeof part, "%s/" TRUST_PART0, build_dir());
+    wp_err e = {0};
+    char kid[65];
+    wp_sign_opts so = {.key_path = wpt_path("%s/k.pem", wpt_tmpdir()), .dsse = 1, .threads = 2};
+    REQUIRE(wp_sign_build(build_dir(), &so, kid, &e) == 0);
+    static char out[1 << 16];
+    struct {
+        const char *path, *key, *flags;
+        int allow, rc;
+    } cases[] = {
+        {build_dir(), pub, "--key", 0, 0},            /* signed, checked, one extra file */
+        {build_dir(), NULL, "", 0, WP_EVERIFY},      /* signed, no key: fails */
+        {part, NULL, "--allow-unsigned", 1, 0},      /* a lone .wpk */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        wp_verify_opts o = {.key_path = cases[i].key, .allow_unsigned = cases[i].allow, .threads = 2};
+        wp_verify_report r;
+        wp_err_clear(&e);
+        int rc = wp_verify_build(cases[i].path, &o, &r, &e);
+        CHECK_EQ_INT(rc, cases[i].rc);
+        cJSON *got = wp_verify_report_json(cases[i].path, &r, rc, &e);
+        wp_verify_report_free(&r);
+        REQUIRE(got);
+        CHECK_EQ_INT(cJSON_IsTrue(cJSON_GetObjectItem(got, "ok")), rc == 0);
+        wpt_run(out, sizeof out, "%s verify %s %s %s --threads 2 --json 2>/dev/null", wpt_wpack(), cases[i].path,
+                cases[i].flags, cases[i].key ? cases[i].key : "");
+        cJSON *want = cJSON_Parse(out);
+        CHECKF(want != NULL, "case %zu: %s", i, out);
+        if (want) same_json(want, got, cases[i].path);
+        cJSON_Delete(want);
+        cJSON_Delete(got);
+    }
 }

@@ -1,6 +1,7 @@
 /*
- * verify.h — checking what wpack builds and what it reads: the `verify`
- * pipeline over a build (structure, signature, digests), manifest creation,
+ * trust.h — checking what wpack builds and what it reads: the `verify`
+ * pipeline over a build (structure, signature, digests; the build itself is
+ * opened through trust/build.h), manifest creation,
  * `verify-source` over an official download, and the parallel streaming
  * SHA-256 engine they share.  Policy and formats: docs/signing.md.
  *
@@ -85,6 +86,15 @@ typedef struct wp_verify_report {
  * report lists every failure and e holds the first. */
 int wp_verify_build(const char *path, const wp_verify_opts *o, wp_verify_report *r, wp_err *e);
 void wp_verify_report_free(wp_verify_report *r);
+/* The report of wp_verify_build(path, ...) == rc as `wpack verify --json`
+ * prints it: {"path", "ok", "kind": "build"|"wpk", "error" (when rc != 0:
+ * e->msg), "signature": {"present", "verified", "keyid"?}, "dsse":
+ * {"present", "verified"}, "root_sha256" (build) or "header_sha256" (lone
+ * .wpk) when known, "files", "tensors", "bytes_hashed", "seconds",
+ * "gb_per_s", "threads", "notice"?, "failures": [...], "failures_total",
+ * "extra_files": [...]}.  The caller owns (cJSON_Delete) the result; NULL
+ * only when out of memory. */
+cJSON *wp_verify_report_json(const char *path, const wp_verify_report *r, int rc, const wp_err *e);
 
 /* ---- Signing a build (`wpack sign`) ------------------------------------------------------
  * Check that BUILD is intact (wp_verify_build with allow_unsigned, unless

@@ -11,8 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "format/wpk.h"
 #include "common/wp.h"
+#include "format/wpk.h"
+#include "trust/build.h"
 
 /* Load f into huge pages (format/hugepages.c); `notice` gets the one-line
  * reason when it falls back to the plain mapping.  Never fatal for verify:
@@ -213,24 +214,62 @@ static void cross_check(const wp_manifest *m, vfile *vf, wp_verify_report *r, wp
     }
 }
 
+/* ---- verify: one run over a build, phase by phase ---------------------------------
+ * open (the manifest) -> signature -> containers (the files on disk against
+ * the manifest) -> extras (files the manifest does not list) -> digests.
+ * A phase returns 0, WP_EVERIFY (it found problems, all in the report: the
+ * next phases still run, so the report is complete) or a hard error (the
+ * run stops). */
+
 typedef struct vctx {
     const char *root;            /* BUILD */
     const wp_verify_opts *o;
     wp_verify_report *r;
     wp_err *e;
     int skip_sig;                /* wpack sign re-checks a build it is about to (re)sign */
+    const wp_key *key;
+    wp_build *b;
+    const wp_manifest *m;        /* from phase_manifest */
+    vfile *vf;                   /* from phase_containers: one per manifest file */
 } vctx;
 
-static int check_signature(vctx *c, const wp_manifest *m, const char *raw, size_t rawlen, const wp_key *key)
+static int hard(int rc) { return rc && rc != WP_EVERIFY; }
+
+/* 1. The manifest: absent or malformed is a failed check, not an error. */
+static int phase_manifest(vctx *c)
+{
+    wp_verify_report *r = c->r;
+    char mpath[4096];
+    int rc = join(mpath, sizeof mpath, c->root, WP_MANIFEST_NAME, c->e);
+    if (rc) return rc;
+    if (!wp_build_has_manifest(c->b))
+        return add_fail(r, c->e, "%s: no %s: not a build directory, or an incomplete one", c->root, WP_MANIFEST_NAME);
+    wp_err se = {0};
+    rc = wp_build_manifest(c->b, &c->m, &se);
+    if (rc) return absorb(r, c->e, rc, &se);
+    hexs(c->m->root, r->root);
+    r->nfiles = c->m->nfiles;
+    r->ntensors = c->m->ntensors;
+    return 0;
+}
+
+/* 2. The signature policy, before any hashing: no point hashing 150 GB we
+ * will reject anyway.  manifest.sig binds the exact manifest bytes; a
+ * DSSE bundle, when present and a key is given, must verify too. */
+static int phase_signature(vctx *c)
 {
     wp_verify_report *r = c->r;
     wp_err *e = c->e;
+    const wp_manifest *m = c->m;
+    const wp_key *key = c->key;
+    size_t rawlen = 0;
+    const char *raw = wp_build_manifest_bytes(c->b, &rawlen);
     char sigp[4096], dssep[4096];
     int rc = join(sigp, sizeof sigp, c->root, WP_MANIFEST_SIG_NAME, e);
     if (!rc) rc = join(dssep, sizeof dssep, c->root, WP_MANIFEST_DSSE_NAME, e);
     if (rc) return rc;
-    r->sig_present = exists(sigp);
-    r->dsse_present = exists(dssep);
+    r->sig_present = wp_build_has_sig(c->b);
+    r->dsse_present = wp_build_has_dsse(c->b);
     if (c->skip_sig) return 0;
     if (!r->sig_present) {
         if (key) return add_fail(r, e, "%s: not signed (no %s), but --key was given", c->root, WP_MANIFEST_SIG_NAME);
@@ -294,50 +333,24 @@ static int check_signature(vctx *c, const wp_manifest *m, const char *raw, size_
     return 0;
 }
 
-static int verify_dir(vctx *c, const wp_key *key)
+/* 3. Every file the manifest lists, on disk: present, a regular file of
+ * the listed size; a .wpk opens (structure) and its directory is exactly
+ * the manifest's tensors of it.  Marks the files whose bytes get hashed. */
+static int phase_containers(vctx *c)
 {
     wp_verify_report *r = c->r;
     wp_err *e = c->e;
-    const wp_verify_opts *o = c->o;
-    char mpath[4096];
-    int rc = join(mpath, sizeof mpath, c->root, WP_MANIFEST_NAME, e);
-    if (rc) return rc;
-    if (!exists(mpath))
-        return add_fail(r, e, "%s: no %s: not a build directory, or an incomplete one", c->root, WP_MANIFEST_NAME);
-    char *raw = NULL;
-    size_t rawlen = 0;
-    wp_err se = {0};
-    rc = wp_read_small_file(mpath, MAX_MANIFEST, &raw, &rawlen, &se);
-    if (rc) return absorb(r, e, rc, &se);
-    wp_manifest m;
-    rc = wp_manifest_parse(raw, rawlen, mpath, &m, &se);
-    if (rc) {
-        free(raw);
-        return absorb(r, e, rc, &se);
-    }
-    hexs(m.root, r->root);
-    r->nfiles = m.nfiles;
-    r->ntensors = m.ntensors;
-    /* 1. signature policy first: no point hashing 150 GB we will reject anyway */
-    rc = check_signature(c, &m, raw, rawlen, key);
-    free(raw);
-    if (rc) {
-        wp_manifest_free(&m);
-        return rc;
-    }
-    /* 2. the files on disk against the manifest: presence, size, structure */
-    vfile *vf = wp_calloc(m.nfiles ? m.nfiles : 1, sizeof *vf, e);
-    if (!vf) {
-        wp_manifest_free(&m);
-        return WP_ENOMEM;
-    }
-    for (uint32_t i = 0; i < m.nfiles; i++) vf[i].fd = -1;
+    const wp_manifest *m = c->m;
+    vfile *vf = c->vf = wp_calloc(m->nfiles ? m->nfiles : 1, sizeof *vf, e);
+    if (!vf) return WP_ENOMEM;
+    for (uint32_t i = 0; i < m->nfiles; i++) vf[i].fd = -1;
     uint64_t ti = 0;
-    for (uint32_t i = 0; i < m.nfiles && !(rc && rc != WP_EVERIFY); i++) {
+    int rc = 0;
+    for (uint32_t i = 0; i < m->nfiles && !hard(rc); i++) {
         vfile *f = &vf[i];
-        const wp_mfile *mf = &m.files[i];
+        const wp_mfile *mf = &m->files[i];
         f->t_first = ti;
-        while (ti < m.ntensors && m.tensors[ti].file == i) ti++;
+        while (ti < m->ntensors && m->tensors[ti].file == i) ti++;
         f->t_count = ti - f->t_first;
         if (join(f->path, sizeof f->path, c->root, mf->path, e)) {
             rc = WP_EUSAGE;
@@ -360,13 +373,13 @@ static int verify_dir(vctx *c, const wp_key *key)
         }
         if (wp_str_ends_with(mf->path, ".wpk")) {
             wp_err we = {0};
-            int orc = wpk_open(&f->wpk, f->path, &we);
+            int orc = wp_build_part_at(c->b, mf->path, &f->wpk, &we);
             if (orc) {
                 rc = absorb(r, e, orc, &we);
                 continue;
             }
             f->fd = wpk_fd(f->wpk);
-            cross_check(&m, f, r, e);
+            cross_check(m, f, r, e);
         } else {
             f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
             if (f->fd < 0) {
@@ -374,26 +387,29 @@ static int verify_dir(vctx *c, const wp_key *key)
                 continue;
             }
         }
-        int grc = make_gaps(f, &m.tensors[f->t_first], f->t_count, mf->size, e);
+        int grc = make_gaps(f, &m->tensors[f->t_first], f->t_count, mf->size, e);
         if (grc) {
             rc = grc;
             break;
         }
         f->ok = 1;
     }
-    /* files the manifest does not list: ignored, except containers */
-    wp_strv all = {0};
-    if (!(rc && rc != WP_EVERIFY)) {
-        int lrc = wp_list_files(c->root, &all, e);
-        if (lrc) rc = lrc;
-    }
-    for (size_t i = 0; i < all.n && !(rc && rc != WP_EVERIFY); i++) {
-        const char *p = all.v[i];
-        if (!strcmp(p, WP_MANIFEST_NAME) || !strcmp(p, WP_MANIFEST_SIG_NAME) || !strcmp(p, WP_MANIFEST_DSSE_NAME) ||
-            wp_manifest_find_file(&m, p) >= 0)
-            continue;
+    return rc;
+}
+
+/* 4. Files the manifest does not list: reported and ignored, except a
+ * container, which is a failure (a build's parts are all signed). */
+static int phase_extras(vctx *c)
+{
+    wp_verify_report *r = c->r;
+    const wp_strv *all = NULL;
+    int rc = wp_build_files(c->b, &all, c->e);
+    if (rc) return rc;
+    for (size_t i = 0; i < all->n && !hard(rc); i++) {
+        const char *p = all->v[i];
+        if (wp_build_is_trust_file(p) || wp_manifest_find_file(c->m, p) >= 0) continue;
         if (wp_str_ends_with(p, ".wpk")) {
-            rc = add_fail(r, e, "%s/%s: container not listed in the manifest", c->root, p);
+            rc = add_fail(r, c->e, "%s/%s: container not listed in the manifest", c->root, p);
             continue;
         }
         char **v = realloc(r->extra, (r->nextra + 1) * sizeof *v);
@@ -402,71 +418,76 @@ static int verify_dir(vctx *c, const wp_key *key)
             if ((r->extra[r->nextra] = strdup(p))) r->nextra++;
         }
     }
-    wp_strv_free(&all);
-    /* 3. digests: every tensor, every file's non-tensor bytes, (--deep) every file */
-    size_t njobs = 0;
-    wp_hash_job *jobs = NULL;
-    wp_range *whole = NULL;
-    if (!(rc && rc != WP_EVERIFY)) {
-        jobs = wp_calloc((size_t)m.ntensors + 2 * (size_t)m.nfiles + 1, sizeof *jobs, e);
-        whole = wp_calloc(m.nfiles + 1, sizeof *whole, e);
-        if (!jobs || !whole) rc = WP_ENOMEM;
-    }
+    return rc;
+}
+
+/* 5. Digests, in parallel: every tensor, every file's non-tensor bytes and
+ * (deep) every whole file, each against the manifest. */
+static int phase_digests(vctx *c)
+{
+    wp_verify_report *r = c->r;
+    wp_err *e = c->e;
+    const wp_verify_opts *o = c->o;
+    const wp_manifest *m = c->m;
+    vfile *vf = c->vf;
     /* what each job is checked against, and what it is called */
     typedef struct jinfo {
         int kind;   /* 0 tensor, 1 non-tensor, 2 whole file */
         uint32_t file;
         uint64_t tensor;
     } jinfo;
-    jinfo *ji = jobs ? wp_calloc((size_t)m.ntensors + 2 * (size_t)m.nfiles + 1, sizeof *ji, e) : NULL;
-    if (jobs && !ji) rc = WP_ENOMEM;
-    wp_range *tr = ji ? wp_calloc((size_t)m.ntensors + 1, sizeof *tr, e) : NULL;
-    if (ji && !tr) rc = WP_ENOMEM;
-    if (tr) {
-        for (uint32_t i = 0; i < m.nfiles; i++) {
-            vfile *f = &vf[i];
-            if (!f->ok) continue;
-            if (o->hugepages && f->wpk) {
-                char note[256] = "";
-                load_huge(f->wpk, note, sizeof note);
-                if (note[0] && !r->notice[0]) snprintf(r->notice, sizeof r->notice, "%s", note);
-            }
-            for (uint64_t k = f->t_first; k < f->t_first + f->t_count; k++) {
-                const wp_mtensor *t = &m.tensors[k];
-                wp_hash_job *j = &jobs[njobs];
-                j->fd = f->fd;
-                j->path = f->path;
-                tr[k] = (wp_range){t->offset, t->size};
-                const wpk_tensor *wt = f->wpk ? wpk_find(f->wpk, t->name) : NULL;
-                if (o->hugepages && wt && wt->offset == t->offset && wt->size == t->size && t->size) {
-                    /* hash the copy the runtime would use */
-                    j->mem = wpk_data(f->wpk, wt);
-                    tr[k].off = 0;
-                }
-                j->ranges = &tr[k];
-                j->nranges = 1;
-                ji[njobs++] = (jinfo){0, i, k};
-            }
-            jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = f->gaps, .nranges = f->ngaps};
-            ji[njobs++] = (jinfo){1, i, 0};
-            if (o->deep) {
-                whole[i] = (wp_range){0, m.files[i].size};
-                jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &whole[i], .nranges = 1};
-                ji[njobs++] = (jinfo){2, i, 0};
-            }
-        }
-        for (size_t k = 0; k < njobs; k++)
-            for (size_t q = 0; q < jobs[k].nranges; q++) r->bytes_hashed += jobs[k].ranges[q].len;
-        int hrc = wp_hash_jobs(jobs, njobs, r->threads, o->progress, o->progress_ud, "verify", e);
-        if (hrc) rc = hrc;
+    size_t njobs = 0, cap = (size_t)m->ntensors + 2 * (size_t)m->nfiles + 1;
+    wp_hash_job *jobs = wp_calloc(cap, sizeof *jobs, e);
+    wp_range *whole = wp_calloc(m->nfiles + 1, sizeof *whole, e);
+    jinfo *ji = jobs && whole ? wp_calloc(cap, sizeof *ji, e) : NULL;
+    wp_range *tr = ji ? wp_calloc((size_t)m->ntensors + 1, sizeof *tr, e) : NULL;
+    int rc = 0;
+    if (!tr) {
+        rc = WP_ENOMEM;
+        goto out;
     }
-    for (size_t k = 0; tr && k < njobs && !(rc && rc != WP_EVERIFY); k++) {
+    for (uint32_t i = 0; i < m->nfiles; i++) {
+        vfile *f = &vf[i];
+        if (!f->ok) continue;
+        if (o->hugepages && f->wpk) {
+            char note[256] = "";
+            load_huge(f->wpk, note, sizeof note);
+            if (note[0] && !r->notice[0]) snprintf(r->notice, sizeof r->notice, "%s", note);
+        }
+        for (uint64_t k = f->t_first; k < f->t_first + f->t_count; k++) {
+            const wp_mtensor *t = &m->tensors[k];
+            wp_hash_job *j = &jobs[njobs];
+            j->fd = f->fd;
+            j->path = f->path;
+            tr[k] = (wp_range){t->offset, t->size};
+            const wpk_tensor *wt = f->wpk ? wpk_find(f->wpk, t->name) : NULL;
+            if (o->hugepages && wt && wt->offset == t->offset && wt->size == t->size && t->size) {
+                /* hash the copy the runtime would use */
+                j->mem = wpk_data(f->wpk, wt);
+                tr[k].off = 0;
+            }
+            j->ranges = &tr[k];
+            j->nranges = 1;
+            ji[njobs++] = (jinfo){0, i, k};
+        }
+        jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = f->gaps, .nranges = f->ngaps};
+        ji[njobs++] = (jinfo){1, i, 0};
+        if (o->deep) {
+            whole[i] = (wp_range){0, m->files[i].size};
+            jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &whole[i], .nranges = 1};
+            ji[njobs++] = (jinfo){2, i, 0};
+        }
+    }
+    for (size_t k = 0; k < njobs; k++)
+        for (size_t q = 0; q < jobs[k].nranges; q++) r->bytes_hashed += jobs[k].ranges[q].len;
+    rc = wp_hash_jobs(jobs, njobs, r->threads, o->progress, o->progress_ud, "verify", e);
+    for (size_t k = 0; k < njobs && !hard(rc); k++) {
         const jinfo *q = &ji[k];
         const vfile *f = &vf[q->file];
-        const wp_mfile *mf = &m.files[q->file];
+        const wp_mfile *mf = &m->files[q->file];
         if (!jobs[k].done) continue;
         if (q->kind == 0) {
-            const wp_mtensor *t = &m.tensors[q->tensor];
+            const wp_mtensor *t = &m->tensors[q->tensor];
             if (memcmp(jobs[k].out, t->sha256, WP_SHA256_LEN))
                 add_fail(r, e, "%s: %s: sha256 mismatch in bytes [%llu, %llu)", f->path, t->name,
                          (unsigned long long)t->offset, (unsigned long long)(t->offset + t->size));
@@ -486,18 +507,33 @@ static int verify_dir(vctx *c, const wp_key *key)
                      (unsigned long long)mf->size);
         }
     }
+out:
     free(jobs);
     free(ji);
     free(tr);
     free(whole);
-    for (uint32_t i = 0; i < m.nfiles; i++) {
-        if (vf[i].wpk) wpk_close(vf[i].wpk);
-        else if (vf[i].fd >= 0) close(vf[i].fd);
-        free(vf[i].gaps);
+    return rc;
+}
+
+/* A build directory: the phases in order; a hard error stops the run. */
+static int verify_dir(vctx *c)
+{
+    int rc = phase_manifest(c);
+    if (!rc) rc = phase_signature(c);
+    if (rc) return rc;
+    rc = phase_containers(c);
+    int (*const later[])(vctx *) = {phase_extras, phase_digests};
+    for (size_t i = 0; i < sizeof later / sizeof later[0] && !hard(rc); i++) {
+        int prc = later[i](c);
+        if (prc) rc = prc;
     }
-    free(vf);
-    wp_manifest_free(&m);
-    if (!rc && r->nfail_total) rc = WP_EVERIFY;
+    for (uint32_t i = 0; c->vf && i < c->m->nfiles; i++) {
+        if (!c->vf[i].wpk && c->vf[i].fd >= 0) close(c->vf[i].fd);   /* parts are the build's */
+        free(c->vf[i].gaps);
+    }
+    free(c->vf);
+    c->vf = NULL;
+    if (!rc && c->r->nfail_total) rc = WP_EVERIFY;
     return rc;
 }
 
@@ -513,7 +549,9 @@ static int verify_lone(vctx *c)
                         c->root);
     wpk_file *f = NULL;
     wp_err we = {0};
-    int rc = wpk_open(&f, c->root, &we);
+    size_t nparts = 0;
+    int rc = wp_build_parts(c->b, &nparts, &we);
+    if (!rc) rc = wp_build_part(c->b, 0, &f, &we);
     if (rc) return absorb(r, e, rc, &we);
     if (c->o->hugepages) load_huge(f, r->notice, sizeof r->notice);
     size_t n = wpk_count(f);
@@ -546,7 +584,6 @@ static int verify_lone(vctx *c)
     }
     free(jobs);
     free(tr);
-    wpk_close(f);
     if (!rc && r->nfail_total) rc = WP_EVERIFY;
     return rc;
 }
@@ -556,25 +593,31 @@ static int verify_impl(const char *path, const wp_verify_opts *o, wp_verify_repo
     memset(r, 0, sizeof *r);
     double t0 = wp_now();
     r->threads = o->threads > 0 ? o->threads : wp_default_threads();
-    struct stat st;
-    if (stat(path, &st) != 0) return wp_fail_errno(e, "%s: cannot open", path);
+    wp_build *b = NULL;
+    wp_err be = {0};
+    int brc = wp_build_open(&b, path, &be);
+    if (brc && brc != WP_EUSAGE) return wp_fail(e, brc, "%s", be.msg);   /* cannot look at it */
     wp_key *key = NULL;
     if (o->key_path) {
         int rc = wp_key_load_public(o->key_path, &key, e);
-        if (rc) return rc;
+        if (rc) {
+            wp_build_close(b);
+            return rc;
+        }
     }
-    vctx c = {path, o, r, e, skip_sig};
+    vctx c = {.root = path, .o = o, .r = r, .e = e, .skip_sig = skip_sig, .key = key, .b = b};
     int rc;
-    if (S_ISDIR(st.st_mode)) {
+    if (brc) {
+        rc = wp_fail(e, brc, "%s", be.msg);   /* neither a directory nor a file */
+    } else if (wp_build_type(b) == WP_BUILD_DIR) {
         r->is_build = 1;
-        rc = verify_dir(&c, key);
-    } else if (S_ISREG(st.st_mode)) {
+        rc = verify_dir(&c);
+    } else {
         rc = key ? wp_fail(e, WP_EUSAGE, "%s: a lone .wpk has no signature to check with --key; verify its build directory",
                            path)
                  : verify_lone(&c);
-    } else {
-        rc = wp_fail(e, WP_EUSAGE, "%s: neither a build directory nor a .wpk file", path);
     }
+    wp_build_close(b);
     wp_key_free(key);
     r->seconds = wp_now() - t0;
     return rc;
@@ -583,6 +626,37 @@ static int verify_impl(const char *path, const wp_verify_opts *o, wp_verify_repo
 int wp_verify_build(const char *path, const wp_verify_opts *o, wp_verify_report *r, wp_err *e)
 {
     return verify_impl(path, o, r, 0, e);
+}
+
+cJSON *wp_verify_report_json(const char *path, const wp_verify_report *r, int rc, const wp_err *e)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "path", path);
+    cJSON_AddBoolToObject(j, "ok", rc == 0);
+    cJSON_AddStringToObject(j, "kind", r->is_build ? "build" : "wpk");
+    if (rc) cJSON_AddStringToObject(j, "error", e ? e->msg : "");
+    cJSON *s = cJSON_AddObjectToObject(j, "signature");
+    cJSON_AddBoolToObject(s, "present", r->sig_present);
+    cJSON_AddBoolToObject(s, "verified", r->sig_verified);
+    if (r->keyid[0]) cJSON_AddStringToObject(s, "keyid", r->keyid);
+    cJSON *d = cJSON_AddObjectToObject(j, "dsse");
+    cJSON_AddBoolToObject(d, "present", r->dsse_present);
+    cJSON_AddBoolToObject(d, "verified", r->dsse_verified);
+    if (r->root[0]) cJSON_AddStringToObject(j, r->is_build ? "root_sha256" : "header_sha256", r->root);
+    cJSON_AddNumberToObject(j, "files", r->nfiles);
+    cJSON_AddNumberToObject(j, "tensors", (double)r->ntensors);
+    cJSON_AddNumberToObject(j, "bytes_hashed", (double)r->bytes_hashed);
+    cJSON_AddNumberToObject(j, "seconds", r->seconds);
+    cJSON_AddNumberToObject(j, "gb_per_s", r->seconds > 0 ? (double)r->bytes_hashed / r->seconds / 1e9 : 0);
+    cJSON_AddNumberToObject(j, "threads", r->threads);
+    if (r->notice[0]) cJSON_AddStringToObject(j, "notice", r->notice);
+    cJSON *f = cJSON_AddArrayToObject(j, "failures");
+    for (size_t i = 0; i < r->nfail; i++) cJSON_AddItemToArray(f, cJSON_CreateString(r->fail[i]));
+    cJSON_AddNumberToObject(j, "failures_total", (double)r->nfail_total);
+    cJSON *x = cJSON_AddArrayToObject(j, "extra_files");
+    for (size_t i = 0; i < r->nextra; i++) cJSON_AddItemToArray(x, cJSON_CreateString(r->extra[i]));
+    return j;
 }
 
 /* ---- creating a manifest ------------------------------------------------------------ */

@@ -1,0 +1,88 @@
+/*
+ * wpkz_internal.h — what format/pack.c (pack) and format/unpack.c (unpack,
+ * extraction, stat) share: the on-disk records of a .wpkz (docs/format.md
+ * §3) and the decoded index.  Private to format/.
+ */
+#ifndef WP_WPKZ_INTERNAL_H
+#define WP_WPKZ_INTERNAL_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#include "format/pack.h"
+#include "format/wpk_internal.h"
+
+#define WPZ_MAGIC "\x89WPZ\r\n\x1a\n"
+#define WPZ_END_MAGIC "WPZ-END\0"
+#define WPZ_MAX_FILES 4096u
+#define WPZ_MAX_TENSORS (1u << 20)
+#define WPZ_MAX_FRAMES (1u << 24)
+#define WPZ_MAX_STR (1u << 28)
+#define WPZ_MAX_FRAME_RAW (1ull << 30)
+
+typedef struct zprefix {
+    uint8_t magic[8];
+    uint16_t version_major, version_minor;
+    uint32_t endian;
+    uint8_t reserved[48];
+} zprefix;
+static_assert(sizeof(zprefix) == 64, "format.md §3.1");
+
+typedef struct zfooter {
+    uint64_t index_offset, index_size;
+    uint8_t index_sha256[32];
+    uint8_t reserved[8];
+    uint8_t magic[8];
+} zfooter;
+static_assert(sizeof(zfooter) == 64, "format.md §3.1");
+
+typedef struct zindex_hdr {
+    uint32_t file_count, tensor_count;
+    uint64_t frame_count, str_size;
+    uint8_t reserved[40];
+} zindex_hdr;
+static_assert(sizeof(zindex_hdr) == 64, "format.md §3.2");
+
+typedef struct zfile_rec {
+    wpk_ref name;
+    uint64_t size, first_frame, frame_count;
+    uint8_t sha256[32];
+    uint8_t reserved[24];
+} zfile_rec;
+static_assert(sizeof(zfile_rec) == 96, "format.md §3.2");
+
+typedef struct ztensor_rec {
+    wpk_ref name;
+    uint32_t file;
+    uint16_t enc, reserved1;
+    uint64_t offset, size;
+    uint8_t sha256[32];
+    uint64_t first_frame, frame_count;
+    uint8_t reserved2[8];
+} ztensor_rec;
+static_assert(sizeof(ztensor_rec) == 96, "format.md §3.2");
+
+typedef struct zframe_rec {
+    uint64_t comp_offset, comp_size, raw_offset, raw_size;
+} zframe_rec;
+static_assert(sizeof(zframe_rec) == 32, "format.md §3.2");
+
+/* The decoded index (pack builds one, unpack reads one). */
+typedef struct zindex {
+    zfile_rec *files;
+    size_t nf, capf;
+    ztensor_rec *tens;
+    size_t nt, capt;
+    zframe_rec *frames;
+    size_t nfr, capfr;
+    char *str;
+    size_t str_len, str_cap;
+} zindex;
+
+void wpz_index_free(zindex *x);
+static inline const char *zname(const zindex *x, wpk_ref r) { return x->str + r.off; }
+/* Attribute every frame of x to a class (encoding, "header", "other") and
+ * fill st; archive_size is the whole .wpkz. */
+int wpz_fill_stats(const zindex *x, uint64_t archive_size, wpz_stats *st, wp_err *e);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * build.h — a build as the commands that read one see it: a build directory
+ * (.wpk parts, manifest.json, its signature files, anything else) or a lone
+ * .wpk file, opened once.  verify walks it phase by phase; the runtime reads
+ * its parts.
+ *
+ * Opening only looks: what the path is and which trust files are present.
+ * The manifest is read and parsed, the directory listed and each part opened
+ * (format/wpk.h) when first asked for, and kept until wp_build_close, so
+ * every step of a command sees the same objects and errors arrive in the
+ * order the steps ask.
+ */
+#ifndef WP_BUILD_H
+#define WP_BUILD_H
+
+#include "common/wp.h"
+#include "format/wpk.h"
+#include "trust/manifest.h"
+
+typedef enum wp_build_kind {
+    WP_BUILD_DIR = 1,   /* a build directory */
+    WP_BUILD_WPK = 2,   /* a lone .wpk file: one part, no manifest, no signature */
+} wp_build_kind;
+
+typedef struct wp_build wp_build;   /* opaque */
+
+/* Open PATH.  WP_EIO "PATH: cannot open: ..." if it cannot be looked at,
+ * WP_EUSAGE if it is neither a directory nor a regular file. */
+int wp_build_open(wp_build **out, const char *path, wp_err *e);
+/* Close every part opened through the build and free it; NULL is fine. */
+void wp_build_close(wp_build *b);
+
+wp_build_kind wp_build_type(const wp_build *b);
+const char *wp_build_path(const wp_build *b);   /* as given to wp_build_open */
+
+/* Which trust files the directory holds (present at open; always 0 for a
+ * lone .wpk): manifest.json, manifest.sig, manifest.dsse.json. */
+int wp_build_has_manifest(const wp_build *b);
+int wp_build_has_sig(const wp_build *b);
+int wp_build_has_dsse(const wp_build *b);
+/* manifest.json, manifest.sig or manifest.dsse.json: never a build's
+ * content, never in its manifest. */
+int wp_build_is_trust_file(const char *rel);
+
+/* BUILD/rel into out (WP_EUSAGE "BUILD/rel: path too long"). */
+int wp_build_join(const wp_build *b, const char *rel, char *out, size_t n, wp_err *e);
+
+/* The parsed manifest, read once (strict parse, trust/manifest.h).  Errors:
+ * WP_EUSAGE for a lone .wpk, WP_EINVAL "BUILD: no manifest.json: ..." when
+ * absent, else those of reading and parsing it (WP_EINVAL: malformed). */
+int wp_build_manifest(wp_build *b, const wp_manifest **m, wp_err *e);
+/* Its exact bytes (what manifest.sig signs); NULL until wp_build_manifest
+ * succeeded. */
+const char *wp_build_manifest_bytes(const wp_build *b, size_t *len);
+
+/* Every file of the directory (common's wp_list_files: relative paths,
+ * sorted, dot files skipped), listed once; for a lone .wpk its file name. */
+int wp_build_files(wp_build *b, const wp_strv **files, wp_err *e);
+
+/* The parts: every "*.wpk" at the top of the directory (not dot files),
+ * sorted by name, or the lone .wpk itself.  WP_EINVAL "BUILD: no .wpk file
+ * in this directory" when there is none.  Parts are numbered from 0. */
+int wp_build_parts(wp_build *b, size_t *n, wp_err *e);
+const char *wp_build_part_name(const wp_build *b, size_t i);   /* relative to BUILD */
+const char *wp_build_part_path(const wp_build *b, size_t i);   /* BUILD/name, or PATH */
+/* Part i, opened (wpk_open: structure checked) on first use; the build
+ * owns it. */
+int wp_build_part(wp_build *b, size_t i, wpk_file **f, wp_err *e);
+/* The .wpk at BUILD/rel (rel as a manifest names it), opened on first use
+ * and kept with the parts. */
+int wp_build_part_at(wp_build *b, const char *rel, wpk_file **f, wp_err *e);
+
+#endif
