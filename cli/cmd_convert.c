@@ -15,8 +15,18 @@
 #define CMD "convert"
 
 static volatile sig_atomic_t g_stop;
+static const int g_sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+static struct sigaction g_old[3];   /* the cleanup handlers of common/file.c */
 
-static void on_signal(int sig) { g_stop = sig; }
+/* The first signal asks the workers to stop (the sink then removes its
+ * temporary directory); a second one goes straight to the cleanup handler,
+ * which removes every registered temp and dies of the signal. */
+static void on_signal(int sig)
+{
+    g_stop = sig;
+    for (int i = 0; i < 3; i++)
+        if (g_sigs[i] == sig) sigaction(sig, &g_old[i], NULL);
+}
 
 static const cli_operand cv_operands[] = {
     {.name = "CKPT", .help = "the checkpoint directory (safetensors shards + config.json)", .off = CV_A(ckpt),
@@ -51,13 +61,11 @@ static int convert_run(cli_ctx *c, void *va)
         code = cli_error(CMD, &e);
         goto out;
     }
-    struct sigaction sa, old[3];
+    struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;   /* a second signal kills at once */
     sigemptyset(&sa.sa_mask);
-    const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
-    for (int i = 0; i < 3; i++) sigaction(sigs[i], &sa, &old[i]);
+    for (int i = 0; i < 3; i++) sigaction(g_sigs[i], &sa, &g_old[i]);
 
     cli_bar bar;
     cli_bar_init(&bar, a.json, 1);
@@ -76,7 +84,7 @@ static int convert_run(cli_ctx *c, void *va)
         signal(sig, SIG_DFL);
         raise(sig);
     }
-    for (int i = 0; i < 3; i++) sigaction(sigs[i], &old[i], NULL);
+    for (int i = 0; i < 3; i++) sigaction(g_sigs[i], &g_old[i], NULL);
     if (rc) {
         code = cli_error(CMD, &e);
         goto out;
@@ -84,7 +92,7 @@ static int convert_run(cli_ctx *c, void *va)
     size_t over = 0;
     if (a.report) {
         over = wp_report_check(&rep);
-        if ((rc = cv_write_report(CMD, &rep, a.report)) >= 0) {
+        if ((rc = cv_write_report(CMD, &rep, a.report, a.force)) >= 0) {
             code = rc;
             goto out;
         }

@@ -83,6 +83,7 @@ static int pack_run(cli_ctx *c, void *va)
     pack_args *a = va;
     const char *build = a->build, *out = a->out;
     wpz_opts o = a->o;
+    o.force = c->force;
     int json = c->json;
     if (o.level == 0) return cli_usage(CMD, "option '-l/--level': '0' is not a zstd level (-7..-1 or 1..22)");
     cli_bar bar;

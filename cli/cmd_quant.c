@@ -63,7 +63,7 @@ static int quant_run(cli_ctx *c, void *va)
         goto out;
     }
     size_t over = wp_report_check(&rep);
-    if (a.report && (rc = cv_write_report(CMD, &rep, a.report)) >= 0) {
+    if (a.report && (rc = cv_write_report(CMD, &rep, a.report, a.force)) >= 0) {
         code = rc;
         goto out;
     }

@@ -46,11 +46,11 @@ static int synth_run(cli_ctx *cx, void *va)
     wp_config c;
     if (wp_synth_preset(&c, preset, &e) ||
         wp_synth_trim(&c, (int)layers, (int)experts, (int)block, &e))
-        return e.code == WP_EUSAGE ? cli_usage(CMD, "%s", e.msg) : cli_error(CMD, &e);
+        return cli_error(CMD, &e);
 
     cli_bar bar;
     cli_bar_init(&bar, json, 1);
-    wp_synth_opts o = {.seed = seed, .progress = cli_progress, .progress_ud = &bar};
+    wp_synth_opts o = {.seed = seed, .force = cx->force, .progress = cli_progress, .progress_ud = &bar};
     wp_synth_stats st;
     double t0 = wp_now();
     int rc = wp_synth_write(&c, outdir, &o, &st, &e);
@@ -59,7 +59,6 @@ static int synth_run(cli_ctx *cx, void *va)
         cli_error(CMD, &e);
         return WP_EXIT_BAD;
     }
-    (void)cx;
     double dt = wp_now() - t0;
     if (json) {
         cJSON *j = cJSON_CreateObject();

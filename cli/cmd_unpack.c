@@ -50,7 +50,8 @@ static int unpack_run(cli_ctx *c, void *va)
         return WP_EXIT_OK;
     }
     if (tensor) {
-        if (wpz_extract_tensor(in, tensor, out, &e)) return cli_error(CMD, &e);
+        wpz_opts xo = {.force = c->force};
+        if (wpz_extract(in, tensor, out, &xo, &e)) return cli_error(CMD, &e);
         if (json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "archive", in);
@@ -66,7 +67,7 @@ static int unpack_run(cli_ctx *c, void *va)
     }
     cli_bar bar;
     cli_bar_init(&bar, json, 1);
-    wpz_opts o = {.progress = cli_progress, .ud = &bar};
+    wpz_opts o = {.force = c->force, .progress = cli_progress, .ud = &bar};
     int rc = wpz_unpack(in, out, &o, &st, &e);
     cli_bar_end(&bar);
     if (rc) return cli_error(CMD, &e);

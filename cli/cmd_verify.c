@@ -8,36 +8,6 @@
 #include "cli/cli.h"
 #include "trust/trust.h"
 
-static void print_json(const char *path, const wp_verify_report *r, int rc, const wp_err *e)
-{
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "path", path);
-    cJSON_AddBoolToObject(j, "ok", rc == 0);
-    cJSON_AddStringToObject(j, "kind", r->is_build ? "build" : "wpk");
-    if (rc) cJSON_AddStringToObject(j, "error", e->msg);
-    cJSON *s = cJSON_AddObjectToObject(j, "signature");
-    cJSON_AddBoolToObject(s, "present", r->sig_present);
-    cJSON_AddBoolToObject(s, "verified", r->sig_verified);
-    if (r->keyid[0]) cJSON_AddStringToObject(s, "keyid", r->keyid);
-    cJSON *d = cJSON_AddObjectToObject(j, "dsse");
-    cJSON_AddBoolToObject(d, "present", r->dsse_present);
-    cJSON_AddBoolToObject(d, "verified", r->dsse_verified);
-    if (r->root[0]) cJSON_AddStringToObject(j, r->is_build ? "root_sha256" : "header_sha256", r->root);
-    cJSON_AddNumberToObject(j, "files", r->nfiles);
-    cJSON_AddNumberToObject(j, "tensors", (double)r->ntensors);
-    cJSON_AddNumberToObject(j, "bytes_hashed", (double)r->bytes_hashed);
-    cJSON_AddNumberToObject(j, "seconds", r->seconds);
-    cJSON_AddNumberToObject(j, "gb_per_s", r->seconds > 0 ? (double)r->bytes_hashed / r->seconds / 1e9 : 0);
-    cJSON_AddNumberToObject(j, "threads", r->threads);
-    if (r->notice[0]) cJSON_AddStringToObject(j, "notice", r->notice);
-    cJSON *f = cJSON_AddArrayToObject(j, "failures");
-    for (size_t i = 0; i < r->nfail; i++) cJSON_AddItemToArray(f, cJSON_CreateString(r->fail[i]));
-    cJSON_AddNumberToObject(j, "failures_total", (double)r->nfail_total);
-    cJSON *x = cJSON_AddArrayToObject(j, "extra_files");
-    for (size_t i = 0; i < r->nextra; i++) cJSON_AddItemToArray(x, cJSON_CreateString(r->extra[i]));
-    cli_print_json(j);
-}
-
 typedef struct verify_args {
     const char *path;
     wp_verify_opts o;
@@ -87,7 +57,7 @@ static int verify_run(cli_ctx *c, void *va)
                     r.nfail_total > r.nfail ? " (first ones shown)" : "");
     }
     if (json) {
-        print_json(path, &r, rc, &e);
+        cli_print_json(wp_verify_report_json(path, &r, rc, &e));
     } else if (!rc) {
         char b[32];
         printf("%s: OK: %u file%s, %llu tensors, %s hashed in %.2f s (%.2f GB/s, %d threads)\n", path, r.nfiles,

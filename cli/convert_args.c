@@ -71,7 +71,7 @@ void cv_print_report(FILE *f, const wp_report *r, int top)
     free(ord);
 }
 
-int cv_write_report(const char *cmd, const wp_report *r, const char *path)
+int cv_write_report(const char *cmd, const wp_report *r, const char *path, int force)
 {
     wp_err e = {0};
     cJSON *j = wp_report_to_json(r);
@@ -83,7 +83,7 @@ int cv_write_report(const char *cmd, const wp_report *r, const char *path)
     }
     size_t n = strlen(s);
     s[n] = '\n';   /* replaces the NUL; length n + 1 written */
-    int rc = wp_write_file_atomic(path, s, n + 1, &e);
+    int rc = wp_write_file_create(path, s, n + 1, force, &e);
     free(s);
     return rc ? cli_error(cmd, &e) : -1;
 }

@@ -68,6 +68,6 @@ int cv_open(const char *cmd, const cv_args *a, wp_ckpt **k, wp_plan **p);
 void cv_print_report(FILE *f, const wp_report *r, int top);
 /* Write the report JSON to `path` atomically; prints and returns the exit
  * code on failure, -1 on success. */
-int cv_write_report(const char *cmd, const wp_report *r, const char *path);
+int cv_write_report(const char *cmd, const wp_report *r, const char *path, int force);
 
 #endif

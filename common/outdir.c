@@ -172,8 +172,8 @@ static int judge(const wp_outdir *d, wp_err *e)
         int empty = dir_empty(d->path);
         if (empty == 1 && (o->take_empty || o->force)) return 1;
         if (!o->force)
-            return wp_fail_setting(e, WP_EEXIST, "force", "%s: %s; not replaced", d->path,
-                                   empty == 0 && o->take_empty ? "exists and is not empty" : "already exists");
+            return wp_fail_setting(e, WP_EEXIST, "force", "%s: already exists%s; not replaced", d->path,
+                                   empty == 0 && o->take_empty ? " (and is not empty)" : "");
         if (is_own(o, d->path)) return 1;
         return wp_fail(e, WP_EEXIST, "%s: exists and is not %s; not replaced", d->path, kind_text(o));
     }

@@ -118,11 +118,11 @@ int wp_synth_preset(wp_config *c, const char *name, wp_err *e)
 int wp_synth_trim(wp_config *c, int layers, int experts, int block, wp_err *e)
 {
     if (layers < 0 || experts < 0 || block < 0)
-        return wp_fail(e, WP_EUSAGE, "synth: --layers, --experts and --block must be positive");
+        return wp_fail(e, WP_EUSAGE, "synth: the layer count, expert count and block size must be positive");
     if (layers) {
         if (layers > c->n_layers)
-            return wp_fail(e, WP_EUSAGE, "synth: --layers %d: the preset has %d layers", layers,
-                           c->n_layers);
+            return wp_fail_setting(e, WP_EUSAGE, "layers", "synth: %d layers asked for: the preset has %d", layers,
+                                   c->n_layers);
         /* the MTP entries follow the kept main layers */
         memmove(&c->compress_ratios[layers], &c->compress_ratios[c->n_layers],
                 (size_t)c->n_mtp_layers * sizeof c->compress_ratios[0]);

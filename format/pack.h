@@ -59,9 +59,6 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
  * several parts hold the name (WP_EUSAGE if ambiguous); WP_EINVAL if absent.
  * Only o->force is used; o may be NULL. */
 int wpz_extract(const char *wpkz, const char *name, const char *out, const wpz_opts *o, wp_err *e);
-/* wpz_extract with force: replaces an existing OUT file, as the CLI has done
- * so far.  Kept until cli/ calls wpz_extract with the user's choice. */
-int wpz_extract_tensor(const char *wpkz, const char *name, const char *out, wp_err *e);
 /* Read and validate the index only (prefix, footer, index digest, records);
  * fills counts and per-class sizes without decompressing anything. */
 int wpz_stat(const char *wpkz, wpz_stats *stats, wp_err *e);

@@ -394,10 +394,6 @@ done:
     return rc;
 }
 
-int wpz_extract_tensor(const char *wpkz, const char *name, const char *out, wp_err *e)
-{
-    return wpz_extract(wpkz, name, out, &(wpz_opts){.force = 1}, e);
-}
 
 int wpz_extract(const char *wpkz, const char *name, const char *out, const wpz_opts *o, wp_err *e)
 {

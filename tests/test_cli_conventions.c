@@ -306,3 +306,49 @@ TEST(cli_progress_bar_fits_the_terminal)
     CHECK_EQ_INT(rc, 0);
     CHECK(!strchr(plain, '\r'));
 }
+
+/* One overwrite rule for every command that writes: an existing output is
+ * refused with the same words and -f/--force as the remedy; with it, the
+ * output is replaced. */
+TEST(cli_force_one_rule)
+{
+    const char *d = wpt_tmpdir();
+    static char out[65536];
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --profile bf16", wpt_wpack(), WPT_TINY, d) == 0);
+    struct { const char *what, *cmd; } cases[] = {
+        {"keygen", "%s keygen -o %s/k"},
+        {"synth", "%s synth --preset tiny --layers 1 -o %s/s"},
+        {"convert", "%s convert " WPT_TINY "/hf -o %s/c --profile bf16"},
+        {"pack", "%s pack %s/b -o %s/b.wpkz"},
+        {"unpack", "%s unpack %s/b.wpkz -o %s/u"},
+        {"unpack --tensor", "%s unpack %s/b.wpkz --tensor embed.weight -o %s/t.bin"},
+        {"quant --report", "%s quant " WPT_TINY "/hf --profile bf16 --report %s/r.json"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char cmd[2048];
+        if (strstr(cases[i].cmd, "%s/b"))
+            snprintf(cmd, sizeof cmd, cases[i].cmd, wpt_wpack(), d, d);
+        else
+            snprintf(cmd, sizeof cmd, cases[i].cmd, wpt_wpack(), d);
+        int rc = wpt_run(out, sizeof out, "%s >/dev/null 2>&1", cmd);
+        CHECKF(rc == 0, "%s: first run exit %d", cases[i].what, rc);
+        rc = wpt_run(out, sizeof out, "%s 2>&1 >/dev/null", cmd);
+        CHECKF(rc == 2, "%s: second run exit %d", cases[i].what, rc);
+        CHECKF(strstr(out, "already exists") && strstr(out, "(see -f/--force)") && count_lines(out) == 1,
+               "%s: %s", cases[i].what, out);
+        rc = wpt_run(out, sizeof out, "%s -f 2>&1 >/dev/null", cmd);
+        CHECKF(rc == 0, "%s -f: exit %d: %s", cases[i].what, rc, out);
+    }
+}
+
+/* Library messages name the setting, the CLI the option that sets it. */
+TEST(cli_setting_becomes_the_option)
+{
+    const char *d = wpt_tmpdir();
+    static char out[65536];
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --profile bf16", wpt_wpack(), WPT_TINY, d) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b 2>&1", wpt_wpack(), d), 1);
+    CHECK_CONTAINS(out, "accept it unsigned to check integrity only (see --allow-unsigned)");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny --layers 9 -o %s/s 2>&1", wpt_wpack(), d), 2);
+    CHECK_CONTAINS(out, "(see --layers)");
+}

@@ -126,7 +126,7 @@ TEST(common_outdir_refuses_existing_target)
     CHECK_EQ_INT(wp_outdir_begin(&d, empty, NULL, &e), WP_EEXIST);
     wp_err_clear(&e);
     CHECK_EQ_INT(wp_outdir_begin(&d, dir, &(wp_outdir_opts){.take_empty = 1}, &e), WP_EEXIST);
-    CHECK_CONTAINS(e.msg, "build: exists and is not empty; not replaced");
+    CHECK_CONTAINS(e.msg, "build: already exists (and is not empty); not replaced");
     REQUIRE(wp_outdir_begin(&d, empty, &(wp_outdir_opts){.take_empty = 1}, &e) == 0);
     REQUIRE(put(wpt_path("%s/x", wp_outdir_tmp(&d)), "x") == 0);
     REQUIRE(wp_outdir_commit(&d, &e) == 0);

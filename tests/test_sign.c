@@ -61,7 +61,8 @@ TEST(trust_key_pem_files)
     CHECK_EQ_INT(st.st_mode & 0777, 0644);
     /* never silently replaced */
     wp_err_clear(&e);
-    CHECK_EQ_INT(wp_key_write_pair(k, base, 0, &e), WP_EUSAGE);
+    CHECK_EQ_INT(wp_key_write_pair(k, base, 0, &e), WP_EEXIST);
+    CHECK(!strcmp(e.setting, "force"));
     CHECK_CONTAINS(e.msg, "already exists");
     wp_err_clear(&e);
     REQUIRE(wp_key_load_private(wpt_path("%s.pem", base), &priv, &e) == 0);

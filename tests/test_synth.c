@@ -94,7 +94,7 @@ TEST(model_synth_trim)
     CHECK_EQ_INT(c.n_activated_experts, 4);      /* capped at the experts kept */
     CHECK_EQ_INT(c.compress_ratios[2], 0);
     CHECK(wp_synth_trim(&c, 3, 0, 0, &e) == WP_EUSAGE);
-    CHECK(!strcmp(e.msg, "synth: --layers 3: the preset has 2 layers"));
+    CHECK(!strcmp(e.msg, "synth: 3 layers asked for: the preset has 2"));
 }
 
 static void synth(const char *dir, const char *args)
@@ -319,7 +319,7 @@ TEST(model_synth_errors_leave_nothing)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset huge -o %s", wpt_wpack(), d), 2);
     CHECK_CONTAINS(out, "'huge' is not one of: tiny flash pro");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny --layers 9 -o %s", wpt_wpack(), d), 2);
-    CHECK_CONTAINS(out, "--layers 9: the preset has 4 layers");
+    CHECK_CONTAINS(out, "9 layers asked for: the preset has 4 (see --layers)");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny --layers 2x -o %s", wpt_wpack(), d), 2);
     CHECK_CONTAINS(out, "--layers': '2x' is not an integer");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny --seed -1 -o %s", wpt_wpack(), d), 2);
@@ -331,7 +331,7 @@ TEST(model_synth_errors_leave_nothing)
     REQUIRE(mkdir(d, 0755) == 0);
     REQUIRE(wpt_write_file(wpt_path("%s/keep", d), "k", 1) == 0);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny -o %s", wpt_wpack(), d), 2);
-    CHECK_CONTAINS(out, "exists and is not empty");
+    CHECK_CONTAINS(out, "already exists (and is not empty)");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "ls -A %s", d), 0);
     CHECK(!strcmp(out, "keep\n"));
     /* an empty one is replaced */
@@ -381,7 +381,7 @@ TEST(model_synth_force_replaces_only_a_checkpoint)
     REQUIRE(wpt_read_file(shard, &a1, &n1) == 0);
     o.seed = 2;
     CHECK_EQ_INT(wp_synth_write(&c, d, &o, NULL, &e), WP_EEXIST);
-    CHECK_CONTAINS(e.msg, "ck: exists and is not empty; not replaced");
+    CHECK_CONTAINS(e.msg, "ck: already exists (and is not empty); not replaced");
     CHECK(!strcmp(e.setting, "force"));
     REQUIRE(wpt_read_file(shard, &a2, &n2) == 0);
     CHECK(n1 == n2 && !memcmp(a1, a2, n1));   /* untouched */

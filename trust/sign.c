@@ -154,8 +154,8 @@ int wp_key_write_pair(const wp_key *k, const char *base, int force, wp_err *e)
         return wp_fail(e, WP_EUSAGE, "%s: path too long", base);
     struct stat st;
     if (!force && (stat(priv, &st) == 0 || stat(pub, &st) == 0))
-        return wp_fail(e, WP_EUSAGE, "%s: already exists (use --force to replace it)",
-                       stat(priv, &st) == 0 ? priv : pub);
+        return wp_fail_setting(e, WP_EEXIST, "force", "%s: already exists; not replaced",
+                               stat(priv, &st) == 0 ? priv : pub);
     char *a = NULL, *b = NULL;
     size_t an = 0, bn = 0;
     int rc = to_pem(k, 1, &a, &an, e);

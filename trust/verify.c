@@ -57,6 +57,22 @@ static int add_fail(wp_verify_report *r, wp_err *e, const char *fmt, ...)
     return WP_EVERIFY;
 }
 
+/* add_fail that also names the setting which would change the outcome. */
+static int add_fail_setting(wp_verify_report *r, wp_err *e, const char *setting, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int add_fail_setting(wp_verify_report *r, wp_err *e, const char *setting, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    int first = e && !e->code;
+    int rc = add_fail(r, e, "%s", line);
+    if (first) snprintf(e->setting, sizeof e->setting, "%s", setting);
+    return rc;
+}
+
 /* A content problem reported by a reader (WP_EINVAL: malformed) is, for
  * verify, a failed check: exit 1, not "unreadable". */
 static int absorb(wp_verify_report *r, wp_err *e, int rc, const wp_err *sub)
@@ -272,10 +288,13 @@ static int phase_signature(vctx *c)
     r->dsse_present = wp_build_has_dsse(c->b);
     if (c->skip_sig) return 0;
     if (!r->sig_present) {
-        if (key) return add_fail(r, e, "%s: not signed (no %s), but --key was given", c->root, WP_MANIFEST_SIG_NAME);
+        if (key)
+            return add_fail_setting(r, e, "key", "%s: not signed (no %s), but a public key was given to check it",
+                                    c->root, WP_MANIFEST_SIG_NAME);
         if (!c->o->allow_unsigned)
-            return add_fail(r, e, "%s: not signed (no %s): sign it, or pass --allow-unsigned to check integrity only",
-                            c->root, WP_MANIFEST_SIG_NAME);
+            return add_fail_setting(r, e, "allow-unsigned",
+                                    "%s: not signed (no %s): sign it, or accept it unsigned to check integrity only",
+                                    c->root, WP_MANIFEST_SIG_NAME);
         return 0;
     }
     char *doc = NULL;
@@ -292,10 +311,10 @@ static int phase_signature(vctx *c)
     r->sig_verified = info.verified;
     if (!key) {
         if (!c->o->allow_unsigned)
-            return add_fail(r, e,
-                            "%s: signed by %s key %.16s... but no --key given: pass the public key to check the "
-                            "signature, or --allow-unsigned to check integrity only",
-                            c->root, wp_key_alg_name(info.alg), info.keyid);
+            return add_fail_setting(r, e, "key",
+                                    "%s: signed by %s key %.16s... but no public key was given to check the "
+                                    "signature (or accept it unchecked to check integrity only)",
+                                    c->root, wp_key_alg_name(info.alg), info.keyid);
         return 0;
     }
     if (!r->dsse_present) return 0;
@@ -543,10 +562,10 @@ static int verify_lone(vctx *c)
     wp_verify_report *r = c->r;
     wp_err *e = c->e;
     if (!c->o->allow_unsigned)
-        return add_fail(r, e,
-                        "%s: a lone .wpk carries no signature: verify its build directory, or pass --allow-unsigned "
-                        "to check integrity only",
-                        c->root);
+        return add_fail_setting(r, e, "allow-unsigned",
+                                "%s: a lone .wpk carries no signature: verify its build directory, or accept it "
+                                "unsigned to check integrity only",
+                                c->root);
     wpk_file *f = NULL;
     wp_err we = {0};
     size_t nparts = 0;
@@ -613,8 +632,10 @@ static int verify_impl(const char *path, const wp_verify_opts *o, wp_verify_repo
         r->is_build = 1;
         rc = verify_dir(&c);
     } else {
-        rc = key ? wp_fail(e, WP_EUSAGE, "%s: a lone .wpk has no signature to check with --key; verify its build directory",
-                           path)
+        rc = key ? wp_fail_setting(e, WP_EUSAGE, "key",
+                                   "%s: a lone .wpk has no signature to check with a public key; verify its build "
+                                   "directory",
+                                   path)
                  : verify_lone(&c);
     }
     wp_build_close(b);
