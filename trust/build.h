@@ -13,6 +13,8 @@
 #ifndef WP_BUILD_H
 #define WP_BUILD_H
 
+#include <cjson/cJSON.h>
+
 #include "common/wp.h"
 #include "format/wpk.h"
 #include "trust/manifest.h"
@@ -69,5 +71,28 @@ int wp_build_part(wp_build *b, size_t i, wpk_file **f, wp_err *e);
 /* The .wpk at BUILD/rel (rel as a manifest names it), opened on first use
  * and kept with the parts. */
 int wp_build_part_at(wp_build *b, const char *rel, wpk_file **f, wp_err *e);
+
+/* ---- What a build holds (`wpack inspect BUILD`) ------------------------------
+ * From the containers' directories and the manifest alone: nothing is hashed
+ * (that is `wpack verify`). */
+#define WP_BUILD_MAX_ENCS 32
+typedef struct wp_build_part_info {
+    const char *name;                /* relative to the build (owned by the build) */
+    uint64_t tensors, file_bytes;
+} wp_build_part_info;
+typedef struct wp_build_summary {
+    wp_build_kind kind;
+    int has_manifest, has_sig, has_dsse;
+    char root[2 * WP_SHA256_LEN + 1];   /* manifest root digest (hex), "" without one */
+    uint64_t tensors, tensor_bytes, file_bytes;
+    size_t n_parts;
+    wp_build_part_info *parts;
+    size_t n_encs;                   /* weights by encoding (raw tensors by dtype); scales
+                                        count with their weight */
+    struct { char name[24]; uint64_t tensors, bytes; } encs[WP_BUILD_MAX_ENCS];
+} wp_build_summary;
+int wp_build_summarise(wp_build *b, wp_build_summary *s, wp_err *e);
+void wp_build_summary_free(wp_build_summary *s);
+cJSON *wp_build_summary_json(const char *path, const wp_build_summary *s);
 
 #endif
