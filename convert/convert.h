@@ -233,6 +233,9 @@ size_t wp_report_check(wp_report *r);
  * method, rmse, nmse, max_abs_err, cosine, saturated_fraction, n_inexact,
  * threshold, pass) plus a summary. */
 struct cJSON *wp_report_to_json(const wp_report *r);
+/* That JSON, formatted, with a final newline, written to `path` atomically
+ * (wp_write_file_atomic): the `--report FILE` of convert and quant. */
+int wp_report_write_json(const wp_report *r, const char *path, wp_err *e);
 /* Record indices sorted by NMSE, largest first (malloc'd array of r->n). */
 size_t *wp_report_order(const wp_report *r, wp_err *e);
 
