@@ -264,6 +264,25 @@ TEST(cv_quant_convert_report_same)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "cmp %s/q.json %s/c.json", t, t), 0);
 }
 
+/* A memory budget that leaves the workers nothing is refused before any
+ * work, in neutral words, naming the setting (the CLI turns it into the flag). */
+TEST(cv_quant_budget_refused)
+{
+    wp_ckpt *k;
+    wp_plan *p;
+    wp_report r;
+    wp_err e = {0};
+    REQUIRE(cvt_plan(TINY, "bf16", NULL, 0, NULL, &k, &p, &e) == 0);
+    REQUIRE(wp_report_init(&r, p, &e) == 0);
+    wp_convert_opts o = {.threads = 2, .mem_budget = 1u << 20, .report = &r};
+    CHECK_EQ_INT(wp_convert_run(p, NULL, &o, NULL, &e), WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "a memory budget of 1048576 bytes leaves nothing for 2 worker(s)");
+    CHECK(strstr(e.msg, "--") == NULL);
+    CHECK(!strcmp(e.setting, "mem-budget"));
+    wp_report_free(&r);
+    cvt_free(k, p);
+}
+
 /* wp_report_write_json: the report document, formatted, newline-terminated,
  * at the path; an unwritable path is refused with the path named. */
 TEST(cv_quant_report_write_json)
