@@ -82,37 +82,6 @@ fail:
     return rc;
 }
 
-static cJSON *logits_json(const wp_parity_logits *l)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "rows", l->rows);
-    cJSON_AddNumberToObject(o, "cosine_min", l->cos_min);
-    cJSON_AddNumberToObject(o, "cosine_mean", l->cos_mean);
-    cJSON_AddNumberToObject(o, "rel_rms_max", l->rel_rms_max);
-    cJSON_AddNumberToObject(o, "kl_max", l->kl_max);
-    cJSON_AddNumberToObject(o, "top1_agree", l->top1_agree);
-    cJSON_AddNumberToObject(o, "top1_clear_rows", l->top1_clear_rows);
-    cJSON_AddNumberToObject(o, "top1_clear_agree", l->top1_clear_agree);
-    cJSON_AddBoolToObject(o, "pass", l->pass);
-    return o;
-}
-
-static cJSON *recall_json(const wp_parity_report *r)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < r->n_recall; i++) {
-        const wp_parity_recall *p = &r->recall[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "layer", p->layer);
-        cJSON_AddNumberToObject(o, "queries", p->queries);
-        cJSON_AddNumberToObject(o, "mean", p->mean);
-        cJSON_AddNumberToObject(o, "worst", p->worst);
-        cJSON_AddBoolToObject(o, "pass", p->pass);
-        cJSON_AddItemToArray(a, o);
-    }
-    return a;
-}
-
 static void print_recall(const wp_parity_report *r, const char *what)
 {
     for (int i = 0; i < r->n_recall; i++) {
@@ -129,6 +98,73 @@ static void print_logits(const wp_parity_logits *l)
            "(clear choices %d/%d), KL max %.3g  %s\n", l->what, l->rows, l->cos_min, l->cos_mean,
            l->rel_rms_max, l->top1_agree, l->rows, l->top1_clear_agree, l->top1_clear_rows,
            l->kl_max, l->pass ? "PASS" : "FAIL");
+}
+
+/* --golden: run the checks, print them (or add "golden" to doc), AND the
+ * verdict into *pass.  0 or the library's error. */
+static int check_golden(wp_tsrc *src, const char *golden, const wp_parity_opts *o, cJSON *doc,
+                        int *pass, wp_err *e)
+{
+    wp_parity_report r;
+    int rc = wp_parity_golden(src, golden, o, &r, e);
+    if (rc) return rc;
+    *pass &= r.pass;
+    if (doc) {
+        cJSON_AddItemToObject(doc, "golden", wp_parity_golden_json(&r, golden));
+        return 0;
+    }
+    printf("golden %s\n", golden);
+    for (int i = 0; i < r.n_layers; i++)
+        printf("layer %d (teacher-forced): position error median %.3g, p90 %.3g, max "
+               "%.3g  %s\n", r.layers[i].layer, r.layers[i].median, r.layers[i].p90,
+               r.layers[i].max, r.layers[i].pass ? "PASS" : "FAIL");
+    print_logits(&r.prefill);
+    print_logits(&r.decode);
+    print_logits(&r.mtp);
+    print_recall(&r, "vs golden");
+    return 0;
+}
+
+/* --against REF or --indexer-precision bf16 alone, on the prompts file:
+ * indexer recall of the build against REF, or of its FP4 indexer against
+ * its high-precision one. */
+static int check_recall(wp_tsrc *src, const char *against, const char *prompts,
+                        const wp_parity_opts *o, unsigned idx_flags, cJSON *doc, int *pass,
+                        wp_err *e)
+{
+    int32_t **pr = NULL;
+    int *lens = NULL, np = 0;
+    int rc = read_prompts(prompts, &pr, &lens, &np, e);
+    if (rc) return rc;
+    wp_rt_opts so = {.threads = o->threads, .flags = o->rt_flags & (WP_RT_BF16 | WP_RT_ENC_DISPATCH)};
+    wp_rt_opts fo = so;
+    wp_tsrc *ref = NULL, *other = src;
+    if (against) {
+        rc = wp_tsrc_open(&ref, against, e);
+        other = ref;
+        so.flags |= idx_flags;
+        fo.flags |= idx_flags;
+    } else {
+        fo.flags |= WP_RT_INDEXER_HP;     /* the high-precision indexer is the reference */
+    }
+    wp_parity_report r;
+    if (!rc)
+        rc = wp_parity_against(src, &so, other, &fo, (const int32_t *const *)pr, lens, np,
+                               o->recall_min, &r, e);
+    for (int i = 0; i < np; i++) free(pr[i]);
+    free(pr);
+    free(lens);
+    wp_tsrc_close(ref);
+    if (rc) return rc;
+    *pass &= r.pass;
+    if (doc) {
+        cJSON_AddItemToObject(doc, "recall", wp_parity_recall_json(&r, against ? against : "bf16 indexer",
+                                                                   np, o->recall_min));
+    } else {
+        printf("prompts %s (%d)\n", prompts, np);
+        print_recall(&r, against ? "vs --against" : "fp4 vs bf16 indexer");
+    }
+    return 0;
 }
 
 typedef struct parity_args {
@@ -185,85 +221,21 @@ static int parity_run(cli_ctx *c, void *va)
     if (against && !prompts) return cli_usage("parity", "--against needs --prompts FILE");
 
     wp_err e = {0};
-    wp_tsrc *src = NULL, *ref = NULL;
-    wp_parity_report r;
-    int rc = wp_tsrc_open(&src, build, &e);
-    if (rc) return cli_error("parity", &e);
+    wp_tsrc *src = NULL;
+    if (wp_tsrc_open(&src, build, &e)) return cli_error("parity", &e);
     cJSON *doc = json ? cJSON_CreateObject() : NULL;
     if (doc) cJSON_AddStringToObject(doc, "build", build);
-    int pass = 1;
-
+    int pass = 1, rc = 0;
     if (golden) {
         o.rt_flags |= idx_flags;
-        rc = wp_parity_golden(src, golden, &o, &r, &e);
-        if (rc) goto fail;
-        pass &= r.pass;
-        if (doc) {
-            cJSON *g = cJSON_AddObjectToObject(doc, "golden");
-            cJSON_AddStringToObject(g, "file", golden);
-            cJSON *ls = cJSON_AddArrayToObject(g, "layers");
-            for (int i = 0; i < r.n_layers; i++) {
-                cJSON *l = cJSON_CreateObject();
-                cJSON_AddNumberToObject(l, "layer", r.layers[i].layer);
-                cJSON_AddNumberToObject(l, "median", r.layers[i].median);
-                cJSON_AddNumberToObject(l, "p90", r.layers[i].p90);
-                cJSON_AddNumberToObject(l, "max", r.layers[i].max);
-                cJSON_AddBoolToObject(l, "pass", r.layers[i].pass);
-                cJSON_AddItemToArray(ls, l);
-            }
-            cJSON_AddItemToObject(g, "prefill", logits_json(&r.prefill));
-            cJSON_AddItemToObject(g, "decode", logits_json(&r.decode));
-            cJSON_AddItemToObject(g, "mtp", logits_json(&r.mtp));
-            cJSON_AddItemToObject(g, "indexer_recall", recall_json(&r));
-            cJSON_AddNumberToObject(g, "seconds", r.seconds);
-            cJSON_AddBoolToObject(g, "pass", r.pass);
-        } else {
-            printf("golden %s\n", golden);
-            for (int i = 0; i < r.n_layers; i++)
-                printf("layer %d (teacher-forced): position error median %.3g, p90 %.3g, max "
-                       "%.3g  %s\n", r.layers[i].layer, r.layers[i].median, r.layers[i].p90,
-                       r.layers[i].max, r.layers[i].pass ? "PASS" : "FAIL");
-            print_logits(&r.prefill);
-            print_logits(&r.decode);
-            print_logits(&r.mtp);
-            print_recall(&r, "vs golden");
-        }
+        rc = check_golden(src, golden, &o, doc, &pass, &e);
     }
-    if (against || (idx_flags && prompts)) {
-        int32_t **pr = NULL;
-        int *lens = NULL, np = 0;
-        if ((rc = read_prompts(prompts, &pr, &lens, &np, &e))) goto fail;
-        wp_rt_opts so = {.threads = o.threads, .flags = o.rt_flags & (WP_RT_BF16 | WP_RT_ENC_DISPATCH)};
-        wp_rt_opts fo = so;
-        wp_tsrc *other = src;
-        if (against) {
-            rc = wp_tsrc_open(&ref, against, &e);
-            other = ref;
-            so.flags |= idx_flags;
-            fo.flags |= idx_flags;
-        } else {
-            fo.flags |= WP_RT_INDEXER_HP;     /* the high-precision indexer is the reference */
-        }
-        if (!rc)
-            rc = wp_parity_against(src, &so, other, &fo, (const int32_t *const *)pr, lens, np,
-                                   o.recall_min, &r, &e);
-        for (int i = 0; i < np; i++) free(pr[i]);
-        free(pr);
-        free(lens);
-        if (rc) goto fail;
-        pass &= r.pass;
-        const char *what = against ? "vs --against" : "fp4 vs bf16 indexer";
-        if (doc) {
-            cJSON *a = cJSON_AddObjectToObject(doc, "recall");
-            cJSON_AddStringToObject(a, "reference", against ? against : "bf16 indexer");
-            cJSON_AddNumberToObject(a, "prompts", np);
-            cJSON_AddNumberToObject(a, "gate", o.recall_min);
-            cJSON_AddItemToObject(a, "layers", recall_json(&r));
-            cJSON_AddBoolToObject(a, "pass", r.pass);
-        } else {
-            printf("prompts %s (%d)\n", prompts, np);
-            print_recall(&r, what);
-        }
+    if (!rc && (against || (idx_flags && prompts)))
+        rc = check_recall(src, against, prompts, &o, idx_flags, doc, &pass, &e);
+    wp_tsrc_close(src);
+    if (rc) {
+        cJSON_Delete(doc);
+        return cli_error("parity", &e);
     }
     if (doc) {
         cJSON_AddBoolToObject(doc, "pass", pass);
@@ -271,14 +243,7 @@ static int parity_run(cli_ctx *c, void *va)
     } else {
         printf("%s\n", pass ? "PASS" : "FAIL");
     }
-    wp_tsrc_close(ref);
-    wp_tsrc_close(src);
     return pass ? WP_EXIT_OK : WP_EXIT_FAIL;
-fail:
-    cJSON_Delete(doc);
-    wp_tsrc_close(ref);
-    wp_tsrc_close(src);
-    return cli_error("parity", &e);
 }
 
 const cli_command cli_cmd_parity = {

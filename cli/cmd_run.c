@@ -58,136 +58,217 @@ static int parse_tokens(const char *s, const char *what, int32_t **out, int *n)
     return 0;
 }
 
-/* The k largest logits, best first (ties: lower id). */
-static void top_logits(const float *l, int V, int k, int *ids)
+/* The prompts: one (--tokens, or a --tokens-file with one line of ids), or
+ * one per line of a --tokens-file with several, decoded together as a batch. */
+#define RUN_MAX_PROMPTS 256
+typedef struct prompts {
+    int32_t *tok[RUN_MAX_PROMPTS];
+    int len[RUN_MAX_PROMPTS];
+    int n, batch;
+} prompts;
+
+static void prompts_free(prompts *p)
 {
-    for (int i = 0; i < k; i++) {
-        int b = -1;
-        for (int v = 0; v < V; v++) {
-            int used = 0;
-            for (int j = 0; j < i; j++) used |= ids[j] == v;
-            if (!used && (b < 0 || l[v] > l[b])) b = v;
-        }
-        ids[i] = b;
-    }
+    for (int b = 0; b < p->n; b++) free(p->tok[b]);
+    p->n = 0;
 }
 
-/* Several prompts (one per non-empty line of --tokens-file): each prefilled on
- * its own, then all decoded together, one wp_model_decode_batch step per token
- * (the rows share every weight read).  A sequence that emits EOS leaves the
- * batch. */
-static int run_batch(const char *build, const wp_rt_opts *ro, int hugepages, char *text,
-                     const char *tfile, int max_new, int ignore_eos, int json)
+/* Lines with at least one digit: one prompt each. */
+static int count_prompt_lines(const char *text)
 {
-    int B = 0, rc = 0;
-    int32_t *pr[256];
-    int np[256];
-    for (char *line = text, *next; line && *line && !rc; line = next) {
+    int lines = 0;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t L = nl ? (size_t)(nl - p) : strlen(p);
+        for (size_t i = 0; i < L; i++)
+            if (p[i] >= '0' && p[i] <= '9') {
+                lines++;
+                break;
+            }
+        p += L + (nl != NULL);
+    }
+    return lines;
+}
+
+/* Every non-empty line of `text` (edited in place) as a prompt. */
+static int parse_prompt_lines(char *text, const char *tfile, prompts *p)
+{
+    for (char *line = text, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = 0;
         if (!line[strspn(line, " ,\t\r")]) continue;
-        if (B == 256) {
-            rc = cli_usage("run", "%s: more than 256 prompts", tfile);
-            break;
-        }
-        if ((rc = parse_tokens(line, tfile, &pr[B], &np[B]))) break;
-        B++;
+        if (p->n == RUN_MAX_PROMPTS)
+            return cli_usage("run", "%s: more than %d prompts", tfile, RUN_MAX_PROMPTS);
+        int rc = parse_tokens(line, tfile, &p->tok[p->n], &p->len[p->n]);
+        if (rc) return rc;
+        p->n++;
     }
+    return 0;
+}
+
+/* 0, or the exit code after printing why not. */
+static int read_prompts(const char *toks, const char *tfile, prompts *p)
+{
+    memset(p, 0, sizeof *p);
+    int rc;
+    if (!tfile) {
+        if (!(rc = parse_tokens(toks, "--tokens", &p->tok[0], &p->len[0]))) p->n = 1;
+        return rc;
+    }
+    wp_err e = {0};
+    char *text;
+    size_t len;
+    if (wp_read_small_file(tfile, 256u << 20, &text, &len, &e)) return cli_error("run", &e);
+    if ((p->batch = count_prompt_lines(text) > 1)) rc = parse_prompt_lines(text, tfile, p);
+    else if (!(rc = parse_tokens(text, tfile, &p->tok[0], &p->len[0]))) p->n = 1;
+    free(text);
+    return rc;
+}
+
+/* ---- Output ------------------------------------------------------------------------
+ * One prompt: every step as it comes (its top logits), then the totals.  A
+ * batch: each sequence's tokens at the end. */
+typedef struct run_out {
+    const char *build;
+    const wp_rt_opts *ro;
+    const prompts *p;
+    int json;
+    cJSON *doc, *steps;       /* one prompt, --json */
+} run_out;
+
+static void single_begin(run_out *r, const wp_tsrc *src, const wp_model *m)
+{
+    const wp_config *c = wp_model_config(m);
+    if (!r->json) {
+        printf("model: %s (%s), %d layers, kernels %s, %d thread%s\n", r->build, src->kind,
+               c->n_layers, wp_model_kernels(m), r->ro->threads, r->ro->threads == 1 ? "" : "s");
+        return;
+    }
+    r->doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(r->doc, "build", r->build);
+    cJSON_AddStringToObject(r->doc, "kernels", wp_model_kernels(m));
+    cJSON_AddNumberToObject(r->doc, "threads", r->ro->threads);
+    cJSON_AddNumberToObject(r->doc, "prompt_tokens", r->p->len[0]);
+    r->steps = cJSON_AddArrayToObject(r->doc, "steps");
+}
+
+static void single_prefilled(void *ud, double seconds)
+{
+    const run_out *r = ud;
+    const int np = r->p->len[0];
+    if (!r->json) printf("prefill: %d tokens in %.3f s (%.1f tokens/s)\n", np, seconds, np / seconds);
+}
+
+static void single_step(void *ud, const wp_generate_step *s)
+{
+    run_out *r = ud;
+    if (!r->json) {
+        printf("pos %d: token %d  top:", s->pos, s->token);
+        for (int i = 0; i < s->n_top; i++) printf(" %d:%.4f", s->top[i], s->logits[s->top[i]]);
+        printf("\n");
+        return;
+    }
+    cJSON *o = cJSON_CreateObject(), *t = cJSON_AddArrayToObject(o, "top");
+    cJSON_AddNumberToObject(o, "pos", s->pos);
+    cJSON_AddNumberToObject(o, "token", s->token);
+    for (int i = 0; i < s->n_top; i++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "id", s->top[i]);
+        cJSON_AddNumberToObject(x, "logit", s->logits[s->top[i]]);
+        cJSON_AddItemToArray(t, x);
+    }
+    cJSON_AddItemToArray(r->steps, o);
+}
+
+static void single_end(run_out *r, const wp_generate_result *g)
+{
+    const wp_generate_seq *s = &g->seqs[0];
+    const char *stop = s->eos ? "eos" : "max-new";
+    const int np = r->p->len[0], nd = g->decode_tokens;
+    const double tp = g->prefill_seconds, td = g->decode_seconds;
+    if (!r->json) {
+        printf("generated:");
+        for (int i = 0; i < s->n; i++) printf(" %d", s->tokens[i]);
+        printf("\n");
+        if (nd) printf("decode: %d steps in %.3f s (%.1f tokens/s), stop: %s\n", nd, td, nd / td, stop);
+        return;
+    }
+    cJSON *a = cJSON_AddArrayToObject(r->doc, "generated");
+    for (int i = 0; i < s->n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(s->tokens[i]));
+    cJSON_AddStringToObject(r->doc, "stop", stop);
+    cJSON_AddNumberToObject(r->doc, "prefill_seconds", tp);
+    cJSON_AddNumberToObject(r->doc, "prefill_tokens_per_s", np / tp);
+    cJSON_AddNumberToObject(r->doc, "decode_steps", nd);
+    cJSON_AddNumberToObject(r->doc, "decode_seconds", td);
+    cJSON_AddNumberToObject(r->doc, "decode_tokens_per_s", nd && td > 0 ? nd / td : 0);
+    cli_print_json(r->doc);
+    r->doc = NULL;
+}
+
+static void batch_print(const run_out *r, const wp_model *m, const wp_generate_result *g)
+{
+    const int B = g->nseq, nd = g->decode_tokens;
+    const double td = g->decode_seconds;
+    if (!r->json) {
+        printf("model: %s, %d sequences, kernels %s\n", r->build, B, wp_model_kernels(m));
+        for (int b = 0; b < B; b++) {
+            printf("seq %d (%d prompt tokens) generated:", b, r->p->len[b]);
+            for (int i = 0; i < g->seqs[b].n; i++) printf(" %d", g->seqs[b].tokens[i]);
+            printf("%s\n", g->seqs[b].eos ? " (eos)" : "");
+        }
+        printf("prefill: %.3f s; batched decode: %d tokens in %.3f s (%.1f tokens/s)\n",
+               g->prefill_seconds, nd, td, td > 0 ? nd / td : 0);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject(), *arr;
+    cJSON_AddStringToObject(doc, "build", r->build);
+    cJSON_AddStringToObject(doc, "kernels", wp_model_kernels(m));
+    cJSON_AddNumberToObject(doc, "threads", r->ro->threads);
+    arr = cJSON_AddArrayToObject(doc, "sequences");
+    for (int b = 0; b < B; b++) {
+        cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "generated");
+        cJSON_AddNumberToObject(o, "prompt_tokens", r->p->len[b]);
+        for (int i = 0; i < g->seqs[b].n; i++)
+            cJSON_AddItemToArray(a, cJSON_CreateNumber(g->seqs[b].tokens[i]));
+        cJSON_AddStringToObject(o, "stop", g->seqs[b].eos ? "eos" : "max-new");
+        cJSON_AddItemToArray(arr, o);
+    }
+    cJSON_AddNumberToObject(doc, "prefill_seconds", g->prefill_seconds);
+    cJSON_AddNumberToObject(doc, "decode_batch_steps", nd);
+    cJSON_AddNumberToObject(doc, "decode_seconds", td);
+    cJSON_AddNumberToObject(doc, "decode_tokens_per_s", td > 0 ? nd / td : 0);
+    cli_print_json(doc);
+}
+
+/* Load the model, generate (runtime/runtime.h wp_generate), print. */
+static int run_prompts(const char *build, const wp_rt_opts *ro, int hugepages, const prompts *p,
+                       const wp_generate_opts *go_in, int json)
+{
     wp_err e = {0};
     wp_tsrc *src = NULL;
     wp_model *m = NULL;
-    wp_seq *seq[256] = {0}, *act[256];
-    int32_t *gen = NULL, tok[256];
-    float *logits = NULL;
-    int ng[256] = {0}, done[256] = {0}, maxp = 0, cli_rc = rc;
-    if (rc) goto out;
-    for (int b = 0; b < B; b++) maxp = np[b] > maxp ? np[b] : maxp;
-    if ((rc = open_model(build, ro, hugepages, &src, &m, &e))) goto fail;
-    const int V = wp_model_config(m)->vocab_size, eos = wp_model_config(m)->eos_token_id;
-    logits = malloc(sizeof(float) * V * B);
-    gen = malloc(sizeof(int32_t) * B * (max_new + 1));
-    if (!logits || !gen) {
-        rc = wp_fail(&e, WP_ENOMEM, "out of memory");
-        goto fail;
-    }
-    double t0 = wp_now();
-    for (int b = 0; b < B; b++) {
-        if ((rc = wp_seq_new(&seq[b], m, np[b] + max_new, &e)) ||
-            (rc = wp_model_forward(m, seq[b], pr[b], np[b], logits + (size_t)b * V, NULL, &e)))
-            goto fail;
-    }
-    const double t_prefill = wp_now() - t0;
-    int decoded = 0;
-    t0 = wp_now();
-    for (int k = 0; k < max_new; k++) {
-        int na = 0, row[256];
-        for (int b = 0; b < B; b++) {
-            if (done[b]) continue;
-            const float *l = logits + (size_t)b * V;
-            int best = 0;
-            for (int v = 1; v < V; v++) best = l[v] > l[best] ? v : best;
-            gen[b * (max_new + 1) + ng[b]++] = best;
-            if (!ignore_eos && best == eos) done[b] = 1;
-            else if (k + 1 < max_new) {
-                row[na] = b;
-                act[na] = seq[b];
-                tok[na++] = best;
-            }
-        }
-        if (!na) break;
-        float *lb = malloc(sizeof(float) * V * na);
-        if (!lb || (rc = wp_model_decode_batch(m, act, tok, na, lb, &e))) {
-            free(lb);
-            if (!rc) rc = wp_fail(&e, WP_ENOMEM, "out of memory");
-            goto fail;
-        }
-        for (int i = 0; i < na; i++) memcpy(logits + (size_t)row[i] * V, lb + (size_t)i * V, sizeof(float) * V);
-        free(lb);
-        decoded += na;
-    }
-    const double t_decode = wp_now() - t0;
-    if (json) {
-        cJSON *doc = cJSON_CreateObject(), *arr;
-        cJSON_AddStringToObject(doc, "build", build);
-        cJSON_AddStringToObject(doc, "kernels", wp_model_kernels(m));
-        cJSON_AddNumberToObject(doc, "threads", ro->threads);
-        arr = cJSON_AddArrayToObject(doc, "sequences");
-        for (int b = 0; b < B; b++) {
-            cJSON *o = cJSON_CreateObject(), *g = cJSON_AddArrayToObject(o, "generated");
-            cJSON_AddNumberToObject(o, "prompt_tokens", np[b]);
-            for (int i = 0; i < ng[b]; i++)
-                cJSON_AddItemToArray(g, cJSON_CreateNumber(gen[b * (max_new + 1) + i]));
-            cJSON_AddStringToObject(o, "stop", done[b] ? "eos" : "max-new");
-            cJSON_AddItemToArray(arr, o);
-        }
-        cJSON_AddNumberToObject(doc, "prefill_seconds", t_prefill);
-        cJSON_AddNumberToObject(doc, "decode_batch_steps", decoded);
-        cJSON_AddNumberToObject(doc, "decode_seconds", t_decode);
-        cJSON_AddNumberToObject(doc, "decode_tokens_per_s", t_decode > 0 ? decoded / t_decode : 0);
-        cli_print_json(doc);
+    wp_generate_result g = {0};
+    run_out out = {.build = build, .ro = ro, .p = p, .json = json};
+    wp_generate_opts go = *go_in;
+    go.ud = &out;
+    if (!p->batch) {
+        go.on_prefill = single_prefilled;
+        go.on_token = single_step;
     } else {
-        printf("model: %s, %d sequences, kernels %s\n", build, B, wp_model_kernels(m));
-        for (int b = 0; b < B; b++) {
-            printf("seq %d (%d prompt tokens) generated:", b, np[b]);
-            for (int i = 0; i < ng[b]; i++) printf(" %d", gen[b * (max_new + 1) + i]);
-            printf("%s\n", done[b] ? " (eos)" : "");
-        }
-        printf("prefill: %.3f s; batched decode: %d tokens in %.3f s (%.1f tokens/s)\n", t_prefill,
-               decoded, t_decode, t_decode > 0 ? decoded / t_decode : 0);
+        go.top_k = 0;
     }
-    goto out;
-fail:
-    cli_rc = cli_error("run", &e);
-out:
-    for (int b = 0; b < B; b++) {
-        free(pr[b]);
-        wp_seq_free(seq[b]);
+    int rc = open_model(build, ro, hugepages, &src, &m, &e);
+    if (!rc) {
+        if (!p->batch) single_begin(&out, src, m);
+        rc = wp_generate(m, &go, (const int32_t *const *)p->tok, p->len, p->n, &g, &e);
     }
-    free(gen);
-    free(logits);
+    if (!rc && p->batch) batch_print(&out, m, &g);
+    else if (!rc) single_end(&out, &g);
+    cJSON_Delete(out.doc);
+    wp_generate_result_free(&g);
     wp_model_free(m);
     wp_tsrc_close(src);
-    return cli_rc;
+    return rc ? cli_error("run", &e) : WP_EXIT_OK;
 }
 
 typedef struct run_args {
@@ -228,130 +309,14 @@ static int run_run(cli_ctx *cx, void *va)
     wp_rt_opts ro = {.threads = a->rt.threads, .flags = cli_rt_flags(&a->rt)};
     if (!toks == !tfile) return cli_usage("run", "give exactly one of --tokens and --tokens-file");
 
-    wp_err e = {0};
-    int32_t *prompt = NULL;
-    int np = 0, rc;
-    if (tfile) {
-        char *text;
-        size_t len;
-        if (wp_read_small_file(tfile, 256u << 20, &text, &len, &e)) return cli_error("run", &e);
-        int lines = 0;
-        for (char *p = text; *p;) {       /* non-empty lines: one prompt each */
-            char *nl = strchr(p, '\n');
-            size_t L = nl ? (size_t)(nl - p) : strlen(p);
-            for (size_t i = 0; i < L; i++)
-                if (p[i] >= '0' && p[i] <= '9') {
-                    lines++;
-                    break;
-                }
-            p += L + (nl != NULL);
-        }
-        if (lines > 1) {
-            rc = run_batch(build, &ro, hugepages, text, tfile, max_new, ignore_eos, json);
-            free(text);
-            return rc;
-        }
-        rc = parse_tokens(text, tfile, &prompt, &np);
-        free(text);
-    } else {
-        rc = parse_tokens(toks, "--tokens", &prompt, &np);
+    prompts p;
+    int rc = read_prompts(toks, tfile, &p);
+    if (!rc) {
+        wp_generate_opts go = {.max_new = max_new, .ignore_eos = ignore_eos, .top_k = topk};
+        rc = run_prompts(build, &ro, hugepages, &p, &go, json);
     }
-    if (rc) return rc;
-
-    wp_tsrc *src = NULL;
-    wp_model *m = NULL;
-    wp_seq *seq = NULL;
-    float *logits = NULL;
-    int32_t *gen = NULL;
-    cJSON *doc = NULL, *steps = NULL;
-    if ((rc = open_model(build, &ro, hugepages, &src, &m, &e))) goto fail;
-    const wp_config *c = wp_model_config(m);
-    const int V = c->vocab_size;
-    if (topk > V) topk = V;
-    if ((rc = wp_seq_new(&seq, m, np + max_new, &e))) goto fail;
-    logits = malloc(sizeof(float) * V);
-    gen = malloc(sizeof(int32_t) * (max_new + 1));
-    if (!logits || !gen) {
-        rc = wp_fail(&e, WP_ENOMEM, "out of memory");
-        goto fail;
-    }
-    if (json) {
-        doc = cJSON_CreateObject();
-        cJSON_AddStringToObject(doc, "build", build);
-        cJSON_AddStringToObject(doc, "kernels", wp_model_kernels(m));
-        cJSON_AddNumberToObject(doc, "threads", ro.threads);
-        cJSON_AddNumberToObject(doc, "prompt_tokens", np);
-        steps = cJSON_AddArrayToObject(doc, "steps");
-    } else {
-        printf("model: %s (%s), %d layers, kernels %s, %d thread%s\n", build, src->kind,
-               c->n_layers, wp_model_kernels(m), ro.threads, ro.threads == 1 ? "" : "s");
-    }
-    double t0 = wp_now();
-    if ((rc = wp_model_forward(m, seq, prompt, np, logits, NULL, &e))) goto fail;
-    double t_prefill = wp_now() - t0;
-    if (!json)
-        printf("prefill: %d tokens in %.3f s (%.1f tokens/s)\n", np, t_prefill, np / t_prefill);
-    int ng = 0, ids[100];
-    const char *stop = "max-new";
-    t0 = wp_now();
-    for (int k = 0; k < max_new; k++) {
-        if (k > 0 && (rc = wp_model_forward(m, seq, &gen[k - 1], 1, logits, NULL, &e))) goto fail;
-        top_logits(logits, V, topk, ids);
-        gen[ng++] = ids[0];
-        const int pos = np + k;   /* the position the chosen token will occupy */
-        if (json) {
-            cJSON *s = cJSON_CreateObject(), *t = cJSON_AddArrayToObject(s, "top");
-            cJSON_AddNumberToObject(s, "pos", pos);
-            cJSON_AddNumberToObject(s, "token", ids[0]);
-            for (int i = 0; i < topk; i++) {
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddNumberToObject(o, "id", ids[i]);
-                cJSON_AddNumberToObject(o, "logit", logits[ids[i]]);
-                cJSON_AddItemToArray(t, o);
-            }
-            cJSON_AddItemToArray(steps, s);
-        } else {
-            printf("pos %d: token %d  top:", pos, ids[0]);
-            for (int i = 0; i < topk; i++) printf(" %d:%.4f", ids[i], logits[ids[i]]);
-            printf("\n");
-        }
-        if (!ignore_eos && ids[0] == c->eos_token_id) {
-            stop = "eos";
-            break;
-        }
-    }
-    double t_decode = wp_now() - t0;
-    /* decode steps actually run: every generated token but the first came from one */
-    const int nd = ng > 1 ? ng - 1 : 0;
-    if (json) {
-        cJSON *g = cJSON_AddArrayToObject(doc, "generated");
-        for (int i = 0; i < ng; i++) cJSON_AddItemToArray(g, cJSON_CreateNumber(gen[i]));
-        cJSON_AddStringToObject(doc, "stop", stop);
-        cJSON_AddNumberToObject(doc, "prefill_seconds", t_prefill);
-        cJSON_AddNumberToObject(doc, "prefill_tokens_per_s", np / t_prefill);
-        cJSON_AddNumberToObject(doc, "decode_steps", nd);
-        cJSON_AddNumberToObject(doc, "decode_seconds", t_decode);
-        cJSON_AddNumberToObject(doc, "decode_tokens_per_s", nd && t_decode > 0 ? nd / t_decode : 0);
-        cli_print_json(doc);
-        doc = NULL;
-    } else {
-        printf("generated:");
-        for (int i = 0; i < ng; i++) printf(" %d", gen[i]);
-        printf("\n");
-        if (nd)
-            printf("decode: %d steps in %.3f s (%.1f tokens/s), stop: %s\n", nd, t_decode,
-                   nd / t_decode, stop);
-    }
-    rc = 0;
-fail:
-    cJSON_Delete(doc);
-    free(prompt);
-    free(logits);
-    free(gen);
-    wp_seq_free(seq);
-    wp_model_free(m);
-    wp_tsrc_close(src);
-    return rc ? cli_error("run", &e) : WP_EXIT_OK;
+    prompts_free(&p);
+    return rc;
 }
 
 const cli_command cli_cmd_run = {

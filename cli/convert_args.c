@@ -74,16 +74,5 @@ void cv_print_report(FILE *f, const wp_report *r, int top)
 int cv_write_report(const char *cmd, const wp_report *r, const char *path, int force)
 {
     wp_err e = {0};
-    cJSON *j = wp_report_to_json(r);
-    char *s = j ? cJSON_Print(j) : NULL;
-    cJSON_Delete(j);
-    if (!s) {
-        wp_fail(&e, WP_ENOMEM, "report: out of memory");
-        return cli_error(cmd, &e);
-    }
-    size_t n = strlen(s);
-    s[n] = '\n';   /* replaces the NUL; length n + 1 written */
-    int rc = wp_write_file_create(path, s, n + 1, force, &e);
-    free(s);
-    return rc ? cli_error(cmd, &e) : -1;
+    return wp_report_write_json(r, path, force, &e) ? cli_error(cmd, &e) : -1;
 }

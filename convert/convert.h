@@ -81,7 +81,8 @@ int wp_profile_load(wp_profile *p, const char *name, wp_err *e);
 int wp_profile_parse(wp_profile *p, const char *json, size_t len, const char *what, wp_err *e);
 /* Append a `--tensor-type REGEX=ENC` rule (ENC: passthrough, bf16, f32, f16,
  * fp8, fp8-f32, fp8-32x32, fp8-32x32-f32, mxfp4, nvfp4; see docs/profiles.md).
- * It applies to every float source and wins over the profile's rules. */
+ * It applies to every float source and wins over the profile's rules.  A
+ * refusal names the setting "tensor-type" in wp_err.setting. */
 int wp_profile_add_override(wp_profile *p, const char *spec, wp_err *e);
 void wp_profile_free(wp_profile *p);
 /* Deep copy (regexes recompiled). */
@@ -198,8 +199,9 @@ typedef struct wp_plan {
 
 /* Compute the plan.  The profile is copied (p may be freed afterwards); the
  * checkpoint is borrowed and must outlive the plan.  Errors name the tensor
- * and the rule: "layers.0.attn.wo_b.weight: --tp 2 splits 128 columns into 64,
- * not a multiple of the fp8 block 128". */
+ * and the rule: "layers.0.attn.wo_b.weight: tensor parallel degree 2 cuts 128
+ * columns into 64, not a multiple of the output fp8 block 128", and name in
+ * wp_err.setting the option that decides ("tp", "ep", "align", "fuse-w13"). */
 int wp_plan_build(wp_plan **out, const wp_ckpt *k, const wp_config *c, const wp_profile *p,
                   const wp_plan_opts *o, wp_err *e);
 void wp_plan_free(wp_plan *p);
@@ -233,6 +235,9 @@ size_t wp_report_check(wp_report *r);
  * method, rmse, nmse, max_abs_err, cosine, saturated_fraction, n_inexact,
  * threshold, pass) plus a summary. */
 struct cJSON *wp_report_to_json(const wp_report *r);
+/* That JSON, formatted, with a final newline, written to `path` atomically
+ * (wp_write_file_atomic): the `--report FILE` of convert and quant. */
+int wp_report_write_json(const wp_report *r, const char *path, int force, wp_err *e);
 /* Record indices sorted by NMSE, largest first (malloc'd array of r->n). */
 size_t *wp_report_order(const wp_report *r, wp_err *e);
 

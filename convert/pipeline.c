@@ -146,8 +146,9 @@ static int copy_plane(worker *wk, const wp_tensor_info *t, uint64_t pitch, uint6
     uint64_t rows_per = (wk->r->worker_budget / 2) / (pitch + nb);
     if (rows_per > COPY_CHUNK / pitch) rows_per = COPY_CHUNK / pitch;
     if (rows_per == 0)
-        return wp_fail(&wk->e, WP_EUSAGE, "%s: one row (%llu bytes) exceeds the memory budget per thread",
-                       t->name, (unsigned long long)pitch);
+        return wp_fail_setting(&wk->e, WP_EUSAGE, "mem-budget",
+                               "%s: one row (%llu bytes) exceeds the memory budget per thread", t->name,
+                               (unsigned long long)pitch);
     for (uint64_t r = 0; r < nr; r += rows_per) {
         int rc = check_cancel(wk);
         if (rc) return rc;
@@ -418,11 +419,11 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
     uint64_t band = cap > extra ? (cap - extra) / row_cost / al * al : 0;
     if (band == 0) {
         if (al * row_cost + extra > r->worker_budget)
-            return wp_fail(&wk->e, WP_EUSAGE,
-                           "%s: one band of %llu rows needs %llu bytes, more than the memory budget per thread "
-                           "(%llu); raise --mem-budget or lower --threads",
-                           w->name, (unsigned long long)al, (unsigned long long)(al * row_cost + extra),
-                           (unsigned long long)r->worker_budget);
+            return wp_fail_setting(&wk->e, WP_EUSAGE, "mem-budget",
+                                   "%s: one band of %llu rows needs %llu bytes, more than the memory budget per "
+                                   "thread (%llu); raise the memory budget or lower the thread count",
+                                   w->name, (unsigned long long)al, (unsigned long long)(al * row_cost + extra),
+                                   (unsigned long long)r->worker_budget);
         band = al;
     }
     const wp_plan_tensor *td = &p->tensors[w->t_weight];
@@ -561,8 +562,9 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     /* What is resident already (binary, plan, headers) is not ours to hand out. */
     uint64_t base = wp_rss_bytes() + (16u << 20);
     if (budget <= base + (uint64_t)threads * (1u << 20))
-        return wp_fail(e, WP_EUSAGE, "--mem-budget %llu bytes leaves nothing for %d worker(s): %llu are in use already",
-                       (unsigned long long)budget, threads, (unsigned long long)base);
+        return wp_fail_setting(e, WP_EUSAGE, "mem-budget",
+                               "a memory budget of %llu bytes leaves nothing for %d worker(s): %llu are in use already",
+                               (unsigned long long)budget, threads, (unsigned long long)base);
     if (o->report && o->report->plan != p)
         return wp_fail(e, WP_EUSAGE, "convert: the report was made for another plan");
     run r;
@@ -601,7 +603,10 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
         if (threads == 1 || started == 0)
             worker_main(&wk[0]);
         for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
-        if (r.failed) rc = wp_fail(e, r.err.code ? r.err.code : WP_EIO, "%s", r.err.msg);
+        /* the worker's message, and the setting it names, become the caller's */
+        if (r.failed)
+            rc = wp_fail_setting(e, r.err.code ? r.err.code : WP_EIO, r.err.setting[0] ? r.err.setting : NULL, "%s",
+                                 r.err.msg);
         else if (o->cancel && *o->cancel) rc = wp_fail(e, WP_EUSAGE, "interrupted");
     }
     for (int i = 0; wk && i < threads; i++) {

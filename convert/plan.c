@@ -383,7 +383,8 @@ static int make_groups(builder *b, int stack, int fuse, wp_err *e)
             size_t n = j - i;
             if (k + n > n_exp || ex[k]->proj != 3 || ex[k]->prefix_len != ex[i]->prefix_len ||
                 strncmp(ex[k]->w->name, ex[i]->w->name, ex[i]->prefix_len)) {
-                rc = wp_fail(e, WP_EINVAL, "%s: --fuse-w13 needs the w3 experts of the same layer", nm);
+                rc = wp_fail_setting(e, WP_EINVAL, "fuse-w13", "%s: fusing w1 with w3 needs the w3 experts of the same layer",
+                                     nm);
                 goto out;
             }
             wp_expert_stack_name(nm, sizeof nm, ex[i]->w->name, ex[i]->prefix_len, 3);
@@ -519,8 +520,8 @@ static int check_cut(const wp_plan_weight *w, int dim, uint64_t n, uint64_t tota
 {
     const char *what = vector ? "elements" : dim ? "columns" : "rows";
     if (total % (uint64_t)tp)
-        return wp_fail(e, WP_EINVAL, "%s: --tp %d does not divide its %llu %s (spec §2.5)", w->name, tp,
-                       (unsigned long long)total, what);
+        return wp_fail_setting(e, WP_EINVAL, "tp", "%s: tensor parallel degree %d does not divide its %llu %s (spec §2.5)",
+                               w->name, tp, (unsigned long long)total, what);
     uint64_t blk[2] = {0, 0};
     const char *why[2] = {"", ""};
     if (w->enc == WP_ENC_FP8) {
@@ -545,9 +546,10 @@ static int check_cut(const wp_plan_weight *w, int dim, uint64_t n, uint64_t tota
     }
     for (int i = 0; i < 2; i++)
         if (!wp_cut_ok(n, blk[i]))
-            return wp_fail(e, WP_EINVAL, "%s: --tp %d cuts %llu %s into %llu, not a multiple of the %s %llu",
-                           w->name, tp, (unsigned long long)total, what, (unsigned long long)n, why[i],
-                           (unsigned long long)blk[i]);
+            return wp_fail_setting(e, WP_EINVAL, "tp",
+                                   "%s: tensor parallel degree %d cuts %llu %s into %llu, not a multiple of the %s %llu",
+                                   w->name, tp, (unsigned long long)total, what, (unsigned long long)n, why[i],
+                                   (unsigned long long)blk[i]);
     return 0;
 }
 
@@ -560,7 +562,8 @@ static int emit(builder *b, const group *g, int r, int ranks, int ep, int tp, wp
     if (ep > 1 && (g->stacked || g->expert >= 0)) {
         int E = b->c->n_routed_experts;
         if (E % ep)
-            return wp_fail(e, WP_EUSAGE, "%s: --ep %d does not divide n_routed_experts %d", g->name, ep, E);
+            return wp_fail_setting(e, WP_EUSAGE, "ep", "%s: expert parallel degree %d does not divide n_routed_experts %d",
+                                   g->name, ep, E);
         int lo = wp_ep_first(E, ep, r), hi = lo + E / ep;
         if (g->stacked) {
             first = lo;
@@ -735,14 +738,18 @@ int wp_plan_build(wp_plan **out, const wp_ckpt *k, const wp_config *c, const wp_
     *out = NULL;
     wp_plan_opts opts = WP_PLAN_OPTS_INIT;
     if (o) opts = *o;
-    if (opts.ep < 1 || opts.tp < 1 || opts.ep > 4096 || opts.tp > 4096)
-        return wp_fail(e, WP_EUSAGE, "--ep and --tp must be in [1, 4096]");
+    if (opts.ep < 1 || opts.ep > 4096)
+        return wp_fail_setting(e, WP_EUSAGE, "ep", "expert parallel degree %d must be in [1, 4096]", opts.ep);
+    if (opts.tp < 1 || opts.tp > 4096)
+        return wp_fail_setting(e, WP_EUSAGE, "tp", "tensor parallel degree %d must be in [1, 4096]", opts.tp);
     if (opts.ep > 1 && opts.tp > 1 && opts.ep != opts.tp)
-        return wp_fail(e, WP_EUSAGE,
-                       "--ep %d with --tp %d: combined, both must be equal (the official mp layout, spec §2.5)",
-                       opts.ep, opts.tp);
+        return wp_fail_setting(e, WP_EUSAGE, "ep",
+                               "expert parallel degree %d with tensor parallel degree %d: combined, both must be "
+                               "equal (the official mp layout, spec §2.5)",
+                               opts.ep, opts.tp);
     if (opts.align && (opts.align < 4096 || opts.align > (1u << 30) || (opts.align & (opts.align - 1))))
-        return wp_fail(e, WP_EUSAGE, "--align must be a power of two in [4 KiB, 1 GiB]");
+        return wp_fail_setting(e, WP_EUSAGE, "align", "alignment %llu must be a power of two in [4 KiB, 1 GiB]",
+                               (unsigned long long)opts.align);
     wp_plan *p = calloc(1, sizeof *p);
     if (!p) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
     int rc = wp_profile_copy(&p->profile, prof, e);
@@ -754,7 +761,7 @@ int wp_plan_build(wp_plan **out, const wp_ckpt *k, const wp_config *c, const wp_
     if (opts.align) p->profile.align = opts.align;
     if (p->profile.fuse_w13 && !p->profile.stack_experts) {
         wp_plan_free(p);
-        return wp_fail(e, WP_EUSAGE, "--fuse-w13 needs a profile that stacks experts");
+        return wp_fail_setting(e, WP_EUSAGE, "fuse-w13", "fusing w1 with w3 needs a profile that stacks experts");
     }
     p->opts = opts;
     p->ckpt = k;

@@ -74,7 +74,7 @@ static int compile_rule(wp_rule *r, const char *pattern, const char *what, wp_er
     r->pattern = strdup(pattern);
     if (!r->pattern) {
         regfree(&r->re);
-        return wp_fail(e, WP_ENOMEM, "%s: out of memory", what);
+        return wp_oom(e, what);
     }
     return 0;
 }
@@ -82,7 +82,11 @@ static int compile_rule(wp_rule *r, const char *pattern, const char *what, wp_er
 static int push_rule(wp_profile *p, const wp_rule *r, wp_err *e)
 {
     wp_rule *n = realloc(p->rules, (p->n_rules + 1) * sizeof *n);
-    if (!n) return wp_fail(e, WP_ENOMEM, "profile %s: out of memory", p->name);
+    if (!n) {
+        char what[160];
+        snprintf(what, sizeof what, "the rules of profile %s", p->name);
+        return wp_oom(e, what);
+    }
     p->rules = n;
     p->rules[p->n_rules++] = *r;
     return 0;
@@ -300,11 +304,11 @@ int wp_profile_load(wp_profile *p, const char *name, wp_err *e)
     size_t off = 0;
     for (const wp_builtin_file *b = wp_builtin_profiles; b->name && off < sizeof list; b++)
         off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", off ? ", " : "", b->name);
-    return wp_fail(e, WP_EUSAGE, "unknown profile \"%s\" (built-in: %s; or a path to a .json file)",
-                   name, list);
+    return wp_fail_setting(e, WP_EUSAGE, "profile",
+                           "unknown profile \"%s\" (built-in: %s; or a path to a .json file)", name, list);
 }
 
-/* ENC of --tensor-type: passthrough | bf16 | f32 | f16 | mxfp4 | nvfp4 |
+/* ENC of a tensor type override: passthrough | bf16 | f32 | f16 | mxfp4 | nvfp4 |
  * fp8[-RxC][-e8m0|-f32] (fp8 block default: the source's, else 128x128). */
 static int parse_override_enc(wp_rule *r, const char *s, const char *what, wp_err *e)
 {
@@ -339,11 +343,11 @@ static int parse_override_enc(wp_rule *r, const char *s, const char *what, wp_er
     return 0;
 }
 
-int wp_profile_add_override(wp_profile *p, const char *spec, wp_err *e)
+static int add_override(wp_profile *p, const char *spec, wp_err *e)
 {
     const char *eq = strrchr(spec, '=');
     char what[320];
-    snprintf(what, sizeof what, "--tensor-type %s", spec);
+    snprintf(what, sizeof what, "tensor type override '%s'", spec);
     if (!eq || eq == spec || !eq[1])
         return wp_fail(e, WP_EUSAGE, "%s: expected REGEX=ENCODING", what);
     wp_rule r;
@@ -353,11 +357,21 @@ int wp_profile_add_override(wp_profile *p, const char *spec, wp_err *e)
     int rc = parse_override_enc(&r, eq + 1, what, e);
     if (rc) return rc;
     char *pat = strndup(spec, (size_t)(eq - spec));
-    if (!pat) return wp_fail(e, WP_ENOMEM, "%s: out of memory", what);
+    if (!pat) return wp_oom(e, what);
     rc = compile_rule(&r, pat, what, e);
     free(pat);
     if (rc) return rc;
     if ((rc = push_rule(p, &r, e))) rule_free(&r);
+    return rc;
+}
+
+int wp_profile_add_override(wp_profile *p, const char *spec, wp_err *e)
+{
+    const int first = e && !e->code;
+    int rc = add_override(p, spec, e);
+    /* a refusal is about the override as given: name the setting it came from */
+    if (rc && rc != WP_ENOMEM && first && !e->setting[0])
+        snprintf(e->setting, sizeof e->setting, "%s", "tensor-type");
     return rc;
 }
 

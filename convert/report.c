@@ -38,7 +38,7 @@ int wp_report_init(wp_report *r, const wp_plan *p, wp_err *e)
     size_t n = 0;
     for (size_t i = 0; i < p->n_weights; i++) n += !p->weights[i].passthrough;
     r->rec = calloc(n ? n : 1, sizeof *r->rec);
-    if (!r->rec) return wp_fail(e, WP_ENOMEM, "report: out of memory");
+    if (!r->rec) return wp_oom(e, "quantisation report");
     for (size_t i = 0; i < p->n_weights; i++) {
         const wp_plan_weight *w = &p->weights[i];
         if (w->passthrough) continue;
@@ -88,7 +88,7 @@ size_t *wp_report_order(const wp_report *r, wp_err *e)
 {
     size_t *o = malloc((r->n ? r->n : 1) * sizeof *o);
     if (!o) {
-        wp_fail(e, WP_ENOMEM, "report: out of memory");
+        wp_oom(e, "quantisation report order");
         return NULL;
     }
     for (size_t i = 0; i < r->n; i++) o[i] = i;
@@ -147,4 +147,17 @@ cJSON *wp_report_to_json(const wp_report *r)
     cJSON_AddNumberToObject(s, "indexer_path", (double)n_flag);
     cJSON_AddBoolToObject(s, "pass", r->n_over == 0);
     return o;
+}
+
+int wp_report_write_json(const wp_report *r, const char *path, int force, wp_err *e)
+{
+    cJSON *j = wp_report_to_json(r);
+    char *s = j ? cJSON_Print(j) : NULL;
+    cJSON_Delete(j);
+    if (!s) return wp_oom(e, "quantisation report JSON");
+    size_t n = strlen(s);
+    s[n] = '\n';   /* replaces the NUL; length n + 1 written */
+    int rc = wp_write_file_create(path, s, n + 1, force, e);
+    free(s);
+    return rc;
 }

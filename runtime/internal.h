@@ -22,7 +22,7 @@ int rt_pool_threads(const rt_pool *p);
 typedef void (*rt_range_fn)(void *ctx, int i0, int i1);
 void rt_pool_for(rt_pool *p, int n, int grain, rt_range_fn fn, void *ctx);
 
-/* ---- Kernels (linear.c) -----------------------------------------------------------
+/* ---- Kernels (linear.c: the driver; linear_scalar/avx2/avx512.c: the sets) --------
  * The activation block of every FP8/FP4 linear (spec §3.6, §3.8). */
 #define RT_ACT_BLOCK 128
 

@@ -146,4 +146,59 @@ int wp_model_mtp(wp_model *m, wp_seq *s, const float *h, const int32_t *ids, int
  * layer without an indexer. */
 int wp_seq_capture_topk(wp_seq *s, int layer, int32_t *buf, int rows, wp_err *e);
 
+/* ---- Greedy generation (generate.c) --------------------------------------------------
+ * Each prompt is prefilled on its own sequence from position 0; then every
+ * sequence picks its next token greedily (argmax of its logits, ties: the
+ * lower id) and feeds it back, up to max_new tokens each.  One sequence
+ * decodes with wp_model_forward; several share each step through
+ * wp_model_decode_batch (every weight read once per step; the bits equal
+ * separate decodes while at most 2 sequences are left).  A sequence that picks
+ * the config's eos_token_id stops there unless ignore_eos.  The last token
+ * picked is not fed (no logits are needed after it). */
+
+/* One greedy choice, as on_token sees it (valid during the call only). */
+typedef struct wp_generate_step {
+    int seq;                  /* which prompt */
+    int index;                /* 0 for the first token generated for it, ... */
+    int pos;                  /* the position the token will occupy: prompt length + index */
+    int32_t token;            /* the choice */
+    const float *logits;      /* [vocab]: what it was chosen from */
+    int n_top;                /* min(top_k, vocab), 0 without top_k */
+    const int32_t *top;       /* the n_top largest logits' ids, best first (top[0] == token) */
+} wp_generate_step;
+
+typedef struct wp_generate_opts {
+    int max_new;              /* tokens to generate per sequence; 0: prefill only */
+    int ignore_eos;           /* keep going after eos_token_id */
+    int top_k;                /* > 0: on_token also receives the top_k best ids */
+    /* Optional (NULL: not called), on the calling thread: on_prefill once every
+     * prompt is prefilled, with the seconds that took; on_token after every
+     * choice, in the order they are made (step by step, sequence by sequence). */
+    void (*on_prefill)(void *ud, double seconds);
+    void (*on_token)(void *ud, const wp_generate_step *s);
+    void *ud;
+} wp_generate_opts;
+
+typedef struct wp_generate_seq {
+    int32_t *tokens;          /* the n generated tokens */
+    int n;
+    int eos;                  /* 1: stopped at eos_token_id (tokens[n - 1]) */
+} wp_generate_seq;
+
+typedef struct wp_generate_result {
+    int nseq;
+    wp_generate_seq *seqs;    /* [nseq] */
+    int decode_tokens;        /* tokens fed through decode steps, all sequences together */
+    double prefill_seconds, decode_seconds;   /* decode: includes the on_token calls */
+} wp_generate_result;
+
+/* Generate from nseq >= 1 prompts (prompts[b] holds lens[b] >= 1 token ids).
+ * On success *out holds the tokens (free with wp_generate_result_free); on
+ * failure it is empty.  Errors: WP_EUSAGE (no prompt, an empty prompt, a
+ * negative max_new, a token outside the vocabulary), WP_ENOMEM, and whatever
+ * the forward pass reports. */
+int wp_generate(wp_model *m, const wp_generate_opts *o, const int32_t *const *prompts,
+                const int *lens, int nseq, wp_generate_result *out, wp_err *e);
+void wp_generate_result_free(wp_generate_result *r);
+
 #endif

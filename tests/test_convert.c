@@ -534,7 +534,7 @@ TEST(cv_convert_bad_input)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s convert %s -o %s/keep --force", wpt_wpack(), TINY, t), 0);
     CHECK(!exists(wpt_path("%s/keep/mine", t)) && exists(wpt_path("%s/keep/model.wpk", t)));
     /* a memory budget too small for one band */
-    bad("tiny budget", TINY " --mem-budget 20M --profile bf16 --threads 2", "--mem-budget");
+    bad("tiny budget", TINY " --mem-budget 20M --profile bf16 --threads 2", "memory budget");
     /* nothing but our own inputs is left behind: no temporary directories */
     CHECK(!strcmp(ls(t), "afile\nkeep\nnoshard\np.json\nshape\n"));
 }

@@ -199,28 +199,48 @@ TEST(cv_plan_splits)
     cvt_free(k, p);
 }
 
-static void plan_fails(const char *profile, int ep, int tp, const char *needle)
+/* Planning fails with `needle` in the message, naming `setting` (the option
+ * that decides) and no command-line flag: the CLI adds the flag. */
+static void plan_fails_opts(const char *profile, const wp_plan_opts *po, const char *needle, const char *setting)
 {
     wp_ckpt *k;
     wp_plan *p;
     wp_err e = {0};
+    int rc = cvt_plan(TINY, profile, NULL, 0, po, &k, &p, &e);
+    CHECKF(rc != 0, "%s ep %d tp %d: planned, expected an error", profile, po->ep, po->tp);
+    CHECK_CONTAINS(e.msg, needle);
+    CHECKF(!strcmp(e.setting, setting), "setting \"%s\", expected \"%s\"", e.setting, setting);
+    CHECKF(!strstr(e.msg, "--"), "a flag in a library message: %s", e.msg);
+    if (!rc) cvt_free(k, p);
+}
+
+static void plan_fails(const char *profile, int ep, int tp, const char *needle, const char *setting)
+{
     wp_plan_opts po = WP_PLAN_OPTS_INIT;
     po.ep = ep;
     po.tp = tp;
-    int rc = cvt_plan(TINY, profile, NULL, 0, &po, &k, &p, &e);
-    CHECKF(rc != 0, "%s --ep %d --tp %d: planned, expected an error", profile, ep, tp);
-    CHECK_CONTAINS(e.msg, needle);
-    if (!rc) cvt_free(k, p);
+    plan_fails_opts(profile, &po, needle, setting);
 }
 
 TEST(cv_plan_errors)
 {
     /* wo_b [256, 128] cut in 64 columns cannot keep 128-wide FP8 blocks */
     plan_fails("hopper", 1, 2,
-               "layers.0.attn.wo_b.weight: --tp 2 cuts 128 columns into 64, not a multiple of the output fp8 block 128");
-    plan_fails("reference", 3, 1, "--ep 3 does not divide n_routed_experts 8");
-    plan_fails("reference", 2, 4, "both must be equal");
-    plan_fails("bf16", 1, 3, "layers.0.attn.attn_sink: --tp 3 does not divide its 4 elements");
+               "layers.0.attn.wo_b.weight: tensor parallel degree 2 cuts 128 columns into 64, not a multiple of the "
+               "output fp8 block 128", "tp");
+    plan_fails("reference", 3, 1, "expert parallel degree 3 does not divide n_routed_experts 8", "ep");
+    plan_fails("reference", 2, 4, "both must be equal", "ep");
+    plan_fails("bf16", 1, 3, "layers.0.attn.attn_sink: tensor parallel degree 3 does not divide its 4 elements", "tp");
+    plan_fails("reference", 0, 1, "expert parallel degree 0 must be in [1, 4096]", "ep");
+    plan_fails("reference", 1, 4097, "tensor parallel degree 4097 must be in [1, 4096]", "tp");
+    wp_plan_opts pa = WP_PLAN_OPTS_INIT;
+    pa.align = 12288;
+    plan_fails_opts("reference", &pa, "alignment 12288 must be a power of two in [4 KiB, 1 GiB]", "align");
+    wp_plan_opts pf = WP_PLAN_OPTS_INIT;
+    pf.fuse_w13 = 1;
+    const char *flat = wpt_path("%s/flat.json", wpt_tmpdir()), *fj = "{\"name\":\"flat\",\"stack_experts\":false}";
+    REQUIRE(wpt_write_file(flat, fj, strlen(fj)) == 0);
+    plan_fails_opts(flat, &pf, "fusing w1 with w3 needs a profile that stacks experts", "fuse-w13");
     /* fused w1|w3 must keep whole FP8 blocks: 32-row blocks of a 128-row I are fine, 96 are not */
     wp_ckpt *k;
     wp_plan *p;

@@ -83,6 +83,7 @@ TEST(cv_profiles_strict)
     CHECK_EQ_INT(wp_profile_load(&p, "no-such-profile", &e), WP_EUSAGE);
     CHECK_CONTAINS(e.msg, "unknown profile \"no-such-profile\" (built-in: ");
     CHECK_CONTAINS(e.msg, "hopper");
+    CHECK(!strcmp(e.setting, "profile"));
 }
 
 TEST(cv_profiles_override_grammar)
@@ -134,7 +135,10 @@ TEST(cv_profiles_override_grammar)
         REQUIRE(wp_profile_load(&p, "reference", &e) == 0);
         CHECKF(wp_profile_add_override(&p, bad[i][0], &e) != 0, "%s accepted", bad[i][0]);
         CHECK_CONTAINS(e.msg, bad[i][1]);
-        CHECK_CONTAINS(e.msg, "--tensor-type");
+        /* the override named in neutral words, the setting recorded for the CLI */
+        CHECK_CONTAINS(e.msg, "tensor type override '");
+        CHECK(strstr(e.msg, "--") == NULL);
+        CHECKF(!strcmp(e.setting, "tensor-type"), "setting \"%s\"", e.setting);
         CHECK_EQ_INT(p.n_rules, 0);
         wp_profile_free(&p);
     }

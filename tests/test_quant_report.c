@@ -264,6 +264,57 @@ TEST(cv_quant_convert_report_same)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "cmp %s/q.json %s/c.json", t, t), 0);
 }
 
+/* A memory budget that leaves the workers nothing is refused before any
+ * work, in neutral words, naming the setting (the CLI turns it into the flag). */
+TEST(cv_quant_budget_refused)
+{
+    wp_ckpt *k;
+    wp_plan *p;
+    wp_report r;
+    wp_err e = {0};
+    REQUIRE(cvt_plan(TINY, "bf16", NULL, 0, NULL, &k, &p, &e) == 0);
+    REQUIRE(wp_report_init(&r, p, &e) == 0);
+    wp_convert_opts o = {.threads = 2, .mem_budget = 1u << 20, .report = &r};
+    CHECK_EQ_INT(wp_convert_run(p, NULL, &o, NULL, &e), WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "a memory budget of 1048576 bytes leaves nothing for 2 worker(s)");
+    CHECK(strstr(e.msg, "--") == NULL);
+    CHECK(!strcmp(e.setting, "mem-budget"));
+    wp_report_free(&r);
+    cvt_free(k, p);
+}
+
+/* wp_report_write_json: the report document, formatted, newline-terminated,
+ * at the path; an unwritable path is refused with the path named. */
+TEST(cv_quant_report_write_json)
+{
+    wp_ckpt *k;
+    wp_plan *p;
+    wp_report r;
+    REQUIRE(run_report("blackwell-nvfp4", NULL, 0, &k, &p, &r) == 0);
+    const char *path = wpt_path("%s/r.json", wpt_tmpdir());
+    wp_err e = {0};
+    CHECKF(wp_report_write_json(&r, path, 0, &e) == 0, "%s", e.msg);
+    size_t n;
+    uint8_t *got = cvt_slurp(path, &n);
+    REQUIRE(got);
+    cJSON *j = wp_report_to_json(&r);
+    char *want = cJSON_Print(j);
+    REQUIRE(want);
+    CHECK_EQ_INT(n, strlen(want) + 1);
+    CHECK(n == strlen(want) + 1 && !memcmp(got, want, n - 1) && got[n - 1] == '\n');
+    cJSON *summary = cJSON_GetObjectItem(j, "summary");
+    CHECK_EQ_INT(cJSON_GetObjectItem(summary, "tensors")->valueint, (int)r.n);
+    CHECK(r.n > 0);
+    free(want);
+    cJSON_Delete(j);
+    free(got);
+    const char *bad = wpt_path("%s/no-such-dir/r.json", wpt_tmpdir());
+    CHECK(wp_report_write_json(&r, bad, 0, &e) != 0);
+    CHECK_CONTAINS(e.msg, "no-such-dir");
+    wp_report_free(&r);
+    cvt_free(k, p);
+}
+
 /* --indexer-recall: the end-to-end check of the indexer path through the
  * runtime.  Exact re-encodes keep every choice (recall 1); re-quantising
  * the indexer weights to MXFP4 passes the NMSE gate but loses top-k entries,

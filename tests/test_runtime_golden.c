@@ -237,6 +237,159 @@ TEST(rt_source_errors)
     wp_tsrc_close(src);
 }
 
+/* ---- Generation ------------------------------------------------------------------------------ */
+
+typedef struct gen_log {
+    int prefills, calls, bad;
+    double prefill_seconds;
+    int seq[64], index[64], pos[64];
+    int32_t token[64];
+} gen_log;
+
+static void log_prefill(void *ud, double s)
+{
+    gen_log *g = ud;
+    g->prefills++;
+    g->prefill_seconds = s;
+    g->bad |= g->calls != 0;          /* prefill is reported before any token */
+}
+
+static void log_token(void *ud, const wp_generate_step *s)
+{
+    gen_log *g = ud;
+    if (g->calls == 64) return;
+    int i = g->calls++;
+    g->seq[i] = s->seq, g->index[i] = s->index, g->pos[i] = s->pos, g->token[i] = s->token;
+    /* the top list: the choice first, best first, each a true runner-up */
+    if (s->n_top < 1 || s->top[0] != s->token) g->bad |= 2;
+    for (int k = 1; k < s->n_top; k++)
+        if (s->logits[s->top[k]] > s->logits[s->top[k - 1]]) g->bad |= 4;
+    for (int v = 0; v < 512; v++)
+        if (s->logits[v] > s->logits[s->top[s->n_top - 1]]) {
+            int listed = 0;
+            for (int k = 0; k < s->n_top; k++) listed |= s->top[k] == v;
+            if (!listed) g->bad |= 8;
+        }
+}
+
+/* wp_generate on tiny-a: a batch of the two golden prompts reproduces the
+ * official greedy choices where those are clear (the first two of each, as
+ * in rt_cli_run_greedy), reports every choice in order with its top logits,
+ * and picks the same tokens as one prompt generated alone and as a greedy
+ * loop written against wp_model_forward. */
+TEST(rt_generate_greedy)
+{
+    wp_tsrc *src;
+    wp_model *m = load_tiny(&src, 0, 2);
+    REQUIRE(m);
+    int32_t *tok = golden_read("tokens", NULL), *dt = golden_read("decode_tokens", NULL);
+    REQUIRE(tok && dt);
+    const int S = 253, N = 4;
+    wp_err e = {0};
+    const int32_t *pr[2] = {tok, tok + S};
+    const int lens[2] = {S, S};
+    gen_log lg = {0};
+    wp_generate_opts o = {.max_new = N, .ignore_eos = 1, .top_k = 3, .on_prefill = log_prefill,
+                          .on_token = log_token, .ud = &lg};
+    wp_generate_result r;
+    int rc = wp_generate(m, &o, pr, lens, 2, &r, &e);
+    CHECKF(rc == 0, "%s", e.msg);
+    REQUIRE(rc == 0 && r.nseq == 2);
+    for (int b = 0; b < 2; b++) {
+        REQUIRE(r.seqs[b].n == N);
+        CHECK(!r.seqs[b].eos);
+        for (int k = 0; k < 2; k++) CHECK_EQ_INT(r.seqs[b].tokens[k], dt[b * 6 + k]);
+    }
+    CHECK_EQ_INT(r.decode_tokens, 2 * (N - 1));   /* the last choice is not fed */
+    CHECK_EQ_INT(lg.prefills, 1);
+    CHECK(lg.prefill_seconds > 0 && lg.prefill_seconds == r.prefill_seconds);
+    CHECKF(lg.bad == 0, "callback checks failed: %d", lg.bad);
+    REQUIRE(lg.calls == 2 * N);
+    for (int i = 0; i < 2 * N; i++) {   /* step by step, sequence by sequence */
+        CHECK_EQ_INT(lg.seq[i], i % 2);
+        CHECK_EQ_INT(lg.index[i], i / 2);
+        CHECK_EQ_INT(lg.pos[i], S + i / 2);
+        CHECK_EQ_INT(lg.token[i], r.seqs[i % 2].tokens[i / 2]);
+    }
+    /* the second prompt alone, then by hand */
+    wp_generate_result one;
+    wp_generate_opts o1 = {.max_new = N, .ignore_eos = 1};
+    REQUIRE(wp_generate(m, &o1, pr + 1, lens + 1, 1, &one, &e) == 0);
+    REQUIRE(one.nseq == 1 && one.seqs[0].n == N);
+    CHECK(memcmp(one.seqs[0].tokens, r.seqs[1].tokens, sizeof(int32_t) * N) == 0);
+    CHECK_EQ_INT(one.decode_tokens, N - 1);
+    wp_seq *s;
+    REQUIRE(wp_seq_new(&s, m, S + N, &e) == 0);
+    float l[512];
+    REQUIRE(wp_model_forward(m, s, pr[1], S, l, NULL, &e) == 0);
+    for (int k = 0; k < N; k++) {
+        int32_t t = (int32_t)wp_argmax(l, 512);
+        CHECK_EQ_INT(one.seqs[0].tokens[k], t);
+        if (k + 1 < N) REQUIRE(wp_model_forward(m, s, &t, 1, l, NULL, &e) == 0);
+    }
+    wp_seq_free(s);
+    wp_generate_result_free(&one);
+    CHECK(one.seqs == NULL && one.nseq == 0);
+    wp_generate_result_free(&r);
+    wp_model_free(m);
+    wp_tsrc_close(src);
+    free(tok), free(dt);
+}
+
+/* End of sequence, prefill only, and refusals. */
+TEST(rt_generate_stops_and_errors)
+{
+    wp_tsrc *src;
+    wp_model *m = load_tiny(&src, 0, 1);
+    REQUIRE(m);
+    const int32_t p0[8] = {5, 17, 101, 3, 44, 250, 7, 9}, p1[5] = {300, 2, 2, 81, 11};
+    const int32_t *pr[2] = {p0, p1};
+    const int lens[2] = {8, 5};
+    wp_err e = {0};
+    wp_generate_result r;
+    wp_generate_opts o = {.max_new = 5};
+    REQUIRE(wp_generate(m, &o, pr, lens, 2, &r, &e) == 0);
+    const int32_t first = r.seqs[0].tokens[0], other = r.seqs[1].tokens[0];
+    wp_generate_result_free(&r);
+    /* the first choice of sequence 0 becomes end-of-sequence: it stops there,
+     * the other goes on (unless it picks the same token) */
+    m->cfg.eos_token_id = first;
+    REQUIRE(wp_generate(m, &o, pr, lens, 2, &r, &e) == 0);
+    CHECK(r.seqs[0].eos && r.seqs[0].n == 1 && r.seqs[0].tokens[0] == first);
+    if (other != first) CHECK(r.seqs[1].n > 1);
+    wp_generate_result_free(&r);
+    o.ignore_eos = 1;
+    REQUIRE(wp_generate(m, &o, pr, lens, 1, &r, &e) == 0);
+    CHECK(!r.seqs[0].eos && r.seqs[0].n == 5);
+    wp_generate_result_free(&r);
+    /* prefill only */
+    gen_log lg = {0};
+    wp_generate_opts o0 = {.max_new = 0, .on_prefill = log_prefill, .on_token = log_token,
+                           .ud = &lg};
+    REQUIRE(wp_generate(m, &o0, pr, lens, 2, &r, &e) == 0);
+    CHECK(r.nseq == 2 && r.seqs[0].n == 0 && r.seqs[1].n == 0 && r.decode_tokens == 0);
+    CHECK(lg.prefills == 1 && lg.calls == 0);
+    wp_generate_result_free(&r);
+    /* refused: no prompt, an empty one, a negative count, a token outside the vocabulary */
+    CHECK(wp_generate(m, &o, pr, lens, 0, &r, &e) == WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "no prompt");
+    const int zero[2] = {8, 0};
+    wp_err_clear(&e);
+    CHECK(wp_generate(m, &o, pr, zero, 2, &r, &e) == WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "prompt 1 is empty");
+    wp_generate_opts neg = {.max_new = -1};
+    wp_err_clear(&e);
+    CHECK(wp_generate(m, &neg, pr, lens, 1, &r, &e) == WP_EUSAGE);
+    const int32_t bad[2] = {1, 512}, *pb[1] = {bad};
+    const int lb[1] = {2};
+    wp_err_clear(&e);
+    CHECK(wp_generate(m, &o, pb, lb, 1, &r, &e) == WP_EUSAGE);
+    CHECK_CONTAINS(e.msg, "token 512 at index 1");
+    CHECK(r.nseq == 0 && r.seqs == NULL);
+    wp_model_free(m);
+    wp_tsrc_close(src);
+}
+
 /* ---- Commands ------------------------------------------------------------------------------- */
 
 TEST(rt_cli_parity)

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "quant/quant.h"
 #include "runtime/internal.h"
 #include "tests/harness.h"
@@ -545,4 +547,67 @@ TEST(rt_parity_measures)
     double v[5] = {5, 1, 4, 2, 3};
     CHECK_NEAR(wp_quantile(v, 5, 0.5), 3, 0);
     CHECK_NEAR(wp_quantile(v, 5, 0.9), 4.6, 1e-12);
+}
+
+/* The reports as JSON: every field of the structs under its key, in the
+ * layout `wpack parity --json` has always printed. */
+TEST(rt_parity_report_json)
+{
+    wp_parity_report r;
+    memset(&r, 0, sizeof r);
+    r.n_layers = 2;
+    r.layers[0] = (wp_parity_layer){.layer = 0, .median = 1e-7, .p90 = 2e-7, .max = 3e-3, .pass = 1};
+    r.layers[1] = (wp_parity_layer){.layer = 1, .median = 5e-5, .p90 = 6e-5, .max = 0.5, .pass = 0};
+    r.prefill = (wp_parity_logits){.what = "prefill", .rows = 2, .cos_min = 0.99, .cos_mean = 0.995,
+                                   .rel_rms_max = 0.05, .kl_max = 0.002, .top1_agree = 2,
+                                   .top1_clear_rows = 1, .top1_clear_agree = 1, .pass = 1};
+    r.decode.what = "decode";
+    r.mtp.what = "mtp";
+    r.n_recall = 1;
+    r.recall[0] = (wp_parity_recall){.layer = 1, .queries = 500, .mean = 0.98, .worst = 0.5};
+    r.seconds = 1.5;
+    cJSON *g = wp_parity_golden_json(&r, "g.safetensors");
+    REQUIRE(g);
+    const char *keys[] = {"file", "layers", "prefill", "decode", "mtp", "indexer_recall", "seconds", "pass"};
+    int i = 0;
+    for (cJSON *c = g->child; c; c = c->next, i++)
+        CHECKF(i < 8 && !strcmp(c->string, keys[i]), "key %d: %s", i, c->string);
+    CHECK_EQ_INT(i, 8);
+    CHECK(!strcmp(cJSON_GetObjectItem(g, "file")->valuestring, "g.safetensors"));
+    cJSON *ls = cJSON_GetObjectItem(g, "layers");
+    REQUIRE(cJSON_GetArraySize(ls) == 2);
+    cJSON *l1 = cJSON_GetArrayItem(ls, 1);
+    CHECK_EQ_INT(cJSON_GetObjectItem(l1, "layer")->valueint, 1);
+    CHECK(cJSON_GetObjectItem(l1, "median")->valuedouble == 5e-5);
+    CHECK(cJSON_GetObjectItem(l1, "p90")->valuedouble == 6e-5);
+    CHECK(cJSON_GetObjectItem(l1, "max")->valuedouble == 0.5);
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(l1, "pass")));
+    cJSON *pre = cJSON_GetObjectItem(g, "prefill");
+    CHECK_EQ_INT(cJSON_GetObjectItem(pre, "rows")->valueint, 2);
+    CHECK(cJSON_GetObjectItem(pre, "cosine_min")->valuedouble == 0.99);
+    CHECK(cJSON_GetObjectItem(pre, "cosine_mean")->valuedouble == 0.995);
+    CHECK(cJSON_GetObjectItem(pre, "rel_rms_max")->valuedouble == 0.05);
+    CHECK(cJSON_GetObjectItem(pre, "kl_max")->valuedouble == 0.002);
+    CHECK_EQ_INT(cJSON_GetObjectItem(pre, "top1_agree")->valueint, 2);
+    CHECK_EQ_INT(cJSON_GetObjectItem(pre, "top1_clear_rows")->valueint, 1);
+    CHECK_EQ_INT(cJSON_GetObjectItem(pre, "top1_clear_agree")->valueint, 1);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(pre, "pass")));
+    CHECK_EQ_INT(cJSON_GetObjectItem(cJSON_GetObjectItem(g, "decode"), "rows")->valueint, 0);
+    cJSON *rc = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "indexer_recall"), 0);
+    REQUIRE(rc);
+    CHECK_EQ_INT(cJSON_GetObjectItem(rc, "queries")->valueint, 500);
+    CHECK(cJSON_GetObjectItem(rc, "mean")->valuedouble == 0.98);
+    CHECK(cJSON_GetObjectItem(rc, "worst")->valuedouble == 0.5);
+    CHECK(cJSON_GetObjectItem(g, "seconds")->valuedouble == 1.5);
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(g, "pass")));
+    cJSON_Delete(g);
+    r.pass = 1;
+    cJSON *a = wp_parity_recall_json(&r, "ref-build", 3, 0.9);
+    REQUIRE(a);
+    CHECK(!strcmp(cJSON_GetObjectItem(a, "reference")->valuestring, "ref-build"));
+    CHECK_EQ_INT(cJSON_GetObjectItem(a, "prompts")->valueint, 3);
+    CHECK(cJSON_GetObjectItem(a, "gate")->valuedouble == 0.9);
+    CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(a, "layers")), 1);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(a, "pass")));
+    cJSON_Delete(a);
 }

@@ -1,10 +1,12 @@
 /*
  * parity.c — the runtime against golden outputs, and one build's indexer
- * against another's (verify/parity.h).
+ * against another's, and both reports as JSON (verify/parity.h).
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "hf/safetensors.h"
 #include "verify/parity.h"
@@ -112,14 +114,19 @@ double wp_quantile(double *v, size_t n, double q)
 
 /* ---- Golden file ------------------------------------------------------------------- */
 
+/* The golden outputs, copied out of the file (tensors NULL when absent and
+ * optional), with the dimensions they were checked against. */
 typedef struct golden {
     wp_st_file *f;
     const char *path;
+    uint64_t B, S, ND, V, hc, d, nL, row, K;   /* batch, prompt, decode steps, ... */
+    int32_t *tokens, *dtok, *mids;
+    float *hin0, *lh, *plog, *dlog, *mlog;
 } golden;
 
 /* A copy of a golden tensor (the mapping need not be aligned for floats),
  * checked for dtype and shape; NULL with *rc = 0 if absent and optional. */
-static void *gload(golden *g, const char *name, wp_dtype dt, int ndim, const uint64_t *shape,
+static void *gload(const golden *g, const char *name, wp_dtype dt, int ndim, const uint64_t *shape,
                    int optional, int *rc, wp_err *e)
 {
     *rc = 0;
@@ -141,7 +148,9 @@ static void *gload(golden *g, const char *name, wp_dtype dt, int ndim, const uin
     }
     void *buf = malloc(t->nbytes ? t->nbytes : 1);
     if (!buf) {
-        *rc = wp_fail(e, WP_ENOMEM, "%s: %s: out of memory", g->path, name);
+        char what[600];
+        snprintf(what, sizeof what, "%s: %s", g->path, name);
+        *rc = wp_oom(e, what);
         return NULL;
     }
     if ((*rc = wp_st_read(g->f, t, 0, buf, t->nbytes, e))) {
@@ -149,6 +158,171 @@ static void *gload(golden *g, const char *name, wp_dtype dt, int ndim, const uin
         return NULL;
     }
     return buf;
+}
+
+/* Open the golden file and read what the checks compare against: the
+ * dimensions from `tokens` and the config, then every tensor. */
+static int golden_open(golden *g, const char *path, const wp_config *c, wp_err *e)
+{
+    memset(g, 0, sizeof *g);
+    g->path = path;
+    int rc = wp_st_open(&g->f, path, e);
+    if (rc) return rc;
+    const wp_tensor_info *tt = wp_st_find(g->f, "tokens");
+    if (!tt || tt->ndim != 2)
+        return wp_fail(e, WP_EINVAL, "%s: tokens: missing or not [batch, seq]", path);
+    g->B = tt->shape[0], g->S = tt->shape[1], g->V = (uint64_t)c->vocab_size;
+    g->hc = (uint64_t)c->hc_mult, g->d = (uint64_t)c->dim, g->nL = (uint64_t)c->n_layers;
+    g->row = g->hc * g->d, g->K = (uint64_t)c->index_topk;
+    const uint64_t B = g->B, S = g->S, V = g->V, hc = g->hc, d = g->d, nL = g->nL;
+    if (B == 0 || S == 0 || nL > WP_PARITY_MAX)
+        return wp_fail(e, WP_EINVAL, "%s: tokens: empty batch or too many layers", path);
+    g->tokens = gload(g, "tokens", WP_I32, 2, (uint64_t[]){B, S}, 0, &rc, e);
+    if (rc) return rc;
+    g->hin0 = gload(g, "layer_h_in0", WP_F32, 4, (uint64_t[]){B, S, hc, d}, 1, &rc, e);
+    if (rc) return rc;
+    g->lh = gload(g, "layer_h", WP_F32, 5, (uint64_t[]){nL, B, S, hc, d}, 1, &rc, e);
+    if (rc) return rc;
+    g->plog = gload(g, "prefill_logits", WP_F32, 2, (uint64_t[]){B, V}, 0, &rc, e);
+    if (rc) return rc;
+    const wp_tensor_info *dt = wp_st_find(g->f, "decode_tokens");
+    g->ND = dt && dt->ndim == 2 ? dt->shape[1] : 0;
+    if (g->ND) {
+        g->dtok = gload(g, "decode_tokens", WP_I32, 2, (uint64_t[]){B, g->ND}, 0, &rc, e);
+        if (!rc) g->dlog = gload(g, "decode_logits", WP_F32, 3, (uint64_t[]){B, g->ND, V}, 0, &rc, e);
+        if (rc) return rc;
+    }
+    g->mids = gload(g, "mtp_input_ids", WP_I32, 2, (uint64_t[]){B, S}, 1, &rc, e);
+    if (!rc) g->mlog = gload(g, "mtp_logits", WP_F32, 2, (uint64_t[]){B, V}, 1, &rc, e);
+    return rc;
+}
+
+static void golden_close(golden *g)
+{
+    wp_st_close(g->f);
+    free(g->tokens);
+    free(g->dtok);
+    free(g->mids);
+    free(g->hin0);
+    free(g->lh);
+    free(g->plog);
+    free(g->dlog);
+    free(g->mlog);
+}
+
+/* ---- Golden checks ------------------------------------------------------------------ */
+
+/* The runtime under test and its scratch: one sequence reset for every run. */
+typedef struct prun {
+    const golden *g;
+    const wp_config *c;
+    const wp_parity_opts *o;
+    wp_model *m;
+    wp_seq *seq;
+    float *h, *logits;        /* [S, hc, dim], [vocab] */
+    double *errs;             /* [B * S] per-position errors of one layer */
+    int32_t *cap;             /* [S, index_topk] the run's selections of one prompt */
+} prun;
+
+static int prun_open(prun *r, wp_tsrc *src, const golden *g, const wp_parity_opts *o, wp_err *e)
+{
+    memset(r, 0, sizeof *r);
+    r->g = g;
+    r->c = &src->cfg;
+    r->o = o;
+    wp_rt_opts ro = {.threads = o->threads, .flags = o->rt_flags};
+    int rc = wp_model_load(&r->m, src, &ro, e);
+    if (!rc) rc = wp_seq_new(&r->seq, r->m, (int)(g->S + g->ND), e);
+    if (rc) return rc;
+    r->h = malloc(sizeof(float) * g->row * g->S);
+    r->logits = malloc(sizeof(float) * g->V);
+    r->errs = malloc(sizeof(double) * g->B * g->S);
+    r->cap = malloc(sizeof(int32_t) * g->S * g->K);
+    if (!r->h || !r->logits || !r->errs || !r->cap) return wp_oom(e, "parity buffers");
+    return 0;
+}
+
+static void prun_close(prun *r)
+{
+    wp_seq_free(r->seq);
+    wp_model_free(r->m);
+    free(r->h);
+    free(r->logits);
+    free(r->errs);
+    free(r->cap);
+}
+
+/* Recall of prompt b's captured selections against the golden ones (gtk
+ * [B, S, K], values S + entry, -1 none); *sum collects the per-query recall. */
+static void recall_add(const golden *g, const int32_t *cap, const int32_t *gtk, uint64_t b,
+                       wp_parity_recall *pr, double *sum)
+{
+    const uint64_t S = g->S, K = g->K;
+    for (uint64_t s = 0; s < S; s++) {
+        int32_t ref[K];
+        for (uint64_t i = 0; i < K; i++) {
+            int32_t v = gtk[(b * S + s) * K + i];
+            ref[i] = v >= (int32_t)S ? v - (int32_t)S : -1;   /* drop the prefill offset */
+        }
+        double rec = wp_topk_recall(cap + s * K, ref, (int)K);
+        if (rec < 0) continue;
+        *sum += rec;
+        pr->queries++;
+        if (rec < pr->worst) pr->worst = rec;
+    }
+}
+
+/* Main layer l alone on every prompt, teacher-forced from its golden input
+ * (layer_h_in0 for layer 0, else layer_h[l-1]): position errors against
+ * layer_h[l] and, for a CSA layer with golden selections, indexer recall. */
+static int layer_check(prun *r, uint64_t l, wp_parity_report *rep, wp_err *e)
+{
+    const golden *g = r->g;
+    const uint64_t B = g->B, S = g->S, row = g->row;
+    wp_parity_layer *pl = &rep->layers[rep->n_layers++];
+    pl->layer = (int)l;
+    const int csa = r->c->compress_ratios[l] == 4;
+    wp_parity_recall *pr = NULL;
+    int32_t *gtk = NULL;
+    int rc = 0;
+    if (csa) {
+        char tname[64];
+        snprintf(tname, sizeof tname, "indexer_topk.%llu", (unsigned long long)l);
+        gtk = gload(g, tname, WP_I32, 3, (uint64_t[]){B, S, g->K}, 1, &rc, e);
+        if (rc) return rc;
+    }
+    if (gtk) {
+        pr = &rep->recall[rep->n_recall++];
+        pr->layer = (int)l;
+        pr->worst = 1;
+    }
+    double rsum = 0;
+    for (uint64_t b = 0; b < B && !rc; b++) {
+        const float *in = l == 0 ? g->hin0 + b * S * row : g->lh + ((l - 1) * B + b) * S * row;
+        const float *gold = g->lh + (l * B + b) * S * row;
+        memcpy(r->h, in, sizeof(float) * row * S);
+        wp_seq_reset(r->seq);
+        if (csa && (rc = wp_seq_capture_topk(r->seq, (int)l, r->cap, (int)S, e))) break;
+        if ((rc = wp_model_layer(r->m, r->seq, (int)l, r->h, g->tokens + b * S, (int)S, e))) break;
+        if (csa) wp_seq_capture_topk(r->seq, (int)l, NULL, 0, NULL);
+        for (uint64_t s = 0; s < S; s++)
+            r->errs[b * S + s] = wp_rel_err(r->h + s * row, gold + s * row, row);
+        if (pr) recall_add(g, r->cap, gtk, b, pr, &rsum);
+    }
+    free(gtk);
+    if (rc) return rc;
+    pl->max = 0;
+    for (uint64_t i = 0; i < B * S; i++) pl->max = r->errs[i] > pl->max ? r->errs[i] : pl->max;
+    pl->median = wp_quantile(r->errs, B * S, 0.5);
+    pl->p90 = wp_quantile(r->errs, B * S, 0.9);
+    pl->pass = pl->median <= r->o->layer_median_max && pl->p90 <= r->o->layer_p90_max;
+    rep->pass &= pl->pass;
+    if (pr) {
+        pr->mean = pr->queries ? rsum / pr->queries : 1.0;
+        pr->pass = pr->mean >= r->o->recall_min;
+        rep->pass &= pr->pass;
+    }
+    return 0;
 }
 
 static void logits_add(wp_parity_logits *L, const float *ref, const float *a, size_t V)
@@ -179,6 +353,40 @@ static void logits_add(wp_parity_logits *L, const float *ref, const float *a, si
     L->rows++;
 }
 
+/* Prompt b's logits: the prefill's last position, the decode teacher-forced
+ * with the golden decode_tokens, and the MTP block from the golden trunk
+ * (layer_h of the last layer) with mtp_input_ids. */
+static int logits_check(prun *r, uint64_t b, wp_parity_report *rep, wp_err *e)
+{
+    const golden *g = r->g;
+    const uint64_t S = g->S, V = g->V, ND = g->ND;
+    wp_seq_reset(r->seq);
+    int rc = wp_model_forward(r->m, r->seq, g->tokens + b * S, (int)S, r->logits, NULL, e);
+    if (rc) return rc;
+    logits_add(&rep->prefill, g->plog + b * V, r->logits, V);
+    for (uint64_t k = 0; k < ND; k++) {
+        if ((rc = wp_model_forward(r->m, r->seq, g->dtok + b * ND + k, 1, r->logits, NULL, e)))
+            return rc;
+        logits_add(&rep->decode, g->dlog + (b * ND + k) * V, r->logits, V);
+    }
+    if (!g->mids || !g->mlog || !g->lh || r->c->n_mtp_layers <= 0) return 0;
+    wp_seq_reset(r->seq);
+    const float *trunk = g->lh + ((g->nL - 1) * g->B + b) * S * g->row;
+    if ((rc = wp_model_mtp(r->m, r->seq, trunk, g->mids + b * S, (int)S, r->logits, e)))
+        return rc;
+    logits_add(&rep->mtp, g->mlog + b * V, r->logits, V);
+    return 0;
+}
+
+static void logits_gates(wp_parity_report *rep, const wp_parity_opts *o)
+{
+    wp_parity_logits *ls[3] = {&rep->prefill, &rep->decode, &rep->mtp};
+    for (int i = 0; i < 3; i++) {
+        ls[i]->pass = ls[i]->rows == 0 || ls[i]->cos_min >= o->cos_min;
+        rep->pass &= ls[i]->pass;
+    }
+}
+
 int wp_parity_golden(wp_tsrc *src, const char *golden_path, const wp_parity_opts *o,
                      wp_parity_report *r, wp_err *e)
 {
@@ -187,157 +395,18 @@ int wp_parity_golden(wp_tsrc *src, const char *golden_path, const wp_parity_opts
     r->decode.what = "decode";
     r->mtp.what = "mtp";
     const double t0 = wp_now();
-    golden g = {.path = golden_path};
-    int rc = wp_st_open(&g.f, golden_path, e);
-    if (rc) return rc;
-    const wp_config *c = &src->cfg;
-    wp_model *m = NULL;
-    wp_seq *seq = NULL;
-    int32_t *tokens = NULL, *dtok = NULL, *mids = NULL, *cap = NULL, *gtk = NULL;
-    float *hin0 = NULL, *lh = NULL, *plog = NULL, *dlog = NULL, *mlog = NULL, *h = NULL,
-          *logits = NULL;
-    double *errs = NULL;
-    const wp_tensor_info *tt = wp_st_find(g.f, "tokens");
-    if (!tt || tt->ndim != 2) {
-        rc = wp_fail(e, WP_EINVAL, "%s: tokens: missing or not [batch, seq]", golden_path);
-        goto out;
-    }
-    const uint64_t B = tt->shape[0], S = tt->shape[1], V = (uint64_t)c->vocab_size;
-    const uint64_t hc = (uint64_t)c->hc_mult, d = (uint64_t)c->dim, nL = (uint64_t)c->n_layers;
-    const uint64_t row = hc * d, K = (uint64_t)c->index_topk;
-    if (B == 0 || S == 0 || nL > WP_PARITY_MAX) {
-        rc = wp_fail(e, WP_EINVAL, "%s: tokens: empty batch or too many layers", golden_path);
-        goto out;
-    }
-    tokens = gload(&g, "tokens", WP_I32, 2, (uint64_t[]){B, S}, 0, &rc, e);
-    if (rc) goto out;
-    hin0 = gload(&g, "layer_h_in0", WP_F32, 4, (uint64_t[]){B, S, hc, d}, 1, &rc, e);
-    if (rc) goto out;
-    lh = gload(&g, "layer_h", WP_F32, 5, (uint64_t[]){nL, B, S, hc, d}, 1, &rc, e);
-    if (rc) goto out;
-    plog = gload(&g, "prefill_logits", WP_F32, 2, (uint64_t[]){B, V}, 0, &rc, e);
-    if (rc) goto out;
-    const wp_tensor_info *dt = wp_st_find(g.f, "decode_tokens");
-    const uint64_t ND = dt && dt->ndim == 2 ? dt->shape[1] : 0;
-    if (ND) {
-        dtok = gload(&g, "decode_tokens", WP_I32, 2, (uint64_t[]){B, ND}, 0, &rc, e);
-        if (!rc) dlog = gload(&g, "decode_logits", WP_F32, 3, (uint64_t[]){B, ND, V}, 0, &rc, e);
-        if (rc) goto out;
-    }
-    mids = gload(&g, "mtp_input_ids", WP_I32, 2, (uint64_t[]){B, S}, 1, &rc, e);
-    if (!rc) mlog = gload(&g, "mtp_logits", WP_F32, 2, (uint64_t[]){B, V}, 1, &rc, e);
-    if (rc) goto out;
-
-    wp_rt_opts ro = {.threads = o->threads, .flags = o->rt_flags};
-    if ((rc = wp_model_load(&m, src, &ro, e))) goto out;
-    if ((rc = wp_seq_new(&seq, m, (int)(S + ND), e))) goto out;
-    h = malloc(sizeof(float) * row * S);
-    logits = malloc(sizeof(float) * V);
-    errs = malloc(sizeof(double) * B * S);
-    cap = malloc(sizeof(int32_t) * S * K);
-    if (!h || !logits || !errs || !cap) {
-        rc = wp_fail(e, WP_ENOMEM, "parity: out of memory");
-        goto out;
-    }
-    r->pass = 1;
-
-    /* 1 + 3: each layer from its golden input; the CSA layers' selections */
-    if (hin0 && lh) {
-        for (uint64_t l = 0; l < nL; l++) {
-            wp_parity_layer *pl = &r->layers[r->n_layers++];
-            pl->layer = (int)l;
-            const int csa = c->compress_ratios[l] == 4;
-            wp_parity_recall *pr = NULL;
-            char tname[64];
-            snprintf(tname, sizeof tname, "indexer_topk.%llu", (unsigned long long)l);
-            free(gtk);
-            gtk = csa ? gload(&g, tname, WP_I32, 3, (uint64_t[]){B, S, K}, 1, &rc, e) : NULL;
-            if (rc) goto out;
-            if (gtk) {
-                pr = &r->recall[r->n_recall++];
-                pr->layer = (int)l;
-                pr->worst = 1;
-            }
-            double rsum = 0;
-            for (uint64_t b = 0; b < B; b++) {
-                const float *in = l == 0 ? hin0 + b * S * row : lh + ((l - 1) * B + b) * S * row;
-                const float *gold = lh + (l * B + b) * S * row;
-                const int32_t *tk = tokens + b * S;
-                memcpy(h, in, sizeof(float) * row * S);
-                wp_seq_reset(seq);
-                if (csa && (rc = wp_seq_capture_topk(seq, (int)l, cap, (int)S, e))) goto out;
-                if ((rc = wp_model_layer(m, seq, (int)l, h, tk, (int)S, e))) goto out;
-                if (csa) wp_seq_capture_topk(seq, (int)l, NULL, 0, NULL);
-                for (uint64_t s = 0; s < S; s++)
-                    errs[b * S + s] = wp_rel_err(h + s * row, gold + s * row, row);
-                for (uint64_t s = 0; pr && s < S; s++) {
-                    int32_t ref[K];
-                    /* golden values are S + entry (the prefill offset), -1 none */
-                    for (uint64_t i = 0; i < K; i++) {
-                        int32_t v = gtk[(b * S + s) * K + i];
-                        ref[i] = v >= (int32_t)S ? v - (int32_t)S : -1;
-                    }
-                    double rec = wp_topk_recall(cap + s * K, ref, (int)K);
-                    if (rec < 0) continue;
-                    rsum += rec;
-                    pr->queries++;
-                    if (rec < pr->worst) pr->worst = rec;
-                }
-            }
-            pl->max = 0;
-            for (uint64_t i = 0; i < B * S; i++) pl->max = errs[i] > pl->max ? errs[i] : pl->max;
-            pl->median = wp_quantile(errs, B * S, 0.5);
-            pl->p90 = wp_quantile(errs, B * S, 0.9);
-            pl->pass = pl->median <= o->layer_median_max && pl->p90 <= o->layer_p90_max;
-            r->pass &= pl->pass;
-            if (pr) {
-                pr->mean = pr->queries ? rsum / pr->queries : 1.0;
-                pr->pass = pr->mean >= o->recall_min;
-                r->pass &= pr->pass;
-            }
-        }
-    }
-
-    /* 2. logits: prefill, teacher-forced decode, MTP from the golden trunk */
-    for (uint64_t b = 0; b < B; b++) {
-        wp_seq_reset(seq);
-        if ((rc = wp_model_forward(m, seq, tokens + b * S, (int)S, logits, NULL, e))) goto out;
-        logits_add(&r->prefill, plog + b * V, logits, V);
-        for (uint64_t k = 0; k < ND; k++) {
-            if ((rc = wp_model_forward(m, seq, dtok + b * ND + k, 1, logits, NULL, e))) goto out;
-            logits_add(&r->decode, dlog + (b * ND + k) * V, logits, V);
-        }
-        if (mids && mlog && lh && c->n_mtp_layers > 0) {
-            wp_seq_reset(seq);
-            if ((rc = wp_model_mtp(m, seq, lh + ((nL - 1) * B + b) * S * row, mids + b * S,
-                                   (int)S, logits, e)))
-                goto out;
-            logits_add(&r->mtp, mlog + b * V, logits, V);
-        }
-    }
-    wp_parity_logits *ls[3] = {&r->prefill, &r->decode, &r->mtp};
-    for (int i = 0; i < 3; i++) {
-        ls[i]->pass = ls[i]->rows == 0 || ls[i]->cos_min >= o->cos_min;
-        r->pass &= ls[i]->pass;
-    }
-out:
+    golden g;
+    prun run;
+    memset(&run, 0, sizeof run);
+    int rc = golden_open(&g, golden_path, &src->cfg, e);
+    if (!rc) rc = prun_open(&run, src, &g, o, e);
+    if (!rc) r->pass = 1;
+    for (uint64_t l = 0; !rc && g.hin0 && g.lh && l < g.nL; l++) rc = layer_check(&run, l, r, e);
+    for (uint64_t b = 0; !rc && b < g.B; b++) rc = logits_check(&run, b, r, e);
+    if (!rc) logits_gates(r, o);
     r->seconds = wp_now() - t0;
-    wp_seq_free(seq);
-    wp_model_free(m);
-    wp_st_close(g.f);
-    free(tokens);
-    free(dtok);
-    free(mids);
-    free(cap);
-    free(gtk);
-    free(hin0);
-    free(lh);
-    free(plog);
-    free(dlog);
-    free(mlog);
-    free(h);
-    free(logits);
-    free(errs);
+    prun_close(&run);
+    golden_close(&g);
     return rc;
 }
 
@@ -373,7 +442,7 @@ int wp_parity_against(wp_tsrc *src, const wp_rt_opts *src_opts, wp_tsrc *ref,
     cb = malloc(sizeof(int32_t) * (size_t)maxlen * K * (ncsa ? ncsa : 1));
     sum = calloc(WP_PARITY_MAX, sizeof *sum);
     if (!ca || !cb || !sum) {
-        rc = wp_fail(e, WP_ENOMEM, "parity: out of memory");
+        rc = wp_oom(e, "parity buffers");
         goto out;
     }
     for (int l = 0; l < c->n_layers && r->n_recall < WP_PARITY_MAX; l++) {
@@ -421,4 +490,74 @@ out:
     free(cb);
     free(sum);
     return rc;
+}
+
+/* ---- Reports as JSON ------------------------------------------------------------------ */
+
+static cJSON *logits_json(const wp_parity_logits *l)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "rows", l->rows);
+    cJSON_AddNumberToObject(o, "cosine_min", l->cos_min);
+    cJSON_AddNumberToObject(o, "cosine_mean", l->cos_mean);
+    cJSON_AddNumberToObject(o, "rel_rms_max", l->rel_rms_max);
+    cJSON_AddNumberToObject(o, "kl_max", l->kl_max);
+    cJSON_AddNumberToObject(o, "top1_agree", l->top1_agree);
+    cJSON_AddNumberToObject(o, "top1_clear_rows", l->top1_clear_rows);
+    cJSON_AddNumberToObject(o, "top1_clear_agree", l->top1_clear_agree);
+    cJSON_AddBoolToObject(o, "pass", l->pass);
+    return o;
+}
+
+static cJSON *recall_json(const wp_parity_report *r)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < r->n_recall; i++) {
+        const wp_parity_recall *p = &r->recall[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "layer", p->layer);
+        cJSON_AddNumberToObject(o, "queries", p->queries);
+        cJSON_AddNumberToObject(o, "mean", p->mean);
+        cJSON_AddNumberToObject(o, "worst", p->worst);
+        cJSON_AddBoolToObject(o, "pass", p->pass);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
+cJSON *wp_parity_golden_json(const wp_parity_report *r, const char *golden)
+{
+    cJSON *g = cJSON_CreateObject();
+    if (!g) return NULL;
+    cJSON_AddStringToObject(g, "file", golden);
+    cJSON *ls = cJSON_AddArrayToObject(g, "layers");
+    for (int i = 0; i < r->n_layers; i++) {
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddNumberToObject(l, "layer", r->layers[i].layer);
+        cJSON_AddNumberToObject(l, "median", r->layers[i].median);
+        cJSON_AddNumberToObject(l, "p90", r->layers[i].p90);
+        cJSON_AddNumberToObject(l, "max", r->layers[i].max);
+        cJSON_AddBoolToObject(l, "pass", r->layers[i].pass);
+        cJSON_AddItemToArray(ls, l);
+    }
+    cJSON_AddItemToObject(g, "prefill", logits_json(&r->prefill));
+    cJSON_AddItemToObject(g, "decode", logits_json(&r->decode));
+    cJSON_AddItemToObject(g, "mtp", logits_json(&r->mtp));
+    cJSON_AddItemToObject(g, "indexer_recall", recall_json(r));
+    cJSON_AddNumberToObject(g, "seconds", r->seconds);
+    cJSON_AddBoolToObject(g, "pass", r->pass);
+    return g;
+}
+
+cJSON *wp_parity_recall_json(const wp_parity_report *r, const char *reference, int n_prompts,
+                             double gate)
+{
+    cJSON *a = cJSON_CreateObject();
+    if (!a) return NULL;
+    cJSON_AddStringToObject(a, "reference", reference);
+    cJSON_AddNumberToObject(a, "prompts", n_prompts);
+    cJSON_AddNumberToObject(a, "gate", gate);
+    cJSON_AddItemToObject(a, "layers", recall_json(r));
+    cJSON_AddBoolToObject(a, "pass", r->pass);
+    return a;
 }

@@ -85,6 +85,17 @@ int wp_parity_against(wp_tsrc *src, const wp_rt_opts *src_opts, wp_tsrc *ref,
                       const int *lens, int n_prompts, double recall_min, wp_parity_report *r,
                       wp_err *e);
 
+/* ---- Reports as JSON (what `wpack parity --json` prints) ------------------------
+ * The golden checks of r: {file, layers: [{layer, median, p90, max, pass}],
+ * prefill/decode/mtp: {rows, cosine_min, cosine_mean, rel_rms_max, kl_max,
+ * top1_agree, top1_clear_rows, top1_clear_agree, pass}, indexer_recall:
+ * [{layer, queries, mean, worst, pass}], seconds, pass}.  NULL if out of memory. */
+struct cJSON *wp_parity_golden_json(const wp_parity_report *r, const char *golden);
+/* The recall check of r (wp_parity_against): {reference (what it was checked
+ * against, as the caller names it), prompts, gate, layers: [as above], pass}. */
+struct cJSON *wp_parity_recall_json(const wp_parity_report *r, const char *reference,
+                                    int n_prompts, double gate);
+
 /* ---- The measures (exposed for tests) --------------------------------------- */
 double wp_cosine(const float *a, const float *b, size_t n);
 /* ||a - ref|| / ||ref|| */
