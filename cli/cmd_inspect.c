@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/outdir.h"
 #include "model/summary.h"
+#include "trust/build.h"
 
 #define CMD "inspect"
 #define HUMAN_ISSUES 20   /* issues listed in human output; --json lists up to WP_INV_MAX_ISSUES */
@@ -81,6 +83,57 @@ static void print_human(const wp_ckpt_summary *s)
                WP_INV_MAX_ISSUES);
 }
 
+/* A build (a directory wpack made, or a lone .wpk): what it holds, from the
+ * containers' directories and the manifest; nothing is hashed. */
+static int is_build(const char *path)
+{
+    size_t n = strlen(path);
+    return wp_outdir_is_build(path) || (n > 4 && !strcmp(path + n - 4, ".wpk"));
+}
+
+static void print_build(const char *path, const wp_build_summary *s)
+{
+    char b1[32], b2[32];
+    printf("%s: %s, %zu file%s, %llu tensors, %s of tensor data (%s on disk)\n", path,
+           s->kind == WP_BUILD_DIR ? "wpack build" : "lone .wpk", s->n_parts, s->n_parts == 1 ? "" : "s",
+           (unsigned long long)s->tensors, cli_bytes(s->tensor_bytes, b1, sizeof b1),
+           cli_bytes(s->file_bytes, b2, sizeof b2));
+    printf("encodings (scales counted with their weights):\n");
+    for (size_t i = 0; i < s->n_encs; i++)
+        printf("  %-10s %8llu tensors  %12s\n", s->encs[i].name, (unsigned long long)s->encs[i].tensors,
+               cli_bytes(s->encs[i].bytes, b1, sizeof b1));
+    printf("files:\n");
+    for (size_t i = 0; i < s->n_parts; i++)
+        printf("  %-40s %8llu tensors  %12s\n", s->parts[i].name, (unsigned long long)s->parts[i].tensors,
+               cli_bytes(s->parts[i].file_bytes, b1, sizeof b1));
+    if (s->kind == WP_BUILD_DIR)
+        printf("manifest: %s%s%s\nsignature: %s%s (not checked here: wpack verify)\n",
+               s->has_manifest ? "root sha256 " : "none", s->root, "", s->has_sig ? "manifest.sig" : "none",
+               s->has_dsse ? " + manifest.dsse.json" : "");
+}
+
+static int inspect_build(const char *path, int json)
+{
+    wp_err e = {0};
+    wp_build *b = NULL;
+    wp_build_summary s;
+    memset(&s, 0, sizeof s);
+    int rc = wp_build_open(&b, path, &e);
+    if (!rc) rc = wp_build_summarise(b, &s, &e);
+    if (!rc) {
+        if (json) cli_print_json(wp_build_summary_json(path, &s));
+        else print_build(path, &s);
+    }
+    wp_build_summary_free(&s);
+    wp_build_close(b);
+    if (rc) {
+        cli_error(CMD, &e);
+        if (cli_cur) cli_cur->err_code = WP_EXIT_BAD;
+        return WP_EXIT_BAD;
+    }
+    return WP_EXIT_OK;
+}
+
 typedef struct inspect_args {
     const char *path;
 } inspect_args;
@@ -88,7 +141,8 @@ typedef struct inspect_args {
 static const cli_operand inspect_operands[] = {
     {.name = "PATH", .off = offsetof(inspect_args, path), .required = 1, .complete = "file",
      .help = "a checkpoint directory (model.safetensors.index.json + shards, or a single\n"
-             "model.safetensors; config.json required) or one .safetensors file"},
+             "model.safetensors; config.json required), one .safetensors file, or a\n"
+             "wpack build (a build directory or a lone .wpk)"},
     {0},
 };
 
@@ -96,6 +150,7 @@ static int inspect_run(cli_ctx *c, void *va)
 {
     const char *path = ((inspect_args *)va)->path;
     int json = c->json;
+    if (is_build(path)) return inspect_build(path, json);
 
     wp_ckpt_summary *s;
     wp_err e = {0};
@@ -121,7 +176,10 @@ const cli_command cli_cmd_inspect = {
              "\n"
              "For a single .safetensors file with a config.json beside it, its tensors are\n"
              "checked (unexpected, mis-shaped, mis-typed; tensors it lacks may live in other\n"
-             "shards); without one the summary has no check.",
+             "shards); without one the summary has no check.\n"
+             "\n"
+             "For a build: its files, tensors and bytes per encoding, the manifest's root\n"
+             "digest and which signature files it has (checking them is `wpack verify`).",
     .operands = inspect_operands,
     .exit1 = "the tensors differ from the inventory config.json implies",
     .args_size = sizeof(inspect_args),

@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "cli/pack_report.h"
+#include "trust/build.h"
 
 #define CMD "pack"
 
@@ -86,6 +87,15 @@ static int pack_run(cli_ctx *c, void *va)
     o.force = c->force;
     int json = c->json;
     if (o.level == 0) return cli_usage(CMD, "option '-l/--level': '0' is not a zstd level (-7..-1 or 1..22)");
+    /* what is packed is a build as verify and run see it (format/ sits below
+     * trust/, so the CLI checks this before handing the path over) */
+    wp_err be = {0};
+    wp_build *b = NULL;
+    size_t nparts = 0;
+    int brc = wp_build_open(&b, build, &be);
+    if (!brc) brc = wp_build_parts(b, &nparts, &be);
+    wp_build_close(b);
+    if (brc) return cli_error(CMD, &be);
     cli_bar bar;
     cli_bar_init(&bar, json, 1);
     o.progress = cli_progress;

@@ -299,3 +299,49 @@ TEST(model_inspect_malformed_corpus)
         CHECKF(stat(so, &st) == 0 && st.st_size == 0, "%s: stdout not empty", c->path);
     }
 }
+
+/* inspect on a build (through trust/build.h): files, tensors, bytes per
+ * encoding, manifest root, signature files; a lone .wpk too; a damaged
+ * container is refused in one line. */
+TEST(model_inspect_build)
+{
+    const char *d = wpt_tmpdir();
+    static char out[1 << 16];
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --profile hopper -q", wpt_wpack(), WPT_TINY, d) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s inspect %s/b --json 2>/dev/null", wpt_wpack(), d) == 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j);
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "kind")->valuestring, "build"));
+    CHECK_EQ_INT(cJSON_GetObjectItem(j, "tensors")->valuedouble, 212);   /* 158 weights + 54 fp8 scales */
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "manifest")));
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(j, "signed")));
+    CHECK_EQ_INT(strlen(cJSON_GetObjectItem(j, "root_sha256")->valuestring), 64);
+    /* the encodings account for every tensor byte, and every weight */
+    double bytes = 0, weights = 0;
+    for (cJSON *x = cJSON_GetObjectItem(j, "encodings")->child; x; x = x->next) {
+        bytes += cJSON_GetObjectItem(x, "bytes")->valuedouble;
+        weights += cJSON_GetObjectItem(x, "tensors")->valuedouble;
+    }
+    CHECK_EQ_INT(bytes, cJSON_GetObjectItem(j, "tensor_bytes")->valuedouble);
+    CHECK_EQ_INT(weights, 158);
+    CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "encodings"), "fp8") != NULL);
+    cJSON_Delete(j);
+    /* signed: the summary says so (checking it is verify's job) */
+    REQUIRE(wpt_run(out, sizeof out, "%s keygen -q -o %s/k && %s sign -q %s/b --key %s/k.pem --dsse", wpt_wpack(), d,
+                    wpt_wpack(), d, d) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s inspect %s/b", wpt_wpack(), d) == 0);
+    CHECK_CONTAINS(out, "wpack build, 1 file, 212 tensors");
+    CHECK_CONTAINS(out, "signature: manifest.sig + manifest.dsse.json");
+    /* a lone .wpk */
+    REQUIRE(wpt_run(out, sizeof out, "%s inspect %s/b/model.wpk --json 2>/dev/null", wpt_wpack(), d) == 0);
+    j = cJSON_Parse(out);
+    REQUIRE(j);
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "kind")->valuestring, "wpk"));
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(j, "manifest")));
+    cJSON_Delete(j);
+    /* a truncated container: one line, exit 2 */
+    REQUIRE(wpt_run(out, sizeof out, "head -c 100 %s/b/model.wpk > %s/cut.wpk", d, d) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect %s/cut.wpk 2>&1", wpt_wpack(), d), 2);
+    CHECK_CONTAINS(out, "cut.wpk");
+    CHECK(strchr(out, '\n') == out + strlen(out) - 1);
+}

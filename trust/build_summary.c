@@ -11,17 +11,17 @@ void wp_build_summary_free(wp_build_summary *s)
     memset(s, 0, sizeof *s);
 }
 
-static int add_enc(wp_build_summary *s, const char *name, uint64_t bytes)
+static int add_enc(wp_build_summary *s, const char *name, uint64_t bytes, int count)
 {
     for (size_t i = 0; i < s->n_encs; i++)
         if (!strcmp(s->encs[i].name, name)) {
-            s->encs[i].tensors++;
+            s->encs[i].tensors += (uint64_t)count;
             s->encs[i].bytes += bytes;
             return 0;
         }
     if (s->n_encs == WP_BUILD_MAX_ENCS) return -1;
     snprintf(s->encs[s->n_encs].name, sizeof s->encs[0].name, "%s", name);
-    s->encs[s->n_encs].tensors = 1;
+    s->encs[s->n_encs].tensors = (uint64_t)count;
     s->encs[s->n_encs].bytes = bytes;
     s->n_encs++;
     return 0;
@@ -51,8 +51,10 @@ int wp_build_summarise(wp_build *b, wp_build_summary *s, wp_err *e)
         for (size_t t = 0; t < p->tensors; t++) {
             const wpk_tensor *x = wpk_tensor_at(f, t);
             s->tensor_bytes += x->size;
-            if (x->owner != WPK_NONE) continue;   /* scales count with their weight's encoding */
-            if (add_enc(s, wpk_tensor_enc_name(x), x->size))
+            /* a scale (or NVFP4 global) adds its bytes to its weight's encoding */
+            const wpk_tensor *w = x->owner != WPK_NONE ? wpk_tensor_at(f, x->owner) : x;
+            if (!w) return wp_fail(e, WP_EINVAL, "%s: %s: owner %u out of range", p->name, x->name, x->owner);
+            if (add_enc(s, wpk_tensor_enc_name(w), x->size, w == x))
                 return wp_fail(e, WP_EINVAL, "%s: more than %d encodings", p->name, WP_BUILD_MAX_ENCS);
         }
     }
