@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -298,6 +299,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < g_njobs; i++)
             if (jobs == 1 || g_tests[g_jobs[i].idx].exclusive == !pass) order[norder++] = i;
 
+    /* whatever a test leaves behind is reparented here and reaped below */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     sigset_t chld, oldmask;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
