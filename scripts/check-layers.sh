@@ -3,7 +3,8 @@
 # (docs/architecture.md).  A folder may include its own headers and those of
 # any folder listed before it, and another folder's public headers only
 # (never its internal.h or *_priv.h); prints each violation, exits 1 if any.
-cd "$(dirname "$0")/.." || exit 2
+# Usage: check-layers.sh [ROOT]   (default: the checkout this script is in)
+cd "${1:-$(dirname "$0")/..}" || exit 2
 LAYERS="common hf model quant format trust convert runtime verify cli"
 rank() { i=0; for l in $LAYERS; do [ "$l" = "$1" ] && { echo $i; return; }; i=$((i + 1)); done; echo -1; }
 bad=0

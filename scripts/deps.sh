@@ -3,7 +3,9 @@
 # A no-op (no apt-get call at all) when every package is already installed,
 # so `make` stays fast and works offline on a prepared machine.
 set -eu
-PKGS="libzstd-dev libssl-dev libcjson-dev libhugetlbfs-dev pkg-config"
+# pkg-config, man-db and groff-base: the install test reads wpack.pc and
+# renders the installed man page (man -l).
+PKGS="libzstd-dev libssl-dev libcjson-dev libhugetlbfs-dev pkg-config man-db groff-base"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

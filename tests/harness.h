@@ -1,9 +1,19 @@
 /*
  * harness.h — wpack's test runner.  Every tests/test_*.c file declares tests
  * with TEST(name) { ... }; they register themselves (constructor), run each in
- * a forked child (a crash fails one test, not the run), and the runner ends
- * with the line "N passed, N failed".  `wpack-tests SUBSTR...` runs only the
- * tests whose name contains one of the substrings.
+ * a forked child (a crash or a hang fails one test, not the run), and the
+ * runner ends with the line "N passed, N failed".  `wpack-tests SUBSTR...`
+ * runs only the tests whose name contains one of the substrings.
+ *
+ * Tests run N at a time (`-j N`, env WPT_JOBS; default: the online CPUs).
+ * Each test's stdout and stderr are captured and printed whole, in
+ * registration order, followed by its "ok"/"FAIL" line, so the log reads the
+ * same whatever N is; `-j 1` runs them one after another with live output.
+ * A test runs in its own process group and is killed (with everything it
+ * started) after WPT_TIMEOUT seconds (default 300), failing alone.
+ * TEST_EXCLUSIVE(name) declares a test that must have the machine to itself
+ * (it measures or takes something global): the runner starts it only when
+ * no other test runs, and starts nothing beside it.
  *
  * Tests run from the repository root.  Fixtures: WPT_TINY ("tests/fixtures/
  * tiny-a").  The wpack binary: wpt_wpack() (env WPACK_BIN, default
@@ -24,6 +34,7 @@
 
 typedef void (*wpt_fn)(void);
 void wpt_register(const char *name, wpt_fn fn);
+void wpt_register_exclusive(const char *name, wpt_fn fn);
 void wpt_fail_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int wpt_failures(void);
 
@@ -31,6 +42,13 @@ int wpt_failures(void);
     static void wpt_test_##name(void);                                          \
     __attribute__((constructor)) static void wpt_reg_##name(void)               \
     { wpt_register(#name, wpt_test_##name); }                                   \
+    static void wpt_test_##name(void)
+
+/* A test that must run alone (see above). */
+#define TEST_EXCLUSIVE(name)                                                    \
+    static void wpt_test_##name(void);                                          \
+    __attribute__((constructor)) static void wpt_reg_##name(void)               \
+    { wpt_register_exclusive(#name, wpt_test_##name); }                         \
     static void wpt_test_##name(void)
 
 #define CHECK(c) do { if (!(c)) wpt_fail_at(__FILE__, __LINE__, "CHECK(%s)", #c); } while (0)

@@ -407,9 +407,12 @@ static int killed_midway(const char *ck, const char *dst, int sig)
         _exit(127);
     }
     if (pid < 0) return 0;
-    /* wait for .NAME.tmp.XXXXXX/.model.wpk.tmp.XXXXXX to exist and grow */
+    /* wait for .NAME.tmp.XXXXXX/.model.wpk.tmp.XXXXXX to exist and grow
+     * (by the clock, not a count of polls: the runner shares the machine) */
     int seen = 0;
-    for (int i = 0; i < 4000 && !seen; i++) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (t = t0; !seen && t.tv_sec - t0.tv_sec < 60; clock_gettime(CLOCK_MONOTONIC, &t)) {
         DIR *d = opendir(wpt_tmpdir());
         struct dirent *de;
         while (d && (de = readdir(d)))
