@@ -20,10 +20,11 @@
 #include "trust/build.h"
 
 #define CMD "inspect"
-#define HUMAN_ISSUES 20   /* issues listed in human output; --json lists up to WP_INV_MAX_ISSUES */
+#define HUMAN_ISSUES 20   /* issues listed in human output without -v; --json and -v list up to WP_INV_MAX_ISSUES */
 
-static void print_human(const wp_ckpt_summary *s)
+static void print_human(const wp_ckpt_summary *s, int verbose)
 {
+    size_t cap = verbose ? (size_t)-1 : HUMAN_ISSUES;
     char b1[32], b2[32];
     printf("%s: %zu tensors, %s (%llu bytes of tensor data) in %zu shard%s, %s on disk\n",
            s->path, s->tensors, cli_bytes(s->bytes, b1, sizeof b1),
@@ -72,14 +73,14 @@ static void print_human(const wp_ckpt_summary *s)
     printf("%zu unexpected, %zu mis-shaped, %zu mis-typed; %zu expected, %zu found)\n",
            r->n_unexpected, r->n_mis_shaped, r->n_mis_typed, r->n_expected, r->n_found);
     size_t k = 0;
-    for (size_t i = 0; i < r->n_issues && k < HUMAN_ISSUES; i++) {
+    for (size_t i = 0; i < r->n_issues && k < cap; i++) {
         if (!wp_ckpt_summary_shows(s, &r->issues[i])) continue;
         printf("  %-10s %s: %s\n", wp_inv_kind_name(r->issues[i].kind), r->issues[i].name,
                r->issues[i].detail);
         k++;
     }
     if (np > k)
-        printf("  ... and %zu more (--json lists up to %d of each kind)\n", np - k,
+        printf("  ... and %zu more (-v or --json list up to %d of each kind)\n", np - k,
                WP_INV_MAX_ISSUES);
 }
 
@@ -160,7 +161,7 @@ static int inspect_run(cli_ctx *c, void *va)
         return WP_EXIT_BAD;   /* unreadable, whatever the code */
     }
     if (json) cli_print_json(wp_ckpt_summary_json(s));
-    else print_human(s);
+    else print_human(s, c->verbose);
     int rc = s->have_config && wp_ckpt_summary_problems(s) ? WP_EXIT_FAIL : WP_EXIT_OK;
     wp_ckpt_summary_free(s);
     return rc;
@@ -179,9 +180,12 @@ const cli_command cli_cmd_inspect = {
              "shards); without one the summary has no check.\n"
              "\n"
              "For a build: its files, tensors and bytes per encoding, the manifest's root\n"
-             "digest and which signature files it has (checking them is `wpack verify`).",
+             "digest and which signature files it has (checking them is `wpack verify`).\n"
+             "\n"
+             "With -v, every inventory problem is listed, not only the first 20.",
     .operands = inspect_operands,
     .exit1 = "the tensors differ from the inventory config.json implies",
+    .flags = CLI_VERBOSE,
     .args_size = sizeof(inspect_args),
     .run = inspect_run,
 };

@@ -12,7 +12,7 @@ int wp_strv_push(wp_strv *s, const char *str, wp_err *e)
     if (s->n == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 16;
         char **v = realloc(s->v, cap * sizeof *v);
-        if (!v) return wp_fail(e, WP_ENOMEM, "out of memory listing files");
+        if (!v) return wp_oom(e, "listing files");
         s->v = v;
         s->cap = cap;
     }

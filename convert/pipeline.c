@@ -56,7 +56,7 @@ static void *scratch(worker *wk, int i, size_t n)
         wk->buf[i] = aligned_alloc(64, sz);
         wk->cap[i] = wk->buf[i] ? sz : 0;
         if (!wk->buf[i]) {
-            wp_fail(&wk->e, WP_ENOMEM, "convert: out of memory for a %zu-byte buffer", n);
+            wp_oom(&wk->e, "convert: a %zu-byte buffer", n);
             return NULL;
         }
     }
@@ -431,7 +431,7 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
     float *globals = NULL;
     if (w->enc == WP_ENC_NVFP4) {
         globals = calloc((size_t)w->n_slices, sizeof *globals);
-        if (!globals) return wp_fail(&wk->e, WP_ENOMEM, "convert: out of memory");
+        if (!globals) return wp_oom(&wk->e, "convert");
     }
     int rc = 0;
     for (int sl = 0; sl < w->n_slices && !rc; sl++) {
@@ -577,7 +577,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
         if (sink || !(p->weights[i].passthrough || p->weights[i].src == WP_SRC_RAW)) r.total += p->weights[i].out_bytes;
     if (o->report) {
         r.rec_of = malloc((p->n_weights ? p->n_weights : 1) * sizeof *r.rec_of);
-        if (!r.rec_of) return wp_fail(e, WP_ENOMEM, "convert: out of memory");
+        if (!r.rec_of) return wp_oom(e, "convert");
         for (size_t i = 0; i < p->n_weights; i++) r.rec_of[i] = SIZE_MAX;
         for (size_t i = 0; i < o->report->n; i++) r.rec_of[o->report->rec[i].weight] = i;
     }
@@ -592,7 +592,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
     int started = 0;
     if (!wk || !tid) {
-        rc = wp_fail(e, WP_ENOMEM, "convert: out of memory");
+        rc = wp_oom(e, "convert");
     } else {
         for (int i = 0; i < threads; i++) {
             wk[i].r = &r;

@@ -262,13 +262,13 @@ static int collect_sources(builder *b, wp_err *e)
 {
     size_t n = wp_ckpt_count(b->k);
     b->sw = calloc(n ? n : 1, sizeof *b->sw);
-    if (!b->sw) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+    if (!b->sw) return wp_oom(e, "plan");
     for (size_t i = 0; i < n; i++) {
         const wp_tensor_info *t = wp_ckpt_tensor(b->k, i);
         const char *sc = ends_with(t->name, ".scale");
         if (sc) {
             char *wn = name_with(t->name, (size_t)(sc - t->name), ".weight");
-            if (!wn) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+            if (!wn) return wp_oom(e, "plan");
             int found = wp_ckpt_find(b->k, wn) != NULL;
             free(wn);
             if (!found)
@@ -280,7 +280,7 @@ static int collect_sources(builder *b, wp_err *e)
         const char *wsuf = ends_with(t->name, ".weight");
         if (wsuf) {
             char *sn = name_with(t->name, (size_t)(wsuf - t->name), ".scale");
-            if (!sn) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+            if (!sn) return wp_oom(e, "plan");
             s = wp_ckpt_find(b->k, sn);
             free(sn);
         }
@@ -298,7 +298,7 @@ static int add_group(builder *b, size_t *cap, group *g, wp_err *e)
     if (b->n_g == *cap) {
         size_t nc = *cap ? 2 * *cap : 256;
         group *n = realloc(b->g, nc * sizeof *n);
-        if (!n) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+        if (!n) return wp_oom(e, "plan");
         b->g = n;
         *cap = nc;
     }
@@ -336,7 +336,7 @@ static int make_groups(builder *b, int stack, int fuse, wp_err *e)
     size_t cap = 0;
     size_t n_exp = 0;
     sweight **ex = malloc((b->n_sw ? b->n_sw : 1) * sizeof *ex);
-    if (!ex) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+    if (!ex) return wp_oom(e, "plan");
     int rc = 0;
     for (size_t i = 0; i < b->n_sw; i++) {
         sweight *sw = &b->sw[i];
@@ -350,7 +350,7 @@ static int make_groups(builder *b, int stack, int fuse, wp_err *e)
         if (!g.name || !g.src) {
             free(g.name);
             free(g.src);
-            rc = wp_fail(e, WP_ENOMEM, "plan: out of memory");
+            rc = wp_oom(e, "plan");
             goto out;
         }
         g.src[0] = sw;
@@ -401,7 +401,7 @@ static int make_groups(builder *b, int stack, int fuse, wp_err *e)
             if (!g.name || !g.src) {
                 free(g.name);
                 free(g.src);
-                rc = wp_fail(e, WP_ENOMEM, "plan: out of memory");
+                rc = wp_oom(e, "plan");
                 goto out;
             }
             for (size_t x = 0; x < n; x++) {
@@ -433,7 +433,7 @@ static int make_groups(builder *b, int stack, int fuse, wp_err *e)
         if (!g.name || !g.src) {
             free(g.name);
             free(g.src);
-            rc = wp_fail(e, WP_ENOMEM, "plan: out of memory");
+            rc = wp_oom(e, "plan");
             goto out;
         }
         g.order = UINT64_MAX;
@@ -464,7 +464,7 @@ static int push_tensor(builder *b, const wp_plan_tensor *t, wp_err *e)
     if (p->n_tensors == b->cap_t) {
         size_t nc = b->cap_t ? 2 * b->cap_t : 1024;
         wp_plan_tensor *n = realloc(p->tensors, nc * sizeof *n);
-        if (!n) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+        if (!n) return wp_oom(e, "plan");
         p->tensors = n;
         b->cap_t = nc;
     }
@@ -481,7 +481,7 @@ static int place(builder *b, wp_plan_weight *w, wp_role role, const char *name, 
     wp_plan_tensor t;
     memset(&t, 0, sizeof t);
     t.name = strdup(name);
-    if (!t.name) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+    if (!t.name) return wp_oom(e, "plan");
     t.role = role;
     t.file = w->rank;
     t.is_enc = is_enc;
@@ -576,7 +576,7 @@ static int emit(builder *b, const group *g, int r, int ranks, int ep, int tp, wp
     memset(&w, 0, sizeof w);
     w.t_weight = w.t_scale = w.t_global = SIZE_MAX;
     w.name = strdup(g->name);
-    if (!w.name) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+    if (!w.name) return wp_oom(e, "plan");
     w.family = wp_family_of(g->name);
     w.layer = wp_layer_id(b->c, g->name);
     w.rank = r;
@@ -624,7 +624,7 @@ static int emit(builder *b, const group *g, int r, int ranks, int ep, int tp, wp
                      w.rule >= 0 ? p->profile.rules[w.rule].pattern : "");
     if (!rc) {
         w.srcs = calloc((size_t)w.n_slices * (size_t)g->per_slice, sizeof *w.srcs);
-        if (!w.srcs) rc = wp_fail(e, WP_ENOMEM, "plan: out of memory");
+        if (!w.srcs) rc = wp_oom(e, "plan");
     }
     if (rc) {
         free(w.name);
@@ -683,13 +683,13 @@ static int emit(builder *b, const group *g, int r, int ranks, int ep, int tp, wp
                 sdt = w.enc == WP_ENC_MXFP4 ? WP_F8_E8M0 : WP_F8_E4M3;
             }
             uint64_t sb = wp_enc_scale_bytes(w.enc, w.rows, w.cols, w.br, w.bc, w.sfmt);
-            if (!sn) rc = wp_fail(e, WP_ENOMEM, "plan: out of memory");
+            if (!sn) rc = wp_oom(e, "plan");
             if (!rc) rc = place(b, &w, WP_ROLE_SCALE, sn, 0, w.enc, sdt, 2, ssh, sb, &w.t_scale, e);
             free(sn);
             if (!rc && w.enc == WP_ENC_NVFP4) {
                 char *gn = name_with(g->name, keep, ".global_scale");
                 uint64_t one = 1;
-                if (!gn) rc = wp_fail(e, WP_ENOMEM, "plan: out of memory");
+                if (!gn) rc = wp_oom(e, "plan");
                 /* one F32 per slice: [E] when stacked, [1] otherwise */
                 if (!rc) rc = place(b, &w, WP_ROLE_GLOBAL, gn, 0, w.enc, WP_F32, 1, &one, 4, &w.t_global, e);
                 free(gn);
@@ -700,7 +700,7 @@ static int emit(builder *b, const group *g, int r, int ranks, int ep, int tp, wp
         size_t nc = b->cap_w ? 2 * b->cap_w : 512;
         wp_plan_weight *nw = realloc(p->weights, nc * sizeof *nw);
         if (!nw)
-            rc = wp_fail(e, WP_ENOMEM, "plan: out of memory");
+            rc = wp_oom(e, "plan");
         else {
             p->weights = nw;
             b->cap_w = nc;
@@ -751,7 +751,7 @@ int wp_plan_build(wp_plan **out, const wp_ckpt *k, const wp_config *c, const wp_
         return wp_fail_setting(e, WP_EUSAGE, "align", "alignment %llu must be a power of two in [4 KiB, 1 GiB]",
                                (unsigned long long)opts.align);
     wp_plan *p = calloc(1, sizeof *p);
-    if (!p) return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+    if (!p) return wp_oom(e, "plan");
     int rc = wp_profile_copy(&p->profile, prof, e);
     if (rc) {
         free(p);
@@ -772,7 +772,7 @@ int wp_plan_build(wp_plan **out, const wp_ckpt *k, const wp_config *c, const wp_
     p->files = calloc((size_t)ranks, sizeof *p->files);
     if (!p->source || !p->files) {
         wp_plan_free(p);
-        return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+        return wp_oom(e, "plan");
     }
     for (int r = 0; r < ranks; r++) {
         char nm[64];
@@ -785,7 +785,7 @@ int wp_plan_build(wp_plan **out, const wp_ckpt *k, const wp_config *c, const wp_
         p->files[r].tp_rank = opts.tp > 1 ? r : 0;
         if (!p->files[r].name) {
             wp_plan_free(p);
-            return wp_fail(e, WP_ENOMEM, "plan: out of memory");
+            return wp_oom(e, "plan");
         }
     }
     builder b = {.k = k, .c = c, .p = p};

@@ -155,7 +155,7 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
     size_t gk = (size_t)H * D / G;
     float *buf = malloc(sizeof(float) * (nq + 2 * nh + nk + nu + (size_t)n * gk) +
                         sizeof(int32_t) * nt);
-    if (!buf) return wp_fail(e, WP_ENOMEM, "%sattn: out of memory", L->prefix);
+    if (!buf) return wp_oom(e, "%sattn", L->prefix);
     float *qr = buf, *q = qr + nq, *o = q + nh, *kv = o + nh, *u = kv + nk, *og = u + nu;
     int32_t *topk = (int32_t *)(og + (size_t)n * gk);
     int rc;

@@ -160,7 +160,7 @@ int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lsta
         return wp_fail(e, WP_EUSAGE, "%sattn.indexer: %d tokens at position %d (decode takes one)",
                        L->prefix, n, p0);
     float *q = malloc(sizeof(float) * ((size_t)n * Hi * Di + (size_t)n * Hi));
-    if (!q) return wp_fail(e, WP_ENOMEM, "%sattn.indexer: out of memory", L->prefix);
+    if (!q) return wp_oom(e, "%sattn.indexer", L->prefix);
     float *w = q + (size_t)n * Hi * Di;
     int rc = rt_linear(c, &L->iq_b, qr, n, q);
     if (rc) goto oom;
@@ -221,5 +221,5 @@ int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lsta
     return 0;
 oom:
     free(q);
-    return wp_fail(e, WP_ENOMEM, "%sattn.indexer: out of memory", L->prefix);
+    return wp_oom(e, "%sattn.indexer", L->prefix);
 }

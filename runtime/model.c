@@ -45,7 +45,7 @@ static int load_vec(loader *ld, const char *name, uint64_t n, float **out)
         return wp_fail(ld->e, WP_EINVAL, "%s: %s: %llu elements, the config implies %llu",
                        ld->src->path, name, (unsigned long long)cnt, (unsigned long long)n);
     float *f = own(ld, sizeof(float) * n);
-    if (!f) return wp_fail(ld->e, WP_ENOMEM, "%s: out of memory", name);
+    if (!f) return wp_oom(ld->e, "%s", name);
     for (uint64_t i = 0; i < n; i++) {
         switch (v.dtype) {
         case WP_F32: memcpy(&f[i], (const char *)v.data + 4 * i, 4); break;
@@ -67,7 +67,7 @@ static const void *aligned(loader *ld, const void *p, size_t bytes, size_t align
     if ((uintptr_t)p % align == 0) return p;
     void *c = own(ld, bytes);
     if (!c) {
-        wp_fail(ld->e, WP_ENOMEM, "%s: out of memory", name);
+        wp_oom(ld->e, "%s", name);
         return NULL;
     }
     memcpy(c, p, bytes);
@@ -114,7 +114,7 @@ static int load_tid2eid(loader *ld, const char *name, rt_layer *L)
         return wp_fail(ld->e, WP_EINVAL, "%s: %s: dtype %s, expected I64 or I32", ld->src->path,
                        name, wp_dtype_name(v.dtype));
     int32_t *t = own(ld, sizeof(int32_t) * V * k);
-    if (!t) return wp_fail(ld->e, WP_ENOMEM, "%s: out of memory", name);
+    if (!t) return wp_oom(ld->e, "%s", name);
     for (uint64_t i = 0; i < V * k; i++) {
         int64_t x;
         if (v.dtype == WP_I64) memcpy(&x, (const char *)v.data + 8 * i, 8);
@@ -192,7 +192,7 @@ static int load_layer(loader *ld, rt_layer *L)
         if ((rc = load_vec(ld, NM("ffn.gate.bias"), E, &L->gate_bias))) return rc;
     }
     L->w1 = own(ld, sizeof(wp_qweight) * E * 3);
-    if (!L->w1) return wp_fail(ld->e, WP_ENOMEM, "%sffn.experts: out of memory", L->prefix);
+    if (!L->w1) return wp_oom(ld->e, "%sffn.experts", L->prefix);
     L->w2 = L->w1 + E;
     L->w3 = L->w2 + E;
     for (uint64_t x = 0; x < E; x++) {
@@ -375,7 +375,7 @@ int wp_seq_new(wp_seq **out, const wp_model *m, int max_len, wp_err *e)
     return 0;
 oom:
     wp_seq_free(s);
-    return wp_fail(e, WP_ENOMEM, "sequence of %d positions: out of memory", max_len);
+    return wp_oom(e, "sequence of %d positions", max_len);
 }
 
 void wp_seq_reset(wp_seq *s)
@@ -433,7 +433,7 @@ static int block_rows(wp_model *m, const rt_layer *L, rt_lstate *const *sts, int
     const int d = c->dim, hc = c->hc_mult;
     const float eps = (float)c->norm_eps;
     float *buf = malloc(sizeof(float) * ((size_t)n * d * 2 + (size_t)n * hc + (size_t)n * hc * hc));
-    if (!buf) return wp_fail(e, WP_ENOMEM, "%s: out of memory", L->prefix);
+    if (!buf) return wp_oom(e, "%s", L->prefix);
     float *x = buf, *a = x + (size_t)n * d, *post = a + (size_t)n * d, *comb = post + (size_t)n * hc;
     int rc;
     rt_hc_pre(cx, h, n, hc, d, L->hc_attn_fn, L->hc_attn_scale, L->hc_attn_base,
@@ -525,7 +525,7 @@ static int forward_chunk(wp_model *m, wp_seq *s, const int32_t *tokens, int n, f
     const wp_config *c = &m->cfg;
     const size_t row = (size_t)c->hc_mult * c->dim;
     float *h = malloc(sizeof(float) * row * n);
-    if (!h) return wp_fail(e, WP_ENOMEM, "forward of %d tokens: out of memory", n);
+    if (!h) return wp_oom(e, "forward of %d tokens", n);
     embed(m, tokens, n, h);
     int rc = 0;
     for (int l = 0; l < c->n_layers && !rc; l++)
@@ -578,7 +578,7 @@ int wp_model_decode_batch(wp_model *m, wp_seq *const *seqs, const int32_t *token
     if (!h || !sts) {
         free(h);
         free(sts);
-        return wp_fail(e, WP_ENOMEM, "decode batch of %d: out of memory", B);
+        return wp_oom(e, "decode batch of %d", B);
     }
     embed(m, tokens, B, h);
     for (int l = 0; l < c->n_layers && !rc; l++) {
@@ -620,7 +620,7 @@ int wp_model_mtp(wp_model *m, wp_seq *s, const float *h, const int32_t *ids, int
     if (rc) return rc;
     const size_t row = (size_t)hc * d;
     float *buf = malloc(sizeof(float) * (row * n * 3 + (size_t)n * d * 2));
-    if (!buf) return wp_fail(e, WP_ENOMEM, "mtp: out of memory");
+    if (!buf) return wp_oom(e, "mtp");
     float *x0 = buf, *hh = x0 + row * n, *hp = hh + row * n, *emb = hp + row * n,
           *ep = emb + (size_t)n * d;
     const float eps = (float)c->norm_eps;

@@ -83,7 +83,7 @@ int rt_moe(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, const float
     if (!logits || !ids) {
         free(logits);
         free(ids);
-        return wp_fail(e, WP_ENOMEM, "%sffn: out of memory", L->prefix);
+        return wp_oom(e, "%sffn", L->prefix);
     }
     float *rw = logits + (size_t)n * E, *y = rw + nk, *xe = y + (size_t)n * d;
     float *oe = xe + nk * d, *rwe = oe + nk * d;

@@ -69,7 +69,7 @@ static void *worker(void *arg)
     pool *p = arg;
     uint8_t *buf = malloc(CHUNK);
     wp_err e = {0};
-    int rc = buf ? 0 : wp_fail(&e, WP_ENOMEM, "out of memory for a %u-byte read buffer", CHUNK);
+    int rc = buf ? 0 : wp_oom(&e, "a %u-byte read buffer", CHUNK);
     while (!rc) {
         size_t i = atomic_fetch_add(&p->next, 1);
         if (i >= p->n || atomic_load(&p->stop)) break;
