@@ -16,7 +16,7 @@
  * +-ulp/2, ulp/|x| in (2^-(m+1), 2^-m], so values in the normal range have
  * an NMSE of at most 2^-2m / 12.  Block formats also lose the small elements
  * of a block; their limits sit ~2x above the NMSE of Gaussian weights
- * (tests/test_quant_report.c cv_quant_thresholds_calibrated measures it and
+ * (tests/test_quant_report.c convert_quant_thresholds_calibrated measures it and
  * checks each limit is within 10x of it, so none is vacuous). */
 double wp_report_default_nmse_max(wp_enc enc)
 {

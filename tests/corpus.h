@@ -5,7 +5,7 @@
  *
  * Every case is produced by code (tests/corpus.c) from a short recipe, never
  * a hand-edited binary, so a reader of the table sees what is wrong with each
- * file.  tests/test_corpus.c opens each case through the library; a CLI test
+ * file.  tests/test_hf_corpus.c opens each case through the library; a CLI test
  * may run `wpack inspect DIR/PATH` over the same table and look for `expect`
  * in its stderr.
  */

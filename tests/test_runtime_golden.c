@@ -55,7 +55,7 @@ static wp_model *load_tiny(wp_tsrc **src, unsigned flags, int threads)
 }
 
 /* The whole golden comparison (what `wpack parity` reports). */
-TEST(rt_golden_parity)
+TEST(runtime_golden_parity)
 {
     wp_tsrc *src;
     wp_err e = {0};
@@ -104,7 +104,7 @@ TEST(rt_golden_parity)
 /* A wrong model is caught: bf16 rounding everywhere is a different numerical
  * model from golden-fp32, and the per-layer median shows it by orders of
  * magnitude (this is what makes the 1e-5 gate meaningful). */
-TEST(rt_golden_detects_wrong_numerics)
+TEST(runtime_golden_detects_wrong_numerics)
 {
     wp_tsrc *src;
     wp_err e = {0};
@@ -133,7 +133,7 @@ static double cos_rows(const float *a, const float *b, int V) { return wp_cosine
 
 /* Prefill 40 + decode 10 (the window of 32 wraps, the compressors and the
  * indexer run their decode paths) against one prefill of 50 tokens. */
-TEST(rt_decode_matches_prefill)
+TEST(runtime_decode_matches_prefill)
 {
     wp_tsrc *src;
     wp_model *m = load_tiny(&src, 0, 2);
@@ -173,7 +173,7 @@ TEST(rt_decode_matches_prefill)
 
 /* Same bits with 1 or 2 threads, and the scalar kernels agree with the
  * vector ones on the whole model. */
-TEST(rt_threads_and_kernels_whole_model)
+TEST(runtime_threads_and_kernels_whole_model)
 {
     int32_t *tok = golden_read("tokens", NULL);
     REQUIRE(tok);
@@ -200,7 +200,7 @@ TEST(rt_threads_and_kernels_whole_model)
 }
 
 /* Errors name the object and the rule. */
-TEST(rt_source_errors)
+TEST(runtime_source_errors)
 {
     wp_tsrc *src;
     wp_err e = {0};
@@ -274,10 +274,10 @@ static void log_token(void *ud, const wp_generate_step *s)
 
 /* wp_generate on tiny-a: a batch of the two golden prompts reproduces the
  * official greedy choices where those are clear (the first two of each, as
- * in rt_cli_run_greedy), reports every choice in order with its top logits,
+ * in runtime_cli_run_greedy), reports every choice in order with its top logits,
  * and picks the same tokens as one prompt generated alone and as a greedy
  * loop written against wp_model_forward. */
-TEST(rt_generate_greedy)
+TEST(runtime_generate_greedy)
 {
     wp_tsrc *src;
     wp_model *m = load_tiny(&src, 0, 2);
@@ -337,7 +337,7 @@ TEST(rt_generate_greedy)
 }
 
 /* End of sequence, prefill only, and refusals. */
-TEST(rt_generate_stops_and_errors)
+TEST(runtime_generate_stops_and_errors)
 {
     wp_tsrc *src;
     wp_model *m = load_tiny(&src, 0, 1);
@@ -392,7 +392,7 @@ TEST(rt_generate_stops_and_errors)
 
 /* ---- Commands ------------------------------------------------------------------------------- */
 
-TEST(rt_cli_parity)
+TEST(runtime_cli_parity)
 {
     static char out[65536];
     int rc = wpt_run(out, sizeof out, "%s parity %s --golden %s --threads 2", wpt_wpack(),
@@ -426,7 +426,7 @@ TEST(rt_cli_parity)
 }
 
 /* FP4 indexer against the high-precision one, and a build against itself. */
-TEST(rt_cli_parity_recall)
+TEST(runtime_cli_parity_recall)
 {
     int32_t *tok = golden_read("tokens", NULL);
     REQUIRE(tok);
@@ -469,7 +469,7 @@ TEST(rt_cli_parity_recall)
  * decode_tokens are the official argmax continuation) as long as those were
  * clear: prompt 0's first two choices lead their runner-up by 0.31 and 0.11
  * (logit RMS ~1), the third by only 0.025, where rounding noise may decide. */
-TEST(rt_cli_run_greedy)
+TEST(runtime_cli_run_greedy)
 {
     int32_t *tok = golden_read("tokens", NULL), *dt = golden_read("decode_tokens", NULL);
     REQUIRE(tok && dt);
@@ -529,7 +529,7 @@ TEST(rt_cli_run_greedy)
  * exactly as the HF checkpoint does; NVFP4 experts are a lossy re-encode
  * (weight NMSE ~4e-3): measurably off, but nowhere near a broken decode
  * (which gives errors of order 1). */
-TEST(rt_builds_parity)
+TEST(runtime_builds_parity)
 {
     const char *profiles[] = {"reference", "hopper", "blackwell", "bf16", "blackwell-nvfp4"};
     static char out[8192];
@@ -567,7 +567,7 @@ TEST(rt_builds_parity)
 /* The bf16 rounding-point emulation against golden-bf16 (the official run in
  * bf16, logits only): close, and much closer than the fp32 model is to it —
  * evidence that the rounding points sit where the reference rounds. */
-TEST(rt_golden_bf16_mode)
+TEST(runtime_golden_bf16_mode)
 {
     wp_tsrc *src;
     wp_err e = {0};
@@ -597,7 +597,7 @@ TEST(rt_golden_bf16_mode)
  * steps (slots wrap at 32): each decoded position must match the golden
  * prefill output like a teacher-forced layer does.  A wrong slot, a missing
  * wrap or attending to a stale slot moves these errors to 1e-2 and more. */
-TEST(rt_ring_wrap)
+TEST(runtime_ring_wrap)
 {
     wp_tsrc *src;
     wp_model *m = load_tiny(&src, 0, 1);
@@ -628,7 +628,7 @@ TEST(rt_ring_wrap)
  * for the batch) gives the same logits as decoding each alone — bit for bit
  * with two rows (the per-row kernels are the same) — and still matches the
  * golden teacher-forced decode. */
-TEST(rt_decode_batch)
+TEST(runtime_decode_batch)
 {
     wp_tsrc *src;
     wp_model *m = load_tiny(&src, 0, 2);

@@ -45,7 +45,7 @@ static const rt_ctx *ctx_scalar(void)
  * column sums 1.25 / .75 give [[.4, 2/3], [.6, 1/3]] (iters = 1).  One more
  * (row, column) round: rows -> [[.375, .625], [9/14, 5/14]], columns ->
  * [[.368421, .636364], [.631579, .363636]]. */
-TEST(rt_sinkhorn_hand)
+TEST(runtime_sinkhorn_hand)
 {
     float mixes[8] = {1, 0, 0, 0, 0, 0, (float)log(3.0), 0};
     float scale[3] = {2, 1, 1}, base[8] = {-2, 0, 0, 0, 0, 0, 0, 0};
@@ -83,7 +83,7 @@ TEST(rt_sinkhorn_hand)
 
 /* out[k] = post[k] x + sum_j comb[j][k] res[j]: a non-symmetric comb tells
  * the transpose apart. */
-TEST(rt_hc_post_transposed)
+TEST(runtime_hc_post_transposed)
 {
     float h[2 * 1] = {10, 1};           /* hc = 2 streams, d = 1 */
     float x[1] = {2}, post[2] = {0.5f, 3};
@@ -96,7 +96,7 @@ TEST(rt_hc_post_transposed)
 
 /* ---- Hadamard, RoPE, YaRN ------------------------------------------------------------ */
 
-TEST(rt_hadamard_known)
+TEST(runtime_hadamard_known)
 {
     float e2[4] = {0, 0, 1, 0}, e3[4] = {0, 0, 0, 1}, one[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     rt_hadamard(e2, 4, 1.0f);     /* column 2 of natural-order H4 */
@@ -125,7 +125,7 @@ TEST(rt_hadamard_known)
 
 /* spec §4.4: base 160000, factor 16, original 65536 -> low 15, high 25 and
  * the listed frequencies. */
-TEST(rt_yarn_table)
+TEST(runtime_yarn_table)
 {
     int lo, hi;
     rt_yarn_range(64, 160000, 65536, 32, 1, &lo, &hi);
@@ -151,7 +151,7 @@ TEST(rt_yarn_table)
     CHECK_NEAR(r.freq[31] / pow(10000, -62.0 / 64), 1, 1e-5);
 }
 
-TEST(rt_rope_rotation)
+TEST(runtime_rope_rotation)
 {
     rt_rope r;
     rt_rope_init(&r, 4, 10000, 0, 1, 0, 0, 0);   /* f = 1, 0.01 */
@@ -172,7 +172,7 @@ TEST(rt_rope_rotation)
 
 /* ---- Top-k and routing ---------------------------------------------------------------- */
 
-TEST(rt_topk_ties)
+TEST(runtime_topk_ties)
 {
     float s[7] = {1, 3, 3, 2, 3, -INFINITY, -INFINITY};
     int32_t idx[7];
@@ -198,7 +198,7 @@ TEST(rt_topk_ties)
     CHECK_EQ_INT(worse, 0);
 }
 
-TEST(rt_route_hash_and_bias)
+TEST(runtime_route_hash_and_bias)
 {
     wp_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -230,7 +230,7 @@ TEST(rt_route_hash_and_bias)
 
 /* ---- Attention softmax with sink ------------------------------------------------------ */
 
-TEST(rt_sparse_attn_sink)
+TEST(runtime_sparse_attn_sink)
 {
     float k1[2] = {1, 0}, k2[2] = {0, 1}, q[2] = {2, 0}, o[2];
     const float *rows[3] = {k1, NULL, k2};
@@ -277,7 +277,7 @@ TEST(rt_sparse_attn_sink)
 
 /* ---- Kernels ------------------------------------------------------------------------------- */
 
-TEST(rt_decoders_exhaustive)
+TEST(runtime_decoders_exhaustive)
 {
     const rt_kernels *const *ks = rt_kernels_all();
     static uint8_t codes[259];
@@ -349,7 +349,7 @@ static void make_weight(qw *q, wp_enc enc, int rows, int cols, uint32_t br, uint
 
 /* Every kernel set, every encoding: rt_linear against a double-precision
  * product of quant/'s act_quant simulation and quant/'s dequantiser. */
-TEST(rt_kernels_vs_reference)
+TEST(runtime_kernels_vs_reference)
 {
     struct { wp_enc enc; uint32_t br, bc; wp_scale_fmt sf; int rows, cols; } cases[] = {
         {WP_ENC_FP8, 128, 128, WP_SCALE_E8M0, 130, 256},
@@ -433,7 +433,7 @@ TEST(rt_kernels_vs_reference)
 }
 
 /* Work is split by output row only: 1 or 3 threads give the same bits. */
-TEST(rt_threads_same_bits)
+TEST(runtime_threads_same_bits)
 {
     qw q;
     make_weight(&q, WP_ENC_MXFP4, 301, 256, 0, 0, WP_SCALE_E8M0);
@@ -521,7 +521,7 @@ static void comp_case(int m, int dc, int rotate)
         free(part);
 }
 
-TEST(rt_compressor_state_machine)
+TEST(runtime_compressor_state_machine)
 {
     comp_case(4, 64, 1);     /* CSA / indexer: overlap, Hadamard + FP4 */
     comp_case(4, 80, 0);     /* CSA main: overlap, FP8 on 64 non-rope dims */
@@ -530,7 +530,7 @@ TEST(rt_compressor_state_machine)
 
 /* ---- Parity measures ------------------------------------------------------------------------ */
 
-TEST(rt_parity_measures)
+TEST(runtime_parity_measures)
 {
     float a[3] = {1, 2, 3}, b[3] = {2, 4, 6}, c[3] = {-1, -2, -3};
     CHECK_NEAR(wp_cosine(a, b, 3), 1, 1e-12);
@@ -551,7 +551,7 @@ TEST(rt_parity_measures)
 
 /* The reports as JSON: every field of the structs under its key, in the
  * layout `wpack parity --json` has always printed. */
-TEST(rt_parity_report_json)
+TEST(runtime_parity_report_json)
 {
     wp_parity_report r;
     memset(&r, 0, sizeof r);

@@ -34,7 +34,7 @@ static int run_report(const char *profile, const char *const *types, int nt, wp_
 }
 
 /* hopper on tiny-a: 44 FP8 scale widenings and 15 §3.7 casts, all exact */
-TEST(cv_quant_exact_methods)
+TEST(convert_quant_exact_methods)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -61,7 +61,7 @@ TEST(cv_quant_exact_methods)
  * quantisation done in the test: BF16 compressor wkv -> FP8 E8M0 128x128,
  * and MXFP4 experts -> NVFP4 (with its saturated elements counted from the
  * stored scales, spec: |x| > 6 x group scale). */
-TEST(cv_quant_stats_recomputed)
+TEST(convert_quant_stats_recomputed)
 {
     const char *t[] = {"attn\\.compressor\\.wkv\\.weight$=fp8"};
     wp_ckpt *k;
@@ -141,7 +141,7 @@ static double lcg_gauss(uint64_t *s)
 /* The default thresholds sit above what each format costs on Gaussian
  * weights (they must pass) and within 10x of it (so a real regression, say a
  * scale off by one binade, fails): docs/profiles.md "Thresholds". */
-TEST(cv_quant_thresholds_calibrated)
+TEST(convert_quant_thresholds_calibrated)
 {
     enum { R = 256, C = 1024, N = R * C };
     float *w = malloc(N * 4), *o = malloc(N * 4);
@@ -186,7 +186,7 @@ TEST(cv_quant_thresholds_calibrated)
 
 /* `wpack quant` exit codes: 0 within thresholds, 1 over; the table and the
  * JSON file say which; no build is written. */
-TEST(cv_quant_cli_gate)
+TEST(convert_quant_cli_gate)
 {
     const char *t = wpt_tmpdir();
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s quant %s --profile reference", wpt_wpack(), TINY), 0);
@@ -227,7 +227,7 @@ TEST(cv_quant_cli_gate)
 }
 
 /* Indexer-path tensors are flagged in the report and the table. */
-TEST(cv_quant_indexer_flag)
+TEST(convert_quant_indexer_flag)
 {
     CHECK_EQ_INT(wpt_run(out, sizeof out,
                          "%s quant %s --profile hopper --tensor-type 'indexer\\.(wq_b|weights_proj|compressor\\.wkv)\\.weight$=mxfp4' --json",
@@ -254,7 +254,7 @@ TEST(cv_quant_indexer_flag)
 }
 
 /* convert --report writes what quant reports (same records, same numbers). */
-TEST(cv_quant_convert_report_same)
+TEST(convert_quant_convert_report_same)
 {
     const char *t = wpt_tmpdir();
     REQUIRE(wpt_run(out, sizeof out, "%s quant %s --profile blackwell-nvfp4 --report %s/q.json", wpt_wpack(), TINY, t) == 0);
@@ -266,7 +266,7 @@ TEST(cv_quant_convert_report_same)
 
 /* A memory budget that leaves the workers nothing is refused before any
  * work, in neutral words, naming the setting (the CLI turns it into the flag). */
-TEST(cv_quant_budget_refused)
+TEST(convert_quant_budget_refused)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -285,7 +285,7 @@ TEST(cv_quant_budget_refused)
 
 /* wp_report_write_json: the report document, formatted, newline-terminated,
  * at the path; an unwritable path is refused with the path named. */
-TEST(cv_quant_report_write_json)
+TEST(convert_quant_report_write_json)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -319,7 +319,7 @@ TEST(cv_quant_report_write_json)
  * runtime.  Exact re-encodes keep every choice (recall 1); re-quantising
  * the indexer weights to MXFP4 passes the NMSE gate but loses top-k entries,
  * which is what this check is for. */
-TEST(cv_quant_indexer_recall)
+TEST(convert_quant_indexer_recall)
 {
     CHECK_EQ_INT(wpt_run(out, sizeof out, "TMPDIR=%s %s quant %s --profile bf16 --indexer-recall --json", wpt_tmpdir(), wpt_wpack(), TINY), 0);
     cJSON *j = cJSON_Parse(out);

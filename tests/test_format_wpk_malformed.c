@@ -151,7 +151,7 @@ static void run_case(int k, img *base)
     if (rc == 0) wpk_close(f);
 }
 
-TEST(wpk_malformed_corpus)
+TEST(format_wpk_malformed_corpus)
 {
     img base;
     REQUIRE(load_zoo(&base) == 0);
@@ -171,7 +171,7 @@ TEST(wpk_malformed_corpus)
 }
 
 /* A newer minor version only gives meaning to reserved bytes: still readable. */
-TEST(wpk_malformed_minor_version_accepted)
+TEST(format_wpk_malformed_minor_version_accepted)
 {
     img m;
     REQUIRE(load_zoo(&m) == 0);
@@ -189,7 +189,7 @@ TEST(wpk_malformed_minor_version_accepted)
     free(m.b);
 }
 
-TEST(wpk_malformed_truncated)
+TEST(format_wpk_malformed_truncated)
 {
     img m;
     REQUIRE(load_zoo(&m) == 0);
@@ -208,7 +208,7 @@ TEST(wpk_malformed_truncated)
 
 /* Every byte of the header region is covered: flipping any one of them (and
  * not re-sealing) is rejected, by a specific rule or by the header digest. */
-TEST(wpk_malformed_every_header_byte_flip)
+TEST(format_wpk_malformed_every_header_byte_flip)
 {
     img m;
     REQUIRE(load_zoo(&m) == 0);
@@ -234,7 +234,7 @@ TEST(wpk_malformed_every_header_byte_flip)
 /* Fuzz: random multi-byte changes to header and directory, re-sealed so they
  * reach the deep rules.  Nothing may crash; whatever is accepted must satisfy
  * the invariants the reader promises. */
-TEST(wpk_malformed_fuzz_directory)
+TEST(format_wpk_malformed_fuzz_directory)
 {
     img m;
     REQUIRE(load_zoo(&m) == 0);
@@ -276,7 +276,7 @@ TEST(wpk_malformed_fuzz_directory)
 }
 
 /* A flipped data byte leaves the structure valid but fails the deep check. */
-TEST(wpk_malformed_data_flip_needs_deep_check)
+TEST(format_wpk_malformed_data_flip_needs_deep_check)
 {
     img m;
     REQUIRE(load_zoo(&m) == 0);

@@ -90,20 +90,20 @@ static void compare_build(const char *profile, const char *extra, double tol, in
     wp_tsrc_close(hf);
 }
 
-TEST(src_wpk_reference_exact) { compare_build("reference", "", 0, 1); }
-TEST(src_wpk_fused_w13_exact) { compare_build("reference", "--fuse-w13", 0, 1); }
-TEST(src_wpk_expert_parallel_exact) { compare_build("reference", "--ep 2", 0, 2); }
-TEST(src_wpk_bf16_exact) { compare_build("bf16", "", 0, 1); }
-TEST(src_wpk_blackwell_exact) { compare_build("blackwell", "", 0, 1); }
+TEST(runtime_source_wpk_reference_exact) { compare_build("reference", "", 0, 1); }
+TEST(runtime_source_wpk_fused_w13_exact) { compare_build("reference", "--fuse-w13", 0, 1); }
+TEST(runtime_source_wpk_expert_parallel_exact) { compare_build("reference", "--ep 2", 0, 2); }
+TEST(runtime_source_wpk_bf16_exact) { compare_build("bf16", "", 0, 1); }
+TEST(runtime_source_wpk_blackwell_exact) { compare_build("blackwell", "", 0, 1); }
 /* FP8 with F32 scales re-quantises the dense FP8 weights: each value moves by
  * at most half an e4m3 step (2^-4 relative), so NMSE stays far below 1e-3;
  * the experts' MXFP4->FP8 re-encode is lossless on tiny-a. */
-TEST(src_wpk_hopper_close) { compare_build("hopper", "", 1e-3, 1); }
+TEST(runtime_source_wpk_hopper_close) { compare_build("hopper", "", 1e-3, 1); }
 
 /* Parts that carry the same tensor with different bytes are what a
  * tensor-parallel split looks like; two different builds' files in one
  * directory are exactly that. */
-TEST(src_wpk_refuses_conflicting_parts)
+TEST(runtime_source_wpk_refuses_conflicting_parts)
 {
     char out[8192];
     const char *a = wpt_path("%s/a", wpt_tmpdir()), *b = wpt_path("%s/b", wpt_tmpdir());
@@ -125,7 +125,7 @@ TEST(src_wpk_refuses_conflicting_parts)
 /* --hugepages changes where the weights live, never what is computed: the
  * JSON of a greedy run is identical with and without it, whether the copy
  * succeeds or falls back (no pages reserved) with its one-line notice. */
-TEST(src_wpk_run_hugepages_same_output)
+TEST(runtime_source_wpk_run_hugepages_same_output)
 {
     static char a[65536], b[65536], n[4096];
     const char *dir = wpt_path("%s/b", wpt_tmpdir());
@@ -149,7 +149,7 @@ TEST(src_wpk_run_hugepages_same_output)
 
 /* A lone .wpk is a one-part build; a source that is not a build keeps its
  * plain mapping under huge pages, with a notice that names no flag. */
-TEST(src_wpk_lone_part_and_neutral_notice)
+TEST(runtime_source_wpk_lone_part_and_neutral_notice)
 {
     char out[8192];
     const char *dir = wpt_path("%s/b", wpt_tmpdir());

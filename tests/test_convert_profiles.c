@@ -13,7 +13,7 @@ static int load_text(wp_profile *p, const char *json, wp_err *e)
     return wp_profile_parse(p, json, strlen(json), "test.json", e);
 }
 
-TEST(cv_profiles_builtin)
+TEST(convert_profiles_builtin)
 {
     const char *const *names = wp_profile_builtins();
     const char *want[] = {"bf16", "blackwell-nvfp4", "blackwell", "hopper", "reference"};
@@ -57,7 +57,7 @@ static void parse_fails(const char *json, const char *needle)
     if (!rc) wp_profile_free(&p);
 }
 
-TEST(cv_profiles_strict)
+TEST(convert_profiles_strict)
 {
     parse_fails("{\"name\":\"x\",\"rulez\":[]}", "test.json: unknown key \"rulez\"");
     parse_fails("{\"name\":\"x\",\"rules\":[{\"match\":\".\",\"to\":\"fp9\"}]}",
@@ -86,7 +86,7 @@ TEST(cv_profiles_strict)
     CHECK(!strcmp(e.setting, "profile"));
 }
 
-TEST(cv_profiles_override_grammar)
+TEST(convert_profiles_override_grammar)
 {
     struct {
         const char *spec;
@@ -153,7 +153,7 @@ static const wp_plan_weight *weight(const wp_plan *p, const char *name)
 }
 
 /* Which rule decides each tensor, on tiny-a. */
-TEST(cv_profiles_resolution)
+TEST(convert_profiles_resolution)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -183,7 +183,7 @@ TEST(cv_profiles_resolution)
 }
 
 /* A profile is a file too: `--profile path/to/x.json`. */
-TEST(cv_profiles_file)
+TEST(convert_profiles_file)
 {
     const char *json = "{\"name\": \"mine\", \"align\": 65536, \"fuse_w13\": true,\n"
                        " \"thresholds\": {\"fp8\": 0.001},\n"

@@ -74,10 +74,10 @@ static void load_and_check(int mode)
 
 /* Alone: other tests (run/verify --hugepages) draw on the same reserved pool,
  * and would turn the huge-page path into the fallback behind our back. */
-TEST_EXCLUSIVE(wpk_hugepages_explicit_or_fallback) { load_and_check(WPK_HUGE_EXPLICIT); }
-TEST(wpk_hugepages_transparent) { load_and_check(WPK_HUGE_TRANSPARENT); }
+TEST_EXCLUSIVE(format_hugepages_explicit_or_fallback) { load_and_check(WPK_HUGE_EXPLICIT); }
+TEST(format_hugepages_transparent) { load_and_check(WPK_HUGE_TRANSPARENT); }
 
-TEST(wpk_hugepages_empty_container)
+TEST(format_hugepages_empty_container)
 {
     wp_err e = {0};
     char p[512];

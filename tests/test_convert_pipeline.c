@@ -38,7 +38,7 @@ static const char *ls(const char *dir)
 }
 
 /* reference: official bytes untouched, every slice hashed against its source */
-TEST(cv_convert_reference_bytes)
+TEST(convert_convert_reference_bytes)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -76,7 +76,7 @@ static void profile_values(const char *profile, size_t want_weights)
 
 /* hopper: FP8 E8M0 -> F32 scales and spec §3.7 casts, all value-exact on
  * tiny-a; wo_a to BF16 exactly (spec §2.5 item 4) */
-TEST(cv_convert_hopper_values)
+TEST(convert_convert_hopper_values)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -97,13 +97,13 @@ TEST(cv_convert_hopper_values)
     profile_values("hopper", 158);
 }
 
-TEST(cv_convert_blackwell_values) { profile_values("blackwell", 158); }
-TEST(cv_convert_nvfp4_values) { profile_values("blackwell-nvfp4", 158); }
-TEST(cv_convert_bf16_values) { profile_values("bf16", 158); }
+TEST(convert_convert_blackwell_values) { profile_values("blackwell", 158); }
+TEST(convert_convert_nvfp4_values) { profile_values("blackwell-nvfp4", 158); }
+TEST(convert_convert_bf16_values) { profile_values("bf16", 158); }
 
 /* Same inputs and options -> byte-identical build, whatever the threads or
  * the memory budget (small budget = many small work items). */
-TEST(cv_convert_reproducible)
+TEST(convert_convert_reproducible)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -124,7 +124,7 @@ TEST(cv_convert_reproducible)
 /* V4.1-style 32x32 FP8 blocks (quantization_config.weight_block_size), end to
  * end: reference passes them through, bf16 dequantises exactly, hopper
  * re-blocks them to 128x128 with F32 scales (lossy, within bounds). */
-TEST(cv_convert_block32)
+TEST(convert_convert_block32)
 {
     char ck[4096];
     snprintf(ck, sizeof ck, "%s/b32", wpt_tmpdir());
@@ -154,7 +154,7 @@ TEST(cv_convert_block32)
 }
 
 /* --tensor-type: per-tensor overrides, last match wins, checked by value */
-TEST(cv_convert_tensor_type)
+TEST(convert_convert_tensor_type)
 {
     const char *types[] = {
         "compressor\\.wkv\\.weight$=fp8",            /* BF16 -> FP8 128x128 E8M0 (lossy) */
@@ -217,7 +217,7 @@ static const uint8_t *tbytes(wpk_file *f, const char *name, uint64_t *size, uint
 /* --ep 2: rank r holds experts [4r, 4r+4) of every stack, everything else
  * replicated; the ranks reassemble byte for byte to the unsplit build.
  * Checked for reference (copies) and blackwell-nvfp4 (per-expert globals). */
-TEST(cv_convert_ep_reassembles)
+TEST(convert_convert_ep_reassembles)
 {
     const char *prof[] = {"reference", "blackwell-nvfp4"};
     for (int pi = 0; pi < 2; pi++) {
@@ -268,7 +268,7 @@ TEST(cv_convert_ep_reassembles)
 /* --tp 2 (bf16, where every listed dim can be cut): spec §2.5 dims split on
  * dim 0 (embed, head, wq_b, wo_a, attn_sink, indexer wq_b, weights_proj) or
  * dim 1 (wo_b); concatenating the ranks gives the unsplit tensor. */
-TEST(cv_convert_tp_reassembles)
+TEST(convert_convert_tp_reassembles)
 {
     wp_ckpt *k1, *k2;
     wp_plan *p1, *p2;
@@ -319,7 +319,7 @@ TEST(cv_convert_tp_reassembles)
 }
 
 /* --fuse-w13: experts.w13 expert e = w1 rows then w3 rows, scales alike */
-TEST(cv_convert_fused_w13)
+TEST(convert_convert_fused_w13)
 {
     const char *prof[] = {"reference", "hopper"};
     for (int pi = 0; pi < 2; pi++) {
@@ -362,7 +362,7 @@ TEST(cv_convert_fused_w13)
 /* The table-driven cast equals quant's reference wp_mxfp4_to_fp8 byte for
  * byte and count for count: random codes, group exponents spread far enough
  * for subnormal loss and the k < -30 branch, NaN scales, ragged tiles. */
-TEST(cv_convert_cast_matches_reference)
+TEST(convert_convert_cast_matches_reference)
 {
     const size_t shapes[][2] = {{128, 128}, {200, 96}, {1, 32}, {256, 384}, {130, 131104}};
     uint32_t x = 12345;
@@ -438,7 +438,7 @@ static int killed_midway(const char *ck, const char *dst, int sig)
     return seen && WIFSIGNALED(status) && WTERMSIG(status) == sig;
 }
 
-TEST(cv_convert_interrupted)
+TEST(convert_convert_interrupted)
 {
     /* 70 MB in, ~250 MB of BF16 out with a report on one thread: a second or more */
     char ck[4096];
@@ -475,7 +475,7 @@ static void bad(const char *what, const char *args, const char *needle)
     CHECKF(!exists(dst), "%s: output exists", what);
 }
 
-TEST(cv_convert_bad_input)
+TEST(convert_convert_bad_input)
 {
     const char *t = wpt_tmpdir();
     /* missing shard */
@@ -543,7 +543,7 @@ TEST(cv_convert_bad_input)
 }
 
 /* Disk full: a 1 MiB tmpfs cannot hold tiny-a's 7 MB build. */
-TEST(cv_convert_disk_full)
+TEST(convert_convert_disk_full)
 {
     char mnt[4096];
     snprintf(mnt, sizeof mnt, "%s/mnt", wpt_tmpdir());
@@ -563,7 +563,7 @@ TEST(cv_convert_disk_full)
 }
 
 /* --json summary: what was written and the peak RSS the budget bounds */
-TEST(cv_convert_cli_json)
+TEST(convert_convert_cli_json)
 {
     char b[4096];
     snprintf(b, sizeof b, "%s/j", wpt_tmpdir());
@@ -660,7 +660,7 @@ static int big_vocab_ckpt(const char *dir)
  * to FP8 (their F32 rows alone would be 128 MiB) under a 48 MiB budget,
  * in bands; the run's own VmHWM stays below the budget, and the values
  * are right. */
-TEST(cv_convert_bounded_memory)
+TEST(convert_convert_bounded_memory)
 {
     char ck[4096], b[4096];
     snprintf(ck, sizeof ck, "%s/ck", wpt_tmpdir());
@@ -692,7 +692,7 @@ TEST(cv_convert_bounded_memory)
 /* End to end: the runtime reads hopper (F32-scaled FP8, §3.7-cast experts,
  * BF16 wo_a) and fused-w13 bf16 builds and matches the golden outputs of
  * the official model as closely as the checkpoint itself does. */
-TEST(cv_convert_runtime_parity)
+TEST(convert_convert_runtime_parity)
 {
     const char *cases[][2] = {{"hopper", ""}, {"bf16", "--fuse-w13"}};
     for (int i = 0; i < 2; i++) {
@@ -780,7 +780,7 @@ static int recoded_ckpt(const char *dir)
     return rc;
 }
 
-TEST(cv_convert_input_encodings)
+TEST(convert_convert_input_encodings)
 {
     char ck[4096];
     snprintf(ck, sizeof ck, "%s/ck", wpt_tmpdir());

@@ -66,7 +66,7 @@ static int extract(const char *z, const char *name, const char *out, wp_err *e)
     return wpz_extract(z, name, out, &o, e);
 }
 
-TEST(wpk_pack_unpack_byte_identical)
+TEST(format_pack_unpack_byte_identical)
 {
     char b[512], z[512], o[512];
     snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
@@ -128,7 +128,7 @@ TEST(wpk_pack_unpack_byte_identical)
     CHECK(!strcmp(out, "0\n"));   /* no temporary directory left behind */
 }
 
-TEST(wpk_pack_reproducible_and_lone_wpk)
+TEST(format_pack_reproducible_and_lone_wpk)
 {
     char b[512], z1[512], z2[512], o[512];
     snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
@@ -152,7 +152,7 @@ TEST(wpk_pack_reproducible_and_lone_wpk)
     CHECK(same_file(wpt_path("%s/zoo.wpk", b), wpt_path("%s/zoo.wpk", o)));
 }
 
-TEST(wpk_pack_single_tensor_extraction)
+TEST(format_pack_single_tensor_extraction)
 {
     char b[512], z[512], t[512];
     snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
@@ -291,7 +291,7 @@ static void mutate(uint8_t *a, size_t n, int k)
     }
 }
 
-TEST(wpk_pack_corrupted_rejected)
+TEST(format_pack_corrupted_rejected)
 {
     char b[512], z[512];
     snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
@@ -326,7 +326,7 @@ TEST(wpk_pack_corrupted_rejected)
     free(a);
 }
 
-TEST(wpk_pack_refuses_corrupt_build)
+TEST(format_pack_refuses_corrupt_build)
 {
     char b[512], z[512];
     snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
@@ -352,7 +352,7 @@ TEST(wpk_pack_refuses_corrupt_build)
     CHECK_EQ_INT(wpz_pack(b, z, &(wpz_opts){.level = 99}, NULL, &e), WP_EUSAGE);
 }
 
-TEST(wpk_pack_cli)
+TEST(format_pack_cli)
 {
     char b[512], z[512], o[512];
     snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
@@ -401,7 +401,7 @@ TEST(wpk_pack_cli)
 
 /* Issue 4's round trip through the real commands: convert tiny-a -> sign ->
  * verify -> pack -> unpack -> verify, every restored file byte-identical. */
-TEST(wpk_pack_tiny_a_convert_sign_verify_roundtrip)
+TEST(format_pack_tiny_a_convert_sign_verify_roundtrip)
 {
     const char *w = wpt_wpack(), *t = wpt_tmpdir();
     static char out[65536];

@@ -37,7 +37,7 @@ static const wp_plan_tensor *find(const wp_plan *p, int file, const char *name)
 }
 
 /* Same inputs and options -> the same plan, byte for byte, every time. */
-TEST(cv_plan_deterministic)
+TEST(convert_plan_deterministic)
 {
     const char *prof[] = {"reference", "hopper", "blackwell-nvfp4", "bf16"};
     for (int i = 0; i < 4; i++) {
@@ -64,7 +64,7 @@ TEST(cv_plan_deterministic)
 
 /* tiny-a, reference: 8 experts x 3 projections x 5 blocks stacked, every
  * other tensor one output, offsets aligned and in order, sizes exact. */
-TEST(cv_plan_tiny_layout)
+TEST(convert_plan_tiny_layout)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -141,7 +141,7 @@ TEST(cv_plan_tiny_layout)
 }
 
 /* --fuse-w13: experts.w13 [E, 2I, d] from w1_e then w3_e per expert */
-TEST(cv_plan_fused)
+TEST(convert_plan_fused)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -165,7 +165,7 @@ TEST(cv_plan_fused)
 
 /* --ep / --tp shapes: experts partitioned in contiguous ranges, spec §2.5
  * dims cut, everything else replicated. */
-TEST(cv_plan_splits)
+TEST(convert_plan_splits)
 {
     wp_ckpt *k;
     wp_plan *p;
@@ -222,7 +222,7 @@ static void plan_fails(const char *profile, int ep, int tp, const char *needle, 
     plan_fails_opts(profile, &po, needle, setting);
 }
 
-TEST(cv_plan_errors)
+TEST(convert_plan_errors)
 {
     /* wo_b [256, 128] cut in 64 columns cannot keep 128-wide FP8 blocks */
     plan_fails("hopper", 1, 2,
@@ -255,7 +255,7 @@ TEST(cv_plan_errors)
     cvt_free(k, p);
 }
 
-TEST(cv_plan_cli)
+TEST(convert_plan_cli)
 {
     REQUIRE(wpt_run(out, sizeof out, "%s plan %s --profile blackwell-nvfp4 --json", wpt_wpack(), TINY) == 0);
     cJSON *j = cJSON_Parse(out);

@@ -63,7 +63,7 @@ static void check_zoo(const char *path, uint32_t align)
     wpk_close(f);
 }
 
-TEST(wpk_roundtrip_every_encoding)
+TEST(format_wpk_roundtrip_every_encoding)
 {
     wp_err e = {0};
     const char *p = wpt_path("%s/zoo.wpk", wpt_tmpdir());
@@ -71,7 +71,7 @@ TEST(wpk_roundtrip_every_encoding)
     check_zoo(p, 4096);
 }
 
-TEST(wpk_roundtrip_huge_alignment)
+TEST(format_wpk_roundtrip_huge_alignment)
 {
     wp_err e = {0};
     char p[512];
@@ -86,7 +86,7 @@ TEST(wpk_roundtrip_huge_alignment)
 
 /* Out-of-order chunks (hashed by read-back) and four concurrent writers give
  * exactly the bytes of the in-order write: reproducible, whatever the order. */
-TEST(wpk_reproducible_any_write_order)
+TEST(format_wpk_reproducible_any_write_order)
 {
     wp_err e = {0};
     const char *a = wpt_path("%s/a.wpk", wpt_tmpdir());
@@ -109,7 +109,7 @@ TEST(wpk_reproducible_any_write_order)
 /* The byte layout of docs/format.md §2.1, checked by hand on a one-tensor
  * file: strings "{}\0{}\0{}\0a\0" end at 256 + 256 + 11 = 523, so data starts
  * at 4096 and the file is 4096 + 10 bytes. */
-TEST(wpk_byte_layout)
+TEST(format_wpk_byte_layout)
 {
     wp_err e = {0};
     const char *p = wpt_path("%s/one.wpk", wpt_tmpdir());
@@ -161,7 +161,7 @@ TEST(wpk_byte_layout)
     free(b);
 }
 
-TEST(wpk_expert_views_zero_copy)
+TEST(format_wpk_expert_views_zero_copy)
 {
     wp_err e = {0};
     const char *p = wpt_path("%s/zoo.wpk", wpt_tmpdir());
@@ -226,7 +226,7 @@ TEST(wpk_expert_views_zero_copy)
     wpk_close(f);
 }
 
-TEST(wpk_deep_check_names_tensor_and_range)
+TEST(format_wpk_deep_check_names_tensor_and_range)
 {
     wp_err e = {0};
     const char *p = wpt_path("%s/zoo.wpk", wpt_tmpdir());
@@ -264,7 +264,7 @@ TEST(wpk_deep_check_names_tensor_and_range)
     free(b);
 }
 
-TEST(wpk_writer_refuses_misuse)
+TEST(format_wpk_writer_refuses_misuse)
 {
     wp_err e = {0};
     const char *p = wpt_path("%s/bad.wpk", wpt_tmpdir());
@@ -345,7 +345,7 @@ TEST(wpk_writer_refuses_misuse)
 }
 
 /* An empty container (no tensors) is valid: data_offset = file size. */
-TEST(wpk_empty_container)
+TEST(format_wpk_empty_container)
 {
     wp_err e = {0};
     const char *p = wpt_path("%s/empty.wpk", wpt_tmpdir());
@@ -363,7 +363,7 @@ TEST(wpk_empty_container)
     wpk_close(f);
 }
 
-TEST(wpk_tensor_bytes_rules)
+TEST(format_wpk_tensor_bytes_rules)
 {
     uint64_t n, sh[3] = {4, 16, 64};
     CHECK(wpk_tensor_bytes(WPK_KIND_ENC, WP_ENC_MXFP4, WP_U8, 3, sh, 1, &n) == 0 && n == 4 * 16 * 32);

@@ -7,7 +7,7 @@
 
 #include <sys/stat.h>
 
-TEST(st_corpus_each_case_fails_with_its_message)
+TEST(hf_corpus_each_case_fails_with_its_message)
 {
     char err[512];
     const char *dir = wpt_tmpdir();
@@ -42,7 +42,7 @@ TEST(st_corpus_each_case_fails_with_its_message)
 }
 
 /* Each dtype, with a shape whose byte size is computed here by hand. */
-TEST(st_corpus_every_dtype_opens)
+TEST(hf_corpus_every_dtype_opens)
 {
     static const struct { const char *dt; const char *shape; unsigned bytes; } v[] = {
         {"BOOL", "[3]", 3},     {"U8", "[2,3]", 6},    {"I8", "[5]", 5},
@@ -94,7 +94,7 @@ static int open_raw(const char *json, size_t data, wp_err *e, wp_st_file **f)
 }
 
 /* Well-formed edge cases the strict reader must still accept. */
-TEST(st_corpus_valid_edges)
+TEST(hf_corpus_valid_edges)
 {
     wp_err e = {0};
     wp_st_file *f = NULL;
@@ -134,7 +134,7 @@ TEST(st_corpus_valid_edges)
     wp_st_close(f);
 }
 
-/* ---- st_fuzz_smoke: deterministic mutations of a valid file ---------------- */
+/* ---- hf_fuzz_smoke: deterministic mutations of a valid file ---------------- */
 
 static uint64_t rng_next(uint64_t *s)   /* xorshift64*: fixed seed, same run every time */
 {
@@ -171,7 +171,7 @@ static int check_accepted(wp_st_file *f, size_t size)
     return sum == size - 8 - wp_st_header_len(f);
 }
 
-TEST(st_fuzz_smoke)
+TEST(hf_fuzz_smoke)
 {
     const char *json =
         "{\"__metadata__\":{\"format\":\"pt\"},"

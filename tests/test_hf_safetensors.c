@@ -7,7 +7,7 @@
 
 #define HF WPT_TINY "/hf"
 
-TEST(st_tiny_checkpoint_opens)
+TEST(hf_tiny_checkpoint_opens)
 {
     wp_err e = {0};
     wp_ckpt *c = NULL;
@@ -50,7 +50,7 @@ TEST(st_tiny_checkpoint_opens)
     wp_ckpt_close(c);
 }
 
-TEST(st_tiny_tensor_values)
+TEST(hf_tiny_tensor_values)
 {
     wp_err e = {0};
     wp_ckpt *c = NULL;
@@ -99,7 +99,7 @@ TEST(st_tiny_tensor_values)
     wp_ckpt_close(c);
 }
 
-TEST(st_golden_single_file)
+TEST(hf_golden_single_file)
 {
     wp_err e = {0};
     wp_st_file *f = NULL;
@@ -131,7 +131,7 @@ TEST(st_golden_single_file)
     wp_ckpt_close(c);
 }
 
-TEST(st_dtype_table)
+TEST(hf_dtype_table)
 {
     wp_dtype d;
     uint64_t n, sh[3] = {3, 5, 2};
@@ -159,7 +159,7 @@ TEST(st_dtype_table)
 
 /* The exact bytes of a tiny file, computed by hand from the format (spec
  * §2.1): header sorted by name, plain integers, space-padded to 8. */
-TEST(st_writer_exact_bytes)
+TEST(hf_writer_exact_bytes)
 {
     wp_err e = {0};
     const char *p = wpt_path("%s/a.safetensors", wpt_tmpdir());
@@ -188,7 +188,7 @@ TEST(st_writer_exact_bytes)
     free(got);
 }
 
-TEST(st_writer_roundtrip_every_dtype)
+TEST(hf_writer_roundtrip_every_dtype)
 {
     wp_err e = {0};
     char p[4096];   /* wpt_path's buffers rotate: keep our own copy */
@@ -240,7 +240,7 @@ TEST(st_writer_roundtrip_every_dtype)
     free(data);
 }
 
-TEST(st_writer_deterministic)
+TEST(hf_writer_deterministic)
 {
     wp_err e = {0};
     uint8_t x[6] = {1, 2, 3, 4, 5, 6};
@@ -262,7 +262,7 @@ TEST(st_writer_deterministic)
     free(b);
 }
 
-TEST(st_writer_refuses)
+TEST(hf_writer_refuses)
 {
     wp_err e = {0};
     const char *p = wpt_path("%s/bad.safetensors", wpt_tmpdir());
@@ -297,7 +297,7 @@ TEST(st_writer_refuses)
     CHECK(atoi(out) == 0);
 }
 
-TEST(st_writer_index_roundtrip)
+TEST(hf_writer_index_roundtrip)
 {
     wp_err e = {0};
     const char *d = wpt_tmpdir();

@@ -34,7 +34,7 @@ static void predicted_sizes(const wp_config *c, uint64_t *sizes)
     free(x);
 }
 
-TEST(model_synth_presets_match_spec)
+TEST(convert_synth_presets_match_spec)
 {
     uint64_t pub[46];
     REQUIRE(wpt_flash_published_sizes(pub) == 46);
@@ -75,7 +75,7 @@ TEST(model_synth_presets_match_spec)
     CHECK(!strcmp(e.msg, "synth: unknown preset 'huge' (tiny, flash, pro)"));
 }
 
-TEST(model_synth_trim)
+TEST(convert_synth_trim)
 {
     wp_config c;
     wp_err e = {0};
@@ -103,7 +103,7 @@ static void synth(const char *dir, const char *args)
     CHECKF(rc == 0, "synth %s: exit %d: %s", args, rc, out);
 }
 
-TEST(model_synth_tiny_layout_and_inspect)
+TEST(convert_synth_tiny_layout_and_inspect)
 {
     char d[4096];
     snprintf(d, sizeof d, "%s/a", wpt_tmpdir());
@@ -194,7 +194,7 @@ static double std_of(const float *v, size_t n)
 }
 
 /* Contents good enough for quantisation work (synth.h). */
-TEST(model_synth_contents)
+TEST(convert_synth_contents)
 {
     char d[4096];
     snprintf(d, sizeof d, "%s/c", wpt_tmpdir());
@@ -259,7 +259,7 @@ TEST(model_synth_contents)
     wp_ckpt_close(k);
 }
 
-TEST(model_synth_deterministic)
+TEST(convert_synth_deterministic)
 {
     char a[4096], b[4096], c[4096];
     snprintf(a, sizeof a, "%s/a", wpt_tmpdir());
@@ -284,7 +284,7 @@ TEST(model_synth_deterministic)
                          "%s/model-00001-of-00007.safetensors", a, d), 0);
 }
 
-TEST(model_synth_block32_and_trim_cli)
+TEST(convert_synth_block32_and_trim_cli)
 {
     char d[4096];
     snprintf(d, sizeof d, "%s/b32", wpt_tmpdir());
@@ -312,7 +312,7 @@ TEST(model_synth_block32_and_trim_cli)
     wp_ckpt_close(k);
 }
 
-TEST(model_synth_errors_leave_nothing)
+TEST(convert_synth_errors_leave_nothing)
 {
     char d[4096];
     snprintf(d, sizeof d, "%s/x", wpt_tmpdir());
@@ -349,7 +349,7 @@ TEST(model_synth_errors_leave_nothing)
 }
 
 /* Killed mid-way (SIGINT), synth leaves no DIR. */
-TEST(model_synth_interrupted)
+TEST(convert_synth_interrupted)
 {
     char d[4096];
     snprintf(d, sizeof d, "%s/big", wpt_tmpdir());
@@ -363,7 +363,7 @@ TEST(model_synth_interrupted)
 
 /* The overwrite rule through the library: an existing checkpoint is kept
  * unless force, and force replaces a checkpoint, never another directory. */
-TEST(model_synth_force_replaces_only_a_checkpoint)
+TEST(convert_synth_force_replaces_only_a_checkpoint)
 {
     wp_config c;
     wp_err e = {0};
