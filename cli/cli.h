@@ -38,6 +38,8 @@ void cli_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Hand the command's JSON document to main, which adds "ok" and "exit" (and
  * "error" on failure) and prints it on stdout once the command returns. */
 void cli_print_json(cJSON *doc);
+/* Print a document on stdout now and delete it (main.c's last step). */
+void cli_emit_json(cJSON *doc);
 
 /* Progress bar on stderr: only when stderr is a terminal, and not with -q,
  * --no-progress or --json.  Its width follows the terminal; each redraw clears

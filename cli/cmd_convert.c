@@ -28,11 +28,6 @@ static void on_signal(int sig)
         if (g_sigs[i] == sig) sigaction(sig, &g_old[i], NULL);
 }
 
-static const cli_operand cv_operands[] = {
-    {.name = "CKPT", .help = "the checkpoint directory (safetensors shards + config.json)", .off = CV_A(ckpt),
-     .required = 1, .complete = "dir"},
-    {0},
-};
 static const cli_option convert_opts[] = {
     {.name = "output", .short_name = 'o', .kind = CLI_STR, .off = CV_A(out), .arg = "OUT", .required = 1,
      .complete = "dir", .help = "the build directory to create (it appears only when complete)"},

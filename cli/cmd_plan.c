@@ -49,11 +49,6 @@ static void print_human(const wp_plan *p, int list)
     }
 }
 
-static const cli_operand cv_operands[] = {
-    {.name = "CKPT", .help = "the checkpoint directory (safetensors shards + config.json)", .off = CV_A(ckpt),
-     .required = 1, .complete = "dir"},
-    {0},
-};
 static const cli_option plan_opts[] = {
     CV_OPTS_PLAN,
     {.name = "tensors", .kind = CLI_FLAG, .off = CV_A(list), .help = "list every output tensor (as -v does)"},

@@ -15,11 +15,6 @@
 
 #define CMD "quant"
 
-static const cli_operand cv_operands[] = {
-    {.name = "CKPT", .help = "the checkpoint directory (safetensors shards + config.json)", .off = CV_A(ckpt),
-     .required = 1, .complete = "dir"},
-    {0},
-};
 static const cli_option quant_opts[] = {
     CV_OPTS_PLAN,
     CV_OPTS_RUN,

@@ -84,6 +84,11 @@ void cli_print_json(cJSON *doc)
         cli_cur->doc = doc;
         return;
     }
+    cli_emit_json(doc);
+}
+
+void cli_emit_json(cJSON *doc)
+{
     char *s = cJSON_Print(doc);
     if (s) {
         fputs(s, stdout);

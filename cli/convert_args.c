@@ -5,6 +5,12 @@
 
 #include "cli/convert_args.h"
 
+const cli_operand cv_operands[] = {
+    {.name = "CKPT", .help = "the checkpoint directory (safetensors shards + config.json)", .off = CV_A(ckpt),
+     .required = 1, .complete = "dir"},
+    {0},
+};
+
 int cv_finish(const char *cmd, cli_ctx *c, cv_args *a)
 {
     a->json = c->json;

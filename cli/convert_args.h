@@ -56,6 +56,9 @@ typedef struct cv_args {
     {.name = "top", .kind = CLI_INT, .off = CV_A(top), .arg = "N", .lo = 0, .hi = 1 << 30, .def = "20",      \
      .help = "rows in the quantisation-error table"}
 
+/* The one operand, CKPT. */
+extern const cli_operand cv_operands[];
+
 /* Take the parsed values from the context and the lists (call first in each
  * command); prints a usage error and returns its exit code, or -1. */
 int cv_finish(const char *cmd, cli_ctx *c, cv_args *a);

@@ -50,13 +50,7 @@ static void print_json_result(cli_ctx *c, int rc)
         cJSON_AddStringToObject(doc, "error", c->err[0] ? c->err : "failed");
     cJSON_DeleteItemFromObjectCaseSensitive(doc, "exit");
     cJSON_AddNumberToObject(doc, "exit", rc);
-    char *s = cJSON_Print(doc);
-    if (s) {
-        fputs(s, stdout);
-        fputc('\n', stdout);
-        free(s);
-    }
-    cJSON_Delete(doc);
+    cli_emit_json(doc);
 }
 
 static int run_command(const cli_command *cmd, int argc, char **argv)
@@ -135,10 +129,7 @@ int main(int argc, char **argv)
         snprintf(msg, sizeof msg, "unknown command '%.200s'", a);
         cJSON_AddStringToObject(doc, "error", msg);
         cJSON_AddNumberToObject(doc, "exit", WP_EXIT_BAD);
-        char *s = cJSON_Print(doc);
-        if (s) puts(s);
-        free(s);
-        cJSON_Delete(doc);
+        cli_emit_json(doc);
     }
     return WP_EXIT_BAD;
 }

@@ -341,30 +341,28 @@ void wp_out_abort(wp_out *o)
     o->path = NULL;
 }
 
+/* Write buf through an opened wp_out and commit it (abort on failure). */
+static int write_whole(wp_out *o, int rc, const void *buf, size_t n, wp_err *e)
+{
+    if (rc) return rc;
+    rc = wp_out_write(o, buf, n, e);
+    if (rc) {
+        wp_out_abort(o);
+        return rc;
+    }
+    return wp_out_commit(o, e);
+}
+
 int wp_write_file_atomic(const char *path, const void *buf, size_t n, wp_err *e)
 {
     wp_out o;
-    int rc = wp_out_open(&o, path, e);
-    if (rc) return rc;
-    rc = wp_out_write(&o, buf, n, e);
-    if (rc) {
-        wp_out_abort(&o);
-        return rc;
-    }
-    return wp_out_commit(&o, e);
+    return write_whole(&o, wp_out_open(&o, path, e), buf, n, e);
 }
 
 int wp_write_file_create(const char *path, const void *buf, size_t n, int force, wp_err *e)
 {
     wp_out o;
-    int rc = wp_out_create(&o, path, force, e);
-    if (rc) return rc;
-    rc = wp_out_write(&o, buf, n, e);
-    if (rc) {
-        wp_out_abort(&o);
-        return rc;
-    }
-    return wp_out_commit(&o, e);
+    return write_whole(&o, wp_out_create(&o, path, force, e), buf, n, e);
 }
 
 int wp_fsync_dir(const char *dir, wp_err *e)
