@@ -92,7 +92,9 @@ int wp_key_generate(wp_key_alg alg, wp_key **out, wp_err *e);
 /* Write BASE.pem (private, mode 0600) and BASE.pub.pem (public, 0644).
  * Refuses to replace an existing file unless `force`. */
 int wp_key_write_pair(const wp_key *k, const char *base, int force, wp_err *e);
-/* Load a private key (PEM).  Only Ed25519 and P-256 are accepted. */
+/* Load a private key (PEM).  Only Ed25519 and P-256 are accepted; the file
+ * must be its owner's alone (no group/other permission bits: WP_EUSAGE with
+ * the chmod fix), and a public key in its place is named as one. */
 int wp_key_load_private(const char *path, wp_key **out, wp_err *e);
 /* Load a public key (PEM SubjectPublicKeyInfo); `what` names it in errors. */
 int wp_key_load_public(const char *path, wp_key **out, wp_err *e);

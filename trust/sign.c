@@ -168,24 +168,106 @@ int wp_key_write_pair(const wp_key *k, const char *base, int force, wp_err *e)
     return rc;
 }
 
+/* A private key file must be the owner's alone: the check ssh makes of its
+ * identity files.  Returns 0, or WP_EUSAGE naming the mode and the fix. */
+static int private_mode_ok(int fd, const char *path, wp_err *e)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) return wp_fail_errno(e, "%s: cannot stat", path);
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
+        return wp_fail(e, WP_EUSAGE,
+                       "%s: private key is readable or writable by group or others (mode %04o); "
+                       "restrict it to its owner: chmod 600 %s",
+                       path, (unsigned)(st.st_mode & 07777), path);
+    return 0;
+}
+
+/* Read the whole key file from an open descriptor (at most 1 MiB). */
+static int read_key_fd(int fd, const char *path, char **out, size_t *len, wp_err *e)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = wp_malloc(cap, e);
+    if (!buf) return WP_ENOMEM;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= (1u << 20)) {
+                OPENSSL_cleanse(buf, n);
+                free(buf);
+                return wp_fail(e, WP_EINVAL, "%s: larger than 1 MiB: not a PEM key", path);
+            }
+            char *nb = wp_malloc(cap * 2, e);
+            if (!nb) {
+                OPENSSL_cleanse(buf, n);
+                free(buf);
+                return WP_ENOMEM;
+            }
+            memcpy(nb, buf, n);
+            OPENSSL_cleanse(buf, n);
+            free(buf);
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            OPENSSL_cleanse(buf, n);
+            free(buf);
+            return wp_fail_errno(e, "%s: cannot read", path);
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* A PEM private key: the bytes must parse as one (any PEM OpenSSL reads as a
+ * private key); a public key given in its place is named as such, and the file
+ * must not be open to group or others (checked on the descriptor read). */
 static int load_pem(const char *path, int priv, wp_key **out, wp_err *e)
 {
     *out = NULL;
     char *buf = NULL;
     size_t n = 0;
-    int rc = wp_read_small_file(path, 1 << 20, &buf, &n, e);
-    if (rc) return rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return wp_fail_errno(e, "%s: cannot open", path);
+    int rc = read_key_fd(fd, path, &buf, &n, e);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
     BIO *b = BIO_new_mem_buf(buf, (int)n);
     EVP_PKEY *p = b ? (priv ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : PEM_read_bio_PUBKEY(b, NULL, NULL, NULL))
                     : NULL;
     BIO_free(b);
+    int is_pub = 0;
+    if (!p && priv) {   /* a public key where the private one belongs? */
+        ERR_clear_error();
+        BIO *pb = BIO_new_mem_buf(buf, (int)n);
+        EVP_PKEY *pp = pb ? PEM_read_bio_PUBKEY(pb, NULL, NULL, NULL) : NULL;
+        BIO_free(pb);
+        is_pub = pp != NULL;
+        EVP_PKEY_free(pp);
+    }
     OPENSSL_cleanse(buf, n);
     free(buf);
-    if (!p)
+    if (!p) {
+        close(fd);
+        if (is_pub) {
+            ERR_clear_error();
+            return wp_fail(e, WP_EINVAL,
+                           "%s: this is a public key; signing needs the private key it was made with "
+                           "(keygen writes NAME.pem beside NAME.pub.pem)",
+                           path);
+        }
         return ossl_fail(e, WP_EINVAL, path,
                          priv ? "not a PEM private key (PKCS#8)" : "not a PEM public key (SubjectPublicKeyInfo)");
+    }
+    rc = priv ? private_mode_ok(fd, path, e) : 0;
+    close(fd);
     wp_key_alg alg;
-    rc = classify(p, path, &alg, e);
+    if (!rc) rc = classify(p, path, &alg, e);
     if (rc) {
         EVP_PKEY_free(p);
         return rc;
