@@ -59,6 +59,10 @@ static void print_human(const wp_ckpt_summary *s, int verbose)
         return;
     }
     const wp_inv_report *r = &s->inv;
+    if (r->experts.from_checkpoint)   /* V4-Flash-Base or the initial Flash revision */
+        printf("experts: %s%s%s%s (config.json has no expert_dtype: read from the checkpoint)\n",
+               r->experts.fp8 ? "fp8" : "fp4", r->experts.fp8 ? ", " : "",
+               r->experts.fp8 ? wp_dtype_name(r->experts.scale) : "", r->experts.fp8 ? " scales" : "");
     size_t np = wp_ckpt_summary_problems(s);
     const char *scope = s->partial ? "one file: " : "";
     if (!np) {

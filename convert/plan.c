@@ -766,6 +766,17 @@ int wp_plan_build(wp_plan **out, const wp_ckpt *k, const wp_config *c, const wp_
     p->opts = opts;
     p->ckpt = k;
     p->config = *c;
+    {   /* a config.json without expert_dtype: the build records what the experts are */
+        size_t nt = wp_ckpt_count(k);
+        const wp_tensor_info **tv = malloc((nt ? nt : 1) * sizeof *tv);
+        if (!tv) {
+            wp_plan_free(p);
+            return wp_oom(e, "plan");
+        }
+        for (size_t i = 0; i < nt; i++) tv[i] = wp_ckpt_tensor(k, i);
+        wp_config_resolve_experts(&p->config, tv, nt);
+        free(tv);
+    }
     p->source = strdup(wp_ckpt_dir(k) ? wp_ckpt_dir(k) : "");
     int ranks = opts.ep > opts.tp ? opts.ep : opts.tp;
     p->n_files = ranks;

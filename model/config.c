@@ -337,6 +337,7 @@ int wp_config_parse(wp_config *c, const char *json, size_t len, const char *path
                  sizeof c->expert_dtype, e) ||
         parse_quant(c, root, p, e))
         goto out;
+    c->expert_dtype_given = cJSON_GetObjectItemCaseSensitive(root, "expert_dtype") != NULL;
     if (c->n_layers + c->n_mtp_layers > WP_MAX_LAYERS) {   /* compress_ratios[] capacity */
         wp_fail(e, WP_EINVAL,
                 "%s: num_hidden_layers + num_nextn_predict_layers: %d exceeds wpack's limit of %d",

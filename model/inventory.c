@@ -131,6 +131,7 @@ typedef struct inv_b {
     wp_expect *v;
     size_t n, cap;
     const wp_config *c;
+    wp_expert_fmt ef;     /* how routed experts are stored */
     char pfx[32];    /* "layers.L." / "mtp.K." / "" */
     int layer;
     int failed;
@@ -168,12 +169,18 @@ static __attribute__((format(printf, 6, 7))) void put(inv_b *b, wp_dtype dt, int
 
 static uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
-/* FP8 pair (spec §2.4): X.weight E4M3 [out, in] + X.scale [ceil(out/br), ceil(in/bc)]. */
-static void fp8(inv_b *b, const char *x, uint64_t out, uint64_t in)
+/* FP8 pair (spec §2.4): X.weight E4M3 [out, in] + X.scale [ceil(out/br), ceil(in/bc)]
+ * of dtype sdt. */
+static void fp8_as(inv_b *b, const char *x, uint64_t out, uint64_t in, wp_dtype sdt)
 {
     put(b, WP_F8_E4M3, 2, out, in, "%s.weight", x);
-    put(b, wp_config_scale_dtype(b->c), 2, cdiv(out, (uint64_t)b->c->weight_block[0]),
+    put(b, sdt, 2, cdiv(out, (uint64_t)b->c->weight_block[0]),
         cdiv(in, (uint64_t)b->c->weight_block[1]), "%s.scale", x);
+}
+
+static void fp8(inv_b *b, const char *x, uint64_t out, uint64_t in)
+{
+    fp8_as(b, x, out, in, wp_config_scale_dtype(b->c));
 }
 
 /* FP4 pair (spec §2.4): X.weight I8 [out, in/2] (two e2m1 per byte) + X.scale
@@ -224,7 +231,7 @@ static void block(inv_b *b, int id)
         fp8(b, "attn.indexer.wq_b", Hi * Di, Lq);
     }
     bf16(b, "attn_norm.weight", d);
-    int fp4e = !strcmp(c->expert_dtype, "fp4");
+    int fp4e = !b->ef.fp8;
     for (uint64_t x = 0; x < E; x++) {
         static const char *const w[3] = {"w1", "w2", "w3"};
         for (int j = 0; j < 3; j++) {
@@ -234,7 +241,7 @@ static void block(inv_b *b, int id)
             if (fp4e)
                 fp4(b, nm, out, in);
             else
-                fp8(b, nm, out, in);
+                fp8_as(b, nm, out, in, b->ef.scale);
         }
     }
     if (wp_config_is_hash(c, id))
@@ -257,9 +264,70 @@ static void block(inv_b *b, int id)
     put(b, WP_F32, 1, 3, 0, "hc_ffn_scale");
 }
 
+/* ---- routed-expert storage ------------------------------------------------------ */
+
+/* "layers.L.ffn.experts.E.w1.weight" / "mtp.K.ffn.experts.E.w1.weight" ->
+ * the offset of ".weight" (the module name's length), else 0. */
+static size_t expert_weight(const char *name)
+{
+    const char *rest;
+    if (index_after(name, "layers.", &rest) < 0 && index_after(name, "mtp.", &rest) < 0) return 0;
+    if (!starts(rest, "ffn.experts.")) return 0;
+    const char *p = rest + strlen("ffn.experts.");
+    if (!(*p >= '0' && *p <= '9')) return 0;
+    while (*p >= '0' && *p <= '9') p++;
+    if (strcmp(p, ".w1.weight") && strcmp(p, ".w2.weight") && strcmp(p, ".w3.weight")) return 0;
+    return strlen(name) - strlen(".weight");
+}
+
+wp_expert_fmt wp_expert_fmt_of(const wp_config *c, const wp_tensor_info *const *t, size_t n)
+{
+    wp_expert_fmt f = {.fp8 = !strcmp(c->expert_dtype, "fp8"), .scale = WP_F8_E8M0};
+    if (f.fp8) f.scale = wp_config_scale_dtype(c);
+    if (c->expert_dtype_given) return f;
+    /* no expert_dtype: the first routed expert in name order decides */
+    const wp_tensor_info *w = NULL;
+    size_t wl = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = expert_weight(t[i]->name);
+        if (l && (!w || strcmp(t[i]->name, w->name) < 0)) {
+            w = t[i];
+            wl = l;
+        }
+    }
+    if (!w) return f;
+    f.from_checkpoint = 1;
+    f.fp8 = w->dtype == WP_F8_E4M3;
+    f.scale = WP_F8_E8M0;
+    if (f.fp8) {
+        f.scale = wp_config_scale_dtype(c);
+        char sn[192];
+        snprintf(sn, sizeof sn, "%.*s.scale", (int)wl, w->name);
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(t[i]->name, sn) && (t[i]->dtype == WP_F8_E8M0 || t[i]->dtype == WP_F32))
+                f.scale = t[i]->dtype;
+    }
+    return f;
+}
+
+void wp_config_resolve_experts(wp_config *c, const wp_tensor_info *const *t, size_t n)
+{
+    if (c->expert_dtype_given) return;
+    wp_expert_fmt f = wp_expert_fmt_of(c, t, n);
+    if (!f.from_checkpoint) return;
+    snprintf(c->expert_dtype, sizeof c->expert_dtype, "%s", f.fp8 ? "fp8" : "fp4");
+}
+
 int wp_inventory(const wp_config *c, wp_expect **out, size_t *n, wp_err *e)
 {
-    inv_b b = {.c = c, .layer = -1};
+    wp_expert_fmt f = wp_expert_fmt_of(c, NULL, 0);
+    return wp_inventory_fmt(c, &f, out, n, e);
+}
+
+int wp_inventory_fmt(const wp_config *c, const wp_expert_fmt *f, wp_expect **out, size_t *n,
+                     wp_err *e)
+{
+    inv_b b = {.c = c, .ef = *f, .layer = -1};
     uint64_t V = (uint64_t)c->vocab_size, d = (uint64_t)c->dim, hc = (uint64_t)c->hc_mult;
     put(&b, WP_BF16, 2, V, d, "embed.weight");
     for (int l = 0; l < c->n_layers; l++) {
@@ -421,7 +489,8 @@ static int check_common(const wp_config *c, const wp_tensor_info **t, size_t n, 
     memset(r, 0, sizeof *r);
     wp_expect *x;
     size_t nx;
-    int rc = wp_inventory(c, &x, &nx, e);
+    r->experts = wp_expert_fmt_of(c, t, n);
+    int rc = wp_inventory_fmt(c, &r->experts, &x, &nx, e);
     if (rc) return rc;
     qsort(x, nx, sizeof *x, cmp_expect);
     qsort(t, n, sizeof *t, cmp_info);

@@ -36,6 +36,8 @@ typedef struct wp_config {
     char scale_fmt[16];          /* "ue8m0" (or "" for f32 scales) */
     int weight_block[2];         /* [rows, cols], e.g. 128x128, V4.1 32x32 */
     char expert_dtype[16];       /* "fp4" | "fp8" (absent in the initial revision: "fp4") */
+    int expert_dtype_given;      /* 1 when config.json has the key; 0: "fp4" is a default
+                                    and the checkpoint's experts decide (wp_expert_fmt_of) */
 } wp_config;
 
 /* Parse config.json text; `path` only names the file in messages.  Missing or
@@ -98,6 +100,25 @@ int wp_layer_id(const wp_config *c, const char *name);
  * (returns 2); otherwise 0. */
 int wp_mtp_copy_kind(const char *name);
 
+/* ---- Routed-expert storage (docs/config.md "Variants") -----------------------
+ * expert_dtype "fp4": FP4 pairs (I8 [out, in/2] + F8_E8M0 [out, in/32]);
+ * "fp8": FP8 pairs whose scale follows scale_fmt.  A config.json without the
+ * key is either the initial Flash revision (FP4 experts) or V4-Flash-Base
+ * (FP8 experts, spec §1.1 "FP8 Mixed"), so there the checkpoint's own first
+ * routed-expert weight decides: F8_E4M3 makes FP8 pairs, with that expert's
+ * scale dtype (F8_E8M0 or F32); anything else FP4 pairs. */
+typedef struct wp_expert_fmt {
+    int fp8;                  /* 0: FP4 pairs; 1: FP8 pairs */
+    wp_dtype scale;           /* scale dtype: F8_E8M0 (FP4, FP8 ue8m0) or F32 */
+    int from_checkpoint;      /* decided by the tensors (config.json has no expert_dtype) */
+} wp_expert_fmt;
+/* The experts' storage for config c and a checkpoint's tensors t[0..n) (any
+ * order; n may be 0, then the config alone decides). */
+wp_expert_fmt wp_expert_fmt_of(const wp_config *c, const wp_tensor_info *const *t, size_t n);
+/* The config with expert_dtype set from the checkpoint when config.json did
+ * not give it (what a build made from that checkpoint records). */
+void wp_config_resolve_experts(wp_config *c, const wp_tensor_info *const *t, size_t n);
+
 /* ---- Expected inventory (spec §2.4) ---------------------------------------- */
 typedef struct wp_expect {
     char name[160];
@@ -114,6 +135,9 @@ typedef struct wp_expect {
  * hc_head_*, then mtp.0.* ... (the optional copies mtp.K.embed.weight and
  * mtp.K.head.weight last in their block).  *out is malloc'd. */
 int wp_inventory(const wp_config *c, wp_expect **out, size_t *n, wp_err *e);
+/* The same with the routed experts stored as `f` says (wp_expert_fmt_of). */
+int wp_inventory_fmt(const wp_config *c, const wp_expert_fmt *f, wp_expect **out, size_t *n,
+                     wp_err *e);
 /* Byte size of one expected tensor (product(shape) * dtype bits / 8). */
 uint64_t wp_expect_nbytes(const wp_expect *x);
 
@@ -132,6 +156,7 @@ typedef struct wp_inv_report {
     size_t n_optional_present;    /* optional tensors found (MTP copies) */
     size_t n_missing, n_unexpected, n_mis_shaped, n_mis_typed;
     size_t n_issues;              /* entries in issues (at most WP_INV_MAX_ISSUES per kind) */
+    wp_expert_fmt experts;        /* how the routed experts were expected */
     wp_inv_issue *issues;         /* malloc'd; ordered by name */
 } wp_inv_report;
 static inline size_t wp_inv_problems(const wp_inv_report *r)

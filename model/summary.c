@@ -134,6 +134,10 @@ cJSON *wp_ckpt_summary_json(const wp_ckpt_summary *s)
         cJSON_AddNumberToObject(inv, "unexpected", (double)r->n_unexpected);
         cJSON_AddNumberToObject(inv, "mis_shaped", (double)r->n_mis_shaped);
         cJSON_AddNumberToObject(inv, "mis_typed", (double)r->n_mis_typed);
+        cJSON *ex = cJSON_AddObjectToObject(inv, "experts");
+        cJSON_AddStringToObject(ex, "dtype", r->experts.fp8 ? "fp8" : "fp4");
+        cJSON_AddStringToObject(ex, "scale_dtype", wp_dtype_name(r->experts.scale));
+        cJSON_AddStringToObject(ex, "from", r->experts.from_checkpoint ? "checkpoint" : "config");
         cJSON *a = cJSON_AddArrayToObject(inv, "issues");
         for (size_t i = 0; i < r->n_issues; i++) {
             if (!wp_ckpt_summary_shows(s, &r->issues[i])) continue;
