@@ -91,6 +91,15 @@ int wp_profile_copy(wp_profile *dst, const wp_profile *src, wp_err *e);
  * build's description and `plan --json`). */
 struct cJSON *wp_profile_to_json(const wp_profile *p);
 
+/* Family rules (docs/profiles.md "Family rules"): NULL when a tensor of this
+ * name may be encoded as `enc` in a build, else what it is, in the plural
+ * ("HC parameters", "norm weights", "hash routing tables", ...).  Parameters
+ * (HC, norms, attn_sink, gate.bias, compressor ape) take bf16, f16 or f32;
+ * tid2eid no float encoding; linear weights, embed and head any.  A profile
+ * or --tensor-type rule skips the tensors its encoding is not for, and the
+ * plan is refused when a rule applies to nothing else. */
+const char *wp_family_rule(const char *name, wp_enc enc);
+
 /* Default NMSE thresholds per target encoding (docs/profiles.md, "Thresholds"). */
 double wp_report_default_nmse_max(wp_enc enc);
 

@@ -147,10 +147,68 @@ static int classify(const wp_config *c, const wp_tensor_info *t, const wp_tensor
     return 0;
 }
 
+/* ---- Family rules (docs/profiles.md "Family rules") ------------------------
+ * Which encodings each kind of tensor may take in a build, stated once.  The
+ * runtime reads the model's parameters as plain values (spec §4.0: F32
+ * native, or norms upcast to F32) and the hash table as integers; only
+ * linear weights (and the embedding and head, read row by row) may take a
+ * block encoding. */
+#define ENC_PLAIN ((1u << WP_ENC_BF16) | (1u << WP_ENC_F16) | (1u << WP_ENC_F32))
+#define ENC_ANY ((1u << WP_ENC_COUNT) - 1)
+
+static const struct family_rule {
+    const char *what;          /* plural, for messages */
+    const char *suffix;        /* the name ends with it ... */
+    const char *part;          /* ... or this part starts the layer-relative name (or the whole name) */
+    unsigned encs;
+} family_rules[] = {
+    {"HC parameters", NULL, "hc_", ENC_PLAIN},                    /* hc_{attn,ffn}_*, hc_head_* */
+    {"norm weights", "norm.weight", NULL, ENC_PLAIN},             /* attn/ffn/q/kv/compressor/e/h norms */
+    {"attention sinks", ".attn.attn_sink", NULL, ENC_PLAIN},
+    {"router biases", ".ffn.gate.bias", NULL, ENC_PLAIN},
+    {"compressor position biases", ".ape", NULL, ENC_PLAIN},
+    {"hash routing tables", ".ffn.gate.tid2eid", NULL, 0},       /* integers: never re-encoded */
+};
+
+/* The layer-relative part of a name ("hc_attn_fn" of "layers.3.hc_attn_fn"). */
+static const char *rel_part(const char *name)
+{
+    const char *p = name;
+    if (!strncmp(p, "layers.", 7) || !strncmp(p, "mtp.", 4)) {
+        p = strchr(p, '.') + 1;
+        while (*p >= '0' && *p <= '9') p++;
+        return *p == '.' ? p + 1 : name;
+    }
+    return name;
+}
+
+const char *wp_family_rule(const char *name, wp_enc enc)
+{
+    const char *rel = rel_part(name);
+    for (size_t i = 0; i < sizeof family_rules / sizeof family_rules[0]; i++) {
+        const struct family_rule *f = &family_rules[i];
+        int hit = (f->suffix && ends_with(name, f->suffix)) ||
+                  (f->part && !strncmp(rel, f->part, strlen(f->part)));
+        if (hit) return (f->encs >> enc) & 1u ? NULL : f->what;
+    }
+    (void)ENC_ANY;   /* linear weights, embed, head and unknown names: any encoding */
+    return NULL;
+}
+
+/* Per rule: the weights it decided and the first tensor it matched but could
+ * not apply to (its family forbids the encoding). */
+typedef struct rule_use {
+    size_t decided;
+    const char *forbidden;     /* owned by the builder's groups */
+    const char *forbidden_what;
+} rule_use;
+
 /* The rule that decides `name` for a source of kind k: the last one that
  * matches and whose "from" includes k.  Block targets only apply to 2-D
- * weights (norms and vectors keep their encoding, as llama-quantize does). */
-static int resolve_rule(const wp_profile *p, const char *name, const sweight *sw)
+ * weights (norms and vectors keep their encoding, as llama-quantize does),
+ * and a rule skips a tensor whose family cannot take its encoding (noted in
+ * `use`: a rule that applies to nothing else is refused after planning). */
+static int resolve_rule(const wp_profile *p, const char *name, const sweight *sw, rule_use *use)
 {
     if (sw->kind == WP_SRC_RAW) return -1;
     for (size_t i = p->n_rules; i-- > 0;) {
@@ -158,9 +216,37 @@ static int resolve_rule(const wp_profile *p, const char *name, const sweight *sw
         if (!(r->from & (1u << sw->kind))) continue;
         int block = !r->passthrough && (r->enc == WP_ENC_FP8 || r->enc == WP_ENC_MXFP4 || r->enc == WP_ENC_NVFP4);
         if (block && !sw->matrix) continue;
-        if (regexec(&r->re, name, 0, NULL, 0) == 0) return (int)i;
+        if (regexec(&r->re, name, 0, NULL, 0) != 0) continue;
+        const char *why = r->passthrough || r->enc == sw->enc ? NULL : wp_family_rule(name, r->enc);
+        if (why) {
+            if (use && !use[i].forbidden) {
+                use[i].forbidden = name;
+                use[i].forbidden_what = why;
+            }
+            continue;
+        }
+        if (use) use[i].decided++;
+        return (int)i;
     }
     return -1;
+}
+
+/* A rule that matched tensors its encoding is not for, and decided nothing
+ * else, is a mistake: refuse it, naming the tensor and the family rule. */
+static int check_rule_use(const wp_profile *p, const rule_use *use, wp_err *e)
+{
+    for (size_t i = 0; i < p->n_rules; i++) {
+        const wp_rule *r = &p->rules[i];
+        if (use[i].decided || !use[i].forbidden) continue;
+        char rule[320];
+        if (r->origin) snprintf(rule, sizeof rule, "override '%s=%s'", r->pattern, wp_enc_name(r->enc));
+        else snprintf(rule, sizeof rule, "rule %zu ('%s') of profile %s", i, r->pattern, p->name);
+        return wp_fail_setting(e, WP_EINVAL, r->origin ? "tensor-type" : NULL,
+                               "%s: %s take only bf16, f16 or f32 (the runtime reads them as plain "
+                               "values), not %s; %s applies to no tensor that can take it",
+                               use[i].forbidden, use[i].forbidden_what, wp_enc_name(r->enc), rule);
+    }
+    return 0;
 }
 
 /* Fill the encoding decision of w from its rule and source. */
@@ -241,6 +327,7 @@ typedef struct builder {
     const wp_ckpt *k;
     const wp_config *c;
     wp_plan *p;
+    rule_use *use;             /* per profile rule */
     sweight *sw;
     size_t n_sw;
     group *g;
@@ -256,6 +343,7 @@ static void builder_free(builder *b)
     }
     free(b->g);
     free(b->sw);
+    free(b->use);
 }
 
 static int collect_sources(builder *b, wp_err *e)
@@ -581,7 +669,7 @@ static int emit(builder *b, const group *g, int r, int ranks, int ep, int tp, wp
     w.layer = wp_layer_id(b->c, g->name);
     w.rank = r;
     w.indexer_path = strstr(g->name, ".attn.indexer.") != NULL;
-    w.rule = resolve_rule(&p->profile, g->name, s0);
+    w.rule = resolve_rule(&p->profile, g->name, s0, b->use);
     decide(&p->profile, &w, s0);
     w.stacked = g->stacked;
     w.n_slices = g->stacked ? n : 1;
@@ -812,10 +900,12 @@ int wp_plan_build(wp_plan **out, const wp_ckpt *k, const wp_config *c, const wp_
                              inv.issues[i].name, inv.n_missing);
     }
     wp_inv_report_free(&inv);
+    if (!rc && !(b.use = calloc(p->profile.n_rules + 1, sizeof *b.use))) rc = wp_oom(e, "plan");
     if (!rc) rc = collect_sources(&b, e);
     if (!rc) rc = make_groups(&b, p->profile.stack_experts, p->profile.fuse_w13, e);
     for (int r = 0; r < ranks && !rc; r++)
         for (size_t i = 0; i < b.n_g && !rc; i++) rc = emit(&b, &b.g[i], r, ranks, opts.ep, opts.tp, e);
+    if (!rc) rc = check_rule_use(&p->profile, b.use, e);
     if (!rc) {
         for (size_t i = 0; i < wp_ckpt_count(k); i++) {
             const wp_tensor_info *t = wp_ckpt_tensor(k, i);
