@@ -16,6 +16,7 @@
 
 #include "cli/cli.h"
 #include "common/outdir.h"
+#include "convert/convert.h"
 #include "model/summary.h"
 #include "trust/build.h"
 
@@ -141,6 +142,7 @@ static int inspect_build(const char *path, int json)
 
 typedef struct inspect_args {
     const char *path;
+    int deep, threads;
 } inspect_args;
 
 static const cli_operand inspect_operands[] = {
@@ -151,11 +153,75 @@ static const cli_operand inspect_operands[] = {
     {0},
 };
 
+#define IA(f) offsetof(inspect_args, f)
+static const cli_option inspect_opts[] = {
+    {.name = "deep", .kind = CLI_FLAG, .off = IA(deep),
+     .help = "also read every byte of tensor data and check it: no NaN/inf, no NaN\n"
+             "E4M3/E8M0 code, no scale that makes its block non-finite, every\n"
+             "tid2eid entry an expert id (what convert checks while it reads)"},
+    {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = IA(threads), .arg = "N", .lo = 1, .hi = 1024,
+     .def_doc = "all online CPUs", .help = "reading threads for --deep"},
+    {0},
+};
+
+/* --deep: the content checks over every byte (convert/check.c).  Adds
+ * "content" to doc (if any); 0, or the exit code of the first problem. */
+static int inspect_deep(const char *path, const wp_ckpt_summary *s, int threads, int json, cJSON *doc)
+{
+    wp_err e = {0};
+    wp_ckpt *k = NULL;
+    wp_check_report r;
+    memset(&r, 0, sizeof r);
+    cli_bar bar;
+    cli_bar_init(&bar, json, 1);
+    wp_check_opts o = {.threads = threads, .progress = cli_progress, .progress_ud = &bar};
+    int rc = wp_ckpt_open(&k, path, &e);
+    if (!rc) rc = wp_ckpt_check(k, s->have_config ? &s->cfg : NULL, &o, &r, &e);
+    cli_bar_end(&bar);
+    wp_ckpt_close(k);
+    double gbs = r.seconds > 0 ? (double)r.bytes / r.seconds / 1e9 : 0;
+    if (doc) {
+        cJSON *x = cJSON_AddObjectToObject(doc, "content");
+        cJSON_AddBoolToObject(x, "ok", rc == 0);
+        cJSON_AddNumberToObject(x, "tensors", (double)r.tensors);
+        cJSON_AddNumberToObject(x, "bytes", (double)r.bytes);
+        cJSON_AddNumberToObject(x, "seconds", r.seconds);
+        cJSON_AddNumberToObject(x, "gb_per_s", gbs);
+        cJSON_AddNumberToObject(x, "threads", r.threads);
+        cJSON_AddBoolToObject(x, "tid2eid_range_checked", s->have_config);
+        cJSON *a = cJSON_AddArrayToObject(x, "problems");
+        for (size_t i = 0; i < r.n_bad; i++) cJSON_AddItemToArray(a, cJSON_CreateString(r.bad[i]));
+        cJSON_AddNumberToObject(x, "problems_total", (double)r.bad_total);
+    }
+    int code = 0;
+    if (rc) {
+        /* every bad tensor on its own line; the first is the error */
+        for (size_t i = 1; !json && i < r.n_bad; i++) fprintf(stderr, "wpack " CMD ": %s\n", r.bad[i]);
+        code = cli_error(CMD, &e);
+        if (cli_cur) cli_cur->err_code = WP_EXIT_BAD;
+        code = WP_EXIT_BAD;   /* bad data is bad input, whatever the code */
+    } else if (!json) {
+        char b[32], rt[32];
+        printf("content: ok (%llu tensors, %s read in %.2f s, %s, %d thread%s%s)\n",
+               (unsigned long long)r.tensors, cli_bytes(r.bytes, b, sizeof b), r.seconds,
+               cli_rate(r.bytes / (r.seconds > 0 ? r.seconds : 1), rt, sizeof rt), r.threads,
+               r.threads == 1 ? "" : "s", s->have_config ? "" : "; tid2eid range not checked: no config.json");
+    }
+    wp_check_report_free(&r);
+    return code;
+}
+
 static int inspect_run(cli_ctx *c, void *va)
 {
-    const char *path = ((inspect_args *)va)->path;
+    const inspect_args *a = va;
+    const char *path = a->path;
     int json = c->json;
-    if (is_build(path)) return inspect_build(path, json);
+    if (is_build(path)) {
+        if (a->deep)
+            return cli_usage(CMD, "--deep reads a checkpoint's tensors; a build's are checked by "
+                                  "'wpack verify %s'", path);
+        return inspect_build(path, json);
+    }
 
     wp_ckpt_summary *s;
     wp_err e = {0};
@@ -164,9 +230,15 @@ static int inspect_run(cli_ctx *c, void *va)
         if (cli_cur) cli_cur->err_code = WP_EXIT_BAD;
         return WP_EXIT_BAD;   /* unreadable, whatever the code */
     }
-    if (json) cli_print_json(wp_ckpt_summary_json(s));
-    else print_human(s, c->verbose);
+    cJSON *doc = json ? wp_ckpt_summary_json(s) : NULL;
+    if (!json) print_human(s, c->verbose);
     int rc = s->have_config && wp_ckpt_summary_problems(s) ? WP_EXIT_FAIL : WP_EXIT_OK;
+    if (a->deep) {
+        fflush(stdout);
+        int drc = inspect_deep(path, s, a->threads, json, doc);
+        if (drc) rc = drc;
+    }
+    if (doc) cli_print_json(doc);
     wp_ckpt_summary_free(s);
     return rc;
 }
@@ -186,9 +258,15 @@ const cli_command cli_cmd_inspect = {
              "For a build: its files, tensors and bytes per encoding, the manifest's root\n"
              "digest and which signature files it has (checking them is `wpack verify`).\n"
              "\n"
-             "With -v, every inventory problem is listed, not only the first 20.",
+             "With -v, every inventory problem is listed, not only the first 20.\n"
+             "\n"
+             "With --deep, every byte of tensor data is read too (streaming, in parallel)\n"
+             "and checked as convert checks it; a bad value is one line naming the file,\n"
+             "the tensor, the rule, the count and the first bad element, and exit 2.",
     .operands = inspect_operands,
-    .exit1 = "the tensors differ from the inventory config.json implies",
+    .options = inspect_opts,
+    .exit1 = "the tensors differ from the inventory config.json implies (exit 2 when\n"
+             "--deep finds a value no weight may hold)",
     .flags = CLI_VERBOSE,
     .args_size = sizeof(inspect_args),
     .run = inspect_run,

@@ -285,6 +285,8 @@ typedef struct wp_convert_opts {
     void *progress_ud;
     volatile sig_atomic_t *cancel;   /* set non-zero (e.g. by a signal handler) to stop:
                                         WP_EUSAGE "interrupted", no output */
+    int no_content_check;    /* benches only: skip the content checks of every band read
+                                (also the environment's WPACK_BENCH_NO_CONTENT_CHECK=1) */
 } wp_convert_opts;
 
 typedef struct wp_convert_stats {
@@ -301,6 +303,47 @@ typedef struct wp_convert_stats {
  * written.  On any failure or cancel the sink is aborted: no output. */
 int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts *o,
                    wp_convert_stats *st, wp_err *e);
+
+/* ---- Content checks (convert/check.c, docs/convert.md "Content checks") -----
+ * Every byte of a checkpoint's tensors against the rules of its dtype: no
+ * NaN/inf in F32/F64/BF16/F16, no NaN code in E4M3 (0x7F/0xFF) or E5M2 (nor
+ * its infinities), no NaN E8M0 scale (0xFF), no scale that makes its FP8 or
+ * FP4 block non-finite, every gate.tid2eid entry in [0, n_routed_experts).
+ * The convert pipeline screens each band as it reads it; `inspect --deep`
+ * runs the same over the whole checkpoint without building.  c may be NULL
+ * (no config.json: the tid2eid range is not checked). */
+
+/* Screen n bytes read at byte `off` of tensor t (whole elements): 0 clean;
+ * 1 when the tensor must be checked in full (wp_check_tensor), which may
+ * still find nothing (a large scale over small codes). */
+int wp_check_screen(const wp_config *c, const wp_tensor_info *t, uint64_t off, const void *buf, size_t n);
+/* The whole tensor (and, for an FP8/FP4 weight or its scale, the pair's
+ * blocks), streamed: 0, or WP_EINVAL with one line "FILE: TENSOR: COUNT
+ * RULE, first at element I [i, j]". */
+int wp_check_tensor(const wp_ckpt *k, const wp_config *c, const wp_tensor_info *t, wp_err *e);
+
+typedef struct wp_check_opts {
+    int threads;                       /* 0 = online CPUs */
+    wp_progress_fn progress;           /* bytes; called under a lock from the workers */
+    void *progress_ud;
+    volatile sig_atomic_t *cancel;
+} wp_check_opts;
+
+#define WP_CHECK_MAX_LINES 1000
+typedef struct wp_check_report {
+    uint64_t tensors, bytes;           /* checked */
+    int threads;
+    double seconds;
+    size_t n_bad;                      /* one line per bad tensor, file order (capped) */
+    char **bad;
+    uint64_t bad_total;
+} wp_check_report;
+
+/* Check every tensor of the checkpoint, in parallel, streaming (threads x
+ * 4 MiB of buffers).  0 when every tensor passes; WP_EINVAL when one does
+ * not (e: the first bad tensor in file order; the report lists them all). */
+int wp_ckpt_check(const wp_ckpt *k, const wp_config *c, const wp_check_opts *o, wp_check_report *r, wp_err *e);
+void wp_check_report_free(wp_check_report *r);
 
 /* Parse a byte count "1G", "512M", "1.5GiB", "4096" (K/M/G/T powers of 1024). */
 int wp_parse_bytes(const char *s, uint64_t *out);

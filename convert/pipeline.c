@@ -37,6 +37,7 @@ typedef struct run {
     uint64_t done, total;      /* progress, output bytes */
     uint64_t items, in_bytes, max_item, cast_inexact;
     size_t *rec_of;            /* weight -> report record (SIZE_MAX: none) */
+    int check;                 /* content checks on every band read (convert/check.c) */
 } run;
 
 typedef struct worker {
@@ -45,6 +46,7 @@ typedef struct worker {
     size_t cap[B_COUNT];
     wp_err e;
     uint64_t items, in_bytes, max_item, cast_inexact;
+    const wp_tensor_info *cleared;   /* last tensor a full check found clean */
 } worker;
 
 static void *scratch(worker *wk, int i, size_t n)
@@ -111,13 +113,21 @@ static void item_done(worker *wk, uint64_t in)
 /* Read source bytes.  Each input byte is read once (NVFP4's amax pass
  * aside), so its page-cache pages are dropped right after: the cache is left
  * to the output, and the kernel does not have to reclaim a checkpoint's
- * worth of pages while we write. */
+ * worth of pages while we write.  Every byte read for use (keep == 0; the
+ * amax pass re-reads) passes the content checks (convert/check.c): a cheap
+ * screen, and only on suspicion the full check of the tensor, whose one
+ * line (file, tensor, rule, count, first index) fails the convert. */
 static int src_read(worker *wk, const wp_tensor_info *t, uint64_t off, void *buf, size_t n, int keep)
 {
-    const wp_ckpt *k = wk->r->p->ckpt;
+    const wp_plan *p = wk->r->p;
+    const wp_ckpt *k = p->ckpt;
     int rc = wp_ckpt_read(k, t, off, buf, n, &wk->e);
     if (!rc && !keep && n) posix_fadvise(wp_st_fd(wp_ckpt_file(k, (size_t)t->file)), (off_t)(t->offset + off),
                                          (off_t)n, POSIX_FADV_DONTNEED);
+    if (!rc && !keep && wk->r->check && wk->cleared != t && wp_check_screen(&p->config, t, off, buf, n)) {
+        rc = wp_check_tensor(k, &p->config, t, &wk->e);
+        if (!rc) wk->cleared = t;   /* flagged, yet clean: no need to look again */
+    }
     return rc;
 }
 
@@ -129,7 +139,8 @@ static int copy_plane(worker *wk, const wp_tensor_info *t, uint64_t pitch, uint6
 {
     if (nb == pitch) {   /* whole rows: one contiguous range */
         uint64_t a = r0 * pitch, n = nr * pitch;
-        size_t chunk = (size_t)(wk->r->worker_budget < COPY_CHUNK ? wk->r->worker_budget : COPY_CHUNK);
+        /* whole elements per chunk (the content checks screen elements) */
+        size_t chunk = (size_t)(wk->r->worker_budget < COPY_CHUNK ? wk->r->worker_budget : COPY_CHUNK) & ~(size_t)63;
         for (uint64_t o = 0; o < n; o += chunk) {
             int rc = check_cancel(wk);
             if (rc) return rc;
@@ -573,6 +584,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     r.sink = sink;
     r.o = o;
     r.worker_budget = (budget - base) / (uint64_t)threads;
+    r.check = !o->no_content_check && !getenv("WPACK_BENCH_NO_CONTENT_CHECK");
     for (size_t i = 0; i < p->n_weights; i++)
         if (sink || !(p->weights[i].passthrough || p->weights[i].src == WP_SRC_RAW)) r.total += p->weights[i].out_bytes;
     if (o->report) {

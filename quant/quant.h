@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "common/wp.h"
+#include "hf/safetensors.h"   /* wp_dtype, for the content checks */
 
 /* ---- Scalar formats --------------------------------------------------------
  * Encoders round on the fp32 bits (independent of the FPU rounding mode) and
@@ -138,6 +139,31 @@ void wp_qweight_dequant_rows(const wp_qweight *w, uint64_t r0, uint64_t n, float
 uint64_t wp_enc_data_bytes(wp_enc e, uint64_t rows, uint64_t cols);
 uint64_t wp_enc_scale_bytes(wp_enc e, uint64_t rows, uint64_t cols, uint32_t br, uint32_t bc,
                             wp_scale_fmt sfmt);
+
+/* ---- Content checks (docs/convert.md "Content checks") ------------------------
+ * Codes no weight may hold: non-finite F32/F64/BF16/F16, E4M3 NaN (0x7F,
+ * 0xFF), E5M2 inf/NaN (0x7C..0x7F with either sign), E8M0 NaN (0xFF).  n
+ * counts elements.  wp_dtype_screen: non-zero if buf holds any (at memory
+ * speed); wp_dtype_scan: how many, and the index of the first in *first
+ * (UINT64_MAX when none).  Other dtypes have no such codes (0). */
+int wp_dtype_has_nonfinite(wp_dtype t);
+/* The rule's words: "NaN codes (E4M3 0x7F/0xFF)" (plural) or "NaN code (...)". */
+const char *wp_dtype_nonfinite_rule(wp_dtype t, int plural);
+int wp_dtype_screen(wp_dtype t, const void *buf, size_t n);
+uint64_t wp_dtype_scan(wp_dtype t, const void *buf, size_t n, uint64_t *first);
+/* Scales that could make a finite block non-finite (code x scale overflows
+ * fp32): E8M0 codes 247..254, F32 scales beyond 2^119 in magnitude.  A
+ * screen: non-zero if any; the block scans below decide. */
+int wp_scale_screen(wp_dtype scale_dtype, const void *buf, size_t n);
+/* Blocks whose decoded codes times their scale are not finite (NaN codes
+ * and NaN scales excluded: the dtype scans report those).  Returns the count
+ * of such scales, the first scale's index in *first.  FP8: q [rows, cols],
+ * scales [ceil(rows/br), ceil(cols/bc)]; MXFP4: q [rows, cols/2], scales
+ * [rows, cols/32] E8M0. */
+uint64_t wp_fp8_scan_blocks(const uint8_t *q, const void *scales, size_t rows, size_t cols, size_t br,
+                            size_t bc, wp_scale_fmt fmt, uint64_t *first);
+uint64_t wp_mxfp4_scan_blocks(const uint8_t *q, const uint8_t *scales, size_t rows, size_t cols,
+                              uint64_t *first);
 
 /* ---- Error statistics ---------------------------------------------------------
  * Zero-initialise, add (ref = original values, out = after the round trip),
