@@ -129,7 +129,7 @@ static int check_golden(wp_tsrc *src, const char *golden, const wp_parity_opts *
  * indexer recall of the build against REF, or of its FP4 indexer against
  * its high-precision one. */
 static int check_recall(wp_tsrc *src, const char *against, const char *prompts,
-                        const wp_parity_opts *o, unsigned idx_flags, cJSON *doc, int *pass,
+                        const wp_parity_opts *o, unsigned idx_flags, int no_verify, cJSON *doc, int *pass,
                         wp_err *e)
 {
     int32_t **pr = NULL;
@@ -140,7 +140,7 @@ static int check_recall(wp_tsrc *src, const char *against, const char *prompts,
     wp_rt_opts fo = so;
     wp_tsrc *ref = NULL, *other = src;
     if (against) {
-        rc = wp_tsrc_open(&ref, against, e);
+        rc = cli_open_source("parity", against, no_verify, doc != NULL, &ref, e);
         other = ref;
         so.flags |= idx_flags;
         fo.flags |= idx_flags;
@@ -169,6 +169,7 @@ static int check_recall(wp_tsrc *src, const char *against, const char *prompts,
 
 typedef struct parity_args {
     const char *build, *golden, *against, *prompts, *indexer_precision;
+    int no_verify;
     wp_parity_opts o;
     cli_rt_args rt;
 } parity_args;
@@ -203,6 +204,8 @@ static const cli_option parity_opts[] = {
      .help = "per-layer 90th-percentile relative error gate"},
     {.name = "min-cos", .kind = CLI_NUM, .off = YA(o.cos_min), .arg = "X", .lo = 0, .hi = 1,
      .help = "logits cosine similarity gate"},
+    {.name = "no-verify", .kind = CLI_FLAG, .off = YA(no_verify),
+     .help = "use the build(s) without checking their tensors' digests first\n(says so on stderr)"},
     {0},
 };
 
@@ -222,16 +225,19 @@ static int parity_run(cli_ctx *c, void *va)
 
     wp_err e = {0};
     wp_tsrc *src = NULL;
-    if (wp_tsrc_open(&src, build, &e)) return cli_error("parity", &e);
+    if (cli_open_source("parity", build, a->no_verify, json, &src, &e)) return cli_error("parity", &e);
     cJSON *doc = json ? cJSON_CreateObject() : NULL;
-    if (doc) cJSON_AddStringToObject(doc, "build", build);
+    if (doc) {
+        cJSON_AddStringToObject(doc, "build", build);
+        cJSON_AddStringToObject(doc, "verified", cli_verified_word(src));
+    }
     int pass = 1, rc = 0;
     if (golden) {
         o.rt_flags |= idx_flags;
         rc = check_golden(src, golden, &o, doc, &pass, &e);
     }
     if (!rc && (against || (idx_flags && prompts)))
-        rc = check_recall(src, against, prompts, &o, idx_flags, doc, &pass, &e);
+        rc = check_recall(src, against, prompts, &o, idx_flags, a->no_verify, doc, &pass, &e);
     wp_tsrc_close(src);
     if (rc) {
         cJSON_Delete(doc);
@@ -256,7 +262,10 @@ const cli_command cli_cmd_parity = {
              "(cosine, relative RMS, top-1, KL), and the indexer top-k recall of each CSA layer.\n"
              "With --against: indexer top-k recall of BUILD against REF_BUILD on the prompts.\n"
              "--indexer-precision bf16 alone compares the FP4 indexer with the same build's\n"
-             "high-precision one.",
+             "high-precision one.\n"
+             "\n"
+             "A build (BUILD and REF_BUILD) is verified against its digests before use, as\n"
+             "`wpack run` does; a corrupt one is refused, naming the tensor.",
     .operands = parity_operands,
     .options = parity_opts,
     .exit1 = "a threshold was missed",

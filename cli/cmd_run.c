@@ -10,12 +10,13 @@
 #include "runtime/source_wpk.h"
 #include "cli/rt_args.h"
 
-/* Open the source, move it into huge pages if asked (before the model takes
+/* Open the source — a build verified against its digests first unless
+ * --no-verify — move it into huge pages if asked (before the model takes
  * its weight views, which must point into the huge-page copy), load the model. */
-static int open_model(const char *build, const wp_rt_opts *ro, int hugepages, wp_tsrc **src,
-                      wp_model **m, wp_err *e)
+static int open_model(const char *build, const wp_rt_opts *ro, int hugepages, int no_verify, int json,
+                      wp_tsrc **src, wp_model **m, wp_err *e)
 {
-    int rc = wp_tsrc_open(src, build, e);
+    int rc = cli_open_source("run", build, no_verify, json, src, e);
     if (!rc && hugepages) {
         char notice[600];
         rc = wp_tsrc_hugepages(*src, notice, sizeof notice, e);
@@ -146,6 +147,7 @@ static void single_begin(run_out *r, const wp_tsrc *src, const wp_model *m)
     }
     r->doc = cJSON_CreateObject();
     cJSON_AddStringToObject(r->doc, "build", r->build);
+    cJSON_AddStringToObject(r->doc, "verified", cli_verified_word(src));
     cJSON_AddStringToObject(r->doc, "kernels", wp_model_kernels(m));
     cJSON_AddNumberToObject(r->doc, "threads", r->ro->threads);
     cJSON_AddNumberToObject(r->doc, "prompt_tokens", r->p->len[0]);
@@ -205,7 +207,7 @@ static void single_end(run_out *r, const wp_generate_result *g)
     r->doc = NULL;
 }
 
-static void batch_print(const run_out *r, const wp_model *m, const wp_generate_result *g)
+static void batch_print(const run_out *r, const wp_tsrc *src, const wp_model *m, const wp_generate_result *g)
 {
     const int B = g->nseq, nd = g->decode_tokens;
     const double td = g->decode_seconds;
@@ -222,6 +224,7 @@ static void batch_print(const run_out *r, const wp_model *m, const wp_generate_r
     }
     cJSON *doc = cJSON_CreateObject(), *arr;
     cJSON_AddStringToObject(doc, "build", r->build);
+    cJSON_AddStringToObject(doc, "verified", cli_verified_word(src));
     cJSON_AddStringToObject(doc, "kernels", wp_model_kernels(m));
     cJSON_AddNumberToObject(doc, "threads", r->ro->threads);
     arr = cJSON_AddArrayToObject(doc, "sequences");
@@ -241,7 +244,7 @@ static void batch_print(const run_out *r, const wp_model *m, const wp_generate_r
 }
 
 /* Load the model, generate (runtime/runtime.h wp_generate), print. */
-static int run_prompts(const char *build, const wp_rt_opts *ro, int hugepages, const prompts *p,
+static int run_prompts(const char *build, const wp_rt_opts *ro, int hugepages, int no_verify, const prompts *p,
                        const wp_generate_opts *go_in, int json)
 {
     wp_err e = {0};
@@ -257,12 +260,12 @@ static int run_prompts(const char *build, const wp_rt_opts *ro, int hugepages, c
     } else {
         go.top_k = 0;
     }
-    int rc = open_model(build, ro, hugepages, &src, &m, &e);
+    int rc = open_model(build, ro, hugepages, no_verify, json, &src, &m, &e);
     if (!rc) {
         if (!p->batch) single_begin(&out, src, m);
         rc = wp_generate(m, &go, (const int32_t *const *)p->tok, p->len, p->n, &g, &e);
     }
-    if (!rc && p->batch) batch_print(&out, m, &g);
+    if (!rc && p->batch) batch_print(&out, src, m, &g);
     else if (!rc) single_end(&out, &g);
     cJSON_Delete(out.doc);
     wp_generate_result_free(&g);
@@ -273,7 +276,7 @@ static int run_prompts(const char *build, const wp_rt_opts *ro, int hugepages, c
 
 typedef struct run_args {
     const char *build, *toks, *tfile;
-    int max_new, topk, ignore_eos, hugepages;
+    int max_new, topk, ignore_eos, hugepages, no_verify;
     cli_rt_args rt;
 } run_args;
 
@@ -298,6 +301,9 @@ static const cli_option run_opts[] = {
      .help = "copy a .wpk build's weights into huge pages first (falls back to the\n"
              "plain mapping with a one-line notice)"},
     {.name = "ignore-eos", .kind = CLI_FLAG, .off = RA(ignore_eos), .help = "keep going after the end-of-sequence token"},
+    {.name = "no-verify", .kind = CLI_FLAG, .off = RA(no_verify),
+     .help = "run a build without checking its tensors' digests first (says so\n"
+             "on stderr)"},
     {0},
 };
 
@@ -313,7 +319,7 @@ static int run_run(cli_ctx *cx, void *va)
     int rc = read_prompts(toks, tfile, &p);
     if (!rc) {
         wp_generate_opts go = {.max_new = max_new, .ignore_eos = ignore_eos, .top_k = topk};
-        rc = run_prompts(build, &ro, hugepages, &p, &go, json);
+        rc = run_prompts(build, &ro, hugepages, a->no_verify, &p, &go, json);
     }
     prompts_free(&p);
     return rc;
@@ -324,7 +330,12 @@ const cli_command cli_cmd_run = {
     .summary = "run the reference CPU runtime: prefill + greedy decode",
     .synopsis = "BUILD --tokens 1,2,3 [options]\nBUILD --tokens-file FILE [options]",
     .about = "Prefill the prompt from position 0, then decode greedily (argmax), printing each\n"
-             "chosen token and the top logits.",
+             "chosen token and the top logits.\n"
+             "\n"
+             "A build is verified first: every tensor's SHA-256 (and its manifest) against\n"
+             "its digests, in parallel, as `wpack verify --allow-unsigned` checks it; a\n"
+             "corrupt build is refused, naming the tensor.  An HF checkpoint carries no\n"
+             "digests: a notice says so (check a download with `wpack verify-source`).",
     .operands = run_operands,
     .options = run_opts,
     .args_size = sizeof(run_args),

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "cli/opt.h"
+#include "common/wp.h"
 
 /* Embed in a command's argument struct as `rt`. */
 typedef struct cli_rt_args {
@@ -27,5 +28,16 @@ typedef struct cli_rt_args {
 
 /* The WP_RT_* flags (runtime/runtime.h) the parsed values ask for. */
 unsigned cli_rt_flags(const cli_rt_args *a);
+
+/* Open what `run`/`parity` will run (runtime/runtime.h wp_tsrc_open_opts):
+ * a build verified against its digests first, with a progress bar, unless
+ * no_verify, which says so on stderr (even with -q: the build runs
+ * unchecked); an HF checkpoint gets a notice that nothing was verified
+ * (not with -q, nor with --json, whose document says "verified"). */
+struct wp_tsrc;
+int cli_open_source(const char *cmd, const char *path, int no_verify, int json, struct wp_tsrc **src,
+                    wp_err *e);
+/* "digests", "skipped" or "no-digests": the document's "verified". */
+const char *cli_verified_word(const struct wp_tsrc *src);
 
 #endif

@@ -40,11 +40,19 @@ typedef struct wp_tview {
     const void *data;
 } wp_tview;
 
+/* What was checked of a source's bytes before use (wp_tsrc_open_opts). */
+enum {
+    WP_TSRC_UNVERIFIED = 0,   /* a build opened without verification */
+    WP_TSRC_VERIFIED = 1,     /* a build whose every digest matched (trust/ wp_verify_build) */
+    WP_TSRC_NO_DIGESTS = 2,   /* an HF checkpoint: it carries no digests to check */
+};
+
 typedef struct wp_tsrc wp_tsrc;
 struct wp_tsrc {
     const char *path;        /* what was opened, for messages */
     const char *kind;        /* "hf", "wpk", ... */
     wp_config cfg;           /* the model description the source carries */
+    int verified;            /* WP_TSRC_* */
     /* A linear weight by module name, without ".weight" (e.g.
      * "layers.0.attn.wq_a", "mtp.0.e_proj", "embed", "head",
      * "layers.1.ffn.experts.3.w1").  Routed experts are always asked for by
@@ -65,8 +73,26 @@ struct wp_tsrc {
  * quantization_config.weight_block_size; I8 routed experts WP_ENC_MXFP4;
  * BF16/F32/F16 weights the plain encodings.  Scale shapes are checked. */
 int wp_tsrc_open_hf(wp_tsrc **out, const char *dir, wp_err *e);
-/* Open whatever `path` is (today: an HF checkpoint directory). */
+/* Open whatever `path` is: an HF checkpoint directory (config.json in it)
+ * or a build (runtime/source_wpk.h).  Nothing is verified: see
+ * wp_tsrc_open_opts. */
 int wp_tsrc_open(wp_tsrc **out, const char *path, wp_err *e);
+
+/* Nothing runs unverified (docs/runtime.md "Verification"): with `verify`,
+ * a build's every tensor (and manifest, non-tensor bytes, file sizes) is
+ * checked against its digests before the source is returned — trust/'s
+ * wp_verify_build with an unchecked signature allowed, hashing in parallel —
+ * once per process per build (a build whose files are unchanged since it
+ * passed is not hashed again).  A corrupt build fails with verify's message
+ * naming the file and the tensor (WP_EVERIFY).  An HF checkpoint has no
+ * digests: it opens with verified = WP_TSRC_NO_DIGESTS. */
+typedef struct wp_tsrc_opts {
+    int verify;                /* check a build's digests first */
+    int threads;               /* hashing threads; <= 0: every online CPU */
+    wp_progress_fn progress;   /* bytes hashed; may be NULL */
+    void *progress_ud;
+} wp_tsrc_opts;
+int wp_tsrc_open_opts(wp_tsrc **out, const char *path, const wp_tsrc_opts *o, wp_err *e);
 void wp_tsrc_close(wp_tsrc *s);
 
 /* ---- Model ---------------------------------------------------------------------- */
