@@ -38,7 +38,7 @@ static int flip(const char *build, const char *name)
     wpk_close(f);
     if (!t) return -1;
     int fd = open(path, O_RDWR);
-    uint8_t b;
+    uint8_t b = 0;
     int rc = fd >= 0 && pread(fd, &b, 1, (off_t)at) == 1 ? 0 : -1;
     b ^= 0x10;
     if (!rc && pwrite(fd, &b, 1, (off_t)at) != 1) rc = -1;
