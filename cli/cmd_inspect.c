@@ -197,7 +197,7 @@ static int inspect_deep(const char *path, const wp_ckpt_summary *s, int threads,
     if (rc) {
         /* every bad tensor on its own line; the first is the error */
         for (size_t i = 1; !json && i < r.n_bad; i++) fprintf(stderr, "wpack " CMD ": %s\n", r.bad[i]);
-        code = cli_error(CMD, &e);
+        cli_error(CMD, &e);
         if (cli_cur) cli_cur->err_code = WP_EXIT_BAD;
         code = WP_EXIT_BAD;   /* bad data is bad input, whatever the code */
     } else if (!json) {

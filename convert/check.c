@@ -132,9 +132,11 @@ static int check_blocks(const wp_ckpt *k, const wp_config *c, const wp_tensor_in
 {
     if (w->ndim != 2 || s->ndim != 2) return 0;   /* not a pair the reader would take: the plan says why */
     int fp8 = w->dtype == WP_F8_E4M3;
-    int fp4 = w->dtype == WP_I8 || w->dtype == WP_U8;
+    int fp4 = w->dtype == WP_I8 || w->dtype == WP_U8 || w->dtype == WP_F4;
     if (!fp8 && !fp4) return 0;
-    size_t rows = (size_t)w->shape[0], cols = fp8 ? (size_t)w->shape[1] : 2 * (size_t)w->shape[1];
+    /* I8/U8 hold two e2m1 codes per byte; F4 counts elements (spec §2.2) */
+    size_t rows = (size_t)w->shape[0],
+           cols = fp8 || w->dtype == WP_F4 ? (size_t)w->shape[1] : 2 * (size_t)w->shape[1];
     size_t srows = (size_t)s->shape[0], scols = (size_t)s->shape[1];
     size_t br, bc, ssz = s->dtype == WP_F32 ? 4 : 1;
     if (fp8) {
