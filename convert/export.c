@@ -196,7 +196,10 @@ static ex_out *add_out(ex_ctx *c, const char *name, wp_dtype dt, int ndim, const
 
 /* ---- opening the build: every part, every name it can provide ------------------ */
 
-static int open_build(ex_ctx *c, const char **model_json, const char **provenance, wp_err *e)
+static int check_provenance(ex_ctx *c, const char *prov, const char **cfg_sha, cJSON **pj, wp_err *e);
+
+static int open_build(ex_ctx *c, const char **model_json, const char **provenance, const char **cfg_sha, cJSON **pj,
+                      wp_err *e)
 {
     size_t np = 0;
     int rc = wp_build_parts(c->b, &np, e);
@@ -231,6 +234,8 @@ static int open_build(ex_ctx *c, const char **model_json, const char **provenanc
             if (t->owner != WPK_NONE) continue;   /* scales come with their weight */
             nn += t->stacked ? t->n_sources : 1;
         }
+    /* tp > 1 cuts tensors across the parts: say so before anything else */
+    if (!rc) rc = check_provenance(c, *provenance, cfg_sha, pj, e);
     if (!rc && !(c->names = calloc(nn ? nn : 1, sizeof *c->names))) rc = wp_oom(e, "the build's names");
     /* the source table's names: a stacked tensor's sources, expert-major */
     size_t base = 0;
@@ -1080,8 +1085,7 @@ int wp_export(const char *build, const char *out, const wp_export_opts *o, wp_ex
     wp_outdir od;
     memset(&od, 0, sizeof od);
     int rc = wp_build_open(&c.b, build, e);
-    if (!rc) rc = open_build(&c, &model_json, &prov, e);
-    if (!rc) rc = check_provenance(&c, prov, &cfg_sha, &pj, e);
+    if (!rc) rc = open_build(&c, &model_json, &prov, &cfg_sha, &pj, e);
     if (!rc) rc = wp_config_parse(&c.cfg, model_json, strlen(model_json), build, e);
     if (!rc && o->source) rc = read_source(&c, o->source, cfg_sha, &src_cfg, e);
     if (!rc) rc = plan(&c, o->shard_size ? o->shard_size : WP_EXPORT_SHARD_DEFAULT, e);
