@@ -63,7 +63,7 @@ typedef struct wp_export_opts {
 #define WP_EXPORT_OPTS_INIT { 0, 0, 0, NULL, NULL, NULL }
 
 typedef struct wp_export_stats {
-    char layout[16];            /* "fp4-experts", "fp8-experts", "bf16" */
+    char layout[16];            /* "official", "fp8-experts", "bf16" */
     char profile[64];           /* the build's profile name */
     char expert_dtype[8];       /* "fp4", "fp8", "" (bf16) */
     char scale_fmt[8];          /* "ue8m0", "f32", "" (bf16) */
