@@ -518,6 +518,16 @@ static int plan(ex_ctx *c, uint64_t shard_size, wp_err *e)
     }
     free(inv);
     if (rc) return rc;
+    /* each output reads exactly the bytes it writes (or their conversion) */
+    for (size_t i = 0; i < c->n_out; i++) {
+        const ex_out *o = &c->out[i];
+        uint64_t want = o->op == OP_COPY ? o->nbytes : o->op == OP_F32_TO_E8M0 ? o->nbytes * 4
+                        : o->op == OP_E8M0_TO_F32 ? o->nbytes / 4 : o->rows * o->cols * 2;
+        if (o->len != want || (o->op == OP_E8M0_TO_F32 && o->nbytes % 4))
+            return wp_fail(e, WP_EINVAL, "%s: %s: %llu bytes of %s where %s needs %llu", c->src[o->src].part,
+                           c->src[o->src].t->name, (unsigned long long)o->len, c->src[o->src].t->name, o->name,
+                           (unsigned long long)want);
+    }
 
     /* shards, as transformers cuts them: in order, a new one when the next
      * tensor would overflow the current (a tensor bigger than a shard gets one) */
