@@ -171,6 +171,10 @@ static uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 /* FP8 pair (spec §2.4): X.weight E4M3 [out, in] + X.scale [ceil(out/br), ceil(in/bc)]. */
 static void fp8(inv_b *b, const char *x, uint64_t out, uint64_t in)
 {
+    if (!wp_config_quantized(b->c)) {   /* unquantized checkpoint: one BF16 weight */
+        put(b, WP_BF16, 2, out, in, "%s.weight", x);
+        return;
+    }
     put(b, WP_F8_E4M3, 2, out, in, "%s.weight", x);
     put(b, wp_config_scale_dtype(b->c), 2, cdiv(out, (uint64_t)b->c->weight_block[0]),
         cdiv(in, (uint64_t)b->c->weight_block[1]), "%s.scale", x);
@@ -180,6 +184,10 @@ static void fp8(inv_b *b, const char *x, uint64_t out, uint64_t in)
  * E8M0 [out, in/32].  The config guarantees in % 32 == 0. */
 static void fp4(inv_b *b, const char *x, uint64_t out, uint64_t in)
 {
+    if (!wp_config_quantized(b->c)) {
+        put(b, WP_BF16, 2, out, in, "%s.weight", x);
+        return;
+    }
     put(b, WP_I8, 2, out, in / 2, "%s.weight", x);
     put(b, WP_F8_E8M0, 2, out, in / 32, "%s.scale", x);
 }

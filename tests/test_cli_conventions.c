@@ -12,13 +12,13 @@
 
 static const char *const commands[] = {
     "inspect", "plan", "convert", "quant", "synth", "keygen", "sign",
-    "verify", "verify-source", "pack", "unpack", "run", "parity",
+    "verify", "verify-source", "pack", "unpack", "run", "parity", "export",
 };
 #define NCMD (sizeof commands / sizeof *commands)
 /* the ones that write an output, hence take -f/--force */
 static int writes(const char *c)
 {
-    static const char *const w[] = {"convert", "quant", "synth", "keygen", "pack", "unpack"};
+    static const char *const w[] = {"convert", "quant", "synth", "keygen", "pack", "unpack", "export"};
     for (size_t i = 0; i < sizeof w / sizeof *w; i++)
         if (!strcmp(c, w[i])) return 1;
     return 0;
@@ -106,6 +106,7 @@ TEST(cli_json_failure_document_for_every_command)
         {"unpack", "%s/none.wpkz -o %s/out"},
         {"run", "%s/none --tokens 1"},
         {"parity", "%s/none --golden %s/g.safetensors"},
+        {"export", "%s/none -o %s/out"},
     };
     static char out[65536], err[8192];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -323,6 +324,7 @@ TEST(cli_force_one_rule)
         {"unpack", "%s unpack %s/b.wpkz -o %s/u"},
         {"unpack --tensor", "%s unpack %s/b.wpkz --tensor embed.weight -o %s/t.bin"},
         {"quant --report", "%s quant " WPT_TINY "/hf --profile bf16 --report %s/r.json"},
+        {"export", "%s export %s/b -o %s/x"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char cmd[2048];
