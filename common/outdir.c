@@ -683,17 +683,22 @@ int wp_outdir_commit_cancel(wp_outdir *d, volatile sig_atomic_t *cancel, wp_err 
         return rc;
     }
     /* d->tmp is now either gone (claimed) or holds the old tree (exchanged) */
+    char parent[4096];
+    parent_of(d->path, parent, sizeof parent);
     if (old) {
         if (old != d->tmp) wp_cleanup_add(old, 1);
-        if (wp_fault(WP_STEP_REMOVE, old) == 0) wp_rm_tree(old);
+        /* the output is in place whatever happens here; what cannot be
+         * removed now is stale once we exit, and the next sweep takes it */
+        if (wp_fault(WP_STEP_REMOVE, old) != 0 || wp_rm_tree(old) != 0)
+            wp_notice("%s: the replaced output could not be removed (%s); the next command writing in %s removes it",
+                      old, strerror(errno), parent);
         if (old != d->tmp) {
             wp_cleanup_del(old);
             free(old);
         }
     }
     wp_cleanup_del(d->tmp);
-    char parent[4096];
-    fsync_quiet(parent_of(d->path, parent, sizeof parent));
+    fsync_quiet(parent);
     free(d->tmp);
     free(d->path);
     d->tmp = d->path = NULL;
