@@ -62,7 +62,7 @@ static int sh(char *out, size_t cap, const char *fmt, ...)
         out = dummy;
         cap = sizeof dummy;
     }
-    return wpt_run(out, cap, "cd %s && %s", wpt_tmpdir(), line);
+    return wpt_run(out, cap, "cd %s || exit 99; %s", wpt_tmpdir(), line);
 }
 
 static const char *W(void)
@@ -377,4 +377,184 @@ TEST(common_crash_sign_dropping_the_bundle)
     snprintf(s.cmd, sizeof s.cmd, "%s sign w/sb -k kb.pem --no-check", W());
     snprintf(s.rerun, sizeof s.rerun, "%s sign w/sb -k kb.pem --dsse --no-check", W());
     drive(&s);
+}
+
+/* ---- races ---------------------------------------------------------------------
+ * A convert is stopped (SIGSTOP through WPACK_FAULT's "stop") right before it
+ * claims its output name; the test changes what is there, then lets it go. */
+
+/* The number of the rename that claims `out` in a clean run of `cmd`. */
+static int claim_rename(const char *cmd, const char *out)
+{
+    char buf[4096];
+    int rc = sh(buf, sizeof buf, "rm -f claim.log && WPACK_FAULT_LOG=$PWD/claim.log %s >/dev/null 2>&1 && "
+                "grep -n '' claim.log | grep ' rename ' | cat", cmd);
+    if (rc) return 0;
+    int n = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        n++;
+        const char *p = strstr(line, " rename ");
+        if (p && !strcmp(p + 8, out)) return n;
+    }
+    return 0;
+}
+
+/* Start `cmd` stopped at rename number `n` in the background: the shell
+ * snippet that does it, leaving its pid in $p1 / $p2 (`var`). */
+static const char *stopped(const char *var, int n, const char *cmd, const char *log)
+{
+    static char s[2][32768];
+    static int k;
+    char *b = s[k++ % 2];
+    snprintf(b, sizeof s[0],
+             "(WPACK_FAULT=rename:%d:stop exec %s) >%s 2>&1 & %s=$!; i=0; "
+             "while [ $i -lt 3000 ] && [ \"$(cut -d' ' -f3 /proc/$%s/stat 2>/dev/null)\" != T ]; do sleep 0.01; i=$((i+1)); done",
+             n, cmd, log, var, var);
+    return b;
+}
+
+static const char *slurp(const char *path)
+{
+    static char buf[8192];
+    uint8_t *d;
+    size_t n;
+    buf[0] = 0;
+    if (wpt_read_file(path, &d, &n) == 0) {
+        snprintf(buf, sizeof buf, "%.*s", (int)n, (const char *)d);
+        free(d);
+    }
+    return buf;
+}
+
+/* The single .out.kept.* entry of w/ ("" if none or several). */
+static const char *kept_in_w(void)
+{
+    static char name[512];
+    name[0] = 0;
+    int n = 0;
+    DIR *d = opendir(wpt_path("%s/w", wpt_tmpdir()));
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (strstr(de->d_name, ".kept.")) {
+            snprintf(name, sizeof name, "%s", de->d_name);
+            n++;
+        }
+    if (d) closedir(d);
+    if (n != 1) name[0] = 0;
+    return name;
+}
+
+/* A directory appears at OUT while convert writes: it is kept as it is, the
+ * finished build is left as .OUT.kept.*, named in the one-line message,
+ * and is itself a complete build. */
+TEST(common_race_directory_appears_during_convert)
+{
+    REQUIRE(fixtures(0, 0) == 0);
+    char cmd[12288], out[16384];
+    REQUIRE(sh(out, sizeof out, "mkdir -p w") == 0);
+    snprintf(cmd, sizeof cmd, "%s convert %s -o w/out --profile blackwell", W(), HF());
+    int n = claim_rename(cmd, "w/out");
+    REQUIRE(n > 0);
+    REQUIRE(sh(out, sizeof out, "rm -rf w && mkdir w") == 0);
+    sh(out, sizeof out, "%s; mkdir w/out && echo theirs > w/out/theirs; kill -CONT $p1; wait $p1; echo rc=$?",
+       stopped("p1", n, cmd, "a.out"));
+    CHECK_CONTAINS(out, "rc=2");
+    const char *msg = slurp(wpt_path("%s/a.out", wpt_tmpdir()));
+    const char *kept = kept_in_w();
+    REQUIRE(kept[0]);
+    CHECK_CONTAINS(msg, "wpack convert: w/out: appeared while the output was being written; not replaced; the "
+                        "finished output is kept in w/");
+    CHECK_CONTAINS(msg, kept);
+    CHECK_CONTAINS(msg, "(see -f/--force)");
+    CHECK(!strcmp(slurp(wpt_path("%s/w/out/theirs", wpt_tmpdir())), "theirs\n"));
+    CHECK_EQ_INT(sh(out, sizeof out, "ls -A w/out"), 0);
+    CHECK(!strcmp(out, "theirs\n"));
+    CHECK_EQ_INT(sh(out, sizeof out, "%s verify w/%s --allow-unsigned && cmp w/%s/manifest.json NEW/manifest.json",
+                    W(), kept, kept), 0);
+    /* nothing else is left, and no sweep takes the kept build */
+    CHECKF(!strcmp(dots(wpt_path("%s/w", wpt_tmpdir())), wpt_path("%s ", kept)), "left: %s", dots(wpt_path("%s/w", wpt_tmpdir())));
+    CHECK_EQ_INT(sh(out, sizeof out, "%s clean w", W()), 0);
+    CHECK_CONTAINS(out, "finished output kept because its name was taken");
+    CHECK(exists(wpt_path("%s/w/%s/manifest.json", wpt_tmpdir(), kept)));
+}
+
+/* Two converts to the same OUT at once: the first to claim wins, the other
+ * fails with the "appeared" message and keeps its finished work as
+ * .OUT.kept.* (it does not remove it: the message names it). */
+TEST(common_race_two_converts_to_one_output)
+{
+    REQUIRE(fixtures(0, 0) == 0);
+    char c1[12288], c2[12288], out[32768];
+    REQUIRE(sh(out, sizeof out, "mkdir -p w") == 0);
+    snprintf(c1, sizeof c1, "%s convert %s -o w/out --profile reference", W(), HF());
+    snprintf(c2, sizeof c2, "%s convert %s -o w/out --profile blackwell", W(), HF());
+    int n1 = claim_rename(c1, "w/out");
+    REQUIRE(sh(out, sizeof out, "rm -rf w && mkdir w") == 0);
+    int n2 = claim_rename(c2, "w/out");
+    REQUIRE(n1 > 0 && n2 > 0);
+    REQUIRE(sh(out, sizeof out, "rm -rf w && mkdir w") == 0);
+    char script[40000];
+    snprintf(script, sizeof script, "%s; %s; kill -CONT $p1; wait $p1; echo rc1=$?; kill -CONT $p2; wait $p2; echo rc2=$?",
+             stopped("p1", n1, c1, "a.out"), stopped("p2", n2, c2, "b.out"));
+    sh(out, sizeof out, "%s", script);
+    CHECK_CONTAINS(out, "rc1=0");
+    CHECK_CONTAINS(out, "rc2=2");
+    CHECK_EQ_INT(sh(out, sizeof out, "%s verify w/out --allow-unsigned && cmp w/out/manifest.json OLD/manifest.json",
+                    W()), 0);
+    const char *msg = slurp(wpt_path("%s/b.out", wpt_tmpdir()));
+    const char *kept = kept_in_w();
+    REQUIRE(kept[0]);
+    CHECK_CONTAINS(msg, "w/out: appeared while the output was being written; not replaced; the finished output is kept in");
+    CHECK_CONTAINS(msg, kept);
+    CHECK_EQ_INT(sh(out, sizeof out, "cmp w/%s/manifest.json NEW/manifest.json", kept), 0);
+    CHECKF(!strcmp(dots(wpt_path("%s/w", wpt_tmpdir())), wpt_path("%s ", kept)), "left: %s", dots(wpt_path("%s/w", wpt_tmpdir())));
+}
+
+/* `convert -o OUT & cp -r signed-build OUT`: the signed build that lands
+ * first is kept, and still verifies with its key. */
+TEST(common_race_copied_signed_build_is_kept)
+{
+    REQUIRE(fixtures(0, 1) == 0);
+    char cmd[12288], out[16384];
+    REQUIRE(sh(out, sizeof out, "mkdir -p w") == 0);
+    snprintf(cmd, sizeof cmd, "%s convert %s -o w/out --profile reference", W(), HF());
+    int n = claim_rename(cmd, "w/out");
+    REQUIRE(n > 0);
+    REQUIRE(sh(out, sizeof out, "rm -rf w && mkdir w") == 0);
+    sh(out, sizeof out, "%s; cp -r SA w/out; kill -CONT $p1; wait $p1; echo rc=$?", stopped("p1", n, cmd, "a.out"));
+    CHECK_CONTAINS(out, "rc=2");
+    CHECK_CONTAINS(slurp(wpt_path("%s/a.out", wpt_tmpdir())), "w/out: appeared while the output was being written");
+    CHECK_EQ_INT(sh(out, sizeof out, "%s verify w/out --key ka.pub.pem", W()), 0);
+    CHECK_EQ_INT(sh(out, sizeof out, "diff -r SA w/out"), 0);
+}
+
+/* --force over something that is not a build: refused with one line, its
+ * contents intact, nothing orphaned; and the same when such a directory
+ * appears while a forced convert runs. */
+TEST(common_force_refuses_what_is_not_a_build)
+{
+    REQUIRE(fixtures(0, 0) == 0);
+    char out[16384], cmd[12288];
+    REQUIRE(sh(out, sizeof out, "rm -rf w && mkdir -p w/v/sub && echo x > w/v/a") == 0);
+    CHECK_EQ_INT(sh(out, sizeof out, "%s convert %s -o w/v -f --profile reference", W(), HF()), 2);
+    CHECK(!strcmp(out, "wpack convert: w/v: exists and is not a build directory (no manifest.json or .wpk in it); "
+                       "not replaced\n"));
+    CHECK_EQ_INT(sh(out, sizeof out, "cd w && find . | sort"), 0);
+    CHECK(!strcmp(out, ".\n./v\n./v/a\n./v/sub\n"));
+    CHECK(!strcmp(slurp(wpt_path("%s/w/v/a", wpt_tmpdir())), "x\n"));
+    /* the same directory appears while a forced convert writes */
+    REQUIRE(sh(out, sizeof out, "rm -rf w && mkdir w") == 0);
+    snprintf(cmd, sizeof cmd, "%s convert %s -o w/v -f --profile reference", W(), HF());
+    int n = claim_rename(cmd, "w/v");
+    REQUIRE(n > 0);
+    REQUIRE(sh(out, sizeof out, "rm -rf w && mkdir w") == 0);
+    sh(out, sizeof out, "%s; mkdir -p w/v/sub && echo x > w/v/a; kill -CONT $p1; wait $p1; echo rc=$?",
+       stopped("p1", n, cmd, "a.out"));
+    CHECK_CONTAINS(out, "rc=2");
+    CHECK_CONTAINS(slurp(wpt_path("%s/a.out", wpt_tmpdir())),
+                   "w/v: exists and is not a build directory (no manifest.json or .wpk in it); not replaced (it "
+                   "appeared while the output was being written); the finished output is kept in w/.v.kept.");
+    CHECK_EQ_INT(sh(out, sizeof out, "cd w/v && find . | sort"), 0);
+    CHECK(!strcmp(out, ".\n./a\n./sub\n"));
+    CHECK(strstr(dots(wpt_path("%s/w", wpt_tmpdir())), ".v.kept.") && !strstr(dots(wpt_path("%s/w", wpt_tmpdir())), ".tmp."));
 }
