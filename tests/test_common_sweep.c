@@ -411,10 +411,11 @@ TEST(common_clean_command)
     cJSON *j = cJSON_Parse(out);
     REQUIRE(j);
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")) && cJSON_IsTrue(cJSON_GetObjectItem(j, "dry_run")));
-    CHECK_EQ_INT(cJSON_GetObjectItem(j, "entries")->valueint, 1);
-    CHECK_EQ_INT(cJSON_GetObjectItem(j, "bytes")->valueint, 10);
+    CHECK_EQ_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "entries")), 1);
+    CHECK_EQ_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "bytes")), 10);
     cJSON *rm = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "removed"), 0);
-    CHECK(rm && !strcmp(cJSON_GetObjectItem(rm, "name")->valuestring, wpt_path(".b.tmp.%ld-%llu.AAAAAA", dp, ds)));
+    const char *nm = cJSON_GetStringValue(cJSON_GetObjectItem(rm, "name"));
+    CHECK(nm && !strcmp(nm, wpt_path(".b.tmp.%ld-%llu.AAAAAA", dp, ds)));
     CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(j, "kept")), 1);
     cJSON_Delete(j);
     /* for real */

@@ -897,7 +897,12 @@ static int swap_signature(const char *build, const char *sigp, const char *sig, 
         if (!rc) rc = wp_fsync_dir(build, e);
     }
     if (!rc) rc = wp_out_commit(&so, e);
-    if (!rc && bundle) rc = wp_out_commit(&bo, e);
+    if (!rc && bundle) {
+        wp_err be = {0};
+        if ((rc = wp_out_commit(&bo, &be)))
+            wp_fail(e, rc, "%s (%s is already the new key's: the build verifies with it, without a bundle; sign "
+                           "again)", be.msg, WP_MANIFEST_SIG_NAME);
+    }
     wp_out_abort(&so);   /* after a commit: nothing to do */
     wp_out_abort(&bo);
     return rc;
