@@ -892,11 +892,27 @@ static int swap_signature(const char *build, const char *sigp, const char *sig, 
     if (!rc && bundle && !(rc = wp_out_open(&bo, dssep, e))) rc = wp_out_write(&bo, bundle, blen, e);
     if (!rc) rc = wp_out_sync(&so, e);
     if (!rc && bundle) rc = wp_out_sync(&bo, e);
+    /* the old bundle's bytes, to put back should a step fail before the new
+     * manifest.sig is in place (a kill there leaves the old manifest.sig
+     * alone, which verifies) */
+    char *old_bundle = NULL;
+    size_t old_len = 0;
+    int removed = 0;
     if (!rc && exists(dssep)) {
+        wp_err re = {0};
+        if (wp_read_small_file(dssep, MAX_MANIFEST, &old_bundle, &old_len, &re)) old_bundle = NULL;
         rc = wp_remove_file(dssep, e);
+        removed = !rc;
         if (!rc) rc = wp_fsync_dir(build, e);
     }
-    if (!rc) rc = wp_out_commit(&so, e);
+    int sig_in = 0;
+    if (!rc && !(rc = wp_out_commit(&so, e))) sig_in = 1;
+    if (rc && !sig_in && removed && old_bundle) {
+        wp_err re = {0};
+        if (wp_write_file_atomic(dssep, old_bundle, old_len, &re) != 0) { /* the old manifest.sig still verifies */
+        }
+    }
+    free(old_bundle);
     if (!rc && bundle) {
         wp_err be = {0};
         if ((rc = wp_out_commit(&bo, &be)))
