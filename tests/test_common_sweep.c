@@ -453,3 +453,22 @@ TEST(common_next_run_reclaims_and_says_so)
     CHECK(!strcmp(out, ""));
     CHECK(!strcmp(dots(t), ""));
 }
+
+/* A keygen killed while writing the private key leaves its temporary (a
+ * secret, mode 0600); the next keygen there removes it. */
+TEST(common_keygen_sweeps_a_killed_keygen)
+{
+    const char *t = wpt_tmpdir();
+    char out[8192];
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && WPACK_FAULT=write:1:kill %s keygen -o k", t, wpack_abs()), 137);
+    const char *left = dots(t);
+    CHECKF(!strncmp(left, ".k.pem.tmp.", 11), "left: %s", left);
+    struct stat st;
+    char name[512];
+    snprintf(name, sizeof name, "%s", left);
+    *strchr(name, ' ') = 0;
+    CHECK(stat(wpt_path("%s/%s", t, name), &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s keygen -o k2", t, wpack_abs()), 0);
+    CHECK_CONTAINS(out, "wpack keygen: removed 1 stale temporary (0 B) from ., left by wpack runs that are gone\n");
+    CHECK(!strcmp(dots(t), ""));
+}
