@@ -20,6 +20,7 @@
 
 #include <zstd.h>
 
+#include "common/outdir.h"
 #include "format/wpkz_internal.h"
 
 void wpz_index_free(zindex *x)
@@ -333,6 +334,12 @@ static int list_build(const char *build, char *dir, size_t dirsz, char ***names,
     }
     closedir(d);
     if (!rc && *n == 0) rc = wp_fail(e, WP_EUSAGE, "%s: empty build directory", build);
+    if (!rc) {
+        /* dot files are not packed; wpack's own temporaries (an interrupted
+         * sign's) are said, not skipped silently */
+        char note[1024];
+        if (wp_temps_note(build, "build (not packed)", note, sizeof note, NULL)) wp_notice("%s", note);
+    }
     if (rc) {
         for (size_t i = 0; i < *n; i++) free(v[i]);
         free(v);

@@ -12,7 +12,7 @@
 
 static const char *const commands[] = {
     "inspect", "plan", "convert", "quant", "synth", "keygen", "sign",
-    "verify", "verify-source", "pack", "unpack", "run", "parity", "export",
+    "verify", "verify-source", "pack", "unpack", "run", "parity", "export", "clean",
 };
 #define NCMD (sizeof commands / sizeof *commands)
 /* the ones that write an output, hence take -f/--force */

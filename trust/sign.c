@@ -1,9 +1,11 @@
 /* sign.c — keys, signatures, manifest.sig, DSSE and the in-toto statement
  * (docs/signing.md §3-4).  OpenSSL 3 EVP only; no home-made cryptography. */
 #include "trust/manifest.h"
+#include "common/outdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -156,6 +158,10 @@ int wp_key_write_pair(const wp_key *k, const char *base, int force, wp_err *e)
     if (!force && (stat(priv, &st) == 0 || stat(pub, &st) == 0))
         return wp_fail_setting(e, WP_EEXIST, "force", "%s: already exists; not replaced",
                                stat(priv, &st) == 0 ? priv : pub);
+    /* what killed runs left there (a half-written key among them) goes first */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", priv);
+    wp_sweep_quiet(dirname(dir), NULL);
     char *a = NULL, *b = NULL;
     size_t an = 0, bn = 0;
     int rc = to_pem(k, 1, &a, &an, e);
