@@ -107,6 +107,7 @@ TEST(cli_json_failure_document_for_every_command)
         {"run", "%s/none --tokens 1"},
         {"parity", "%s/none --golden %s/g.safetensors"},
         {"export", "%s/none -o %s/out"},
+        {"clean", "%s/none"},
     };
     static char out[65536], err[8192];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
