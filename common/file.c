@@ -312,7 +312,22 @@ static int claim_file(const char *tmp, const char *path)
     return rename(tmp, path);
 }
 
+int wp_file_starts_with(const char *path, const void *magic, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return 0;
+    char buf[64];
+    ssize_t k = n <= sizeof buf ? pread(fd, buf, n, 0) : -1;
+    close(fd);
+    return k == (ssize_t)n && !memcmp(buf, magic, n);
+}
+
 int wp_out_create(wp_out *o, const char *path, int force, wp_err *e)
+{
+    return wp_out_create_own(o, path, force, NULL, NULL, e);
+}
+
+int wp_out_create_own(wp_out *o, const char *path, int force, wp_own_fn is_own, const char *what, wp_err *e)
 {
     memset(o, 0, sizeof *o);
     o->fd = -1;
@@ -322,6 +337,8 @@ int wp_out_create(wp_out *o, const char *path, int force, wp_err *e)
         if (S_ISDIR(st.st_mode)) return wp_fail(e, WP_EEXIST, "%s: is a directory; not replaced", path);
         if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
             return wp_fail(e, WP_EEXIST, "%s: exists and is not a regular file; not replaced", path);
+        if (is_own && !is_own(path))
+            return wp_fail(e, WP_EEXIST, "%s: exists and is not %s; not replaced", path, what ? what : "wpack's");
     }
     /* any other lstat failure (no such directory, ...) is wp_out_open's to report */
     wp_reclaim got = {0};

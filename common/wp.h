@@ -118,6 +118,13 @@ typedef struct wp_out {
 } wp_out;
 int wp_out_open(wp_out *o, const char *path, wp_err *e);
 int wp_out_create(wp_out *o, const char *path, int force, wp_err *e);
+/* wp_out_create whose force replaces only a file that is_own recognises as
+ * the caller's kind (a .wpkz by its magic, a key by its PEM label); anything
+ * else is refused with "PATH: exists and is not WHAT; not replaced". */
+typedef int (*wp_own_fn)(const char *path);
+int wp_out_create_own(wp_out *o, const char *path, int force, wp_own_fn is_own, const char *what, wp_err *e);
+/* 1 if the file at path starts with the n bytes of magic. */
+int wp_file_starts_with(const char *path, const void *magic, size_t n);
 int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e);   /* appends */
 int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e);
 int wp_out_commit(wp_out *o, wp_err *e);   /* fsync + rename + fsync(dir) */

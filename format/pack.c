@@ -374,6 +374,9 @@ static int index_bytes(const zindex *x, uint8_t **out, uint64_t *len, wp_err *e)
     return 0;
 }
 
+/* What --force may replace: a .wpkz, known by its magic. */
+static int is_wpkz(const char *path) { return wp_file_starts_with(path, WPZ_MAGIC, 8); }
+
 int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *stats, wp_err *e)
 {
     static const wpz_opts defaults;
@@ -414,7 +417,7 @@ int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *s
                      o->threads, ZSTD_getErrorName(r));
         goto done;
     }
-    if ((rc = wp_out_create(&z.out, out, o->force, e))) goto done;
+    if ((rc = wp_out_create_own(&z.out, out, o->force, is_wpkz, "a .wpkz archive", e))) goto done;
     zprefix pre;
     memset(&pre, 0, sizeof pre);
     memcpy(pre.magic, WPZ_MAGIC, 8);

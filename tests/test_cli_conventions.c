@@ -355,3 +355,34 @@ TEST(cli_setting_becomes_the_option)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny --layers 9 -o %s/s 2>&1", wpt_wpack(), d), 2);
     CHECK_CONTAINS(out, "(see --layers)");
 }
+
+/* --force replaces only what wpack made: a .wpkz by its magic, a key pair by
+ * its PEM labels; any other file is refused, untouched. */
+TEST(cli_force_only_over_our_own_files)
+{
+    const char *d = wpt_tmpdir();
+    static char out[65536];
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --profile bf16 -q", wpt_wpack(), WPT_TINY, d) == 0);
+    REQUIRE(wpt_write_file(wpt_path("%s/notes.wpkz", d), "my notes\n", 9) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s pack %s/b -o %s/notes.wpkz -f 2>&1", wpt_wpack(), d, d), 2);
+    CHECK_CONTAINS(out, "notes.wpkz: exists and is not a .wpkz archive; not replaced");
+    REQUIRE(wpt_run(out, sizeof out, "cat %s/notes.wpkz", d) == 0);
+    CHECK(!strcmp(out, "my notes\n"));
+    /* a real .wpkz is replaced */
+    REQUIRE(wpt_run(out, sizeof out, "%s pack %s/b -o %s/b.wpkz -q && %s pack %s/b -o %s/b.wpkz -f -q", wpt_wpack(),
+                    d, d, wpt_wpack(), d, d) == 0);
+    /* keys: a file that is not a PEM key in either place stops the pair */
+    REQUIRE(wpt_run(out, sizeof out, "%s keygen -o %s/k -q", wpt_wpack(), d) == 0);
+    REQUIRE(wpt_write_file(wpt_path("%s/k.pub.pem", d), "not a key\n", 10) == 0);
+    uint8_t *before;
+    size_t blen;
+    REQUIRE(wpt_read_file(wpt_path("%s/k.pem", d), &before, &blen) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s keygen -o %s/k -f 2>&1", wpt_wpack(), d), 2);
+    CHECK_CONTAINS(out, "k.pub.pem: exists and is not a PEM key; not replaced");
+    uint8_t *after;
+    size_t alen;
+    REQUIRE(wpt_read_file(wpt_path("%s/k.pem", d), &after, &alen) == 0);
+    CHECK(alen == blen && !memcmp(before, after, blen));   /* the private key was not replaced either */
+    free(before);
+    free(after);
+}
