@@ -35,6 +35,8 @@ int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((for
 void cli_keep_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A notice on stderr ("wpack <cmd>: <msg>"), unless -q. */
 void cli_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The library's notices (wp_set_notice_fn, main.c): printed as cli_notice. */
+void cli_library_notice(void *ud, const char *line);
 /* Hand the command's JSON document to main, which adds "ok" and "exit" (and
  * "error" on failure) and prints it on stdout once the command returns. */
 void cli_print_json(cJSON *doc);

@@ -2,8 +2,11 @@
  * cmd_convert.c — `wpack convert CKPT -o OUT --profile P [...]`: execute the
  * plan (see cmd_plan.c) into a build directory, streaming, in bounded memory.
  *
- * SIGINT/SIGTERM/SIGHUP stop the workers, the temporary directory is removed
- * and the signal is re-raised: an interrupted convert leaves no OUT.
+ * SIGINT/SIGTERM/SIGHUP stop the workers, the finishing (hashing back, the
+ * manifest) and the move into place, the temporary directory is removed and
+ * the signal is re-raised: a convert interrupted before its output was
+ * complete leaves no OUT.  A signal that comes once OUT is in place still
+ * ends the process by that signal; OUT stays, complete.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -72,10 +75,13 @@ static int convert_run(cli_ctx *c, void *va)
     rc = wp_convert_run(p, &sink, &o, &st, &e);
     cli_bar_end(&bar);
     wp_dir_sink_free(&sink);
-    if (g_stop && rc) {
-        /* the output is gone; die of the signal so callers see what happened */
+    if (g_stop) {
+        /* die of the signal so callers see what happened */
         int sig = g_stop;
-        fprintf(stderr, "wpack %s: interrupted by signal %d; no output written\n", CMD, sig);
+        if (rc)
+            fprintf(stderr, "wpack %s: interrupted by signal %d; no output written\n", CMD, sig);
+        else
+            fprintf(stderr, "wpack %s: signal %d came after %s was complete; it is kept\n", CMD, sig, a.out);
         signal(sig, SIG_DFL);
         raise(sig);
     }

@@ -77,6 +77,12 @@ void cli_notice(const char *fmt, ...)
     va_end(ap);
 }
 
+void cli_library_notice(void *ud, const char *line)
+{
+    (void)ud;
+    cli_notice("%s", line);
+}
+
 void cli_print_json(cJSON *doc)
 {
     if (cli_cur) {

@@ -12,12 +12,13 @@
 
 extern const cli_command cli_cmd_inspect, cli_cmd_plan, cli_cmd_convert, cli_cmd_quant, cli_cmd_synth,
     cli_cmd_keygen, cli_cmd_sign, cli_cmd_verify, cli_cmd_verify_source, cli_cmd_pack, cli_cmd_unpack,
-    cli_cmd_run, cli_cmd_parity;
+    cli_cmd_run, cli_cmd_parity, cli_cmd_export, cli_cmd_clean;
 
 const cli_command *const cli_commands[] = {
     &cli_cmd_inspect, &cli_cmd_plan,   &cli_cmd_convert,       &cli_cmd_quant, &cli_cmd_synth,
+    &cli_cmd_export,
     &cli_cmd_keygen,  &cli_cmd_sign,   &cli_cmd_verify,        &cli_cmd_verify_source,
-    &cli_cmd_pack,    &cli_cmd_unpack, &cli_cmd_run,           &cli_cmd_parity, NULL,
+    &cli_cmd_pack,    &cli_cmd_unpack, &cli_cmd_run,           &cli_cmd_parity, &cli_cmd_clean, NULL,
 };
 
 static void print_version(void)
@@ -119,6 +120,7 @@ int main(int argc, char **argv)
         return WP_EXIT_OK;
     }
     wp_cleanup_on_signals();
+    wp_set_notice_fn(cli_library_notice, NULL);   /* the library's notices, on stderr unless -q */
     const cli_command *cmd = cli_find_command(a);
     if (cmd) return run_command(cmd, argc - 1, argv + 1);
     fprintf(stderr, "wpack: unknown command '%s' (try 'wpack help')\n", a);

@@ -8,11 +8,14 @@
 #include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 int wp_map_open(wp_map *m, const char *path, wp_err *e)
@@ -105,11 +108,31 @@ int wp_read_small_file(const char *path, size_t max, char **out, size_t *len, wp
     return 0;
 }
 
-/* ---- registry for signal cleanup ------------------------------------------ */
+/* ---- registry for signal cleanup ------------------------------------------
+ * A signal can arrive on any thread, while other threads go on creating
+ * files.  So the handler first marks the process as dying; a thread that
+ * registers a temporary afterwards sees the mark, removes its temporary
+ * itself and waits for the end (the handler's scan and the registering
+ * thread's check are ordered by sequentially consistent atomics: one of the
+ * two sees the other).  A tree that gains an entry while the handler
+ * removes it is removed again, a bounded number of times. */
 #define MAX_TEMPS 256
 static char *g_temps[MAX_TEMPS];            /* written under g_lock, read by the handler */
 static unsigned char g_tree[MAX_TEMPS];     /* 1: a directory tree (outdir.c) */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_dying;
+
+static void remove_temp(const char *t, int tree)
+{
+    if (!tree) {
+        unlink(t);
+        return;
+    }
+    for (int i = 0; i < 200 && wp_rm_tree(t) != 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
 
 void wp_cleanup_add(char *path, int tree)
 {
@@ -122,6 +145,12 @@ void wp_cleanup_add(char *path, int tree)
             break;
         }
     pthread_mutex_unlock(&g_lock);
+    if (__atomic_load_n(&g_dying, __ATOMIC_SEQ_CST)) {
+        /* a signal handler is removing temporaries on another thread and
+         * may have missed this one: remove it and wait for the end */
+        remove_temp(path, tree);
+        for (;;) pause();
+    }
 }
 
 void wp_cleanup_del(char *path)
@@ -134,14 +163,13 @@ void wp_cleanup_del(char *path)
 
 static void on_signal(int sig)
 {
-    /* unlink() and wp_rm_tree() are async-signal-safe; the lock is not
-     * taken here on purpose */
+    /* unlink(), nanosleep() and wp_rm_tree() are async-signal-safe; the
+     * lock is not taken here on purpose */
     int saved = errno;
+    __atomic_store_n(&g_dying, 1, __ATOMIC_SEQ_CST);
     for (int i = 0; i < MAX_TEMPS; i++) {
         char *t = __atomic_load_n(&g_temps[i], __ATOMIC_SEQ_CST);
-        if (!t) continue;
-        if (__atomic_load_n(&g_tree[i], __ATOMIC_SEQ_CST)) wp_rm_tree(t);
-        else unlink(t);
+        if (t) remove_temp(t, __atomic_load_n(&g_tree[i], __ATOMIC_SEQ_CST));
     }
     errno = saved;
     signal(sig, SIG_DFL);
@@ -154,9 +182,35 @@ void wp_cleanup_on_signals(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
+    /* one cleanup at a time: the other two signals wait for it (and find
+     * the process gone) */
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGHUP);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+}
+
+/* ---- notices ------------------------------------------------------------------ */
+static wp_notice_fn g_notice;
+static void *g_notice_ud;
+
+void wp_set_notice_fn(wp_notice_fn fn, void *ud)
+{
+    g_notice = fn;
+    g_notice_ud = ud;
+}
+
+void wp_notice(const char *fmt, ...)
+{
+    if (!g_notice) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    g_notice(g_notice_ud, line);
 }
 
 int wp_no_renameat2;
@@ -181,18 +235,17 @@ int wp_out_open(wp_out *o, const char *path, wp_err *e)
     memset(o, 0, sizeof *o);
     o->fd = -1;
     o->path = wp_strdup(path, e);
-    char *d = wp_strdup(path, e), *b = wp_strdup(path, e);
-    if (!o->path || !d || !b) goto nomem;
-    const char *dir = dirname(d), *base = basename(b);
-    size_t n = strlen(dir) + strlen(base) + 32;
-    o->tmp = wp_malloc(n, e);
-    if (!o->tmp) goto nomem;
-    snprintf(o->tmp, n, "%s/.%s.tmp.XXXXXX", dir, base);
-    o->fd = mkostemp(o->tmp, O_CLOEXEC);
+    if (!o->path) return WP_ENOMEM;
+    if (!(o->tmp = wp_temp_sibling(path, "tmp"))) {
+        free(o->path);
+        o->path = NULL;
+        return wp_oom(e, "an output file name");
+    }
+    o->fd = wp_fault(WP_STEP_CREATE, o->tmp) != 0 ? -1 : mkostemp(o->tmp, O_CLOEXEC);
     if (o->fd < 0) {
-        wp_fail_errno(e, "%s: cannot create output in %s", path, dir);
+        char *d = strdup(path);
+        wp_fail_errno(e, "%s: cannot create output in %s", path, d ? dirname(d) : "its directory");
         free(d);
-        free(b);
         free(o->tmp);
         free(o->path);
         o->tmp = o->path = NULL;
@@ -200,15 +253,7 @@ int wp_out_open(wp_out *o, const char *path, wp_err *e)
     }
     fchmod(o->fd, 0644);
     wp_cleanup_add(o->tmp, 0);
-    free(d);
-    free(b);
     return 0;
-nomem:
-    free(d);
-    free(b);
-    free(o->path);
-    o->path = NULL;
-    return WP_ENOMEM;
 }
 
 static int write_err(wp_out *o, wp_err *e)
@@ -223,7 +268,7 @@ int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e)
 {
     const uint8_t *p = buf;
     while (n) {
-        ssize_t r = pwrite(o->fd, p, n, (off_t)off);
+        ssize_t r = wp_fault(WP_STEP_WRITE, o->tmp) != 0 ? -1 : pwrite(o->fd, p, n, (off_t)off);
         if (r < 0) {
             if (errno == EINTR) continue;
             return write_err(o, e);
@@ -250,6 +295,7 @@ int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e)
  * hard links) a check and rename().  -1 with errno EEXIST when taken. */
 static int claim_file(const char *tmp, const char *path)
 {
+    if (wp_fault(WP_STEP_RENAME, path) != 0) return -1;
     if (wp_renameat2(tmp, path, RENAME_NOREPLACE) == 0) return 0;
     if (errno != EINVAL && errno != ENOSYS) return -1;
     if (link(tmp, path) == 0) {
@@ -266,7 +312,22 @@ static int claim_file(const char *tmp, const char *path)
     return rename(tmp, path);
 }
 
+int wp_file_starts_with(const char *path, const void *magic, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return 0;
+    char buf[64];
+    ssize_t k = n <= sizeof buf ? pread(fd, buf, n, 0) : -1;
+    close(fd);
+    return k == (ssize_t)n && !memcmp(buf, magic, n);
+}
+
 int wp_out_create(wp_out *o, const char *path, int force, wp_err *e)
+{
+    return wp_out_create_own(o, path, force, NULL, NULL, e);
+}
+
+int wp_out_create_own(wp_out *o, const char *path, int force, wp_own_fn is_own, const char *what, wp_err *e)
 {
     memset(o, 0, sizeof *o);
     o->fd = -1;
@@ -276,17 +337,42 @@ int wp_out_create(wp_out *o, const char *path, int force, wp_err *e)
         if (S_ISDIR(st.st_mode)) return wp_fail(e, WP_EEXIST, "%s: is a directory; not replaced", path);
         if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
             return wp_fail(e, WP_EEXIST, "%s: exists and is not a regular file; not replaced", path);
+        if (is_own && !is_own(path))
+            return wp_fail(e, WP_EEXIST, "%s: exists and is not %s; not replaced", path, what ? what : "wpack's");
     }
     /* any other lstat failure (no such directory, ...) is wp_out_open's to report */
+    wp_reclaim got = {0};
+    char *d = strdup(path);
+    if (d) wp_sweep_quiet(dirname(d), &got);   /* what killed runs left there */
+    free(d);
     int rc = wp_out_open(o, path, e);
-    if (!rc) o->noreplace = !force;
+    if (!rc) {
+        o->noreplace = !force;
+        o->reclaimed = got;
+    }
     return rc;
+}
+
+int wp_out_sync(wp_out *o, wp_err *e)
+{
+    if (!o->tmp) return wp_fail(e, WP_EUSAGE, "%s: output already closed", o->path ? o->path : "?");
+    if (wp_fault(WP_STEP_FSYNC, o->tmp) != 0 || fsync(o->fd) != 0)
+        return errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device (fsync)", o->path)
+                               : wp_fail_errno(e, "%s: fsync failed", o->path);
+    return 0;
+}
+
+int wp_remove_file(const char *path, wp_err *e)
+{
+    if (wp_fault(WP_STEP_REMOVE, path) != 0 || (unlink(path) != 0 && errno != ENOENT))
+        return wp_fail_errno(e, "%s: cannot remove", path);
+    return 0;
 }
 
 int wp_out_commit(wp_out *o, wp_err *e)
 {
     if (!o->tmp) return wp_fail(e, WP_EUSAGE, "%s: output already closed", o->path ? o->path : "?");
-    if (fsync(o->fd) != 0) {
+    if (wp_fault(WP_STEP_FSYNC, o->tmp) != 0 || fsync(o->fd) != 0) {
         int rc = errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device (fsync)", o->path)
                                  : wp_fail_errno(e, "%s: fsync failed", o->path);
         wp_out_abort(o);
@@ -299,13 +385,16 @@ int wp_out_commit(wp_out *o, wp_err *e)
         return rc;
     }
     o->fd = -1;
-    int r = o->noreplace ? claim_file(o->tmp, o->path) : rename(o->tmp, o->path);
+    int r = o->noreplace ? claim_file(o->tmp, o->path)
+                         : wp_fault(WP_STEP_RENAME, o->path) != 0 ? -1 : rename(o->tmp, o->path);
     if (r != 0 && o->noreplace && errno == EEXIST) {
         /* something appeared at the name while we wrote: leave it alone and
-         * keep the finished file where it is, for the user to look at */
+         * keep the finished file out of the sweeps' way, for the user */
+        char *kept = wp_temp_rename_kept(o->tmp);
         int rc = wp_fail_setting(e, WP_EEXIST, "force",
                                  "%s: appeared while it was being written; not replaced (the finished "
-                                 "file is %s)", o->path, o->tmp);
+                                 "file is %s)", o->path, kept ? kept : o->tmp);
+        free(kept);
         wp_cleanup_del(o->tmp);
         free(o->tmp);
         o->tmp = NULL;
@@ -369,7 +458,7 @@ int wp_fsync_dir(const char *dir, wp_err *e)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return wp_fail_errno(e, "%s: cannot open directory to sync it", dir);
-    int rc = fsync(fd) ? wp_fail_errno(e, "%s: fsync of directory failed", dir) : 0;
+    int rc = wp_fault(WP_STEP_FSYNC, dir) != 0 || fsync(fd) ? wp_fail_errno(e, "%s: fsync of directory failed", dir) : 0;
     close(fd);
     return rc;
 }

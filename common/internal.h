@@ -19,6 +19,21 @@ void wp_cleanup_del(char *path);
 int wp_renameat2(const char *from, const char *to, unsigned flags);
 extern int wp_no_renameat2;
 
+/* Replace the fault-injection spec read from WPACK_FAULT (common/fault.c;
+ * the format of wp.h, "Fault injection") and reset the step counts: unit
+ * tests drive the library this way.  NULL turns injection off (and
+ * wp_no_renameat2 back to 0). */
+void wp_fault_set(const char *spec);
+
+/* The temporary name `DIR/.NAME.KIND.<pid>-<start>.XXXXXX` for the output
+ * at `path` (common/outdir.h, "Temporaries"), malloc'd; NULL when out of
+ * memory. */
+char *wp_temp_sibling(const char *path, const char *kind);
+/* Rename the finished temporary `tmp` (".NAME.tmp.<owner>.XXXXXX") to
+ * ".NAME.kept.<owner>.XXXXXX", which no sweep removes; the new name
+ * (malloc'd), or NULL when it stays where it is. */
+char *wp_temp_rename_kept(const char *tmp);
+
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1u << 0)
 #endif

@@ -85,11 +85,13 @@ void wp_map_close(wp_map *m);
 int wp_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, wp_err *e);
 
 /* ---- Crash-safe output ------------------------------------------------------
- * Every file wpack produces is written as `.NAME.tmp.XXXXXX` in the target's
- * directory, fsynced, renamed over NAME and the directory fsynced.  Until
- * commit, NAME does not exist (or keeps its old content).  Temp files are
- * registered so SIGINT/SIGTERM/SIGHUP (wp_cleanup_on_signals) unlink them; a
- * SIGKILL can leave a temp file, never a partial NAME.
+ * Every file wpack produces is written as `.NAME.tmp.<pid>-<start>.XXXXXX` in
+ * the target's directory (the owner's pid and start time: common/outdir.h,
+ * "Temporaries"), fsynced, renamed over NAME and the directory fsynced.
+ * Until commit, NAME does not exist (or keeps its old content).  Temp files
+ * are registered so SIGINT/SIGTERM/SIGHUP (wp_cleanup_on_signals) unlink
+ * them; a SIGKILL can leave a temp file, never a partial NAME, and the next
+ * command writing into that directory removes it (its owner is gone).
  *
  * wp_out_open replaces an existing NAME at commit (files wpack owns: a
  * manifest, a container inside a temporary directory).  wp_out_create is
@@ -97,22 +99,42 @@ int wp_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, w
  * (WP_EEXIST, setting "force": "NAME: already exists; not replaced") unless
  * `force`, and commit claims the name without replacing anything
  * (renameat2 RENAME_NOREPLACE, or link + unlink): if NAME appeared while
- * the file was written, commit fails WP_EEXIST, leaves NAME alone and keeps
- * the finished temp file, naming it.  With `force` an existing file (never a
- * directory) is replaced. */
+ * the file was written, commit fails WP_EEXIST ("NAME: appeared while it
+ * was being written; not replaced"), leaves NAME alone and keeps the finished
+ * file as `.NAME.kept.<pid>-<start>.XXXXXX`, naming it.  With `force` an
+ * existing file (never a directory) is replaced.  wp_out_create first removes
+ * the stale temporaries of NAME's directory (wp_sweep): what it removed is in
+ * `reclaimed` and in a notice (wp_notice). */
+typedef struct wp_reclaim {
+    uint64_t entries, bytes;   /* stale temporaries removed, and their bytes */
+} wp_reclaim;
 typedef struct wp_out {
     int fd;
     char *path;    /* final name */
     char *tmp;     /* temp name, NULL after commit/abort */
     uint64_t written;
     int noreplace; /* commit must not replace an existing NAME (wp_out_create) */
+    wp_reclaim reclaimed;   /* wp_out_create's sweep of NAME's directory */
 } wp_out;
 int wp_out_open(wp_out *o, const char *path, wp_err *e);
 int wp_out_create(wp_out *o, const char *path, int force, wp_err *e);
+/* wp_out_create whose force replaces only a file that is_own recognises as
+ * the caller's kind (a .wpkz by its magic, a key by its PEM label); anything
+ * else is refused with "PATH: exists and is not WHAT; not replaced". */
+typedef int (*wp_own_fn)(const char *path);
+int wp_out_create_own(wp_out *o, const char *path, int force, wp_own_fn is_own, const char *what, wp_err *e);
+/* 1 if the file at path starts with the n bytes of magic. */
+int wp_file_starts_with(const char *path, const void *magic, size_t n);
 int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e);   /* appends */
 int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e);
 int wp_out_commit(wp_out *o, wp_err *e);   /* fsync + rename + fsync(dir) */
 void wp_out_abort(wp_out *o);              /* unlink temp; safe to call twice */
+/* fsync the temp file now (commit then only renames durably): for callers
+ * that finish several files before moving any into place (wpack sign). */
+int wp_out_sync(wp_out *o, wp_err *e);
+/* Remove a file wpack owns (a signature being replaced) as one output step
+ * (wp_fault); 0 if removed or absent. */
+int wp_remove_file(const char *path, wp_err *e);
 /* Install handlers that remove every open temp file and temporary output
  * directory (common/outdir.h), then re-raise the signal. */
 void wp_cleanup_on_signals(void);
@@ -126,6 +148,31 @@ int wp_fsync_dir(const char *dir, wp_err *e);
 int wp_fsync_parent(const char *path, wp_err *e);
 /* Create a directory and its parents (mkdir -p). */
 int wp_mkdir_p(const char *path, wp_err *e);
+
+/* ---- Notices ------------------------------------------------------------------
+ * What a user should hear that is not a failure (stale temporaries removed,
+ * the leftovers of an interrupted sign).  The library never prints: each
+ * one-line notice goes to the function set here (the command line prints it
+ * on stderr unless -q); with none set it is dropped. */
+typedef void (*wp_notice_fn)(void *ud, const char *line);
+void wp_set_notice_fn(wp_notice_fn fn, void *ud);
+void wp_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- Fault injection: a test facility ------------------------------------------
+ * Every step of the output code (common/file.c, common/outdir.c, and the
+ * signature swap of wpack sign) calls wp_fault first.  With the environment
+ * variable WPACK_FAULT unset it returns 0 and costs one load.  The crash
+ * tests (tests/test_common_crash.c) set WPACK_FAULT=OP:N[:ACTION] to make the
+ * Nth step of kind OP (create, write, fsync, rename, remove, or any) fail
+ * with EIO (ACTION fail, the default: wp_fault returns -1 and the step is not
+ * done) or to raise a signal before it (kill, term, int, hup, stop); adding
+ * ",norenameat2" walks the fallbacks for filesystems without renameat2.
+ * WPACK_FAULT_LOG=FILE appends "N OP PATH" per step.  Read once per process;
+ * never set in production. */
+typedef enum wp_step { WP_STEP_CREATE, WP_STEP_WRITE, WP_STEP_FSYNC, WP_STEP_RENAME, WP_STEP_REMOVE,
+                       WP_STEP_COUNT } wp_step;
+int wp_fault(wp_step op, const char *path);
+const char *wp_step_name(wp_step op);
 
 /* ---- SHA-256 (OpenSSL EVP) ------------------------------------------------- */
 #define WP_SHA256_LEN 32

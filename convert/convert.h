@@ -265,6 +265,9 @@ typedef struct wp_sink {
     int (*commit)(void *ud, wp_err *e);
     /* Remove everything begin() created.  Safe after a failed begin(). */
     void (*abort)(void *ud);
+    /* Optional: wp_convert_run hands the sink its cancel flag before begin(),
+     * so that commit (finishing, hashing back, moving into place) stops too. */
+    void (*set_cancel)(void *ud, volatile sig_atomic_t *cancel);
 } wp_sink;
 
 /* The build-directory sink: one .wpk per plan file plus manifest.json

@@ -594,6 +594,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
         for (size_t i = 0; i < o->report->n; i++) r.rec_of[o->report->rec[i].weight] = i;
     }
     int rc = 0;
+    if (sink && sink->set_cancel) sink->set_cancel(sink->ud, o->cancel);
     if (sink && (rc = sink->begin(sink->ud, p, e))) {
         sink->abort(sink->ud);
         free(r.rec_of);

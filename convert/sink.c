@@ -10,6 +10,7 @@
  */
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,7 +28,12 @@ typedef struct dsink {
     const wp_plan *p;
     wpk_writer **w;       /* one per plan file; NULL once committed */
     size_t *id;           /* plan tensor -> writer id */
+    volatile sig_atomic_t *cancel;   /* the pipeline's: honoured up to the claim */
 } dsink;
+
+static int cancelled(const dsink *s) { return s->cancel && *s->cancel; }
+
+static void ds_set_cancel(void *ud, volatile sig_atomic_t *cancel) { ((dsink *)ud)->cancel = cancel; }
 
 static void ds_abort(void *ud)
 {
@@ -193,7 +199,8 @@ static int ds_write(void *ud, size_t tensor, uint64_t off, const void *buf, size
 
 /* One manifest file record: SHA-256 of the whole file and of the bytes
  * outside every tensor (docs/signing.md §2), streamed with pread. */
-static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t fi, size_t base, wp_err *e)
+static int hash_file(const dsink *s, const char *dir, const char *name, wp_manifest *m, uint32_t fi, size_t base,
+                     wp_err *e)
 {
     char path[4096];
     if (wp_path_join(path, sizeof path, dir, name)) return wp_fail(e, WP_EUSAGE, "%s: path too long", dir);
@@ -213,6 +220,10 @@ static int hash_file(const char *dir, const char *name, wp_manifest *m, uint32_t
     size_t nt = wpk_count(f), ti = 0;
     uint64_t pos = 0;
     while (!rc && pos < mf->size) {
+        if (cancelled(s)) {
+            rc = wp_fail(e, WP_EUSAGE, "interrupted");
+            break;
+        }
         /* the next boundary: start or end of the tensor under/after pos */
         const wpk_tensor *t = ti < nt ? wpk_tensor_at(f, ti) : NULL;
         int inside = t && pos >= t->offset;
@@ -273,8 +284,10 @@ static void *fin_main(void *arg)
         wp_err e = {0};
         wpk_writer *w = j->s->w[f];
         j->s->w[f] = NULL;   /* commit frees it, success or not */
-        int rc = wpk_writer_commit(w, &e);
-        if (!rc) rc = hash_file(j->s->tmp, p->files[f].name, j->m, (uint32_t)f, j->base[f], &e);
+        int rc = cancelled(j->s) ? wp_fail(&e, WP_EUSAGE, "interrupted") : 0;
+        if (rc) wpk_writer_abort(w);
+        else rc = wpk_writer_commit(w, &e);
+        if (!rc) rc = hash_file(j->s, j->s->tmp, p->files[f].name, j->m, (uint32_t)f, j->base[f], &e);
         if (rc) {
             pthread_mutex_lock(&j->mu);
             if (!j->rc) {
@@ -320,10 +333,12 @@ static int ds_commit(void *ud, wp_err *e)
     free(base);
     rc = j.rc ? wp_fail(e, j.rc, "%s", j.e.msg) : 0;
     if (!rc) rc = wp_manifest_finish(&m, e);
+    if (!rc && cancelled(s)) rc = wp_fail(e, WP_EUSAGE, "interrupted");
     if (!rc) rc = wp_manifest_write(s->tmp, &m, e);
     wp_manifest_free(&m);
     if (rc) return rc;
-    rc = wp_outdir_commit(&s->od, e);
+    /* the last point to stop: once the name is claimed the build is complete */
+    rc = wp_outdir_commit_cancel(&s->od, s->cancel, e);
     s->tmp = NULL;
     return rc;
 }
@@ -350,6 +365,7 @@ int wp_dir_sink_new(wp_sink *sk, const char *out_dir, int force, wp_err *e)
     sk->write = ds_write;
     sk->commit = ds_commit;
     sk->abort = ds_abort;
+    sk->set_cancel = ds_set_cancel;
     return 0;
 }
 

@@ -20,6 +20,7 @@
 
 #include <zstd.h>
 
+#include "common/outdir.h"
 #include "format/wpkz_internal.h"
 
 void wpz_index_free(zindex *x)
@@ -333,6 +334,12 @@ static int list_build(const char *build, char *dir, size_t dirsz, char ***names,
     }
     closedir(d);
     if (!rc && *n == 0) rc = wp_fail(e, WP_EUSAGE, "%s: empty build directory", build);
+    if (!rc) {
+        /* dot files are not packed; wpack's own temporaries (an interrupted
+         * sign's) are said, not skipped silently */
+        char note[1024];
+        if (wp_temps_note(build, "build (not packed)", note, sizeof note, NULL)) wp_notice("%s", note);
+    }
     if (rc) {
         for (size_t i = 0; i < *n; i++) free(v[i]);
         free(v);
@@ -366,6 +373,9 @@ static int index_bytes(const zindex *x, uint8_t **out, uint64_t *len, wp_err *e)
     *len = n;
     return 0;
 }
+
+/* What --force may replace: a .wpkz, known by its magic. */
+static int is_wpkz(const char *path) { return wp_file_starts_with(path, WPZ_MAGIC, 8); }
 
 int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *stats, wp_err *e)
 {
@@ -407,7 +417,7 @@ int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *s
                      o->threads, ZSTD_getErrorName(r));
         goto done;
     }
-    if ((rc = wp_out_create(&z.out, out, o->force, e))) goto done;
+    if ((rc = wp_out_create_own(&z.out, out, o->force, is_wpkz, "a .wpkz archive", e))) goto done;
     zprefix pre;
     memset(&pre, 0, sizeof pre);
     memcpy(pre.magic, WPZ_MAGIC, 8);

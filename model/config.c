@@ -207,6 +207,15 @@ static int parse_quant(wp_config *c, const cJSON *root, const char *path, wp_err
                              *const ue8m0[] = {"ue8m0", NULL};
     const char *ctx = "quantization_config.";
     const cJSON *q, *v;
+    /* No quantization_config: an unquantized (BF16) checkpoint, as
+     * fp8_cast_bf16.py and `wpack export` of a bf16 build write it: every
+     * FP8/FP4 pair of the inventory is one BF16 weight. */
+    if (get_item(root, "quantization_config", path, "", &q, e)) return WP_EINVAL;
+    if (!q) {
+        c->quant_method[0] = c->quant_fmt[0] = c->scale_fmt[0] = 0;
+        c->weight_block[0] = c->weight_block[1] = 0;
+        return 0;
+    }
     if (get_object(root, "quantization_config", path, &q, e) ||
         get_enum(q, "quant_method", 1, NULL, fp8, path, ctx, c->quant_method,
                  sizeof c->quant_method, e) ||
@@ -422,6 +431,7 @@ cJSON *wp_config_to_json(const wp_config *c)
     if (c->bos_token_id >= 0 && !add_int(o, "bos_token_id", c->bos_token_id)) goto fail;
     if (c->eos_token_id >= 0 && !add_int(o, "eos_token_id", c->eos_token_id)) goto fail;
     if (!add_str(o, "expert_dtype", c->expert_dtype)) goto fail;
+    if (!wp_config_quantized(c)) return o;   /* unquantized: no quantization_config */
     if (!(q = cJSON_AddObjectToObject(o, "quantization_config")) ||
         !add_str(q, "quant_method", c->quant_method) || !add_str(q, "fmt", c->quant_fmt))
         goto fail;

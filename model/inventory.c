@@ -173,6 +173,10 @@ static uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
  * of dtype sdt. */
 static void fp8_as(inv_b *b, const char *x, uint64_t out, uint64_t in, wp_dtype sdt)
 {
+    if (!wp_config_quantized(b->c)) {   /* unquantized checkpoint: one BF16 weight */
+        put(b, WP_BF16, 2, out, in, "%s.weight", x);
+        return;
+    }
     put(b, WP_F8_E4M3, 2, out, in, "%s.weight", x);
     put(b, sdt, 2, cdiv(out, (uint64_t)b->c->weight_block[0]),
         cdiv(in, (uint64_t)b->c->weight_block[1]), "%s.scale", x);
@@ -187,6 +191,10 @@ static void fp8(inv_b *b, const char *x, uint64_t out, uint64_t in)
  * E8M0 [out, in/32].  The config guarantees in % 32 == 0. */
 static void fp4(inv_b *b, const char *x, uint64_t out, uint64_t in)
 {
+    if (!wp_config_quantized(b->c)) {
+        put(b, WP_BF16, 2, out, in, "%s.weight", x);
+        return;
+    }
     put(b, WP_I8, 2, out, in / 2, "%s.weight", x);
     put(b, WP_F8_E8M0, 2, out, in / 32, "%s.scale", x);
 }
@@ -284,7 +292,7 @@ wp_expert_fmt wp_expert_fmt_of(const wp_config *c, const wp_tensor_info *const *
 {
     wp_expert_fmt f = {.fp8 = !strcmp(c->expert_dtype, "fp8"), .scale = WP_F8_E8M0};
     if (f.fp8) f.scale = wp_config_scale_dtype(c);
-    if (c->expert_dtype_given) return f;
+    if (c->expert_dtype_given || !wp_config_quantized(c)) return f;   /* unquantized: all BF16 */
     /* no expert_dtype: the first routed expert in name order decides */
     const wp_tensor_info *w = NULL;
     size_t wl = 0;

@@ -30,7 +30,8 @@ typedef struct wp_config {
      * compress_ratios[n_layers + k] */
     int n_compress_ratios;
     int compress_ratios[WP_MAX_LAYERS];
-    /* quantization_config */
+    /* quantization_config; absent: an unquantized checkpoint (quant_method "",
+     * weight_block 0x0), whose FP8/FP4 pairs are single BF16 weights */
     char quant_method[16];       /* "fp8" */
     char quant_fmt[16];          /* "e4m3" */
     char scale_fmt[16];          /* "ue8m0" (or "" for f32 scales) */
@@ -60,6 +61,8 @@ struct cJSON *wp_config_to_json(const wp_config *c);
 static inline int wp_config_ratio(const wp_config *c, int layer) { return c->compress_ratios[layer]; }
 /* Hash-routed MoE gate (gate.tid2eid instead of gate.bias), spec §1.2. */
 static inline int wp_config_is_hash(const wp_config *c, int layer) { return layer < c->n_hash_layers; }
+/* Has a quantization_config (FP8/FP4 pairs), or none (every such weight BF16). */
+static inline int wp_config_quantized(const wp_config *c) { return c->quant_method[0] != 0; }
 /* Dtype of every FP8 scale tensor: F8_E8M0 when scale_fmt is "ue8m0", else F32. */
 wp_dtype wp_config_scale_dtype(const wp_config *c);
 

@@ -12,13 +12,13 @@
 
 static const char *const commands[] = {
     "inspect", "plan", "convert", "quant", "synth", "keygen", "sign",
-    "verify", "verify-source", "pack", "unpack", "run", "parity",
+    "verify", "verify-source", "pack", "unpack", "run", "parity", "export", "clean",
 };
 #define NCMD (sizeof commands / sizeof *commands)
 /* the ones that write an output, hence take -f/--force */
 static int writes(const char *c)
 {
-    static const char *const w[] = {"convert", "quant", "synth", "keygen", "pack", "unpack"};
+    static const char *const w[] = {"convert", "quant", "synth", "keygen", "pack", "unpack", "export"};
     for (size_t i = 0; i < sizeof w / sizeof *w; i++)
         if (!strcmp(c, w[i])) return 1;
     return 0;
@@ -106,6 +106,8 @@ TEST(cli_json_failure_document_for_every_command)
         {"unpack", "%s/none.wpkz -o %s/out"},
         {"run", "%s/none --tokens 1"},
         {"parity", "%s/none --golden %s/g.safetensors"},
+        {"export", "%s/none -o %s/out"},
+        {"clean", "%s/none"},
     };
     static char out[65536], err[8192];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -323,6 +325,7 @@ TEST(cli_force_one_rule)
         {"unpack", "%s unpack %s/b.wpkz -o %s/u"},
         {"unpack --tensor", "%s unpack %s/b.wpkz --tensor embed.weight -o %s/t.bin"},
         {"quant --report", "%s quant " WPT_TINY "/hf --profile bf16 --report %s/r.json"},
+        {"export", "%s export %s/b -o %s/x"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char cmd[2048];
@@ -351,4 +354,35 @@ TEST(cli_setting_becomes_the_option)
     CHECK_CONTAINS(out, "accept it unsigned to check integrity only (see --allow-unsigned)");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s synth --preset tiny --layers 9 -o %s/s 2>&1", wpt_wpack(), d), 2);
     CHECK_CONTAINS(out, "(see --layers)");
+}
+
+/* --force replaces only what wpack made: a .wpkz by its magic, a key pair by
+ * its PEM labels; any other file is refused, untouched. */
+TEST(cli_force_only_over_our_own_files)
+{
+    const char *d = wpt_tmpdir();
+    static char out[65536];
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --profile bf16 -q", wpt_wpack(), WPT_TINY, d) == 0);
+    REQUIRE(wpt_write_file(wpt_path("%s/notes.wpkz", d), "my notes\n", 9) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s pack %s/b -o %s/notes.wpkz -f 2>&1", wpt_wpack(), d, d), 2);
+    CHECK_CONTAINS(out, "notes.wpkz: exists and is not a .wpkz archive; not replaced");
+    REQUIRE(wpt_run(out, sizeof out, "cat %s/notes.wpkz", d) == 0);
+    CHECK(!strcmp(out, "my notes\n"));
+    /* a real .wpkz is replaced */
+    REQUIRE(wpt_run(out, sizeof out, "%s pack %s/b -o %s/b.wpkz -q && %s pack %s/b -o %s/b.wpkz -f -q", wpt_wpack(),
+                    d, d, wpt_wpack(), d, d) == 0);
+    /* keys: a file that is not a PEM key in either place stops the pair */
+    REQUIRE(wpt_run(out, sizeof out, "%s keygen -o %s/k -q", wpt_wpack(), d) == 0);
+    REQUIRE(wpt_write_file(wpt_path("%s/k.pub.pem", d), "not a key\n", 10) == 0);
+    uint8_t *before;
+    size_t blen;
+    REQUIRE(wpt_read_file(wpt_path("%s/k.pem", d), &before, &blen) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s keygen -o %s/k -f 2>&1", wpt_wpack(), d), 2);
+    CHECK_CONTAINS(out, "k.pub.pem: exists and is not a PEM key; not replaced");
+    uint8_t *after;
+    size_t alen;
+    REQUIRE(wpt_read_file(wpt_path("%s/k.pem", d), &after, &alen) == 0);
+    CHECK(alen == blen && !memcmp(before, after, blen));   /* the private key was not replaced either */
+    free(before);
+    free(after);
 }

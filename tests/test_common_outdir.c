@@ -69,7 +69,9 @@ static void claim_free(int fallback)
     const char *t = wpt_tmpdir();
     char target[4096], prefix[256];
     snprintf(target, sizeof target, "%s/out", t);
-    snprintf(prefix, sizeof prefix, ".out.tmp.%ld.", (long)getpid());
+    snprintf(prefix, sizeof prefix, ".out.tmp.%s.", wp_self_tag());
+    CHECKF(!strncmp(wp_self_tag(), wpt_path("%ld-", (long)getpid()), strlen(wpt_path("%ld-", (long)getpid()))),
+           "owner tag %s", wp_self_tag());
     wp_outdir d;
     wp_err e = {0};
     REQUIRE(wp_outdir_begin(&d, wpt_path("%s/", target), NULL, &e) == 0);   /* "out/" names "out" */
@@ -227,11 +229,24 @@ static void target_appears(int fallback)
     REQUIRE(put(wpt_path("%s/model.wpk", tmp), "finished") == 0);
     REQUIRE(mkdir(target, 0755) == 0 && put(wpt_path("%s/theirs", target), "theirs") == 0);
     CHECK_EQ_INT(wp_outdir_commit(&d, &e), WP_EEXIST);
-    CHECK(!strcmp(e.msg, wpt_path("%s: already exists; not replaced; the finished output is kept in %s", target, tmp)));
+    /* kept as .out.kept.<owner>.XXXXXX: the same suffix, out of the sweeps' way */
+    char kept[4096];
+    snprintf(kept, sizeof kept, "%s", tmp);
+    char *k = strstr(strrchr(kept, '/'), ".tmp.");
+    REQUIRE(k);
+    snprintf(k, sizeof kept - (size_t)(k - kept), ".kept.%s", strstr(strrchr(tmp, '/'), ".tmp.") + 5);
+    CHECK(!strcmp(e.msg, wpt_path("%s: appeared while the output was being written; not replaced; the finished "
+                                  "output is kept in %s", target, kept)));
+    CHECK(!strcmp(e.setting, "force"));
     CHECK(!strcmp(ls(target), "theirs\n"));
-    CHECK(!strcmp(slurp(wpt_path("%s/model.wpk", tmp)), "finished"));
+    CHECK(!strcmp(slurp(wpt_path("%s/model.wpk", kept)), "finished"));
+    CHECK(!exists(tmp));
     wp_outdir_abort(&d);   /* the kept work is not the object's any more */
-    CHECK(exists(tmp));
+    CHECK(exists(kept));
+    /* a sweep leaves it alone, even once its owner is gone */
+    wp_reclaim r;
+    CHECK_EQ_INT(wp_sweep(t, 0, NULL, NULL, &r, &e), 0);
+    CHECK(exists(kept) && r.entries == 0);
     /* an empty directory that appears is not ours to take either (with
      * renameat2; plain rename() would replace it: the fallback's limit) */
     if (!fallback) {
@@ -251,7 +266,8 @@ static void target_appears(int fallback)
     REQUIRE(put(t3, "a file") == 0);
     wp_err_clear(&e);
     CHECK_EQ_INT(wp_outdir_commit(&d, &e), WP_EEXIST);
-    CHECK_CONTAINS(e.msg, "out3: exists and is a file, not a directory; not replaced; the finished output is kept in");
+    CHECK_CONTAINS(e.msg, "out3: exists and is a file, not a directory; not replaced (it appeared while the output "
+                          "was being written); the finished output is kept in");
     CHECK(!strcmp(slurp(t3), "a file"));
 }
 
@@ -377,11 +393,14 @@ static void out_noreplace(int fallback)
     REQUIRE(put(g, "theirs") == 0);
     wp_err_clear(&e);
     CHECK_EQ_INT(wp_out_commit(&o, &e), WP_EEXIST);
-    CHECK(!strcmp(e.msg, wpt_path("%s: appeared while it was being written; not replaced (the finished file is %s)", g, tmp)));
+    char kept[4096];
+    snprintf(kept, sizeof kept, "%s/.late.json.kept.%s", t, strstr(strrchr(tmp, '/'), ".tmp.") + 5);
+    CHECK(!strcmp(e.msg, wpt_path("%s: appeared while it was being written; not replaced (the finished file is %s)", g, kept)));
     CHECK(!strcmp(slurp(g), "theirs"));
-    CHECK(!strcmp(slurp(tmp), "ours"));
+    CHECK(!strcmp(slurp(kept), "ours"));
+    CHECK(!exists(tmp));
     wp_out_abort(&o);   /* safe, and the kept file stays */
-    CHECK(exists(tmp));
+    CHECK(exists(kept));
     /* wp_out_open still replaces silently (files wpack owns) */
     REQUIRE(wp_write_file_atomic(g, "mine", 4, &e) == 0);
     CHECK(!strcmp(slurp(g), "mine"));

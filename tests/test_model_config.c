@@ -130,7 +130,7 @@ static const struct {
     {"rope_scaling", "type", STR, 0, "linear", "config.json: rope_scaling.type: unsupported value \"linear\" (expected yarn)"},
     {"rope_scaling", "original_max_position_embeddings", NUM, 64.25, NULL, "config.json: rope_scaling.original_max_position_embeddings: expected an integer, found 64.25"},
     {"rope_scaling", "factor", DEL, 0, NULL, "config.json: rope_scaling.factor: missing"},
-    {NULL, "quantization_config", DEL, 0, NULL, "config.json: quantization_config: missing"},
+    {NULL, "quantization_config", STR, 0, "fp8", "config.json: quantization_config: expected an object, found string"},
     {"quantization_config", "quant_method", STR, 0, "awq", "config.json: quantization_config.quant_method: unsupported value \"awq\" (expected fp8)"},
     {"quantization_config", "weight_block_size", DEL, 0, NULL, "config.json: quantization_config.weight_block_size: missing"},
     {"quantization_config", "weight_block_size", RAW, 0, "[128]", "config.json: quantization_config.weight_block_size: expected an array of 2 integers"},

@@ -390,3 +390,90 @@ TEST(trust_sig_document)
     wp_key_free(k);
     wp_key_free(other);
 }
+
+/* ---- the signature swap (docs/signing.md §3.3) ----------------------------------- */
+
+/* tiny-a converted to T/b and signed by ka with a bundle; keys ka, kb. */
+static int signed_tiny(void)
+{
+    char out[8192];
+    const char *t = wpt_tmpdir(), *w = wpt_wpack();
+    int rc = wpt_run(out, sizeof out,
+                     "%s convert %s/hf -o %s/b --profile reference -q && %s keygen -o %s/ka -q && "
+                     "%s keygen -o %s/kb -q && %s sign %s/b -k %s/ka.pem --dsse -q",
+                     w, WPT_TINY, t, w, t, w, t, w, t, t);
+    CHECKF(rc == 0, "fixture: %s", out);
+    return rc;
+}
+
+/* A sign killed between its steps leaves temporaries in the build: verify
+ * and pack say so (not silently skipped), the build still verifies with one
+ * of the keys, and the next sign or `wpack clean` removes them. */
+TEST(trust_sign_interrupted_leftovers_reported_and_removed)
+{
+    REQUIRE(signed_tiny() == 0);
+    const char *t = wpt_tmpdir(), *w = wpt_wpack();
+    static char out[65536];
+    /* killed right before manifest.sig is renamed into place: both new files
+     * are written, the old bundle is gone, the old signature stands */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "WPACK_FAULT=rename:1:kill %s sign %s/b -k %s/kb.pem --dsse", w, t, t), 137);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "ls -A %s/b | grep '^\\.' | sed 's/\\.tmp\\..*//' | tr '\\n' ' '", t), 0);
+    CHECK(!strcmp(out, ".manifest.dsse.json .manifest.sig "));
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/kb.pub.pem", w, t, t), 1);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/ka.pub.pem", w, t, t), 0);
+    CHECK_CONTAINS(out, wpt_path("wpack verify: %s/b: temporary files of an unfinished wpack run, not part of the build: "
+                                 ".manifest.dsse.json.tmp.", t));
+    CHECK_CONTAINS(out, ", which is gone), .manifest.sig.tmp.");
+    CHECK_CONTAINS(out, "ignored (not in the manifest): .manifest.dsse.json.tmp.");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/ka.pub.pem --json 2>/dev/null", w, t, t), 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j);
+    CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(j, "extra_files")), 2);
+    cJSON *notice = cJSON_GetObjectItem(j, "notice");
+    CHECK_CONTAINS(cJSON_IsString(notice) ? notice->valuestring : "", "not part of the build");
+    cJSON_Delete(j);
+    /* -q: the notice is not printed, the check still passes */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/ka.pub.pem -q 2>&1 >/dev/null", w, t, t), 0);
+    CHECK(!strcmp(out, ""));
+    /* pack says so too, and does not ship them */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s pack %s/b -o %s/b.wpkz 2>&1 >/dev/null", w, t, t), 0);
+    CHECK_CONTAINS(out, "not part of the build (not packed): .manifest.dsse.json.tmp.");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s unpack %s/b.wpkz -o %s/u -q >/dev/null && ls -A %s/u", w, t, t, t), 0);
+    CHECK(!strcmp(out, "manifest.json\nmanifest.sig\nmodel.wpk\n"));
+    /* the next sign removes them and says so */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s sign %s/b -k %s/kb.pem --dsse", w, t, t), 0);
+    CHECK_CONTAINS(out, "wpack sign: removed 2 stale temporaries (");
+    CHECK_CONTAINS(out, wpt_path(") from %s/b, left by wpack runs that are gone", t));
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "ls -A %s/b", t), 0);
+    CHECK(!strcmp(out, "manifest.dsse.json\nmanifest.json\nmanifest.sig\nmodel.wpk\n"));
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/kb.pub.pem --json", w, t, t), 0);
+    CHECK_CONTAINS(out, "\"verified\":\ttrue\n\t}");
+    /* and `wpack clean BUILD` does the same on request */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "WPACK_FAULT=rename:2:kill %s sign %s/b -k %s/ka.pem --dsse", w, t, t), 137);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/ka.pub.pem", w, t, t), 0);   /* new key, no bundle yet */
+    CHECK_CONTAINS(out, "temporary file of an unfinished wpack run, not part of the build: .manifest.dsse.json.tmp.");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s clean %s/b", w, t), 0);
+    CHECK_CONTAINS(out, wpt_path("%s/b: removed 1 stale temporary, ", t));
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "ls -A %s/b", t), 0);
+    CHECK(!strcmp(out, "manifest.json\nmanifest.sig\nmodel.wpk\n"));
+}
+
+/* manifest.sig and manifest.dsse.json must be one signature: a bundle made
+ * with another key than manifest.sig's fails verify, with a key or without. */
+TEST(trust_verify_signature_pair_must_match)
+{
+    REQUIRE(signed_tiny() == 0);
+    const char *t = wpt_tmpdir(), *w = wpt_wpack();
+    static char out[65536];
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "cp -a %s/b %s/c && %s sign %s/c -k %s/kb.pem --dsse -q && "
+                         "cp %s/c/manifest.sig %s/b/manifest.sig", t, t, w, t, t, t, t), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/kb.pub.pem", w, t, t), 1);
+    CHECK_CONTAINS(out, wpt_path("wpack verify: %s/b/manifest.dsse.json: made with key ", t));
+    CHECK_CONTAINS(out, "..., manifest.sig with key ");
+    CHECK_CONTAINS(out, "...: not one signature (sign the build again)");
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned", w, t), 1);
+    CHECK_CONTAINS(out, "not one signature");
+    /* the pair as sign leaves it verifies, with and without the key */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/c --key %s/kb.pub.pem", w, t, t), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/c --allow-unsigned", w, t), 0);
+}

@@ -1,9 +1,11 @@
 /* sign.c — keys, signatures, manifest.sig, DSSE and the in-toto statement
  * (docs/signing.md §3-4).  OpenSSL 3 EVP only; no home-made cryptography. */
 #include "trust/manifest.h"
+#include "common/outdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -126,10 +128,18 @@ int wp_key_public_pem(const wp_key *k, char **pem, size_t *len, wp_err *e)
     return to_pem(k, 0, pem, len, e);
 }
 
-static int write_key_file(const char *path, const char *pem, size_t n, mode_t mode, wp_err *e)
+/* What --force may replace: a PEM key (private or public), by its label. */
+static int is_pem_key(const char *path)
+{
+    return wp_file_starts_with(path, "-----BEGIN PRIVATE KEY-----", 27) ||
+           wp_file_starts_with(path, "-----BEGIN PUBLIC KEY-----", 26) ||
+           wp_file_starts_with(path, "-----BEGIN ENCRYPTED PRIVATE KEY-----", 37);
+}
+
+static int write_key_file(const char *path, const char *pem, size_t n, mode_t mode, int force, wp_err *e)
 {
     wp_out o;
-    int rc = wp_out_open(&o, path, e);
+    int rc = wp_out_create_own(&o, path, force, is_pem_key, "a PEM key", e);
     if (rc) return rc;
     /* set the mode before a single secret byte lands in the file */
     if (fchmod(o.fd, mode) != 0) {
@@ -156,12 +166,23 @@ int wp_key_write_pair(const wp_key *k, const char *base, int force, wp_err *e)
     if (!force && (stat(priv, &st) == 0 || stat(pub, &st) == 0))
         return wp_fail_setting(e, WP_EEXIST, "force", "%s: already exists; not replaced",
                                stat(priv, &st) == 0 ? priv : pub);
+    /* force replaces a key pair, never another file: both are checked before
+     * either is written */
+    for (int i = 0; force && i < 2; i++) {
+        const char *p = i ? pub : priv;
+        if (lstat(p, &st) == 0 && (!S_ISREG(st.st_mode) || !is_pem_key(p)))
+            return wp_fail(e, WP_EEXIST, "%s: exists and is not a PEM key; not replaced", p);
+    }
+    /* what killed runs left there (a half-written key among them) goes first */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", priv);
+    wp_sweep_quiet(dirname(dir), NULL);
     char *a = NULL, *b = NULL;
     size_t an = 0, bn = 0;
     int rc = to_pem(k, 1, &a, &an, e);
     if (!rc) rc = to_pem(k, 0, &b, &bn, e);
-    if (!rc) rc = write_key_file(priv, a, an, 0600, e);
-    if (!rc) rc = write_key_file(pub, b, bn, 0644, e);
+    if (!rc) rc = write_key_file(priv, a, an, 0600, force, e);
+    if (!rc) rc = write_key_file(pub, b, bn, 0644, force, e);
     if (a) OPENSSL_cleanse(a, an);
     free(a);
     free(b);

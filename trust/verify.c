@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/outdir.h"
 #include "common/wp.h"
 #include "format/wpk.h"
 #include "trust/build.h"
@@ -269,6 +270,31 @@ static int phase_manifest(vctx *c)
     return 0;
 }
 
+/* manifest.sig and manifest.dsse.json are one signature or none: the bundle
+ * must be made with manifest.sig's key (docs/signing.md §3.3).  wpack sign
+ * replaces them in an order that never leaves two keys side by side, so a
+ * mixed pair is an edit or a copy, never an interrupted sign. */
+static int pair_check(vctx *c, const char *dssep, const char *sig_keyid)
+{
+    char *doc = NULL;
+    size_t len = 0;
+    wp_err se = {0};
+    int rc = wp_read_small_file(dssep, MAX_MANIFEST, &doc, &len, &se);
+    if (rc) return absorb(c->r, c->e, rc, &se);
+    cJSON *b = cJSON_ParseWithLength(doc, len);
+    free(doc);
+    const cJSON *sigs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(b, "dsseEnvelope"), "signatures");
+    const char *kid = jstr(cJSON_GetArrayItem(sigs, 0), "keyid");
+    if (!kid)
+        rc = add_fail(c->r, c->e, "%s: names no signing key: not the bundle wpack sign writes (docs/signing.md §4), "
+                                  "so it cannot be matched with %s", dssep, WP_MANIFEST_SIG_NAME);
+    else if (strcmp(kid, sig_keyid))
+        rc = add_fail(c->r, c->e, "%s: made with key %.16s..., %s with key %.16s...: not one signature (sign the "
+                                  "build again)", dssep, kid, WP_MANIFEST_SIG_NAME, sig_keyid);
+    cJSON_Delete(b);
+    return rc;
+}
+
 /* 2. The signature policy, before any hashing: no point hashing 150 GB we
  * will reject anyway.  manifest.sig binds the exact manifest bytes; a
  * DSSE bundle, when present and a key is given, must verify too. */
@@ -309,6 +335,7 @@ static int phase_signature(vctx *c)
     if (rc) return absorb(r, e, rc, &se);
     memcpy(r->keyid, info.keyid, sizeof r->keyid);
     r->sig_verified = info.verified;
+    if (r->dsse_present && (rc = pair_check(c, dssep, info.keyid))) return rc;
     if (!key) {
         if (!c->o->allow_unsigned)
             return add_fail_setting(r, e, "key",
@@ -424,6 +451,21 @@ static int phase_extras(vctx *c)
     const wp_strv *all = NULL;
     int rc = wp_build_files(c->b, &all, c->e);
     if (rc) return rc;
+    /* the listing skips dot files; wpack's own temporaries (an interrupted
+     * sign's signature files) are said, not skipped silently */
+    char note[sizeof r->notice];
+    wp_strv temps = {0};
+    if (wp_temps_note(c->root, "build", note, sizeof note, &temps)) {
+        size_t at = strlen(r->notice);
+        snprintf(r->notice + at, sizeof r->notice - at, "%s%s", at ? "; " : "", note);
+        for (size_t i = 0; i < temps.n; i++) {
+            char **v = realloc(r->extra, (r->nextra + 1) * sizeof *v);
+            if (!v) break;
+            r->extra = v;
+            if ((r->extra[r->nextra] = strdup(temps.v[i]))) r->nextra++;
+        }
+    }
+    wp_strv_free(&temps);
     for (size_t i = 0; i < all->n && !hard(rc); i++) {
         const char *p = all->v[i];
         if (wp_build_is_trust_file(p) || wp_manifest_find_file(c->m, p) >= 0) continue;
@@ -825,11 +867,71 @@ int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progre
 
 /* ---- signing a build ------------------------------------------------------------------ */
 
+/* Replace the build's signature (manifest.sig, and manifest.dsse.json when
+ * `bundle`) so that at every instant the pair on disk is one signature: the
+ * old one, the old manifest.sig alone, or the new one (docs/signing.md §3.3).
+ *   1. both new files are written in full under temporary names in the build
+ *      and fsynced;
+ *   2. the old manifest.dsse.json (if any) is removed and the removal made
+ *      durable: the old manifest.sig alone still verifies with the old key;
+ *   3. the new manifest.sig is renamed into place: the new key's signature,
+ *      without a bundle;
+ *   4. the new manifest.dsse.json is renamed into place.
+ * A kill at any point leaves the old key's signature or the new key's, plus
+ * at most the temporaries, which verify and pack report and the next sign or
+ * clean removes.  A failure removes the temporaries. */
+static int swap_signature(const char *build, const char *sigp, const char *sig, size_t siglen, const char *dssep,
+                          const char *bundle, size_t blen, wp_err *e)
+{
+    wp_out so, bo;
+    so.tmp = bo.tmp = NULL;
+    so.fd = bo.fd = -1;
+    so.path = bo.path = NULL;
+    int rc = wp_out_open(&so, sigp, e);
+    if (!rc) rc = wp_out_write(&so, sig, siglen, e);
+    if (!rc && bundle && !(rc = wp_out_open(&bo, dssep, e))) rc = wp_out_write(&bo, bundle, blen, e);
+    if (!rc) rc = wp_out_sync(&so, e);
+    if (!rc && bundle) rc = wp_out_sync(&bo, e);
+    /* the old bundle's bytes, to put back should a step fail before the new
+     * manifest.sig is in place (a kill there leaves the old manifest.sig
+     * alone, which verifies) */
+    char *old_bundle = NULL;
+    size_t old_len = 0;
+    int removed = 0;
+    if (!rc && exists(dssep)) {
+        wp_err re = {0};
+        if (wp_read_small_file(dssep, MAX_MANIFEST, &old_bundle, &old_len, &re)) old_bundle = NULL;
+        rc = wp_remove_file(dssep, e);
+        removed = !rc;
+        if (!rc) rc = wp_fsync_dir(build, e);
+    }
+    int sig_in = 0;
+    if (!rc && !(rc = wp_out_commit(&so, e))) sig_in = 1;
+    if (rc && !sig_in && removed && old_bundle) {
+        wp_err re = {0};
+        if (wp_write_file_atomic(dssep, old_bundle, old_len, &re) != 0) { /* the old manifest.sig still verifies */
+        }
+    }
+    free(old_bundle);
+    if (!rc && bundle) {
+        wp_err be = {0};
+        if ((rc = wp_out_commit(&bo, &be)))
+            wp_fail(e, rc, "%s (%s is already the new key's: the build verifies with it, without a bundle; sign "
+                           "again)", be.msg, WP_MANIFEST_SIG_NAME);
+    }
+    wp_out_abort(&so);   /* after a commit: nothing to do */
+    wp_out_abort(&bo);
+    return rc;
+}
+
 int wp_sign_build(const char *build_dir, const wp_sign_opts *o, char keyid[2 * WP_SHA256_LEN + 1], wp_err *e)
 {
     wp_key *k = NULL;
     int rc = wp_key_load_private(o->key_path, &k, e);
     if (rc) return rc;
+    /* what an interrupted sign left in the build goes first */
+    struct stat bst;
+    if (stat(build_dir, &bst) == 0 && S_ISDIR(bst.st_mode)) wp_sweep_quiet(build_dir, NULL);
     if (!o->no_check) {
         /* sign only what is intact: the manifest must describe these bytes */
         wp_verify_opts vo = {.allow_unsigned = 1, .threads = o->threads, .progress = o->progress,
@@ -876,11 +978,7 @@ int wp_sign_build(const char *build_dir, const wp_sign_opts *o, char keyid[2 * W
         if (!rc) rc = wp_intoto_statement(base, res, m.nfiles + 1, &st, &stlen, e);
         if (!rc) rc = wp_dsse_bundle_make(k, WP_INTOTO_PAYLOAD_TYPE, st, stlen, &bundle, &blen, e);
     }
-    /* write the DSSE bundle first: manifest.sig is what makes a build "signed" */
-    if (!rc && o->dsse) rc = wp_write_file_atomic(dssep, bundle, blen, e);
-    if (!rc && !o->dsse && exists(dssep) && unlink(dssep) != 0)
-        rc = wp_fail_errno(e, "%s: cannot remove the previous bundle", dssep);
-    if (!rc) rc = wp_write_file_atomic(sigp, sig, siglen, e);
+    if (!rc) rc = swap_signature(build_dir, sigp, sig, siglen, dssep, o->dsse ? bundle : NULL, blen, e);
     free(raw);
     free(sig);
     free(st);
