@@ -237,6 +237,15 @@ TEST(model_variants_initial_revision_fp4)
     /* with no expert in the list at all, the config's default stands */
     wp_expert_fmt f = wp_expert_fmt_of(&c, NULL, 0);
     CHECK(!f.fp8 && !f.from_checkpoint);
+    /* an unquantized config (no quantization_config): experts are BF16, nothing to read */
+    size_t n = wp_ckpt_count(k);
+    const wp_tensor_info **tv = calloc(n, sizeof *tv);
+    REQUIRE(tv);
+    for (size_t i = 0; i < n; i++) tv[i] = wp_ckpt_tensor(k, i);
+    c.quant_method[0] = 0;
+    f = wp_expert_fmt_of(&c, tv, n);
+    CHECK(!f.from_checkpoint);
+    free(tv);
     wp_ckpt_close(k);
 }
 
