@@ -175,7 +175,7 @@ static int zarch_open(zarch *a, const char *path, wp_err *e)
 {
     memset(a, 0, sizeof *a);
     a->path = path;
-    a->fd = open(path, O_RDONLY | O_CLOEXEC);
+    a->fd = wp_open_read(path, e);
     struct stat st;
     if (a->fd < 0 || fstat(a->fd, &st) != 0) return wp_fail_errno(e, "%s: cannot open", path);
     a->size = (uint64_t)st.st_size;
