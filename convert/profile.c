@@ -215,7 +215,7 @@ static int compile_rule(wp_rule *r, const char *pattern, const char *what, wp_er
     r->pattern = strdup(pattern);
     if (!r->pattern) {
         regfree(&r->re);
-        return wp_oom(e, what);
+        return wp_oom(e, "%s", what);
     }
     return 0;
 }
@@ -226,7 +226,7 @@ static int push_rule(wp_profile *p, const wp_rule *r, wp_err *e)
     if (!n) {
         char what[160];
         snprintf(what, sizeof what, "the rules of profile %s", p->name);
-        return wp_oom(e, what);
+        return wp_oom(e, "%s", what);
     }
     p->rules = n;
     p->rules[p->n_rules++] = *r;
@@ -501,7 +501,7 @@ static int add_override(wp_profile *p, const char *spec, wp_err *e)
     int rc = parse_override_enc(&r, eq + 1, what, e);
     if (rc) return rc;
     char *pat = strndup(spec, (size_t)(eq - spec));
-    if (!pat) return wp_oom(e, what);
+    if (!pat) return wp_oom(e, "%s", what);
     rc = compile_rule(&r, pat, what, e);
     free(pat);
     if (rc) return rc;

@@ -49,7 +49,7 @@ static int revalidate(wp_config *c, const char *what, wp_err *e)
     cJSON *j = wp_config_to_json(c);
     char *s = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
-    if (!s) return wp_oom(e, what);
+    if (!s) return wp_oom(e, "%s", what);
     int rc = wp_config_parse(c, s, strlen(s), what, e);
     free(s);
     return rc;

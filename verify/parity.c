@@ -150,7 +150,7 @@ static void *gload(const golden *g, const char *name, wp_dtype dt, int ndim, con
     if (!buf) {
         char what[600];
         snprintf(what, sizeof what, "%s: %s", g->path, name);
-        *rc = wp_oom(e, what);
+        *rc = wp_oom(e, "%s", what);
         return NULL;
     }
     if ((*rc = wp_st_read(g->f, t, 0, buf, t->nbytes, e))) {

@@ -30,11 +30,11 @@
 
 #include <sys/sysmacros.h>
 
+#define LONG_NAME "a-very-long-name-0123456789012345678901234567890123456789" \
+                  "01234567890123456789012345678901234567890123456789.wpk"
 static const char *const names[12] = {"manifest.json", "manifest.sig", "manifest.dsse.json", "a.wpk",
                                       "b.wpk", "x.bin", ".hidden", "sub", "model.wpk",
-                                      "manifest.json.tmp", "zz",
-                                      "a-very-long-name-0123456789012345678901234567890123456789"
-                                      "01234567890123456789012345678901234567890123456789.wpk"};
+                                      "manifest.json.tmp", "zz", LONG_NAME};
 
 typedef struct asset {
     uint8_t *p;

@@ -162,7 +162,7 @@ static void container_seeds(void)
     /* a tiny one of every small shape: one bf16 matrix, one fp8 with its scale */
     const char *s = fz_path("small.wpk");
     wpk_writer *wr;
-    size_t id, sid;
+    size_t id = 0, sid = 0;
     uint8_t zero[64] = {1, 2, 3};
     wpk_decl d1 = {.name = "w.weight", .kind = WPK_KIND_ENC, .enc = WP_ENC_FP8, .ndim = 2, .shape = {4, 8},
                    .br = 4, .bc = 8, .sfmt = WP_SCALE_E8M0};
