@@ -6,14 +6,15 @@
 
 static int is_sep(char c) { return c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
-/* A decimal id at p, optionally signed '+', in [0, 2^31) (what strtol
- * accepted before, without its locale and without overflow to clamp). */
-static int read_id(const char *p, const char **end, int32_t *v)
+/* A decimal id in [p, lim), optionally signed '+', in [0, 2^31) (what
+ * strtol accepted before, without its locale and without overflow to
+ * clamp); *end is where it stopped. */
+static int read_id(const char *p, const char *lim, const char **end, int32_t *v)
 {
     uint64_t x = 0;
-    const char *q = p + (*p == '+');
+    const char *q = p + (p < lim && *p == '+');
     const char *d = q;
-    while (*q >= '0' && *q <= '9') {
+    while (q < lim && *q >= '0' && *q <= '9') {
         x = x * 10 + (uint64_t)(*q++ - '0');
         if (x > INT32_MAX) break;
     }
@@ -46,7 +47,7 @@ int wp_tokens_parse(const char *s, const char *what, int32_t **out, int *n, wp_e
         if (!*p) break;
         const char *end;
         int32_t v;
-        if (read_id(p, &end, &v) || (*end && !is_sep(*end))) {
+        if (read_id(p, p + strlen(p), &end, &v) || (*end && !is_sep(*end))) {
             rc = wp_fail(e, WP_EUSAGE, "%s: not a token id at \"%.16s\"", what, p);
             break;
         }
@@ -145,7 +146,7 @@ int wp_prompt_lines_parse(const char *text, size_t len, const char *what, int32_
             if (p == lend || !*p) break;   /* a NUL ends the line, as it did in C text */
             const char *end;
             int32_t v;
-            if (read_id(p, &end, &v) || end > lend) {
+            if (read_id(p, lend, &end, &v)) {
                 int k = (int)(lend - p < 20 ? lend - p : 20);
                 rc = wp_fail(e, WP_EUSAGE, "%s:%d: not a token id: \"%.*s\"", what, lineno, k, p);
                 break;

@@ -15,16 +15,16 @@ static void use_key(wp_key *k, int priv)
     size_t n = 0;
     wp_key_alg a = wp_key_algorithm(k);
     if (a != WP_KEY_ED25519 && a != WP_KEY_ECDSA_P256) abort();
-    if (wp_key_id(k, id, &e) || strlen(id) != 64) abort();
-    if (wp_key_public_pem(k, &pem, &n, &e)) abort();
+    if (wp_key_id(k, id, &e) || strlen(id) != 64) fz_die("key id", &e);
+    if (wp_key_public_pem(k, &pem, &n, &e)) fz_die("public pem", &e);
     wp_key *back = NULL;
-    if (wp_key_public_from_pem(pem, n, "back", &back, &e)) abort();   /* what we write, we read */
+    if (wp_key_public_from_pem(pem, n, "back", &back, &e)) fz_die("public pem read back", &e);   /* what we write, we read */
     free(pem);
     if (priv) {
         uint8_t *sig = NULL;
         size_t sl = 0;
-        if (wp_sign_bytes(k, "m", 1, &sig, &sl, &e)) abort();
-        if (wp_verify_bytes(back, "m", 1, sig, sl, "sig", &e)) abort();
+        if (wp_sign_bytes(k, "m", 1, &sig, &sl, &e)) fz_die("sign", &e);
+        if (wp_verify_bytes(back, "m", 1, sig, sl, "sig", &e)) fz_die("verify own signature", &e);
         free(sig);
     }
     wp_key_free(back);

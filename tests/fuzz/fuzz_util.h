@@ -29,6 +29,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A broken invariant: say which (and the library's message, if any) on
+ * stderr, then abort, so libFuzzer (or the replaying test) records it. */
+static inline void fz_die(const char *what, const wp_err *e)
+{
+    fprintf(stderr, "fuzz harness: %s%s%s\n", what, e && e->code ? ": " : "", e && e->code ? e->msg : "");
+    abort();
+}
+
 /* A refusal explains itself: a code, one non-empty line, no control
  * character (common/err.c escapes them).  Anything else is a finding. */
 static inline void fz_check_refusal(int rc, const wp_err *e)
