@@ -166,9 +166,11 @@ TEST(model_regress_config_experts_beyond_checkpoint)
     REQUIRE(d);
     child c;
     REQUIRE(run_child(ARGV("inspect", (char *)d), &c) == 0);
-    check_refusal("inspect", &c, wpt_path("%s/config.json", d),
-                  "n_routed_experts: 256 experts in 5 layers need 7680 expert tensors, more than 4 "
-                  "times the checkpoint's 427 tensors");
+    const char *rule = "n_routed_experts: 256 experts in 5 layers need 7680 expert tensors, more than 4 "
+                       "times the checkpoint's 427 tensors";
+    check_refusal("inspect", &c, wpt_path("%s/config.json", d), rule);
+    REQUIRE(run_child(ARGV("plan", (char *)d), &c) == 0);
+    check_refusal("plan", &c, wpt_path("%s/config.json", d), rule);
     /* a mismatch within the factor is still reported, not refused: exit 1 */
     REQUIRE(wpt_run(NULL, 0, "sed -i 's/\"n_routed_experts\": 256/\"n_routed_experts\": 16/' %s/config.json", d) == 0);
     REQUIRE(run_child(ARGV("inspect", (char *)d), &c) == 0);
