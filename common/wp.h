@@ -170,7 +170,8 @@ void wp_strv_free(wp_strv *s);
 /* Every regular file (or symlink to one) under dir, as paths relative to
  * dir, sorted bytewise.  Entries whose name starts with '.' are skipped
  * (temp files of wp_out, .cache/ of HF downloads); so are sub-directories
- * deeper than 16 levels. */
+ * deeper than 16 levels, and symlinks to directories (never followed: a link
+ * to ".." would make the walk exponential). */
 int wp_list_files(const char *dir, wp_strv *out, wp_err *e);
 int wp_str_ends_with(const char *s, const char *suffix);
 

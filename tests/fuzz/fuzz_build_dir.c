@@ -20,6 +20,8 @@
  * read a device without bound.  The tree is removed after every run.
  * Seeds: tests/fuzz/corpus/build_dir/.
  */
+#include <cjson/cJSON.h>
+
 #include "format/pack.h"
 #include "format/wpk.h"
 #include "tests/fuzz/fuzz_keys.h"
@@ -199,6 +201,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             wp_err_clear(&e);
             fz_check_refusal(wp_build_part(b, i, &f, &e), &e);
         }
+        wp_build_close(b);
+    }
+    /* what `inspect BUILD` shows, on a fresh build object */
+    b = NULL;
+    wp_err_clear(&e);
+    if (wp_build_open(&b, dir, &e) == 0) {
+        wp_build_summary s;
+        memset(&s, 0, sizeof s);
+        rc = wp_build_summarise(b, &s, &e);
+        fz_check_refusal(rc, &e);
+        if (!rc) {
+            cJSON *j = wp_build_summary_json(dir, &s);
+            if (!j) fz_die("summary json", NULL);
+            cJSON_Delete(j);
+        }
+        wp_build_summary_free(&s);
         wp_build_close(b);
     }
 
