@@ -7,79 +7,14 @@
 
 #include "cli/cli.h"
 #include "cli/rt_args.h"
+#include "runtime/tokens.h"
 #include "verify/parity.h"
 
-/* Parse a prompts file: one prompt per non-empty line ('#' starts a comment). */
+/* Parse a prompts file: one prompt per non-empty line ('#' starts a comment;
+ * runtime/tokens.h). */
 static int read_prompts(const char *path, int32_t ***out, int **lens, int *n, wp_err *e)
 {
-    char *text;
-    size_t len;
-    int rc = wp_read_small_file(path, 64u << 20, &text, &len, e);
-    if (rc) return rc;
-    int cap = 0;
-    *out = NULL;
-    *lens = NULL;
-    *n = 0;
-    int lineno = 0;
-    for (char *line = text, *next; line && *line; line = next) {
-        lineno++;
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        int32_t *toks = NULL;
-        int nt = 0, ct = 0;
-        for (char *p = line;;) {
-            while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\r') p++;
-            if (!*p) break;
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p || v < 0 || v > INT32_MAX) {
-                free(toks);
-                rc = wp_fail(e, WP_EUSAGE, "%s:%d: not a token id: \"%.20s\"", path, lineno, p);
-                goto fail;
-            }
-            if (nt == ct) {
-                ct = ct ? ct * 2 : 64;
-                int32_t *t = realloc(toks, sizeof(int32_t) * ct);
-                if (!t) {
-                    free(toks);
-                    rc = wp_fail(e, WP_ENOMEM, "%s: out of memory", path);
-                    goto fail;
-                }
-                toks = t;
-            }
-            toks[nt++] = (int32_t)v;
-            p = end;
-        }
-        if (!nt) continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            int32_t **o = realloc(*out, sizeof(*o) * cap);
-            int *l = o ? realloc(*lens, sizeof(int) * cap) : NULL;
-            if (o) *out = o;
-            if (l) *lens = l;
-            if (!o || !l) {
-                free(toks);
-                rc = wp_fail(e, WP_ENOMEM, "%s: out of memory", path);
-                goto fail;
-            }
-        }
-        (*out)[*n] = toks;
-        (*lens)[(*n)++] = nt;
-    }
-    free(text);
-    if (!*n) return wp_fail(e, WP_EUSAGE, "%s: no prompts", path);
-    return 0;
-fail:
-    free(text);
-    for (int i = 0; i < *n; i++) free((*out)[i]);
-    free(*out);
-    free(*lens);
-    *out = NULL;
-    *lens = NULL;
-    *n = 0;
-    return rc;
+    return wp_prompt_lines_load(path, out, lens, n, e);
 }
 
 static void print_recall(const wp_parity_report *r, const char *what)

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "runtime/runtime.h"
 #include "runtime/source_wpk.h"
+#include "runtime/tokens.h"
 #include "cli/rt_args.h"
 
 /* Open the source — a build verified against its digests first unless
@@ -25,105 +26,26 @@ static int open_model(const char *build, const wp_rt_opts *ro, int hugepages, in
     return rc ? rc : wp_model_load(m, *src, ro, e);
 }
 
-/* Token ids separated by commas and/or white space. */
-static int parse_tokens(const char *s, const char *what, int32_t **out, int *n)
-{
-    int cap = 0;
-    *out = NULL;
-    *n = 0;
-    for (const char *p = s;;) {
-        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
-        if (!*p) break;
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v > INT32_MAX ||
-            (*end && *end != ',' && *end != ' ' && *end != '\n' && *end != '\t' && *end != '\r')) {
-            free(*out);
-            *out = NULL;
-            return cli_usage("run", "%s: not a token id at \"%.16s\"", what, p);
-        }
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            int32_t *t = realloc(*out, sizeof(int32_t) * cap);
-            if (!t) {
-                free(*out);
-                *out = NULL;
-                return cli_usage("run", "%s: out of memory", what);
-            }
-            *out = t;
-        }
-        (*out)[(*n)++] = (int32_t)v;
-        p = end;
-    }
-    if (!*n) return cli_usage("run", "%s: no tokens", what);
-    return 0;
-}
-
 /* The prompts: one (--tokens, or a --tokens-file with one line of ids), or
- * one per line of a --tokens-file with several, decoded together as a batch. */
-#define RUN_MAX_PROMPTS 256
-typedef struct prompts {
-    int32_t *tok[RUN_MAX_PROMPTS];
-    int len[RUN_MAX_PROMPTS];
-    int n, batch;
-} prompts;
+ * one per line of a --tokens-file with several, decoded together as a batch
+ * (the parsers are runtime/tokens.h). */
+typedef wp_prompts prompts;
 
-static void prompts_free(prompts *p)
-{
-    for (int b = 0; b < p->n; b++) free(p->tok[b]);
-    p->n = 0;
-}
-
-/* Lines with at least one digit: one prompt each. */
-static int count_prompt_lines(const char *text)
-{
-    int lines = 0;
-    for (const char *p = text; *p;) {
-        const char *nl = strchr(p, '\n');
-        size_t L = nl ? (size_t)(nl - p) : strlen(p);
-        for (size_t i = 0; i < L; i++)
-            if (p[i] >= '0' && p[i] <= '9') {
-                lines++;
-                break;
-            }
-        p += L + (nl != NULL);
-    }
-    return lines;
-}
-
-/* Every non-empty line of `text` (edited in place) as a prompt. */
-static int parse_prompt_lines(char *text, const char *tfile, prompts *p)
-{
-    for (char *line = text, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        if (!line[strspn(line, " ,\t\r")]) continue;
-        if (p->n == RUN_MAX_PROMPTS)
-            return cli_usage("run", "%s: more than %d prompts", tfile, RUN_MAX_PROMPTS);
-        int rc = parse_tokens(line, tfile, &p->tok[p->n], &p->len[p->n]);
-        if (rc) return rc;
-        p->n++;
-    }
-    return 0;
-}
+static void prompts_free(prompts *p) { wp_prompts_free(p); }
 
 /* 0, or the exit code after printing why not. */
 static int read_prompts(const char *toks, const char *tfile, prompts *p)
 {
-    memset(p, 0, sizeof *p);
-    int rc;
-    if (!tfile) {
-        if (!(rc = parse_tokens(toks, "--tokens", &p->tok[0], &p->len[0]))) p->n = 1;
-        return rc;
-    }
     wp_err e = {0};
-    char *text;
-    size_t len;
-    if (wp_read_small_file(tfile, 256u << 20, &text, &len, &e)) return cli_error("run", &e);
-    if ((p->batch = count_prompt_lines(text) > 1)) rc = parse_prompt_lines(text, tfile, p);
-    else if (!(rc = parse_tokens(text, tfile, &p->tok[0], &p->len[0]))) p->n = 1;
-    free(text);
-    return rc;
+    int rc;
+    memset(p, 0, sizeof *p);
+    if (!tfile) {
+        if (!(rc = wp_tokens_parse(toks, "--tokens", &p->tok[0], &p->len[0], &e))) p->n = 1;
+    } else {
+        rc = wp_prompts_load(p, tfile, &e);
+    }
+    if (rc == WP_EUSAGE) return cli_usage("run", "%s", e.msg);
+    return rc ? cli_error("run", &e) : 0;
 }
 
 /* ---- Output ------------------------------------------------------------------------

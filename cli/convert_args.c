@@ -34,6 +34,7 @@ int cv_open(const char *cmd, const cv_args *a, wp_ckpt **k, wp_plan **p)
     if (!rc && wp_path_join(cfg_path, sizeof cfg_path, wp_ckpt_dir(*k), "config.json"))
         rc = wp_fail(&e, WP_EUSAGE, "%s: path too long", wp_ckpt_dir(*k));
     if (!rc) rc = wp_config_load(&cfg, cfg_path, &e);
+    if (!rc) rc = wp_config_check_ckpt(&cfg, wp_ckpt_count(*k), cfg_path, &e);   /* docs/config.md */
     if (!rc) rc = wp_profile_load(&prof, a->profile, &e);
     for (int i = 0; !rc && i < a->ntypes; i++) rc = wp_profile_add_override(&prof, a->types[i], &e);
     if (!rc) rc = wp_plan_build(p, *k, &cfg, &prof, &a->po, &e);

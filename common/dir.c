@@ -51,9 +51,15 @@ static int walk(const char *root, const char *rel, int depth, wp_strv *out, wp_e
             rc = wp_fail(e, WP_EUSAGE, "%s/%s: path too long", dir, de->d_name);
             break;
         }
+        /* A symlink to a file lists as the file; a symlink to a directory is
+         * not followed: links to ".." or to each other would make the walk
+         * exponential in the depth (and could leave the directory). */
         struct stat st;
-        if (stat(full, &st) != 0) continue;   /* a dangling link is simply not a file */
+        if (lstat(full, &st) != 0) continue;
+        int link = S_ISLNK(st.st_mode);
+        if (link && stat(full, &st) != 0) continue;   /* a dangling link is simply not a file */
         if (S_ISDIR(st.st_mode)) {
+            if (link) continue;
             if (depth < 16) rc = walk(root, sub, depth + 1, out, e);
         } else if (S_ISREG(st.st_mode)) {
             rc = wp_strv_push(out, sub, e);

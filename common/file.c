@@ -21,7 +21,7 @@
 int wp_map_open(wp_map *m, const char *path, wp_err *e)
 {
     memset(m, 0, sizeof *m);
-    m->fd = open(path, O_RDONLY | O_CLOEXEC);
+    m->fd = wp_open_read(path, e);
     if (m->fd < 0) return wp_fail_errno(e, "%s: cannot open", path);
     struct stat st;
     if (fstat(m->fd, &st) != 0) {
@@ -79,7 +79,7 @@ int wp_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, w
 int wp_read_small_file(const char *path, size_t max, char **out, size_t *len, wp_err *e)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = wp_open_read(path, e);
     if (fd < 0) return wp_fail_errno(e, "%s: cannot open", path);
     struct stat st;
     if (fstat(fd, &st) != 0) {

@@ -81,6 +81,13 @@ typedef struct wp_map {
 int wp_map_open(wp_map *m, const char *path, wp_err *e);
 void wp_map_close(wp_map *m);
 
+/* Open a file that input names, for reading: a regular file only (a FIFO,
+ * device, socket or directory is refused, "PATH: not a regular file (a
+ * FIFO)", WP_EINVAL, and opening it never blocks); an fd, or -1 with e set
+ * (and errno).  Every reader of a path from a command line or from a file
+ * (a shard, a manifest entry, a key) opens through it. */
+int wp_open_read(const char *path, wp_err *e);
+
 /* Full pread: loops on short reads; a read past EOF is an error naming path. */
 int wp_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, wp_err *e);
 
@@ -210,7 +217,8 @@ void wp_strv_free(wp_strv *s);
 /* Every regular file (or symlink to one) under dir, as paths relative to
  * dir, sorted bytewise.  Entries whose name starts with '.' are skipped
  * (temp files of wp_out, .cache/ of HF downloads); so are sub-directories
- * deeper than 16 levels. */
+ * deeper than 16 levels, and symlinks to directories (never followed: a link
+ * to ".." would make the walk exponential). */
 int wp_list_files(const char *dir, wp_strv *out, wp_err *e);
 int wp_str_ends_with(const char *s, const char *suffix);
 

@@ -63,8 +63,149 @@ void wp_profile_free(wp_profile *p)
     p->n_rules = 0;
 }
 
+/* ---- bounding a rule's regex before regcomp ------------------------------------
+ * glibc's regcomp expands repetitions into copies (x+ is xx*, x{m,n} n
+ * copies of x), so stacked or nested repetitions grow exponentially
+ * (".+++++++++++++++++++++" takes a second and 700 MB), and back-references
+ * make regexec exponential.  A rule names tensors; none needs more than the
+ * limits below (docs/profiles.md). */
+#define RE_MAX_LEN 256         /* bytes of the pattern */
+#define RE_MAX_REPEATS 32      /* repetition operators: * + ? {m,n} */
+#define RE_MAX_DEPTH 2         /* repetitions applied to a repeated expression */
+#define RE_MAX_BOUND 255       /* m, n of {m,n} */
+#define RE_MAX_COST 4096       /* size of the expanded expression, in atoms */
+
+typedef struct re_frame {
+    uint64_t alts, seq, last;  /* cost: finished alternatives, this one, its last item */
+    int depth, last_depth;     /* repetition depth of the sequence, of the last item */
+    int has_last;
+} re_frame;
+
+/* x{m,n} as glibc expands it: the number of copies of x. */
+static int re_bound(const char *q, size_t *used, unsigned *copies)
+{
+    const char *s = q + 1;   /* after '{' */
+    unsigned long m = 0, n = 0;
+    int have_m = 0, have_n = 0, comma = 0;
+    while (*s >= '0' && *s <= '9') {
+        if (m > 100000) return -1;
+        m = m * 10 + (unsigned)(*s++ - '0'), have_m = 1;
+    }
+    if (*s == ',') {
+        comma = 1, s++;
+        while (*s >= '0' && *s <= '9') {
+            if (n > 100000) return -1;
+            n = n * 10 + (unsigned)(*s++ - '0'), have_n = 1;
+        }
+    }
+    if (*s != '}' || (!have_m && !have_n)) return 1;   /* not an interval: a literal '{' */
+    if (m > RE_MAX_BOUND || n > RE_MAX_BOUND) return -1;
+    *used = (size_t)(s + 1 - q);
+    *copies = comma ? (have_n ? (unsigned)(n > m ? n : m) : (unsigned)m + 1) : (unsigned)m;
+    if (*copies == 0) *copies = 1;
+    return 0;
+}
+
+/* NULL when pattern is within the limits above, else the rule it breaks
+ * (written into why[96]). */
+static const char *re_problem(const char *pattern, char why[96])
+{
+    size_t len = strlen(pattern);
+    if (len > RE_MAX_LEN) {
+        snprintf(why, 96, "longer than %d bytes", RE_MAX_LEN);
+        return why;
+    }
+    re_frame st[RE_MAX_LEN + 2];
+    int top = 0, repeats = 0;
+    memset(&st[0], 0, sizeof st[0]);
+    for (size_t i = 0; i < len;) {
+        re_frame *f = &st[top];
+        char c = pattern[i];
+        unsigned copies = 0;
+        size_t used = 1;
+        int rep = 0;
+        if (c == '*' || c == '?') rep = 1, copies = 1;
+        else if (c == '+') rep = 1, copies = 2;
+        else if (c == '{') {
+            int b = re_bound(pattern + i, &used, &copies);
+            if (b < 0) {
+                snprintf(why, 96, "a repetition bound above %d", RE_MAX_BOUND);
+                return why;
+            }
+            rep = b == 0;
+            used = rep ? used : 1;
+        }
+        if (rep && f->has_last) {
+            if (++repeats > RE_MAX_REPEATS) {
+                snprintf(why, 96, "more than %d repetition operators", RE_MAX_REPEATS);
+                return why;
+            }
+            if (++f->last_depth > RE_MAX_DEPTH) {
+                snprintf(why, 96, "repetitions nested more than %d deep", RE_MAX_DEPTH);
+                return why;
+            }
+            f->last = f->last * copies + 1;
+        } else if (c == '(') {
+            if (f->has_last) f->seq += f->last, f->depth = f->last_depth > f->depth ? f->last_depth : f->depth;
+            f->has_last = 0;
+            memset(&st[++top], 0, sizeof st[0]);
+        } else if (c == ')' && top > 0) {
+            re_frame g = st[top--];
+            f = &st[top];
+            if (f->has_last) f->seq += f->last, f->depth = f->last_depth > f->depth ? f->last_depth : f->depth;
+            f->last = g.alts + g.seq + g.last + 1;
+            f->last_depth = g.depth > g.last_depth ? g.depth : g.last_depth;
+            f->has_last = 1;
+        } else if (c == '|') {
+            f->alts += f->seq + f->last + 1;
+            f->depth = f->last_depth > f->depth ? f->last_depth : f->depth;
+            f->seq = f->last = 0;
+            f->has_last = 0;
+        } else {   /* an atom: a character, an escape, a bracket expression, '.', '^', '$' */
+            if (c == '\\') {
+                if (pattern[i + 1] >= '1' && pattern[i + 1] <= '9') {
+                    snprintf(why, 96, "a back-reference (\\%c)", pattern[i + 1]);
+                    return why;
+                }
+                used = pattern[i + 1] ? 2 : 1;
+            } else if (c == '[') {
+                size_t k = i + 1;
+                if (pattern[k] == '^') k++;
+                if (pattern[k] == ']') k++;
+                while (k < len && pattern[k] != ']') {
+                    if (pattern[k] == '[' && (pattern[k + 1] == ':' || pattern[k + 1] == '.' ||
+                                              pattern[k + 1] == '=')) {
+                        const char *end = strchr(pattern + k + 2, pattern[k + 1]);
+                        while (end && end[1] != ']') end = strchr(end + 1, pattern[k + 1]);
+                        k = end ? (size_t)(end - pattern) + 2 : len;
+                    } else {
+                        k++;
+                    }
+                }
+                used = (k < len ? k + 1 : len) - i;
+            }
+            if (f->has_last) f->seq += f->last, f->depth = f->last_depth > f->depth ? f->last_depth : f->depth;
+            f->last = 1;
+            f->last_depth = 0;
+            f->has_last = 1;
+        }
+        f = &st[top];
+        if (f->alts + f->seq + f->last > RE_MAX_COST) {
+            snprintf(why, 96, "expands to more than %d atoms", RE_MAX_COST);
+            return why;
+        }
+        i += used;
+    }
+    return NULL;
+}
+
 static int compile_rule(wp_rule *r, const char *pattern, const char *what, wp_err *e)
 {
+    char buf[96];
+    const char *why = re_problem(pattern, buf);
+    if (why)
+        return wp_fail(e, WP_EINVAL, "%s: regular expression '%.64s%s': %s (limits: docs/profiles.md)",
+                       what, pattern, strlen(pattern) > 64 ? "..." : "", why);
     int rc = regcomp(&r->re, pattern, REG_EXTENDED | REG_NOSUB);
     if (rc) {
         char msg[256];
@@ -229,9 +370,12 @@ int wp_profile_parse(wp_profile *p, const char *json, size_t len, const char *wh
     }
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "align");
     if (a) {
+        /* range-checked as the JSON number it is (a double, maybe negative
+         * or huge) before any conversion to an integer */
         double v = cJSON_IsNumber(a) ? a->valuedouble : 0;
-        uint64_t u = (uint64_t)v;
-        if (v < 4096 || v > (double)(1u << 30) || (double)u != v || (u & (u - 1))) {
+        uint64_t u = 0;
+        if (v >= 4096 && v <= (double)(1u << 30)) u = (uint64_t)v;
+        if (!u || (double)u != v || (u & (u - 1))) {
             rc = wp_fail(e, WP_EINVAL, "%s: \"align\" must be a power of two in [4096, 2^30]", what);
             goto out;
         }

@@ -243,7 +243,7 @@ static int pack_file(zpack *z, const char *dir, const char *name, wp_err *e)
         if (!rc && pos < fr.size) rc = pack_gap(z, fd, path, pos, fr.size, &fh, e);
         wpk_close(f);
     } else {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = wp_open_read(path, e);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) != 0) {
             rc = wp_fail_errno(e, "%s: cannot open", path);

@@ -46,6 +46,21 @@ static int zero_bytes(const uint8_t *p, size_t n)
 
 #define ZFAIL(...) wp_fail(e, WP_EINVAL, __VA_ARGS__)
 
+/* Bytes [from, to) of a restored file that no frame covers (docs/format.md
+ * §3.2): none in a file that is not a .wpk (pack stores all of it); in a
+ * .wpk only alignment padding, which ends where a tensor starts (a multiple
+ * of the file's alignment, a power of two <= 2^30) and is shorter than that
+ * alignment.  NULL when allowed, else the rule. */
+static const char *zgap_problem(int wpk, uint64_t from, uint64_t to)
+{
+    if (to == from) return NULL;
+    if (!wpk) return "only a .wpk file has padding";
+    uint64_t lowbit = to & (~to + 1);   /* the largest power of two dividing `to` */
+    if (to - from >= WPZ_MAX_ALIGN || to - from >= lowbit)
+        return "longer than alignment padding can be (a power of two <= 2^30 dividing its end)";
+    return NULL;
+}
+
 /* The record rules of docs/format.md §3.2, before any frame is touched. */
 static int zindex_check(const zarch *a, wp_err *e)
 {
@@ -72,7 +87,7 @@ static int zindex_check(const zarch *a, wp_err *e)
     if (at != a->index_offset)
         return ZFAIL("%s: %llu bytes between the last frame and the index", path,
                      (unsigned long long)(a->index_offset - at));
-    uint64_t next_frame = 0;
+    uint64_t next_frame = 0, padding = 0;
     for (size_t i = 0; i < x->nf; i++) {
         const zfile_rec *f = &x->files[i];
         if ((why = wpk_ref_problem(str, x->str_len, f->name)))
@@ -91,18 +106,33 @@ static int zindex_check(const zarch *a, wp_err *e)
             return ZFAIL("%s: %s: frames [%llu, +%llu) are not the next ones (%llu of %zu)", path,
                          nm, (unsigned long long)f->first_frame, (unsigned long long)f->frame_count,
                          (unsigned long long)next_frame, x->nfr);
+        /* The size is bounded by what the frames fill: a gap (bytes no frame
+         * covers, restored as zeros) is only a .wpk's alignment padding. */
+        const int wpk = wp_str_ends_with(nm, ".wpk");
         uint64_t end = 0;
-        for (uint64_t k = f->first_frame; k < f->first_frame + f->frame_count; k++) {
-            const zframe_rec *fr = &x->frames[k];
-            if (fr->raw_offset < end || fr->raw_offset > f->size || fr->raw_size > f->size - fr->raw_offset)
+        for (uint64_t k = f->first_frame; k <= f->first_frame + f->frame_count; k++) {
+            const int tail = k == f->first_frame + f->frame_count;
+            const zframe_rec *fr = tail ? NULL : &x->frames[k];
+            uint64_t at = tail ? f->size : fr->raw_offset;
+            if (!tail && (fr->raw_offset < end || fr->raw_offset > f->size ||
+                          fr->raw_size > f->size - fr->raw_offset))
                 return ZFAIL("%s: %s: frame %llu: raw bytes [%llu, +%llu) overlap or leave the "
                              "file (%llu bytes)", path, nm, (unsigned long long)k,
                              (unsigned long long)fr->raw_offset, (unsigned long long)fr->raw_size,
                              (unsigned long long)f->size);
-            end = fr->raw_offset + fr->raw_size;
+            if ((why = zgap_problem(wpk, end, at)))
+                return ZFAIL("%s: %s: size %llu bytes, but bytes [%llu, %llu) are in no frame: %s",
+                             path, nm, (unsigned long long)f->size, (unsigned long long)end,
+                             (unsigned long long)at, why);
+            padding += at - end;
+            if (!tail) end = fr->raw_offset + fr->raw_size;
         }
         next_frame += f->frame_count;
     }
+    if (padding / WPZ_MAX_PAD_RATIO > a->size)
+        return ZFAIL("%s: the files' %llu bytes of zero padding exceed %u bytes per byte of the "
+                     "%llu-byte archive", path, (unsigned long long)padding, WPZ_MAX_PAD_RATIO,
+                     (unsigned long long)a->size);
     if (next_frame != x->nfr)
         return ZFAIL("%s: %llu frames belong to no file", path, (unsigned long long)(x->nfr - next_frame));
     for (size_t i = 0; i < x->nt; i++) {
@@ -145,7 +175,7 @@ static int zarch_open(zarch *a, const char *path, wp_err *e)
 {
     memset(a, 0, sizeof *a);
     a->path = path;
-    a->fd = open(path, O_RDONLY | O_CLOEXEC);
+    a->fd = wp_open_read(path, e);
     struct stat st;
     if (a->fd < 0 || fstat(a->fd, &st) != 0) return wp_fail_errno(e, "%s: cannot open", path);
     a->size = (uint64_t)st.st_size;

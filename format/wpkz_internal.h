@@ -19,6 +19,13 @@
 #define WPZ_MAX_FRAMES (1u << 24)
 #define WPZ_MAX_STR (1u << 28)
 #define WPZ_MAX_FRAME_RAW (1ull << 30)
+/* Restored bytes no frame covers (.wpk alignment padding, restored as zeros
+ * and hashed): each run shorter than the largest .wpk alignment, and all of
+ * them together at most WPZ_MAX_PAD_RATIO bytes per byte of the archive --
+ * twice zstd's own best ratio (an RLE block: 128 KiB from 4 bytes), so no
+ * archive makes unpack hash more zeros than storing them would have. */
+#define WPZ_MAX_ALIGN (1ull << 30)
+#define WPZ_MAX_PAD_RATIO 65536u
 
 typedef struct zprefix {
     uint8_t magic[8];

@@ -545,7 +545,7 @@ int wp_st_open(wp_st_file **out, const char *path, wp_err *e)
         rc = WP_ENOMEM;
         goto fail;
     }
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    f->fd = wp_open_read(path, e);
     if (f->fd < 0) {
         rc = wp_fail_errno(e, "%s: cannot open", path);
         goto fail;

@@ -12,11 +12,36 @@
  * (absent from the initial Flash revision).
  */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/model.h"
+
+/* ---- limits ------------------------------------------------------------------
+ * Every count read from config.json is bounded before anything is sized by
+ * it (docs/config.md, "Limits"): generous maxima, 8x or more above the
+ * largest official model (V4-Pro), so a hostile or mistyped file is refused
+ * in one line instead of sizing an inventory, a buffer or a loop. */
+#define MAX_VOCAB (1 << 21)          /* 129,280 */
+#define MAX_DIM (1 << 16)            /* hidden_size, ranks, moe_intermediate_size: 7168, 1536, 3072 */
+#define MAX_HEADS 1024               /* num_attention_heads, index_n_heads, o_groups: 128, 64, 16 */
+#define MAX_HEAD_DIM 4096            /* head_dim, index_head_dim: 512, 128 */
+#define MAX_WINDOW (1 << 16)         /* sliding_window, index_topk: 128, 1024 */
+#define MAX_EXPERTS 4096             /* n_routed_experts, num_experts_per_tok: 384, 6 */
+#define MAX_SHARED 64                /* n_shared_experts: 1 */
+#define MAX_HC 64                    /* hc_mult: 4 */
+#define MAX_SINKHORN 1000            /* hc_sinkhorn_iters: 20 */
+#define MAX_POSITIONS (1 << 24)      /* max_position_embeddings, original_...: 2^20, 65536 */
+#define MAX_RATIO 1024               /* compress_ratios[i]: 128 */
+#define MAX_BLOCK 65536              /* weight_block_size[i]: 128 */
+/* The inventory a config implies (an upper bound of wp_inventory's count):
+ * V4-Pro implies 145,116 tensors. */
+#define MAX_IMPLIED_TENSORS (1u << 19)
+/* With the checkpoint known: its routed-expert tensors alone may not exceed
+ * this many times the tensors the checkpoint holds. */
+#define CKPT_EXPERT_FACTOR 4
 
 /* ---- typed getters --------------------------------------------------------- */
 
@@ -62,7 +87,7 @@ static int want_int(const cJSON *v, const char *path, const char *ctx, const cha
     return 0;
 }
 
-static int get_int(const cJSON *obj, const char *key, int required, int dflt, int min,
+static int get_int(const cJSON *obj, const char *key, int required, int dflt, int min, int max,
                    const char *path, const char *ctx, int *out, wp_err *e)
 {
     const cJSON *v;
@@ -76,6 +101,9 @@ static int get_int(const cJSON *obj, const char *key, int required, int dflt, in
     if (*out < min)
         return wp_fail(e, WP_EINVAL, "%s: %s%s: must be >= %d, found %d", path, ctx, key, min,
                        *out);
+    if (*out > max)
+        return wp_fail(e, WP_EINVAL, "%s: %s%s: must be <= %d (wpack's limit), found %d", path,
+                       ctx, key, max, *out);
     return 0;
 }
 
@@ -176,6 +204,9 @@ static int parse_ratios(wp_config *c, const cJSON *root, const char *path, wp_er
         if (r != 0 && !(r >= 2 && is_pow2(r)))
             return wp_fail(e, WP_EINVAL,
                            "%s: %s: must be 0 or a power of two >= 2, found %d", path, key, r);
+        if (r > MAX_RATIO)
+            return wp_fail(e, WP_EINVAL, "%s: %s: must be <= %d (wpack's limit), found %d", path,
+                           key, MAX_RATIO, r);
     }
     c->n_compress_ratios = n;
     return 0;
@@ -193,7 +224,7 @@ static int parse_rope_scaling(wp_config *c, const cJSON *root, const char *path,
     if (get_item(rs, "type", path, ctx, &t, e)) return WP_EINVAL;
     if (get_enum(rs, t ? "type" : "rope_type", 1, NULL, yarn, path, ctx, type, sizeof type, e) ||
         get_num(rs, "factor", 1, 0, 1, path, ctx, &c->rope_factor, e) ||
-        get_int(rs, "original_max_position_embeddings", 1, 0, 1, path, ctx, &c->original_seq_len,
+        get_int(rs, "original_max_position_embeddings", 1, 0, 1, MAX_POSITIONS, path, ctx, &c->original_seq_len,
                 e) ||
         get_num(rs, "beta_fast", 1, 0, 1, path, ctx, &c->beta_fast, e) ||
         get_num(rs, "beta_slow", 1, 0, 1, path, ctx, &c->beta_slow, e))
@@ -245,7 +276,33 @@ static int parse_quant(wp_config *c, const cJSON *root, const char *path, wp_err
         if (c->weight_block[i] < 1)
             return wp_fail(e, WP_EINVAL, "%s: %s%s: must be >= 1, found %d", path, ctx, key,
                            c->weight_block[i]);
+        if (c->weight_block[i] > MAX_BLOCK)
+            return wp_fail(e, WP_EINVAL, "%s: %s%s: must be <= %d (wpack's limit), found %d", path,
+                           ctx, key, MAX_BLOCK, c->weight_block[i]);
     }
+    return 0;
+}
+
+uint64_t wp_config_max_tensors(const wp_config *c)
+{
+    /* per block (main layer or MTP block): 3 routed projections x (weight,
+     * scale) per expert, the shared expert's 6, at most 64 others (attention,
+     * compressor, indexer, norms, HC, gate); the MTP block's 16 extras; 8
+     * globals.  Every factor is bounded, so this cannot overflow. */
+    uint64_t blocks = (uint64_t)c->n_layers + (uint64_t)c->n_mtp_layers;
+    return blocks * (6 * (uint64_t)c->n_routed_experts + 6 + 64) + 16 * (uint64_t)c->n_mtp_layers + 8;
+}
+
+int wp_config_check_ckpt(const wp_config *c, size_t n_tensors, const char *path, wp_err *e)
+{
+    uint64_t blocks = (uint64_t)c->n_layers + (uint64_t)c->n_mtp_layers;
+    uint64_t need = 6 * (uint64_t)c->n_routed_experts * blocks;
+    if (need > CKPT_EXPERT_FACTOR * (uint64_t)n_tensors)
+        return wp_fail(e, WP_EINVAL,
+                       "%s: n_routed_experts: %d experts in %llu layers need %llu expert tensors, "
+                       "more than %d times the checkpoint's %zu tensors (not this checkpoint's config)",
+                       path, c->n_routed_experts, (unsigned long long)blocks,
+                       (unsigned long long)need, CKPT_EXPERT_FACTOR, n_tensors);
     return 0;
 }
 
@@ -277,6 +334,18 @@ static int check_relations(const wp_config *c, const char *path, wp_err *e)
         return wp_fail(e, WP_EINVAL,
                        "%s: num_experts_per_tok: must be <= n_routed_experts (%d), found %d", path,
                        c->n_routed_experts, c->n_activated_experts);
+    if (c->bos_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size)
+        return wp_fail(e, WP_EINVAL, "%s: %s: must be < vocab_size (%d), found %d", path,
+                       c->bos_token_id >= c->vocab_size ? "bos_token_id" : "eos_token_id",
+                       c->vocab_size,
+                       c->bos_token_id >= c->vocab_size ? c->bos_token_id : c->eos_token_id);
+    uint64_t implied = wp_config_max_tensors(c);
+    if (implied > MAX_IMPLIED_TENSORS)
+        return wp_fail(e, WP_EINVAL,
+                       "%s: n_routed_experts: %d experts in %d layers imply up to %llu tensors, "
+                       "more than wpack's limit of %u",
+                       path, c->n_routed_experts, c->n_layers + c->n_mtp_layers,
+                       (unsigned long long)implied, MAX_IMPLIED_TENSORS);
     /* FP4 experts pack 2 per byte with one scale per 32 inputs (spec §3.5):
      * both expert input dims must be whole groups. */
     if (!strcmp(c->expert_dtype, "fp4")) {
@@ -307,50 +376,51 @@ int wp_config_parse(wp_config *c, const char *json, size_t len, const char *path
         goto out;
     }
     /* Order follows spec §1.1; the first failure is reported. */
-    if (get_int(root, "vocab_size", 1, 0, 1, p, n, &c->vocab_size, e) ||
-        get_int(root, "hidden_size", 1, 0, 1, p, n, &c->dim, e) ||
-        get_int(root, "num_hidden_layers", 1, 0, 1, p, n, &c->n_layers, e) ||
-        get_int(root, "num_nextn_predict_layers", 0, 1, 0, p, n, &c->n_mtp_layers, e) ||
-        get_int(root, "num_attention_heads", 1, 0, 1, p, n, &c->n_heads, e) ||
-        get_int(root, "num_key_value_heads", 0, 1, 1, p, n, &c->n_kv_heads, e) ||
-        get_int(root, "head_dim", 1, 0, 1, p, n, &c->head_dim, e) ||
-        get_int(root, "qk_rope_head_dim", 1, 0, 1, p, n, &c->rope_head_dim, e) ||
-        get_int(root, "q_lora_rank", 1, 0, 1, p, n, &c->q_lora_rank, e) ||
-        get_int(root, "o_groups", 1, 0, 1, p, n, &c->o_groups, e) ||
-        get_int(root, "o_lora_rank", 1, 0, 1, p, n, &c->o_lora_rank, e) ||
-        get_int(root, "sliding_window", 1, 0, 1, p, n, &c->window_size, e) ||
-        get_int(root, "n_routed_experts", 1, 0, 1, p, n, &c->n_routed_experts, e) ||
-        get_int(root, "n_shared_experts", 1, 0, 0, p, n, &c->n_shared_experts, e) ||
-        get_int(root, "num_experts_per_tok", 1, 0, 1, p, n, &c->n_activated_experts, e) ||
-        get_int(root, "moe_intermediate_size", 1, 0, 1, p, n, &c->moe_inter_dim, e) ||
-        get_int(root, "num_hash_layers", 1, 0, 0, p, n, &c->n_hash_layers, e) ||
+    if (get_int(root, "vocab_size", 1, 0, 1, MAX_VOCAB, p, n, &c->vocab_size, e) ||
+        get_int(root, "hidden_size", 1, 0, 1, MAX_DIM, p, n, &c->dim, e) ||
+        get_int(root, "num_hidden_layers", 1, 0, 1, INT_MAX, p, n, &c->n_layers, e) ||
+        get_int(root, "num_nextn_predict_layers", 0, 1, 0, INT_MAX, p, n, &c->n_mtp_layers, e) ||
+        get_int(root, "num_attention_heads", 1, 0, 1, MAX_HEADS, p, n, &c->n_heads, e) ||
+        get_int(root, "num_key_value_heads", 0, 1, 1, MAX_HEADS, p, n, &c->n_kv_heads, e) ||
+        get_int(root, "head_dim", 1, 0, 1, MAX_HEAD_DIM, p, n, &c->head_dim, e) ||
+        get_int(root, "qk_rope_head_dim", 1, 0, 1, MAX_HEAD_DIM, p, n, &c->rope_head_dim, e) ||
+        get_int(root, "q_lora_rank", 1, 0, 1, MAX_DIM, p, n, &c->q_lora_rank, e) ||
+        get_int(root, "o_groups", 1, 0, 1, MAX_HEADS, p, n, &c->o_groups, e) ||
+        get_int(root, "o_lora_rank", 1, 0, 1, MAX_DIM, p, n, &c->o_lora_rank, e) ||
+        get_int(root, "sliding_window", 1, 0, 1, MAX_WINDOW, p, n, &c->window_size, e) ||
+        get_int(root, "n_routed_experts", 1, 0, 1, MAX_EXPERTS, p, n, &c->n_routed_experts, e) ||
+        get_int(root, "n_shared_experts", 1, 0, 0, MAX_SHARED, p, n, &c->n_shared_experts, e) ||
+        get_int(root, "num_experts_per_tok", 1, 0, 1, MAX_EXPERTS, p, n, &c->n_activated_experts, e) ||
+        get_int(root, "moe_intermediate_size", 1, 0, 1, MAX_DIM, p, n, &c->moe_inter_dim, e) ||
+        get_int(root, "num_hash_layers", 1, 0, 0, WP_MAX_LAYERS, p, n, &c->n_hash_layers, e) ||
         get_enum(root, "scoring_func", 1, NULL, scores, p, n, c->score_func, sizeof c->score_func,
                  e) ||
         get_num(root, "routed_scaling_factor", 1, 0, 1, p, n, &c->route_scale, e) ||
         get_num(root, "swiglu_limit", 1, 0, 0, p, n, &c->swiglu_limit, e) ||
-        get_int(root, "index_n_heads", 1, 0, 1, p, n, &c->index_n_heads, e) ||
-        get_int(root, "index_head_dim", 1, 0, 1, p, n, &c->index_head_dim, e) ||
-        get_int(root, "index_topk", 1, 0, 1, p, n, &c->index_topk, e) ||
-        get_int(root, "hc_mult", 1, 0, 1, p, n, &c->hc_mult, e) ||
-        get_int(root, "hc_sinkhorn_iters", 1, 0, 0, p, n, &c->hc_sinkhorn_iters, e) ||
+        get_int(root, "index_n_heads", 1, 0, 1, MAX_HEADS, p, n, &c->index_n_heads, e) ||
+        get_int(root, "index_head_dim", 1, 0, 1, MAX_HEAD_DIM, p, n, &c->index_head_dim, e) ||
+        get_int(root, "index_topk", 1, 0, 1, MAX_WINDOW, p, n, &c->index_topk, e) ||
+        get_int(root, "hc_mult", 1, 0, 1, MAX_HC, p, n, &c->hc_mult, e) ||
+        get_int(root, "hc_sinkhorn_iters", 1, 0, 0, MAX_SINKHORN, p, n, &c->hc_sinkhorn_iters, e) ||
         get_num(root, "hc_eps", 0, 1e-6, 1, p, n, &c->hc_eps, e) ||
         get_num(root, "rms_norm_eps", 0, 1e-6, 1, p, n, &c->norm_eps, e) ||
         get_num(root, "rope_theta", 1, 0, 1, p, n, &c->rope_theta, e) ||
         get_num(root, "compress_rope_theta", 1, 0, 1, p, n, &c->compress_rope_theta, e) ||
         parse_rope_scaling(c, root, p, e) ||
-        get_int(root, "max_position_embeddings", 0, 0, 1, p, n, &c->max_position_embeddings,
+        get_int(root, "max_position_embeddings", 0, 0, 1, MAX_POSITIONS, p, n, &c->max_position_embeddings,
                 e) ||
-        get_int(root, "bos_token_id", 0, -1, 0, p, n, &c->bos_token_id, e) ||
-        get_int(root, "eos_token_id", 0, -1, 0, p, n, &c->eos_token_id, e) ||
+        get_int(root, "bos_token_id", 0, -1, 0, MAX_VOCAB - 1, p, n, &c->bos_token_id, e) ||
+        get_int(root, "eos_token_id", 0, -1, 0, MAX_VOCAB - 1, p, n, &c->eos_token_id, e) ||
         get_enum(root, "expert_dtype", 0, "fp4", edt, p, n, c->expert_dtype,
                  sizeof c->expert_dtype, e) ||
         parse_quant(c, root, p, e))
         goto out;
     c->expert_dtype_given = cJSON_GetObjectItemCaseSensitive(root, "expert_dtype") != NULL;
-    if (c->n_layers + c->n_mtp_layers > WP_MAX_LAYERS) {   /* compress_ratios[] capacity */
+    /* compress_ratios[] capacity; the sum in long long (each may be INT_MAX) */
+    if ((long long)c->n_layers + c->n_mtp_layers > WP_MAX_LAYERS) {
         wp_fail(e, WP_EINVAL,
-                "%s: num_hidden_layers + num_nextn_predict_layers: %d exceeds wpack's limit of %d",
-                p, c->n_layers + c->n_mtp_layers, WP_MAX_LAYERS);
+                "%s: num_hidden_layers + num_nextn_predict_layers: %lld exceeds wpack's limit of %d",
+                p, (long long)c->n_layers + c->n_mtp_layers, WP_MAX_LAYERS);
         goto out;
     }
     if (parse_ratios(c, root, p, e) || check_relations(c, p, e)) goto out;

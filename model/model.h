@@ -49,6 +49,14 @@ typedef struct wp_config {
 int wp_config_parse(wp_config *c, const char *json, size_t len, const char *path, wp_err *e);
 /* Read and parse a config.json file (messages name `path`). */
 int wp_config_load(wp_config *c, const char *path, wp_err *e);
+/* An upper bound of the number of tensors wp_inventory lists for c (the
+ * parser refuses a config above docs/config.md's limit). */
+uint64_t wp_config_max_tensors(const wp_config *c);
+/* With a whole checkpoint of n_tensors known: refuse (WP_EINVAL, naming
+ * `path`, the config) a config whose routed-expert tensors alone exceed 4x
+ * the checkpoint's count -- it cannot describe that checkpoint, and its
+ * inventory would be sized by the config, not by the input. */
+int wp_config_check_ckpt(const wp_config *c, size_t n_tensors, const char *path, wp_err *e);
 /* The config as a JSON object under its HF key names (cJSON *), keys in a
  * fixed order, for the container's model description and for `synth`'s
  * config.json; wp_config_parse of its text gives back an equal wp_config.

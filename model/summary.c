@@ -73,6 +73,9 @@ static int load_config(wp_ckpt_summary *s, const char *path, const wp_ckpt *k, w
         else if (r == 4) s->csa++;
         else s->hca++;
     }
+    /* a whole checkpoint bounds what its config may imply (docs/config.md) */
+    if (!s->partial && (rc = wp_config_check_ckpt(&s->cfg, wp_ckpt_count(k), s->config_path, e)))
+        return rc;
     return wp_inventory_check(&s->cfg, k, &s->inv, e);
 }
 

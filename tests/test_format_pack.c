@@ -286,7 +286,8 @@ static void mutate(uint8_t *a, size_t n, int k)
     case 8: add64(file_rec(a, n, 0) + 16, -1); reseal_index(a, n); break;   /* file size */
     case 9: tensor_rec(a, n, 0)[20] = 0xE7, tensor_rec(a, n, 0)[21] = 3; reseal_index(a, n); break;
     case 10: file_rec(a, n, 4)[40] ^= 1; reseal_index(a, n); break;         /* recorded sha256 */
-    case 11: add64(frame_rec(a, n, 0) + 24, -1); reseal_index(a, n); break; /* raw_size vs zstd header */
+    case 11: add64(frame_rec(a, n, 2) + 24, -1); reseal_index(a, n); break; /* raw_size vs zstd header
+                 (zeros.wpk's header frame: the 1-byte gap it leaves is padding) */
     default: break;
     }
 }

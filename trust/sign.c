@@ -61,6 +61,17 @@ static int classify(EVP_PKEY *p, const char *what, wp_key_alg *alg, wp_err *e)
                    EVP_PKEY_get0_type_name(p) ? EVP_PKEY_get0_type_name(p) : "unknown");
 }
 
+/* A private key file carries its public half too (PKCS#8 with an EC public
+ * key): both must belong together, or what is signed would not verify with
+ * the public key (and key id) derived from the same file. */
+static int keypair_ok(EVP_PKEY *p, const char *what, wp_err *e)
+{
+    EVP_PKEY_CTX *cx = EVP_PKEY_CTX_new_from_pkey(NULL, p, NULL);
+    int ok = cx && EVP_PKEY_pairwise_check(cx) == 1;
+    EVP_PKEY_CTX_free(cx);
+    return ok ? 0 : ossl_fail(e, WP_EINVAL, what, "private key whose public half does not match it");
+}
+
 static wp_key *wrap(EVP_PKEY *p, wp_key_alg alg, int priv, wp_err *e)
 {
     wp_key *k = wp_calloc(1, sizeof *k, e);
@@ -289,6 +300,7 @@ static int load_pem(const char *path, int priv, wp_key **out, wp_err *e)
     close(fd);
     wp_key_alg alg;
     if (!rc) rc = classify(p, path, &alg, e);
+    if (!rc && priv) rc = keypair_ok(p, path, e);
     if (rc) {
         EVP_PKEY_free(p);
         return rc;

@@ -146,7 +146,7 @@ int wp_verify_source(const char *ckpt_dir, const char *digests_path, int threads
             f->status = WP_SRC_SIZE;
             continue;
         }
-        fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
+        fds[i] = wp_open_read(paths[i], e);
         if (fds[i] < 0) {
             rc = wp_fail_errno(e, "%s: cannot open", paths[i]);
             break;

@@ -427,7 +427,7 @@ static int phase_containers(vctx *c)
             f->fd = wpk_fd(f->wpk);
             cross_check(m, f, r, e);
         } else {
-            f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+            f->fd = wp_open_read(f->path, e);
             if (f->fd < 0) {
                 rc = wp_fail_errno(e, "%s: cannot open", f->path);
                 continue;
@@ -775,7 +775,7 @@ int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progre
             f->size = wpk_file_size(f->wpk);
             f->nt = wpk_count(f->wpk);
         } else {
-            f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+            f->fd = wp_open_read(f->path, e);
             struct stat st;
             if (f->fd < 0 || fstat(f->fd, &st) != 0) {
                 rc = wp_fail_errno(e, "%s: cannot open", f->path);

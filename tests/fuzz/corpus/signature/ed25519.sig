@@ -1,0 +1,1 @@
+{"algorithm":"ed25519","format":"wpack-signature","keyid":"0fb04b1d0a87deb1c263150a0197833a4ab3fdd58d0a271e028d67ae6a2ab15c","manifest_sha256":"93ea4a8cddbe73aaa98c4a34f1a4f650d7f5c733f13b8833368cbc1f948a7fa6","signature":"MOct3saQLK4I9fvK707Ak70NHk23otTVHntE9zLD0wAPz5mSlGqNSvEgQMRvHGKlEU6Rm0Unc/cDUmsrIDHjCQ==","version":1}

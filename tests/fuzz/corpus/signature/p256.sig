@@ -1,0 +1,1 @@
+{"algorithm":"ecdsa-p256-sha256","format":"wpack-signature","keyid":"67f4f64535b02b54d3a000ed60f4ba332c82cbe13d2d0fb42f8e5cdf8ff2677a","manifest_sha256":"93ea4a8cddbe73aaa98c4a34f1a4f650d7f5c733f13b8833368cbc1f948a7fa6","signature":"MEUCIAbU3u6pC38X2NPtu1LY2YQsnfTBXJ4uoJaIiZIiNoL8AiEAwikgCDlsE05sGCqs5LwuJttcrutUvbhCMtf465t1dbk=","version":1}
