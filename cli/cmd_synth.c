@@ -27,7 +27,7 @@ static const cli_option synth_opts[] = {
      .complete = "dir", .help = "the checkpoint directory to create"},
     {.name = "layers", .kind = CLI_INT, .off = YA(layers), .arg = "N", .lo = 1, .hi = WP_MAX_LAYERS,
      .def_doc = "the preset's", .help = "keep the first N main layers (and the MTP block)"},
-    {.name = "experts", .kind = CLI_INT, .off = YA(experts), .arg = "N", .lo = 1, .hi = 1 << 16,
+    {.name = "experts", .kind = CLI_INT, .off = YA(experts), .arg = "N", .lo = 1, .hi = 4096,
      .def_doc = "the preset's", .help = "routed experts per layer"},
     {.name = "seed", .kind = CLI_U64, .off = YA(seed), .arg = "S", .def = "0", .help = "PRNG seed"},
     {.name = "block", .kind = CLI_INT, .off = YA(block), .arg = "B", .lo = 1, .hi = 1 << 16, .def_doc = "128",
