@@ -89,6 +89,15 @@ static void print_human(const wp_ckpt_summary *s, int verbose)
                WP_INV_MAX_ISSUES);
 }
 
+/* inspect reads; whatever failed, the input is what is bad: exit 2 (not 1,
+ * which means "read fine, inventory differs"), in the JSON document too. */
+static int unreadable(const wp_err *e)
+{
+    cli_error(CMD, e);
+    if (cli_cur) cli_cur->err_code = WP_EXIT_BAD;
+    return WP_EXIT_BAD;
+}
+
 /* A build (a directory wpack made, or a lone .wpk): what it holds, from the
  * containers' directories and the manifest; nothing is hashed. */
 static int is_build(const char *path)
@@ -133,9 +142,7 @@ static int inspect_build(const char *path, int json)
     wp_build_summary_free(&s);
     wp_build_close(b);
     if (rc) {
-        cli_error(CMD, &e);
-        if (cli_cur) cli_cur->err_code = WP_EXIT_BAD;
-        return WP_EXIT_BAD;
+        return unreadable(&e);
     }
     return WP_EXIT_OK;
 }
@@ -197,9 +204,7 @@ static int inspect_deep(const char *path, const wp_ckpt_summary *s, int threads,
     if (rc) {
         /* every bad tensor on its own line; the first is the error */
         for (size_t i = 1; !json && i < r.n_bad; i++) fprintf(stderr, "wpack " CMD ": %s\n", r.bad[i]);
-        cli_error(CMD, &e);
-        if (cli_cur) cli_cur->err_code = WP_EXIT_BAD;
-        code = WP_EXIT_BAD;   /* bad data is bad input, whatever the code */
+        code = unreadable(&e);   /* bad data is bad input, whatever the code */
     } else if (!json) {
         char b[32], rt[32];
         printf("content: ok (%llu tensors, %s read in %.2f s, %s, %d thread%s%s)\n",
@@ -226,9 +231,7 @@ static int inspect_run(cli_ctx *c, void *va)
     wp_ckpt_summary *s;
     wp_err e = {0};
     if (wp_ckpt_summarise(path, &s, &e)) {
-        cli_error(CMD, &e);
-        if (cli_cur) cli_cur->err_code = WP_EXIT_BAD;
-        return WP_EXIT_BAD;   /* unreadable, whatever the code */
+        return unreadable(&e);
     }
     cJSON *doc = json ? wp_ckpt_summary_json(s) : NULL;
     if (!json) print_human(s, c->verbose);

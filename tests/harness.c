@@ -1,6 +1,7 @@
 /* harness.c — the test runner behind harness.h. */
 #include "tests/harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -52,6 +53,19 @@ const char *wpt_wpack(void)
 {
     const char *p = getenv("WPACK_BIN");
     return p && *p ? p : "build/wpack";
+}
+
+const char *wpt_hidden_names(const char *dir)
+{
+    static char out[4096];
+    out[0] = 0;
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            snprintf(out + strlen(out), sizeof out - strlen(out), "%s ", de->d_name);
+    if (d) closedir(d);
+    return out;
 }
 
 const char *wpt_path(const char *fmt, ...)

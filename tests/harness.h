@@ -69,6 +69,9 @@ const char *wpt_wpack(void);           /* path of the wpack binary */
 int wpt_run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Path helper: snprintf into a static rotating buffer. */
 const char *wpt_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The names in dir that start with '.' (wpack's temporaries), each followed
+ * by a space, in readdir order; "" if none.  A static buffer: copy it to keep it. */
+const char *wpt_hidden_names(const char *dir);
 /* Whole-file helpers for tests. */
 int wpt_read_file(const char *path, uint8_t **data, size_t *len);
 int wpt_write_file(const char *path, const void *data, size_t len);

@@ -34,20 +34,6 @@ static int exists(const char *p)
     return lstat(p, &st) == 0;
 }
 
-/* Names starting with '.' in dir (temporaries), space-separated ("" if none). */
-static const char *dots(const char *dir)
-{
-    static char out[4096];
-    out[0] = 0;
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            snprintf(out + strlen(out), sizeof out - strlen(out), "%s ", de->d_name);
-    if (d) closedir(d);
-    return out;
-}
-
 /* Run a shell line in the test's directory; its exit status. */
 static int sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int sh(char *out, size_t cap, const char *fmt, ...)
@@ -269,9 +255,9 @@ static void drive(scen *s)
             else ty.new_++;
             /* what is left: nothing after a failure or an interruption */
             char left[4096];
-            snprintf(left, sizeof left, "%s", dots(wpt_path("%s/w", t)));
+            snprintf(left, sizeof left, "%s", wpt_hidden_names(wpt_path("%s/w", t)));
             if (s->kind != K_FILE && exists(wpt_path("%s/%s", t, s->out)))
-                snprintf(left + strlen(left), sizeof left - strlen(left), "%s", dots(wpt_path("%s/%s", t, s->out)));
+                snprintf(left + strlen(left), sizeof left - strlen(left), "%s", wpt_hidden_names(wpt_path("%s/%s", t, s->out)));
             /* a failure or an interruption leaves nothing, except a replaced
              * output that could not be removed once the new one was in place:
              * the run says so, and the next run removes it */
@@ -294,12 +280,12 @@ static void drive(scen *s)
             if (a == 1 || left[0]) {
                 int rr = sh(out, sizeof out, "%s", s->rerun);
                 const char *after = outcome(s);
-                int clean = !dots(wpt_path("%s/w", t))[0] &&
-                            (s->kind == K_FILE || !dots(wpt_path("%s/%s", t, s->out))[0]);
+                int clean = !wpt_hidden_names(wpt_path("%s/w", t))[0] &&
+                            (s->kind == K_FILE || !wpt_hidden_names(wpt_path("%s/%s", t, s->out))[0]);
                 again = rr == 0 && !strcmp(after, "new") && clean ? "ok" : "BAD";
                 if (strcmp(again, "ok")) ty.rerun_bad++;
                 CHECKF(!strcmp(again, "ok"), "%s step %d kill: rerun exit %d, %s, left %s: %s", s->name, st[i].n, rr,
-                       after, dots(wpt_path("%s/w", t)), out);
+                       after, wpt_hidden_names(wpt_path("%s/w", t)), out);
                 if (left[0] && !strstr(left, ".kept."))
                     CHECKF(strstr(out, "stale temporar") || strstr(out, "put back"), "%s step %d: rerun said nothing "
                            "of what it removed: %s", s->name, st[i].n, out);
@@ -477,7 +463,7 @@ TEST(common_race_directory_appears_during_convert)
     CHECK_EQ_INT(sh(out, sizeof out, "%s verify w/%s --allow-unsigned && cmp w/%s/manifest.json NEW/manifest.json",
                     W(), kept, kept), 0);
     /* nothing else is left, and no sweep takes the kept build */
-    CHECKF(!strcmp(dots(wpt_path("%s/w", wpt_tmpdir())), wpt_path("%s ", kept)), "left: %s", dots(wpt_path("%s/w", wpt_tmpdir())));
+    CHECKF(!strcmp(wpt_hidden_names(wpt_path("%s/w", wpt_tmpdir())), wpt_path("%s ", kept)), "left: %s", wpt_hidden_names(wpt_path("%s/w", wpt_tmpdir())));
     CHECK_EQ_INT(sh(out, sizeof out, "%s clean w", W()), 0);
     CHECK_CONTAINS(out, "finished output kept because its name was taken");
     CHECK(exists(wpt_path("%s/w/%s/manifest.json", wpt_tmpdir(), kept)));
@@ -512,7 +498,7 @@ TEST(common_race_two_converts_to_one_output)
     CHECK_CONTAINS(msg, "w/out: appeared while the output was being written; not replaced; the finished output is kept in");
     CHECK_CONTAINS(msg, kept);
     CHECK_EQ_INT(sh(out, sizeof out, "cmp w/%s/manifest.json NEW/manifest.json", kept), 0);
-    CHECKF(!strcmp(dots(wpt_path("%s/w", wpt_tmpdir())), wpt_path("%s ", kept)), "left: %s", dots(wpt_path("%s/w", wpt_tmpdir())));
+    CHECKF(!strcmp(wpt_hidden_names(wpt_path("%s/w", wpt_tmpdir())), wpt_path("%s ", kept)), "left: %s", wpt_hidden_names(wpt_path("%s/w", wpt_tmpdir())));
 }
 
 /* `convert -o OUT & cp -r signed-build OUT`: the signed build that lands
@@ -561,5 +547,5 @@ TEST(common_force_refuses_what_is_not_a_build)
                    "appeared while the output was being written); the finished output is kept in w/.v.kept.");
     CHECK_EQ_INT(sh(out, sizeof out, "cd w/v && find . | sort"), 0);
     CHECK(!strcmp(out, ".\n./a\n./sub\n"));
-    CHECK(strstr(dots(wpt_path("%s/w", wpt_tmpdir())), ".v.kept.") && !strstr(dots(wpt_path("%s/w", wpt_tmpdir())), ".tmp."));
+    CHECK(strstr(wpt_hidden_names(wpt_path("%s/w", wpt_tmpdir())), ".v.kept.") && !strstr(wpt_hidden_names(wpt_path("%s/w", wpt_tmpdir())), ".tmp."));
 }

@@ -45,20 +45,6 @@ static const char *ls(const char *dir)
     return out;
 }
 
-/* Names in dir starting with '.' (temporaries), as one string. */
-static const char *hidden(const char *dir)
-{
-    static char out[4096];
-    out[0] = 0;
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            snprintf(out + strlen(out), sizeof out - strlen(out), "%s ", de->d_name);
-    if (d) closedir(d);
-    return out;
-}
-
 static int put(const char *path, const char *text) { return wpt_write_file(path, text, strlen(text)); }
 
 /* Claim a free name: the temporary sits next to it, is named after it and
@@ -86,7 +72,7 @@ static void claim_free(int fallback)
     REQUIRE(wp_outdir_commit(&d, &e) == 0);
     CHECK(!strcmp(slurp(wpt_path("%s/a.txt", target)), "new"));
     CHECK(!strcmp(slurp(wpt_path("%s/sub/b.txt", target)), "deep"));
-    CHECK(!strcmp(hidden(t), ""));
+    CHECK(!strcmp(wpt_hidden_names(t), ""));
     wp_outdir_abort(&d);   /* after commit: nothing to do */
     CHECK(exists(target));
     CHECK_EQ_INT(wp_outdir_commit(&d, &e), WP_EUSAGE);
@@ -140,7 +126,7 @@ TEST(common_outdir_refuses_existing_target)
     wp_err_clear(&e);
     CHECK_EQ_INT(wp_outdir_begin(&d, wpt_path("%s/nodir/out", t), NULL, &e), WP_EIO);
     CHECK_CONTAINS(e.msg, "cannot create the output directory in");
-    CHECK(!strcmp(hidden(t), ""));
+    CHECK(!strcmp(wpt_hidden_names(t), ""));
 }
 
 static int is_mine(const char *path, void *ud)
@@ -200,7 +186,7 @@ static void force_replaces(int fallback)
     CHECK_CONTAINS(e.msg, "photos: exists and is not a photo album; not replaced");
     /* what was refused is untouched, and no temporary is left */
     CHECK(!strcmp(ls(other), "cat.jpg\n"));
-    CHECK(!strcmp(hidden(t), ""));
+    CHECK(!strcmp(wpt_hidden_names(t), ""));
 }
 
 TEST(common_outdir_force_replaces_only_its_kind)
@@ -301,7 +287,7 @@ TEST(common_outdir_abort_leaves_nothing)
         REQUIRE(put(wpt_path("%s/f%03d-with-a-longer-name", tmp, i), "f") == 0);
     wp_outdir_abort(&d);
     wp_outdir_abort(&d);   /* twice is fine */
-    CHECK(!strcmp(hidden(t), ""));
+    CHECK(!strcmp(wpt_hidden_names(t), ""));
     CHECK(!exists(wpt_path("%s/out", t)));
     CHECK(!strcmp(slurp(wpt_path("%s/precious", outside)), "p"));   /* links were not followed */
     /* wp_rm_tree on a link removes the link only */
@@ -342,12 +328,12 @@ static void killed_mid_write(int dir)
     char c = 0;
     CHECK(read(p[0], &c, 1) == 1 && c == 'r');
     close(p[0]);
-    CHECKF(strcmp(hidden(t), ""), "the child's temporary should exist while it runs");
+    CHECKF(strcmp(wpt_hidden_names(t), ""), "the child's temporary should exist while it runs");
     kill(pid, SIGTERM);
     int status = 0;
     REQUIRE(waitpid(pid, &status, 0) == pid);
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status 0x%x", status);
-    CHECKF(!strcmp(hidden(t), ""), "left: %s", hidden(t));
+    CHECKF(!strcmp(wpt_hidden_names(t), ""), "left: %s", wpt_hidden_names(t));
     CHECK(!strcmp(ls(t), ""));
 }
 

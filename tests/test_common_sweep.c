@@ -30,19 +30,6 @@ static int exists(const char *p)
 
 static int put(const char *path, const char *text) { return wpt_write_file(path, text, strlen(text)); }
 
-static const char *dots(const char *dir)
-{
-    static char out[4096];
-    out[0] = 0;
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            snprintf(out + strlen(out), sizeof out - strlen(out), "%s ", de->d_name);
-    if (d) closedir(d);
-    return out;
-}
-
 /* Field 22 of /proc/PID/stat, read here independently of the library. */
 static unsigned long long start_of(long pid)
 {
@@ -314,7 +301,7 @@ TEST(common_writers_sweep_first_and_say_so)
     REQUIRE(g_nnotes == 3);
     CHECK(!strcmp(g_notes[2], wpt_path("%s/out: put back from .out.old.%ld-%llu.DDDDDD, where an interrupted replace "
                                        "(process %ld) had moved it", t, dp, ds, dp)));
-    CHECK(!strcmp(dots(t), ""));
+    CHECK(!strcmp(wpt_hidden_names(t), ""));
     wp_set_notice_fn(NULL, NULL);
 }
 
@@ -367,8 +354,8 @@ TEST(common_signal_cleanup_while_threads_create_files)
         REQUIRE(waitpid(pid, &status, 0) == pid);
         CHECKF(WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT), "status 0x%x",
                status);
-        CHECKF(!strcmp(dots(t), ""), "round %d left: %s", round, dots(t));
-        if (strcmp(dots(t), "")) break;
+        CHECKF(!strcmp(wpt_hidden_names(t), ""), "round %d left: %s", round, wpt_hidden_names(t));
+        if (strcmp(wpt_hidden_names(t), "")) break;
     }
 }
 
@@ -440,18 +427,18 @@ TEST(common_next_run_reclaims_and_says_so)
     char out[16384];
     CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && WPACK_FAULT=fsync:1:kill %s convert %s/%s/hf -o a "
                          "--profile reference", t, wpack_abs(), getcwd((char[2048]){0}, 2048), WPT_TINY), 137);
-    CHECK(strstr(dots(t), ".a.tmp.") != NULL);
+    CHECK(strstr(wpt_hidden_names(t), ".a.tmp.") != NULL);
     CHECK(!exists(wpt_path("%s/a", t)));
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --profile reference", w, WPT_TINY, t), 0);
     CHECK_CONTAINS(out, wpt_path("wpack convert: removed 1 stale temporary ("));
     CHECK_CONTAINS(out, wpt_path(") from %s, left by wpack runs that are gone\n", t));
-    CHECK(!strcmp(dots(t), ""));
+    CHECK(!strcmp(wpt_hidden_names(t), ""));
     /* -q: the same work, nothing said */
     CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && WPACK_FAULT=fsync:1:kill %s pack b -o b.wpkz", t, wpack_abs()), 137);
-    CHECK(strstr(dots(t), ".b.wpkz.tmp.") != NULL);
+    CHECK(strstr(wpt_hidden_names(t), ".b.wpkz.tmp.") != NULL);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s pack %s/b -o %s/c.wpkz -q 2>&1 >/dev/null", w, t, t), 0);
     CHECK(!strcmp(out, ""));
-    CHECK(!strcmp(dots(t), ""));
+    CHECK(!strcmp(wpt_hidden_names(t), ""));
 }
 
 /* A keygen killed while writing the private key leaves its temporary (a
@@ -461,7 +448,7 @@ TEST(common_keygen_sweeps_a_killed_keygen)
     const char *t = wpt_tmpdir();
     char out[8192];
     CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && WPACK_FAULT=write:1:kill %s keygen -o k", t, wpack_abs()), 137);
-    const char *left = dots(t);
+    const char *left = wpt_hidden_names(t);
     CHECKF(!strncmp(left, ".k.pem.tmp.", 11), "left: %s", left);
     struct stat st;
     char name[512];
@@ -470,5 +457,5 @@ TEST(common_keygen_sweeps_a_killed_keygen)
     CHECK(stat(wpt_path("%s/%s", t, name), &st) == 0 && (st.st_mode & 0777) == 0600);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s keygen -o k2", t, wpack_abs()), 0);
     CHECK_CONTAINS(out, "wpack keygen: removed 1 stale temporary (0 B) from ., left by wpack runs that are gone\n");
-    CHECK(!strcmp(dots(t), ""));
+    CHECK(!strcmp(wpt_hidden_names(t), ""));
 }
