@@ -527,6 +527,8 @@ int wp_msig_verify(const char *dir, const char *doc, size_t len, const wp_msig_o
         rc = wp_fail(e, WP_EINVAL, "%s: serialization.ignore_paths is not an array", what);
     } else if (!cJSON_IsArray(ra) || !cJSON_GetArraySize(ra)) {
         rc = wp_fail(e, WP_EINVAL, "%s: predicate.resources must list at least one file", what);
+    } else if (cJSON_GetArraySize(ra) > MAX_FILES || cJSON_GetArraySize(ign) > MAX_FILES) {
+        rc = wp_fail(e, WP_EINVAL, "%s: more than %d resources or ignore_paths", what, MAX_FILES);
     }
     /* the ignore rules: defaults, the bundle's own, the bundle file, the caller's */
     size_t nign = cJSON_GetArraySize(ign), nres = cJSON_GetArraySize(ra);
