@@ -40,15 +40,22 @@ static int quant_run(cli_ctx *c, void *va)
     wp_report rep;
     memset(&rep, 0, sizeof rep);
     int code = WP_EXIT_OK;
+    uint64_t *inexact = NULL;
     if (wp_report_init(&rep, p, &e)) {
         code = cli_error(CMD, &e);
         goto out;
     }
     cli_bar bar;
     cli_bar_init(&bar, a.json, 1);
+    inexact = calloc(p->n_weights ? p->n_weights : 1, sizeof *inexact);
+    if (!inexact) {
+        cli_bar_end(&bar);
+        code = cli_error(CMD, (wp_oom(&e, "quant"), &e));
+        goto out;
+    }
     wp_convert_opts o = {
         .threads = a.threads, .mem_budget = a.mem_budget, .report = &rep,
-        .progress = cli_progress, .progress_ud = &bar,
+        .progress = cli_progress, .progress_ud = &bar, .inexact = inexact,
     };
     wp_convert_stats st;
     rc = wp_convert_run(p, NULL, &o, &st, &e);
@@ -74,6 +81,9 @@ static int quant_run(cli_ctx *c, void *va)
     }
     if (a.json) {
         cJSON *j = wp_report_to_json(&rep);
+        wp_loss_summary ls;
+        wp_plan_loss_summary(p, inexact, &ls);
+        cJSON_AddItemToObject(j, "loss", wp_loss_summary_json(&ls));
         if (a.recall) {
             cJSON *ra = cJSON_AddObjectToObject(j, "indexer_recall");
             cJSON_AddNumberToObject(ra, "gate", a.recall_min);
@@ -92,6 +102,7 @@ static int quant_run(cli_ctx *c, void *va)
         cli_print_json(j);
     } else {
         cv_print_report(stdout, &rep, a.top);
+        cv_print_loss(p, inexact);
         for (int i = 0; i < pr.n_recall; i++)
             printf("indexer layer %d: top-k recall vs the checkpoint mean %.4f, worst query %.4f (%d queries)  %s\n",
                    pr.recall[i].layer, pr.recall[i].mean, pr.recall[i].worst, pr.recall[i].queries,
@@ -99,6 +110,7 @@ static int quant_run(cli_ctx *c, void *va)
     }
     code = over || !recall_pass ? WP_EXIT_FAIL : WP_EXIT_OK;
 out:
+    free(inexact);
     wp_report_free(&rep);
     wp_plan_free(p);
     wp_ckpt_close(k);
