@@ -1081,6 +1081,13 @@ void wp_loss_family(const char *name, char *out, size_t sz)
     if (!suf) suf = ends_with(rel, ".scale");
     int n = suf ? (int)(suf - rel) : (int)strlen(rel);
     snprintf(out, sz, "%s%.*s", mtp ? "mtp." : "", n, rel);
+    /* one routed expert is its stack: "ffn.experts.3.w1" -> "ffn.experts.w1" */
+    char *x = strstr(out, "experts.");
+    if (x) {
+        char *d = x + 8, *q = d;
+        while (*q >= '0' && *q <= '9') q++;
+        if (q > d && *q == '.') memmove(d, q + 1, strlen(q + 1) + 1);
+    }
 }
 
 /* Sensitive families, stated once: a lossy re-encode of these moves the
