@@ -1201,7 +1201,8 @@ static void step_desc(const wp_plan_weight *w, char *out, size_t sz)
 
 int wp_plan_check_loss(const wp_plan *p, int allow_lossy, int allow_sensitive, wp_err *e)
 {
-    /* sensitive families first: forcing one is refused even when asked for */
+    /* an undeclared lossy step first, then the sensitive families: a lossy
+     * re-encode of one is refused even when the profile or the user asks */
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < p->n_weights; i++) {
             const wp_plan_weight *w = &p->weights[i];
@@ -1211,12 +1212,12 @@ int wp_plan_check_loss(const wp_plan *p, int allow_lossy, int allow_sensitive, w
             char step[128], rule[320];
             step_desc(w, step, sizeof step);
             rule_desc(p, w, rule, sizeof rule);
-            if (pass == 0 && sens && !allow_sensitive)
+            if (pass == 1 && sens && !allow_sensitive)
                 return wp_fail_setting(e, WP_EVERIFY, "allow-sensitive",
                                        "%s: %s by %s re-quantises the %s, a sensitive family: its effect on the "
                                        "model is far larger than its weight error shows; refused",
                                        w->name, step, rule, sens);
-            if (pass == 1 && r && !r->origin && !r->lossy && !allow_lossy)
+            if (pass == 0 && r && !r->origin && !r->lossy && !allow_lossy)
                 return wp_fail_setting(e, WP_EVERIFY, "allow-lossy",
                                        "%s: %s by %s re-quantises (lossy) and the profile does not declare it "
                                        "(\"lossy\": true); refused",
