@@ -245,7 +245,7 @@ size_t wp_plan_find(const wp_plan *p, int file, const char *name);
 /* The loss of weight i: the plan's, or lossy when `inexact` (per plan weight,
  * elements an exact re-encode did not preserve; NULL = none) says so. */
 wp_loss wp_plan_weight_loss(const wp_plan *p, size_t i, const uint64_t *inexact);
-#define WP_LOSS_MAX_FAMILIES 64
+#define WP_LOSS_MAX_FAMILIES 256
 typedef struct wp_loss_summary {
     int lossless;                     /* no lossy weight */
     size_t lossy_weights;             /* output weights (a stack is one; per rank) */
