@@ -6,7 +6,8 @@
  * official names and order, model/model.h) and finds, for each tensor, the
  * bytes of the build that hold it: a tensor of the same name, or a slice of
  * a stacked tensor whose recorded sources name it (expert e, and for a fused
- * w13 its w1 or w3 half).  Each output tensor reads one byte range of one
+ * w13 its w1 or w3 half) -- the build's name index (trust/build.h,
+ * wp_name_index), which inspect lists from too.  Each output tensor reads one byte range of one
  * build tensor and either copies it or re-encodes it exactly (E8M0 <-> F32
  * scales, BF16 -> FP8 where every value survives).  Anything else is refused
  * before a byte is written.
@@ -80,14 +81,6 @@ typedef struct ex_out {
     size_t shard;
 } ex_out;
 
-/* A name the build can provide: a tensor, or slot j of expert e of a stack. */
-typedef struct ex_name {
-    const char *name;
-    size_t src;
-    long expert;               /* -1: the whole tensor */
-    unsigned slot, per;        /* slot of per consecutive sources of one expert */
-} ex_name;
-
 typedef struct ex_shard {
     char file[64];
     size_t first, n;           /* outputs [first, first + n) */
@@ -98,10 +91,10 @@ typedef struct ex_ctx {
     const char *build_path;
     wp_build *b;
     wp_config cfg;
-    ex_src *src;
+    ex_src *src;               /* one per row of `list` */
     size_t n_src;
-    ex_name *names;
-    size_t n_names;
+    wp_tensor_list list;       /* the build's tensors (trust/build.h) */
+    wp_name_index names;       /* the names they provide: tensors and stacked experts' sources */
     ex_out *out;
     size_t n_out, cap_out;
     ex_shard *shards;
@@ -124,15 +117,9 @@ typedef struct ex_ctx {
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static int cmp_name(const void *a, const void *b)
+static const wp_build_name *find_name(const ex_ctx *c, const char *name)
 {
-    return strcmp(((const ex_name *)a)->name, ((const ex_name *)b)->name);
-}
-
-static const ex_name *find_name(const ex_ctx *c, const char *name)
-{
-    ex_name key = {.name = name};
-    return bsearch(&key, c->names, c->n_names, sizeof key, cmp_name);
+    return wp_name_index_find(&c->names, name);
 }
 
 static int ends_with(const char *s, const char *suf)
@@ -204,13 +191,11 @@ static int open_build(ex_ctx *c, const char **model_json, const char **provenanc
     size_t np = 0;
     int rc = wp_build_parts(c->b, &np, e);
     if (rc) return rc;
-    size_t total = 0;
     wpk_file **fs = calloc(np, sizeof *fs);
     if (!fs) return wp_oom(e, "the build's parts");
     for (size_t p = 0; p < np && !rc; p++) {
         rc = wp_build_part(c->b, p, &fs[p], e);
         if (rc) break;
-        total += wpk_count(fs[p]);
         if (p == 0) {
             *model_json = wpk_model_json(fs[0]);
             *provenance = wpk_provenance_json(fs[0]);
@@ -221,62 +206,23 @@ static int open_build(ex_ctx *c, const char **model_json, const char **provenanc
                          c->build_path, wp_build_part_name(c->b, p), wp_build_part_name(c->b, 0));
         }
     }
-    if (!rc && !(c->src = calloc(total ? total : 1, sizeof *c->src))) rc = wp_oom(e, "the build's tensors");
-    size_t nn = 0;
-    for (size_t p = 0; p < np && !rc; p++)
-        for (size_t i = 0; i < wpk_count(fs[p]); i++) {
-            const wpk_tensor *t = wpk_tensor_at(fs[p], i);
-            ex_src *s = &c->src[c->n_src++];
-            s->f = fs[p];
-            s->t = t;
-            s->part = wp_build_part_path(c->b, p);
-            s->last = -1;
-            if (t->owner != WPK_NONE) continue;   /* scales come with their weight */
-            nn += t->stacked ? t->n_sources : 1;
-        }
-    /* tp > 1 cuts tensors across the parts: say so before anything else */
-    if (!rc) rc = check_provenance(c, *provenance, cfg_sha, pj, e);
-    if (!rc && !(c->names = calloc(nn ? nn : 1, sizeof *c->names))) rc = wp_oom(e, "the build's names");
-    /* the source table's names: a stacked tensor's sources, expert-major */
-    size_t base = 0;
-    for (size_t p = 0; p < np && !rc; p++) {
-        for (size_t i = 0; i < wpk_count(fs[p]) && !rc; i++) {
-            const wpk_tensor *t = c->src[base + i].t;
-            if (t->owner != WPK_NONE) continue;
-            if (!t->stacked) {
-                c->names[c->n_names++] = (ex_name){t->name, base + i, -1, 0, 1};
-                continue;
-            }
-            if (!t->n_sources || t->n_sources % t->n_experts)
-                rc = wp_fail(e, WP_EINVAL, "%s: %s: %s: a stack of %llu experts naming %u source tensors: "
-                             "its experts cannot be told apart", c->build_path, c->src[base + i].part, t->name,
-                             (unsigned long long)t->n_experts, t->n_sources);
-            unsigned per = t->n_experts ? (unsigned)(t->n_sources / t->n_experts) : 1;
-            for (uint32_t k = 0; k < t->n_sources && !rc; k++)
-                c->names[c->n_names++] = (ex_name){t->sources[k], base + i, (long)(k / per), k % per, per};
-        }
-        base += wpk_count(fs[p]);
+    /* every tensor, parts in order, each in directory order (trust/build.h) */
+    if (!rc) rc = wp_build_list(c->b, &c->list, e);
+    if (!rc && !(c->src = calloc(c->list.n ? c->list.n : 1, sizeof *c->src))) rc = wp_oom(e, "the build's tensors");
+    for (size_t i = 0; !rc && i < c->list.n; i++) {
+        const wp_tensor_row *r = &c->list.rows[i];
+        ex_src *s = &c->src[c->n_src++];
+        s->f = fs[r->part];
+        s->t = r->t;
+        s->part = wp_build_part_path(c->b, r->part);
+        s->last = -1;
     }
     free(fs);
-    if (rc) return rc;
-    qsort(c->names, c->n_names, sizeof *c->names, cmp_name);
-    /* A name twice: the tensors an expert-parallel build replicates in every
-     * part (same bytes: keep the first); anything else is ambiguous. */
-    size_t w = 0;
-    for (size_t i = 0; i < c->n_names; i++) {
-        if (w && !strcmp(c->names[w - 1].name, c->names[i].name)) {
-            const ex_name *a = &c->names[w - 1], *x = &c->names[i];
-            const wpk_tensor *ta = c->src[a->src].t, *tx = c->src[x->src].t;
-            if (a->expert >= 0 || x->expert >= 0 || ta->size != tx->size ||
-                memcmp(ta->sha256, tx->sha256, WP_SHA256_LEN))
-                return wp_fail(e, WP_EINVAL, "%s: %s: held twice, in %s and in %s, with different bytes",
-                               c->build_path, x->name, c->src[a->src].part, c->src[x->src].part);
-            continue;
-        }
-        c->names[w++] = c->names[i];
-    }
-    c->n_names = w;
-    return 0;
+    /* tp > 1 cuts tensors across the parts: say so before anything else */
+    if (!rc) rc = check_provenance(c, *provenance, cfg_sha, pj, e);
+    /* the names: each tensor's, and a stacked tensor's sources, expert-major */
+    if (!rc) rc = wp_name_index_build(&c->list, c->build_path, &c->names, e);
+    return rc;
 }
 
 /* tp > 1 splits tensors across the parts (spec §2.5 item 3): not exported. */
@@ -307,16 +253,16 @@ static int choose_layout(ex_ctx *c, const wp_expect *inv, size_t n, wp_err *e)
         c->layout = wp_config_quantized(&c->cfg) ? LAYOUT_FP4 : LAYOUT_BF16;
         return 0;
     }
-    const ex_name *m = find_name(c, x->name);
+    const wp_build_name *m = find_name(c, x->name);
     if (!m) return wp_fail(e, WP_EINVAL, "%s: %s: not in the build", c->build_path, x->name);
-    const wpk_tensor *t = c->src[m->src].t;
+    const wpk_tensor *t = c->src[m->row].t;
     if (t->kind == WPK_KIND_ENC && t->enc == WP_ENC_MXFP4) c->layout = LAYOUT_FP4;
     else if (t->kind == WPK_KIND_ENC && t->enc == WP_ENC_FP8) c->layout = LAYOUT_FP8;
     else if (t->kind == WPK_KIND_ENC && t->enc == WP_ENC_BF16) c->layout = LAYOUT_BF16;
     else
         return wp_fail(e, WP_EINVAL, "%s: %s: routed experts in %s: no Hugging Face layout carries them "
                        "(the official checkpoints hold MXFP4, FP8 or BF16 experts)",
-                       c->src[m->src].part, t->name, enc_of(t));
+                       c->src[m->row].part, t->name, enc_of(t));
     return 0;
 }
 
@@ -367,7 +313,7 @@ typedef enum { K_PLAIN, K_FP8, K_FP4 } ex_kind;   /* how the official checkpoint
 
 /* The byte range of name m's slice of its build tensor t (or of the scale
  * tensor st tied to it), and the slice's rows. */
-static int slice_of(const ex_ctx *c, const ex_name *m, const wpk_tensor *t, int is_scale, uint64_t w_rows,
+static int slice_of(const ex_ctx *c, const wp_build_name *m, const wpk_tensor *t, int is_scale, uint64_t w_rows,
                     uint64_t *off, uint64_t *len, wp_err *e)
 {
     if (m->expert < 0) {
@@ -379,8 +325,8 @@ static int slice_of(const ex_ctx *c, const ex_name *m, const wpk_tensor *t, int 
         return wp_fail(e, WP_EINVAL, "%s: %s: %llu bytes per expert do not split into %u sources",
                        c->build_path, t->name, (unsigned long long)t->expert_stride, m->per);
     uint64_t slot = t->expert_stride / m->per;
-    if (is_scale && m->per > 1 && t->ndim == 3 && c->src[m->src].t->enc == WP_ENC_FP8) {
-        const wpk_tensor *w = c->src[m->src].t;
+    if (is_scale && m->per > 1 && t->ndim == 3 && c->src[m->row].t->enc == WP_ENC_FP8) {
+        const wpk_tensor *w = c->src[m->row].t;
         if (w_rows % w->br)
             return wp_fail(e, WP_EINVAL, "%s: %s: a fused slice of %llu rows splits a %u-row FP8 scale block",
                            c->build_path, w->name, (unsigned long long)w_rows, w->br);
@@ -399,13 +345,13 @@ static int refuse(const ex_ctx *c, const ex_src *s, const char *want, wp_err *e)
 
 static int plan_entry(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *base, wp_err *e)
 {
-    const ex_name *m = find_name(c, x->name);
+    const wp_build_name *m = find_name(c, x->name);
     if (!m) {
         if (x->optional) return 0;
         return wp_fail(e, WP_EINVAL, "%s: %s: not in the build (the model's inventory has it)", c->build_path,
                        x->name);
     }
-    const ex_src *s = &c->src[m->src];
+    const ex_src *s = &c->src[m->row];
     const wpk_tensor *t = s->t;
     /* the slice's logical shape */
     uint64_t rows = 0, cols = 0;
@@ -439,7 +385,7 @@ static int plan_entry(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *b
         }
         if (!ok)
             return wp_fail(e, WP_EINVAL, "%s: %s: its shape is not the model's for %s", s->part, t->name, x->name);
-        return add_out(c, x->name, want, ndim, shape, OP_COPY, m->src, off, len, e) ? 0 : WP_ENOMEM;
+        return add_out(c, x->name, want, ndim, shape, OP_COPY, m->row, off, len, e) ? 0 : WP_ENOMEM;
     }
 
     /* a quantised pair: X.weight + X.scale */
@@ -460,8 +406,8 @@ static int plan_entry(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *b
         const wpk_tensor *st = wpk_tensor_at(s->f, t->scale);
         uint64_t soff = 0, slen = 0;
         if (!st || (rc = slice_of(c, m, st, 1, rows, &soff, &slen, e))) return rc ? rc : WP_EINVAL;
-        if (!add_out(c, x->name, WP_I8, 2, ws, OP_COPY, m->src, off, len, e)) return WP_ENOMEM;
-        return add_out(c, sname, WP_F8_E8M0, 2, ss, OP_COPY, m->src - t->index + st->index, soff, slen, e)
+        if (!add_out(c, x->name, WP_I8, 2, ws, OP_COPY, m->row, off, len, e)) return WP_ENOMEM;
+        return add_out(c, sname, WP_F8_E8M0, 2, ss, OP_COPY, m->row - t->index + st->index, soff, slen, e)
                    ? 0 : WP_ENOMEM;
     }
     /* FP8: the official pairs, and the experts of the fp8 layout */
@@ -471,16 +417,16 @@ static int plan_entry(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *b
         const wpk_tensor *st = wpk_tensor_at(s->f, t->scale);
         uint64_t soff = 0, slen = 0;
         if (!st || (rc = slice_of(c, m, st, 1, rows, &soff, &slen, e))) return rc ? rc : WP_EINVAL;
-        if (!add_out(c, x->name, WP_F8_E4M3, 2, ws, OP_COPY, m->src, off, len, e)) return WP_ENOMEM;
+        if (!add_out(c, x->name, WP_F8_E4M3, 2, ws, OP_COPY, m->row, off, len, e)) return WP_ENOMEM;
         ex_op op = t->sfmt == c->sfmt ? OP_COPY : t->sfmt == WP_SCALE_F32 ? OP_F32_TO_E8M0 : OP_E8M0_TO_F32;
-        return add_out(c, sname, sdt, 2, ss, op, m->src - t->index + st->index, soff, slen, e) ? 0 : WP_ENOMEM;
+        return add_out(c, sname, sdt, 2, ss, op, m->row - t->index + st->index, soff, slen, e) ? 0 : WP_ENOMEM;
     }
     if (t->enc == WP_ENC_BF16) {   /* wo_a as convert.py writes it (spec §2.5 item 4), back to FP8 */
-        ex_out *o = add_out(c, x->name, WP_F8_E4M3, 2, ws, OP_FP8_FROM_BF16, m->src, off, len, e);
+        ex_out *o = add_out(c, x->name, WP_F8_E4M3, 2, ws, OP_FP8_FROM_BF16, m->row, off, len, e);
         if (!o) return WP_ENOMEM;
         o->rows = rows;
         o->cols = cols;
-        if (!(o = add_out(c, sname, sdt, 2, ss, OP_FP8_SCALE_BF16, m->src, off, len, e))) return WP_ENOMEM;
+        if (!(o = add_out(c, sname, sdt, 2, ss, OP_FP8_SCALE_BF16, m->row, off, len, e))) return WP_ENOMEM;
         o->rows = rows;
         o->cols = cols;
         return 0;
@@ -1072,7 +1018,8 @@ static void ctx_free(ex_ctx *c)
     for (size_t i = 0; i < c->n_out; i++) free(c->out[i].name);
     free(c->out);
     free(c->shards);
-    free(c->names);
+    wp_name_index_free(&c->names);
+    wp_tensor_list_free(&c->list);
     free(c->src);
     wp_build_close(c->b);
 }

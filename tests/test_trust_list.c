@@ -5,6 +5,7 @@
  * anything else not). */
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "format/pack.h"
 #include "tests/harness.h"
@@ -176,4 +177,126 @@ TEST(trust_list_build_and_wpkz)
     CHECK_CONTAINS(e.msg, "no .wpk file");
     CHECK(l.rows == NULL && l.n == 0);
     wp_build_close(b);
+}
+
+/* A one-part build directory `dir` holding part `file`: bf16 tensors, each
+ * its name's bytes (fill) unless `alt`, optionally stacked with sources. */
+typedef struct mini {
+    const char *name;
+    uint64_t experts;              /* 0: a plain [4, 4] matrix; else [experts, 4, 4] */
+    const char *const *sources;
+    size_t n_sources;
+} mini;
+static int write_part(const char *path, const mini *t, size_t n, int alt)
+{
+    wp_err e = {0};
+    wpk_writer *w;
+    if (wpk_writer_open(&w, path, NULL, &e)) return -1;
+    for (size_t i = 0; i < n; i++) {
+        wpk_decl d = {.name = t[i].name, .kind = WPK_KIND_ENC, .enc = WP_ENC_BF16, .ndim = t[i].experts ? 3 : 2,
+                      .shape = {t[i].experts ? t[i].experts : 4, 4, 4}, .stacked = t[i].experts > 0,
+                      .n_sources = t[i].n_sources, .sources = t[i].sources};
+        if (!t[i].experts) d.shape[0] = 4, d.shape[1] = 4;
+        size_t id;
+        if (wpk_writer_add(w, &d, &id, &e)) return wpk_writer_abort(w), -1;
+    }
+    if (wpk_writer_layout(w, &e)) return wpk_writer_abort(w), -1;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t buf[4096];
+        uint64_t size = wpk_writer_size(w, i);
+        if (size > sizeof buf) return wpk_writer_abort(w), -1;
+        wpkz_fill(t[i].name, buf, size);
+        if (alt) buf[0] ^= 1;
+        if (wpk_writer_write(w, i, 0, buf, (size_t)size, &e)) return wpk_writer_abort(w), -1;
+    }
+    return wpk_writer_commit(w, &e) ? -1 : 0;
+}
+
+/* Index the build at dir: 0 and x filled, or the error in e.  The names
+ * point into the parts: the previous build is closed (with l and x) first. */
+static wp_build *cur;
+static int index_dir(const char *dir, wp_tensor_list *l, wp_name_index *x, wp_err *e)
+{
+    wp_build_close(cur);
+    cur = NULL;
+    memset(l, 0, sizeof *l);
+    memset(x, 0, sizeof *x);
+    int rc = wp_build_open(&cur, dir, e);
+    if (!rc) rc = wp_build_list(cur, l, e);
+    if (!rc) rc = wp_name_index_build(l, "B", x, e);
+    return rc;
+}
+
+/* The names a build provides (what export plans from): weights and every
+ * source of a stack with its expert and slot, scales not on their own;
+ * replicated tensors once, anything else held twice or a stack whose
+ * experts cannot be told apart refused in one line. */
+TEST(trust_list_name_index)
+{
+    char d[512];
+    snprintf(d, sizeof d, "%s/one", wpt_tmpdir());
+    REQUIRE(mkdir(d, 0755) == 0);
+    wp_err e = {0};
+    REQUIRE(wpkz_write(wpt_path("%s/zoo.wpk", d), 0, 0, &e) == 0);
+    wp_tensor_list l;
+    wp_name_index x;
+    REQUIRE(index_dir(d, &l, &x, &e) == 0);
+    const wp_build_name *m = wp_name_index_find(&x, "embed.weight");
+    CHECK(m && m->row == 0 && m->expert == -1 && m->per == 1);
+    m = wp_name_index_find(&x, "src.layers.0.ffn.experts.w1.weight.2");   /* MXFP4 stack, 4 experts, 4 sources */
+    CHECK(m && m->row == 10 && m->expert == 2 && m->slot == 0 && m->per == 1);
+    m = wp_name_index_find(&x, "src.layers.0.ffn.experts.w13.weight.3");  /* fused: 3 experts, 6 sources */
+    CHECK(m && m->row == 12 && m->expert == 1 && m->slot == 1 && m->per == 2);
+    CHECK(wp_name_index_find(&x, "src.layers.0.ffn.experts.w1.scale.0") == NULL);   /* a scale's sources */
+    CHECK(wp_name_index_find(&x, "layers.0.attn.wq_a.scale") == NULL);
+    CHECK(wp_name_index_find(&x, "nothing") == NULL);
+    for (size_t i = 1; i < x.n; i++) CHECK(strcmp(x.v[i - 1].name, x.v[i].name) < 0);
+    wp_name_index_free(&x);
+    wp_tensor_list_free(&l);
+
+    /* two parts replicating a tensor with the same bytes: one name, the first part's */
+    const mini norm[] = {{"norm.weight", 0, NULL, 0}};
+    const char *src2[] = {"e.0.w", "e.1.w"};
+    const mini stk[] = {{"s.weight", 2, src2, 2}};
+    snprintf(d, sizeof d, "%s/rep", wpt_tmpdir());
+    REQUIRE(mkdir(d, 0755) == 0);
+    REQUIRE(write_part(wpt_path("%s/a.wpk", d), norm, 1, 0) == 0);
+    REQUIRE(write_part(wpt_path("%s/b.wpk", d), norm, 1, 0) == 0);
+    REQUIRE(write_part(wpt_path("%s/c.wpk", d), stk, 1, 0) == 0);
+    REQUIRE(index_dir(d, &l, &x, &e) == 0);
+    CHECK_EQ_INT(x.n, 3);
+    m = wp_name_index_find(&x, "norm.weight");
+    CHECK(m && m->row == 0);
+    m = wp_name_index_find(&x, "e.1.w");
+    CHECK(m && m->row == 2 && m->expert == 1);
+    wp_name_index_free(&x);
+    wp_tensor_list_free(&l);
+    /* ... with different bytes: refused */
+    REQUIRE(unlink(wpt_path("%s/b.wpk", d)) == 0);
+    REQUIRE(write_part(wpt_path("%s/b.wpk", d), norm, 1, 1) == 0);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(index_dir(d, &l, &x, &e), WP_EINVAL);
+    CHECK(!strcmp(e.msg, "B: norm.weight: held twice, in a.wpk and in b.wpk, with different bytes"));
+    CHECK(x.v == NULL && x.n == 0);
+    wp_tensor_list_free(&l);
+    /* a stack's source held twice (even with the same bytes): which expert? refused */
+    REQUIRE(unlink(wpt_path("%s/b.wpk", d)) == 0);
+    REQUIRE(write_part(wpt_path("%s/b.wpk", d), stk, 1, 0) == 0);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(index_dir(d, &l, &x, &e), WP_EINVAL);
+    CHECK_CONTAINS(e.msg, ": held twice, in b.wpk and in c.wpk, with different bytes");
+    wp_tensor_list_free(&l);
+    /* a stack that names no sources (the container allows it; the reader
+     * refuses sources that do not divide by the experts): nothing to find its experts by */
+    const mini odd[] = {{"s.weight", 2, NULL, 0}};
+    snprintf(d, sizeof d, "%s/odd", wpt_tmpdir());
+    REQUIRE(mkdir(d, 0755) == 0);
+    REQUIRE(write_part(wpt_path("%s/a.wpk", d), odd, 1, 0) == 0);
+    wp_err_clear(&e);
+    CHECK_EQ_INT(index_dir(d, &l, &x, &e), WP_EINVAL);
+    CHECK(!strcmp(e.msg, "B: a.wpk: s.weight: a stack of 2 experts naming 0 source tensors: its experts cannot be "
+                         "told apart"));
+    wp_tensor_list_free(&l);
+    wp_build_close(cur);
+    cur = NULL;
 }

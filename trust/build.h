@@ -132,4 +132,30 @@ int wp_tensor_sources_range(const wpk_tensor *t, char *out, size_t n);
  * memory. */
 cJSON *wp_tensor_list_json(const wp_tensor_list *l);
 
+/* ---- The names a build provides (trust/build_list.c) ---------------------------
+ * Every weight's name (scales and NVFP4 globals come with their weight and
+ * are not indexed) and every source name of a stacked weight: expert e of
+ * the stack, and when `per` sources name one expert (a fused w13: w1, w3)
+ * its `slot`.  So an official name (layers.L.ffn.experts.E.w1.weight) finds
+ * the stack and the slice holding it.  Sorted by name; a name twice is
+ * allowed only for whole tensors with the same size and SHA-256 (what an
+ * expert-parallel build replicates in every part: the first is kept), else
+ * WP_EINVAL "WHAT: NAME: held twice, in FILE and in FILE, with different
+ * bytes"; a stack whose sources do not divide by its experts is WP_EINVAL
+ * "WHAT: FILE: NAME: a stack of N experts naming M source tensors: its
+ * experts cannot be told apart".  WHAT names the build in messages. */
+typedef struct wp_build_name {
+    const char *name;           /* owned by the listing's containers */
+    size_t row;                 /* the row of the listing that holds it */
+    long expert;                /* -1: the whole tensor; else its expert in the stack */
+    unsigned slot, per;         /* slot of `per` consecutive sources of one expert */
+} wp_build_name;
+typedef struct wp_name_index {
+    wp_build_name *v;
+    size_t n;
+} wp_name_index;
+int wp_name_index_build(const wp_tensor_list *l, const char *what, wp_name_index *x, wp_err *e);
+const wp_build_name *wp_name_index_find(const wp_name_index *x, const char *name);   /* NULL if absent */
+void wp_name_index_free(wp_name_index *x);
+
 #endif

@@ -201,3 +201,80 @@ cJSON *wp_tensor_list_json(const wp_tensor_list *l)
     }
     return a;
 }
+
+/* ---- the names a build provides ------------------------------------------------- */
+
+static int cmp_bname(const void *a, const void *b)
+{
+    return strcmp(((const wp_build_name *)a)->name, ((const wp_build_name *)b)->name);
+}
+
+/* by name, then row: of a replicated name the first part's is kept */
+static int cmp_bname_row(const void *a, const void *b)
+{
+    int c = cmp_bname(a, b);
+    if (c) return c;
+    size_t x = ((const wp_build_name *)a)->row, y = ((const wp_build_name *)b)->row;
+    return (x > y) - (x < y);
+}
+
+void wp_name_index_free(wp_name_index *x)
+{
+    if (!x) return;
+    free(x->v);
+    x->v = NULL;
+    x->n = 0;
+}
+
+const wp_build_name *wp_name_index_find(const wp_name_index *x, const char *name)
+{
+    wp_build_name key = {.name = name};
+    return x->n ? bsearch(&key, x->v, x->n, sizeof key, cmp_bname) : NULL;
+}
+
+int wp_name_index_build(const wp_tensor_list *l, const char *what, wp_name_index *x, wp_err *e)
+{
+    memset(x, 0, sizeof *x);
+    size_t nn = 0;   /* <= the containers' source and tensor limits: no overflow */
+    for (size_t i = 0; i < l->n; i++) {
+        const wpk_tensor *t = l->rows[i].t;
+        if (t->owner == WPK_NONE) nn += t->stacked ? t->n_sources : 1;
+    }
+    if (!(x->v = wp_calloc(nn ? nn : 1, sizeof *x->v, e))) return WP_ENOMEM;
+    for (size_t i = 0; i < l->n; i++) {
+        const wpk_tensor *t = l->rows[i].t;
+        if (t->owner != WPK_NONE) continue;   /* scales come with their weight */
+        if (!t->stacked) {
+            x->v[x->n++] = (wp_build_name){t->name, i, -1, 0, 1};
+            continue;
+        }
+        if (!t->n_sources || !t->n_experts || t->n_sources % t->n_experts) {
+            int rc = wp_fail(e, WP_EINVAL, "%s: %s: %s: a stack of %llu experts naming %u source tensors: its "
+                             "experts cannot be told apart", what, l->rows[i].file, t->name,
+                             (unsigned long long)t->n_experts, t->n_sources);
+            wp_name_index_free(x);
+            return rc;
+        }
+        unsigned per = (unsigned)(t->n_sources / t->n_experts);
+        for (uint32_t k = 0; k < t->n_sources; k++)
+            x->v[x->n++] = (wp_build_name){t->sources[k], i, (long)(k / per), k % per, per};
+    }
+    qsort(x->v, x->n, sizeof *x->v, cmp_bname_row);
+    size_t w = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        if (w && !strcmp(x->v[w - 1].name, x->v[i].name)) {
+            const wp_build_name *a = &x->v[w - 1], *b = &x->v[i];
+            const wpk_tensor *ta = l->rows[a->row].t, *tb = l->rows[b->row].t;
+            if (a->expert >= 0 || b->expert >= 0 || ta->size != tb->size || memcmp(ta->sha256, tb->sha256, WP_SHA256_LEN)) {
+                int rc = wp_fail(e, WP_EINVAL, "%s: %s: held twice, in %s and in %s, with different bytes", what,
+                                 b->name, l->rows[a->row].file, l->rows[b->row].file);
+                wp_name_index_free(x);
+                return rc;
+            }
+            continue;
+        }
+        x->v[w++] = x->v[i];
+    }
+    x->n = w;
+    return 0;
+}
