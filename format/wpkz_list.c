@@ -148,9 +148,19 @@ static int read_header(wpz_list *l, int fd, size_t i, ZSTD_DCtx *d, uint8_t *in,
     wpk_hdr h;
     memcpy(&h, buf, sizeof h);
     free(buf);
-    if (h.data_offset < WPK_HEADER_SIZE || h.data_offset > f->size)
-        return LFAIL("%s: data_offset %llu outside [%u, %llu] (the file's size)", lf->label,
-                     (unsigned long long)h.data_offset, WPK_HEADER_SIZE, (unsigned long long)f->size);
+    /* Before reading more: the region's size is what the counts imply, each
+     * within the container's limits (wpk_parse checks the rest), and inside
+     * the file.  So no field alone sizes what is decompressed. */
+    if (memcmp(h.magic, WPK_MAGIC, 8)) return LFAIL("%s: not a .wpk container (bad magic)", lf->label);
+    if (h.tensor_count > WPK_MAX_TENSORS || h.src_count > WPK_MAX_SOURCES || h.str_size > WPK_MAX_STRINGS ||
+        h.align_log2 < WPK_ALIGN_LOG2_MIN || h.align_log2 > WPK_ALIGN_LOG2_MAX)
+        return LFAIL("%s: header counts out of range (%llu tensors, %llu sources, %llu string bytes, align 2^%u)",
+                     lf->label, (unsigned long long)h.tensor_count, (unsigned long long)h.src_count,
+                     (unsigned long long)h.str_size, h.align_log2);
+    uint64_t end = WPK_HEADER_SIZE + h.tensor_count * WPK_ENTRY_SIZE + h.src_count * 16 + h.str_size;   /* < 2^40 */
+    if (h.data_offset != wp_align_up(end, 1ull << h.align_log2) || h.data_offset > f->size)
+        return LFAIL("%s: data_offset %llu: its sections end at %llu, the file has %llu bytes", lf->label,
+                     (unsigned long long)h.data_offset, (unsigned long long)end, (unsigned long long)f->size);
     if ((rc = read_prefix(l, f, lf->label, fd, d, in, isz, h.data_offset, &buf, e))) return rc;
     lf->region = buf;
     rc = wpk_parse(buf, h.data_offset, f->size, lf->label, 0, &lf->p, e);

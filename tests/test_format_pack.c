@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "format/pack.h"
 #include "format/wpk.h"
 #include "tests/harness.h"
@@ -553,4 +555,82 @@ TEST(format_pack_list_refuses_lies)
     CHECK_EQ_INT(wpz_sniff(wpt_path("%s/manifest.json", b)), WPZ_FILE_OTHER);
     CHECK_EQ_INT(wpz_sniff(b), WPZ_FILE_OTHER);
     CHECK_EQ_INT(wpz_sniff(wpt_path("%s/none", b)), WPZ_FILE_OTHER);
+}
+
+/* A .wpkz written by hand: one file "x.wpk" of `size` bytes whose only
+ * frame holds `raw` (a .wpk header region as a liar would write it), the
+ * rest alignment padding; a valid index and footer. */
+static int write_archive(const char *path, const uint8_t *raw, size_t nraw, uint64_t size)
+{
+    uint8_t comp[8192];
+    ZSTD_CCtx *z = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 1);
+    size_t nc = ZSTD_compress2(z, comp, sizeof comp, raw, nraw);
+    ZSTD_freeCCtx(z);
+    if (ZSTD_isError(nc)) return -1;
+    static const char name[] = "x.wpk";
+    uint8_t idx[64 + 96 + 32 + sizeof name];
+    memset(idx, 0, sizeof idx);
+    uint32_t one = 1;
+    uint64_t nfr = 1, strsz = sizeof name, off0 = 0, len = sizeof name - 1, first = 0, at = 64, rawoff = 0;
+    uint64_t rawsz = nraw, csz = nc;
+    memcpy(idx, &one, 4);                         /* file_count; tensor_count 0 */
+    memcpy(idx + 8, &nfr, 8);
+    memcpy(idx + 16, &strsz, 8);
+    uint8_t *f = idx + 64;                        /* file record */
+    memcpy(f, &off0, 8), memcpy(f + 8, &len, 8), memcpy(f + 16, &size, 8), memcpy(f + 24, &first, 8);
+    memcpy(f + 32, &nfr, 8);
+    uint8_t *fr = idx + 64 + 96;                  /* frame record */
+    memcpy(fr, &at, 8), memcpy(fr + 8, &csz, 8), memcpy(fr + 16, &rawoff, 8), memcpy(fr + 24, &rawsz, 8);
+    memcpy(idx + 64 + 96 + 32, name, sizeof name);
+    uint8_t pre[64] = "\x89WPZ\r\n\x1a\n", foot[64] = {0};
+    uint16_t major = 1;
+    uint32_t endian = 0x0A0B0C0Du;
+    memcpy(pre + 8, &major, 2), memcpy(pre + 12, &endian, 4);
+    uint64_t io = 64 + nc, is = sizeof idx;
+    memcpy(foot, &io, 8), memcpy(foot + 8, &is, 8);
+    wp_err e = {0};
+    if (wp_sha256_buf(idx, sizeof idx, foot + 16, &e)) return -1;
+    memcpy(foot + 56, "WPZ-END\0", 8);
+    FILE *o = fopen(path, "wb");
+    if (!o) return -1;
+    int ok = fwrite(pre, 64, 1, o) == 1 && fwrite(comp, nc, 1, o) == 1 && fwrite(idx, sizeof idx, 1, o) == 1 &&
+             fwrite(foot, 64, 1, o) == 1;
+    return fclose(o) == 0 && ok ? 0 : -1;
+}
+
+/* The .wpk header inside an archive sizes nothing by itself: its counts are
+ * bounded and must add up to its data_offset before more is decompressed,
+ * and the frames must hold the whole region. */
+TEST(format_pack_list_bounds_the_header_region)
+{
+    uint8_t h[256];
+    struct {
+        uint64_t tensors, data_offset;
+        const char *want;
+    } cases[] = {
+        {0, 1ull << 40, "x.wpk: data_offset 1099511627776: its sections end at 256, the file has 4096 bytes"},
+        {1u << 21, 4096, "x.wpk: header counts out of range (2097152 tensors"},
+        {0, 4096, "x.wpk: its frames end at byte 256, inside the header region (4096 bytes)"},
+    };
+    for (int k = 0; k < 3; k++) {
+        memset(h, 0, sizeof h);
+        memcpy(h, "\x89WPK\r\n\x1a\n", 8);
+        uint32_t align_log2 = 12;
+        memcpy(h + 24, &align_log2, 4);
+        memcpy(h + 32, &cases[k].tensors, 8);
+        memcpy(h + 88, &cases[k].data_offset, 8);   /* wpk_hdr.data_offset */
+        const char *p = wpt_path("%s/h%d.wpkz", wpt_tmpdir(), k);
+        char z[512];
+        snprintf(z, sizeof z, "%s", p);
+        REQUIRE(write_archive(z, h, sizeof h, 4096) == 0);
+        wp_err e = {0};
+        wpz_stats st;
+        CHECKF(wpz_stat(z, &st, &e) == 0, "case %d: the index alone is fine: %s", k, e.msg);
+        wpz_list *l = NULL;
+        wp_err_clear(&e);
+        CHECK_EQ_INT(wpz_list_open(&l, z, &e), WP_EINVAL);
+        CHECK(l == NULL);
+        CHECKF(strstr(e.msg, cases[k].want) != NULL, "case %d: expected \"%s\" in: %s", k, cases[k].want, e.msg);
+    }
 }
