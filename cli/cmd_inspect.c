@@ -142,7 +142,7 @@ static void print_build(const char *path, const wp_build_summary *s)
                s->has_dsse ? " + manifest.dsse.json" : "");
 }
 
-/* The summary, then every tensor (the JSON document's "tensors"). */
+/* The summary, then every tensor (the JSON document's "tensor_list"). */
 static int inspect_build(const char *path, int json)
 {
     wp_err e = {0};
@@ -211,7 +211,7 @@ static int inspect_wpkz(const char *path, int json)
 }
 
 /* --tensors on a checkpoint: every safetensors tensor (name order), with its
- * shard.  Adds "tensors" to doc when given, else prints the table. */
+ * shard.  Adds "tensor_list" to doc when given, else prints the table. */
 static int list_ckpt(const char *path, cJSON *doc)
 {
     wp_err e = {0};
@@ -377,7 +377,7 @@ static int inspect_run(cli_ctx *c, void *va)
 
 const cli_command cli_cmd_inspect = {
     .name = "inspect",
-    .summary = "summarise a checkpoint and check its inventory against config.json",
+    .summary = "check a checkpoint's inventory; list a build's or a .wpkz's tensors",
     .about = "Summarise a DeepSeek-V4 checkpoint from its headers alone (no tensor data is\n"
              "read): tensor count and bytes, shards, dtype histogram, tensor families,\n"
              "layer kinds, and the check of its tensors against the inventory config.json\n"
