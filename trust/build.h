@@ -155,7 +155,12 @@ typedef struct wp_name_index {
     size_t n;
 } wp_name_index;
 int wp_name_index_build(const wp_tensor_list *l, const char *what, wp_name_index *x, wp_err *e);
-const wp_build_name *wp_name_index_find(const wp_name_index *x, const char *name);   /* NULL if absent */
+/* The same, keeping every entry of a name held several times (sorted by
+ * name, then row): a tensor-parallel build holds each cut tensor once per
+ * part under the same name; the caller decides what a repeat means. */
+int wp_name_index_build_all(const wp_tensor_list *l, const char *what, wp_name_index *x, wp_err *e);
+/* The entry for name (the first of its run), NULL if absent. */
+const wp_build_name *wp_name_index_find(const wp_name_index *x, const char *name);
 void wp_name_index_free(wp_name_index *x);
 
 #endif

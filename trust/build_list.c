@@ -229,10 +229,24 @@ void wp_name_index_free(wp_name_index *x)
 const wp_build_name *wp_name_index_find(const wp_name_index *x, const char *name)
 {
     wp_build_name key = {.name = name};
-    return x->n ? bsearch(&key, x->v, x->n, sizeof key, cmp_bname) : NULL;
+    const wp_build_name *m = x->n ? bsearch(&key, x->v, x->n, sizeof key, cmp_bname) : NULL;
+    while (m && m > x->v && !strcmp(m[-1].name, name)) m--;   /* the first of a run (build_all) */
+    return m;
 }
 
+static int index_build(const wp_tensor_list *l, const char *what, int dedupe, wp_name_index *x, wp_err *e);
+
 int wp_name_index_build(const wp_tensor_list *l, const char *what, wp_name_index *x, wp_err *e)
+{
+    return index_build(l, what, 1, x, e);
+}
+
+int wp_name_index_build_all(const wp_tensor_list *l, const char *what, wp_name_index *x, wp_err *e)
+{
+    return index_build(l, what, 0, x, e);
+}
+
+static int index_build(const wp_tensor_list *l, const char *what, int dedupe, wp_name_index *x, wp_err *e)
 {
     memset(x, 0, sizeof *x);
     size_t nn = 0;   /* <= the containers' source and tensor limits: no overflow */
@@ -260,6 +274,7 @@ int wp_name_index_build(const wp_tensor_list *l, const char *what, wp_name_index
             x->v[x->n++] = (wp_build_name){t->sources[k], i, (long)(k / per), k % per, per};
     }
     qsort(x->v, x->n, sizeof *x->v, cmp_bname_row);
+    if (!dedupe) return 0;
     size_t w = 0;
     for (size_t i = 0; i < x->n; i++) {
         if (w && !strcmp(x->v[w - 1].name, x->v[i].name)) {
