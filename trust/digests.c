@@ -2,7 +2,7 @@
  * creation and verify-source (see trust.h).
  *
  * Regular files are hashed straight from the page cache through read-only
- * mapped windows (WINDOW bytes, MAP_POPULATE, the next window announced
+ * mapped windows (WINDOW bytes, MAP_POPULATE, the next two windows announced
  * with POSIX_FADV_WILLNEED so a cold file is read ahead while this one is
  * hashed): no kernel copy into a user buffer, which was a quarter of
  * verify's CPU with pread.  A file truncated under us makes an access to a
@@ -129,7 +129,7 @@ static int hash_mapped(pool *p, wp_hash_job *j, wp_sha256 *h, uint64_t *offp, ui
 {
     const long pg = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
     uint64_t off = *offp, n = *np;
-    int rc = 0;
+    int rc = 0, first = 1;
     while (n) {
         if (stopped(p)) {   /* someone else failed; our result is moot */
             rc = WP_EIO;
@@ -142,8 +142,14 @@ static int hash_mapped(pool *p, wp_hash_job *j, wp_sha256 *h, uint64_t *offp, ui
             rc = 1;
             break;
         }
-        if (n > k) posix_fadvise(j->fd, (off_t)(off + k), (off_t)(n - k < WINDOW ? n - k : WINDOW),
-                                 POSIX_FADV_WILLNEED);
+        /* read-ahead two windows deep: the next one is (mostly) in the page
+         * cache by the time it is mapped, even on a cold file */
+        if (first && n > k) posix_fadvise(j->fd, (off_t)(off + k), (off_t)(n - k < WINDOW ? n - k : WINDOW),
+                                          POSIX_FADV_WILLNEED);
+        if (n > k + (uint64_t)WINDOW)
+            posix_fadvise(j->fd, (off_t)(off + k + WINDOW), (off_t)(n - k - WINDOW < WINDOW ? n - k - WINDOW : WINDOW),
+                          POSIX_FADV_WILLNEED);
+        first = 0;
         if (wp_hash_window_hook) wp_hash_window_hook(j, off, k);
         const uint8_t *fault = NULL;
         int bad = hash_guarded(h, m + (off - a), k, m, m + len, &fault);
