@@ -93,6 +93,9 @@ cores=$(awk -v a="$one" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')
 
 # ---- verify, cached ------------------------------------------------------------------
 cat $FILES > /dev/null; cat $FILES > /dev/null
+# how much of the build the page cache holds: below 100% "cached" includes disk reads
+command -v fincore > /dev/null &&
+    echo "# build pages in the page cache before verify cached: $(fincore -b -n -o RES $FILES | awk -v t="$BYTES" '{ s += $1 } END { printf "%.0f%%", 100 * s / t }')"
 best_w=0 best_c=0
 for i in 1 2 3; do
     set -- $(run "$WPACK" verify "$B" --allow-unsigned --threads "$THREADS" -q)

@@ -21,9 +21,12 @@
  * through bounded mapped windows of a regular file (pread in bounded chunks
  * for anything else; never a whole file in memory), or over memory when
  * `mem` is set.  A file that shrinks while it is hashed is an error naming
- * the file and offset, not a crash (SIGBUS guard, trust/digests.c).  Jobs run on `threads` workers, longest first; `progress`
- * (bytes) is called from the calling thread only, so a non-thread-safe bar is
- * fine.  An I/O error stops the run: its message names the file and offset. */
+ * the file and offset, not a crash (SIGBUS guard, trust/digests.c).  Jobs
+ * run on `threads` workers, longest first; `progress` (bytes) is called
+ * from the calling thread only, so a non-thread-safe bar is fine.  An I/O
+ * error stops the run: its message names the file and offset.  A job is
+ * the unit of parallelism: a digest over ranges of one file is sequential,
+ * so one job runs on one core. */
 typedef struct wp_range {
     uint64_t off, len;
 } wp_range;
