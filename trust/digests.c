@@ -4,18 +4,18 @@
  * Regular files are hashed straight from the page cache through read-only
  * mapped windows (WINDOW bytes, MAP_POPULATE, the next two windows announced
  * with POSIX_FADV_WILLNEED so a cold file is read ahead while this one is
- * hashed): no kernel copy into a user buffer, which was a quarter of
- * verify's CPU with pread.  A file truncated under us makes an access to a
- * mapped page fail with SIGBUS; a per-thread sigsetjmp guard around the
- * hash of each window turns that into the same error pread would give
- * ("unexpected end of file ... (file truncated?)").  A SIGBUS outside a
+ * hashed): no kernel copy into a user buffer, which cost pread about a
+ * sixth more CPU per byte than hashing alone (docs/signing.md §7).  A
+ * file truncated under us makes an access to a mapped page fail with
+ * SIGBUS; a per-thread sigsetjmp guard around the hash of each window
+ * turns that into the same error pread would give ("unexpected end of
+ * file ... (file truncated?)").  A SIGBUS outside a
  * guarded window is not ours: the previous disposition is restored and the
  * faulting access repeats under it.  Anything that cannot be mapped (a
  * FIFO, a device, mmap refused) is read with pread into a per-thread
  * buffer as before.  docs/signing.md §7 has the measurements. */
 #include "trust/trust.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
