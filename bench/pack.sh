@@ -7,7 +7,8 @@
 # The build is synthetic (bench/wpk_synth.c: Gaussian weights encoded as
 # MXFP4 experts / FP8 / BF16, like V4's mix), so ratios are indicative of real
 # weights; pack also prints the ratio per encoding.  Files are in the page
-# cache for every run (cached throughput).
+# cache for every run (cached throughput).  bench/speed.sh has the same
+# figures next to their peers on a real-shaped build.
 set -eu
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-1024}
@@ -31,7 +32,7 @@ rate() { echo "scale=3; $BYTES / ($2 - $1) / 1000000000" | bc; }
 echo "== $(nproc) cores, zstd level $LEVEL, $THREADS threads, $(echo "scale=2; $BYTES/1073741824" | bc) GiB"
 t0=$(now); "$BUILD/wpack" pack "$DIR/build" -o "$DIR/b.wpkz" --level "$LEVEL" --threads "$THREADS"; t1=$(now)
 echo "wpack pack:    $(rate "$t0" "$t1") GB/s"
-t0=$(now); "$BUILD/wpack" unpack "$DIR/b.wpkz" -o "$DIR/restored" > /dev/null; t1=$(now)
+t0=$(now); "$BUILD/wpack" unpack "$DIR/b.wpkz" -o "$DIR/restored" --threads "$THREADS" > /dev/null; t1=$(now)
 echo "wpack unpack:  $(rate "$t0" "$t1") GB/s (every file's sha256 checked)"
 cmp "$DIR/build/model.wpk" "$DIR/restored/model.wpk" && echo "restored build is byte-identical"
 t0=$(now); zstd -q -T"$THREADS" -"$LEVEL" "$DIR/build/model.wpk" -o "$DIR/z.zst"; t1=$(now)

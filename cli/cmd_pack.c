@@ -75,7 +75,7 @@ static const cli_option pack_opts[] = {
     {.name = "level", .short_name = 'l', .kind = CLI_INT, .off = PA(o.level), .arg = "N", .lo = -7, .hi = 22,
      .def = "3", .help = "zstd level: -7..-1 (fast) or 1..22"},
     {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = PA(o.threads), .arg = "N", .lo = 0, .hi = 256,
-     .def = "2", .help = "zstd worker threads (0 = single-threaded)"},
+     .def = "2", .help = "frames compressed in parallel (the same .wpkz for any N >= 1;\n0 = one frame at a time, zstd single-threaded)"},
     {0},
 };
 

@@ -17,7 +17,7 @@
 
 typedef struct unpack_args {
     const char *in, *out, *tensor;
-    int list;
+    int list, threads;
 } unpack_args;
 
 #define UA(f) offsetof(unpack_args, f)
@@ -34,6 +34,8 @@ static const cli_option unpack_opts[] = {
     {.name = "list", .kind = CLI_FLAG, .off = UA(list),
      .help = "print the index's figures per encoding and every tensor (name,\nencoding, shape, bytes, offset, digest, compressed bytes, experts),\n"
              "from the index and the .wpk headers alone"},
+    {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = UA(threads), .arg = "N", .lo = 0, .hi = 256,
+     .def = "2", .help = "frames decoded in parallel (written in order; 0 = one at a time)"},
     {0},
 };
 
@@ -87,7 +89,7 @@ static int unpack_run(cli_ctx *c, void *va)
     }
     cli_bar bar;
     cli_bar_init(&bar, json, 1);
-    wpz_opts o = {.force = c->force, .progress = cli_progress, .ud = &bar};
+    wpz_opts o = {.force = c->force, .threads = a->threads, .progress = cli_progress, .ud = &bar};
     int rc = wpz_unpack(in, out, &o, &st, &e);
     cli_bar_end(&bar);
     if (rc) return cli_error(CMD, &e);

@@ -2,8 +2,8 @@
  * pack.h — the .wpkz shipping form of a build (docs/format.md §3): every file
  * of a build directory in one archive of independent zstd frames with a seek
  * index, so one tensor can be extracted without decompressing the rest.
- * Both directions stream in bounded memory (one chunk of at most
- * WPZ_CHUNK bytes plus zstd's own buffers) and write through wp_out
+ * Both directions run in bounded memory (threads + 1 frames of at most
+ * WPZ_CHUNK raw bytes, plus zstd's own buffers) and write through wp_out
  * (common/wp.h) or an output directory (common/outdir.h).
  */
 #ifndef WP_PACK_H
@@ -32,7 +32,11 @@ typedef struct wpz_stats {
 
 typedef struct wpz_opts {
     int level;        /* zstd level; 0 -> 3 (ZSTD_minCLevel()..ZSTD_maxCLevel()) */
-    int threads;      /* ZSTD_c_nbWorkers; 0 -> single-threaded */
+    /* pack: frames compressed by this many workers (same archive bytes for
+     * every count >= 1); unpack: frames decoded by this many workers, hashed
+     * and written in order.  At most threads + 1 frames in memory.  0: one
+     * frame at a time on the calling thread (pack: zstd single-threaded). */
+    int threads;
     uint64_t chunk;   /* largest frame in raw bytes; 0 -> WPZ_CHUNK (tests use small ones) */
     wp_progress_fn progress;   /* bytes of raw input done; may be NULL */
     void *ud;

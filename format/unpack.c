@@ -369,6 +369,56 @@ int wpz_stat(const char *wpkz, wpz_stats *stats, wp_err *e)
     return rc;
 }
 
+/* ---- parallel decoding (unpack) ------------------------------------------------------
+ * Frames that pack makes (raw <= WPZ_CHUNK, compressed within zstd's bound)
+ * are read and decoded whole by the pool's workers, several at a time; the
+ * calling thread hashes and writes them strictly in order.  Anything else,
+ * and any frame the fast path does not accept, is decoded by the streaming
+ * path above on the calling thread: its messages are the ones reported, so
+ * a damaged archive reads the same with any thread count. */
+enum { M_FAST, M_STREAM };
+
+static void *dtls_new(void *ctx)
+{
+    (void)ctx;
+    return ZSTD_createDCtx();
+}
+
+static void dtls_free(void *tls) { ZSTD_freeDCtx(tls); }
+
+static void decode_work(void *ctx, void *tls, wpz_job *j)
+{
+    const zarch *a = ctx;
+    ZSTD_DCtx *d = tls;
+    if (j->mode != M_FAST) return;
+    const zframe_rec *fr = &a->x.frames[j->frame];
+    size_t cn = (size_t)fr->comp_size, rn = (size_t)fr->raw_size;
+    j->rc = WP_EVERIFY;   /* until it checks out */
+    if (!d || wpz_job_reserve(&j->in, &j->in_cap, cn) || wpz_job_reserve(&j->out, &j->out_cap, rn)) return;
+    wp_err ie = {0};
+    if (wp_pread_full(a->fd, j->in, cn, fr->comp_offset, a->path, &ie)) return;
+    /* exactly one frame, of the indexed size, with a window the streaming
+     * decoder would accept too */
+    if (cn < 6 || ZSTD_getFrameContentSize(j->in, cn) != fr->raw_size ||
+        ZSTD_findFrameCompressedSize(j->in, cn) != cn)
+        return;
+    const uint8_t *b = j->in;
+    if ((b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24) != ZSTD_MAGICNUMBER) return;
+    if (!(b[4] & 0x20)) {   /* not single-segment: a window descriptor (RFC 8878 3.1.1.1.2) */
+        uint64_t base = 1ull << (10 + (b[5] >> 3)), size = base + (base >> 3) * (b[5] & 7);
+        if (size > (1ull << 27)) return;   /* ZSTD_WINDOWLOG_LIMIT_DEFAULT, the streaming limit */
+    }
+    size_t r = ZSTD_decompressDCtx(d, j->out, rn, j->in, cn);   /* checks the content checksum */
+    if (ZSTD_isError(r) || r != rn) return;
+    j->out_len = rn;
+    j->rc = 0;
+}
+
+static int fast_frame(const zframe_rec *fr)
+{
+    return fr->raw_size <= WPZ_CHUNK && fr->comp_size <= ZSTD_compressBound((size_t)fr->raw_size);
+}
+
 int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *stats, wp_err *e)
 {
     static const wpz_opts defaults;
@@ -376,12 +426,17 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
     zarch a;
     zdec z = {0};
     wp_outdir od = {0};
+    wpz_pool *pool = NULL;
+    static const wpz_pool_ops ops = {dtls_new, dtls_free, decode_work};
     int rc = zarch_open(&a, wpkz, e);
     if (!rc) rc = zdec_init(&z, e);
+    /* threads workers decoding, one frame being hashed and written: at most
+     * threads + 1 frames of <= WPZ_CHUNK (+ compressed) bytes in memory */
+    if (!rc && o->threads > 0) rc = wpz_pool_start(&pool, o->threads, (size_t)o->threads + 1, &ops, &a, e);
     if (!rc) rc = wp_outdir_begin(&od, out, &(wp_outdir_opts){.force = o->force, .kind = WP_OUTDIR_BUILD}, e);
     if (rc) goto done;
     const char *tmp = wp_outdir_tmp(&od);
-    uint64_t total = 0, done_bytes = 0;
+    uint64_t total = 0, done_bytes = 0, next = 0;   /* next: the next frame to hand to the pool */
     for (size_t i = 0; i < a.x.nf; i++) total += a.x.files[i].size;
     for (size_t i = 0; i < a.x.nf && !rc; i++) {
         const zfile_rec *f = &a.x.files[i];
@@ -396,8 +451,25 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
         fsink s = {.out = &wo, .o = o, .done = &done_bytes, .total = total};
         if (ftruncate(wo.fd, (off_t)f->size) != 0) rc = wp_fail_errno(e, "%s: cannot size to %llu bytes", p, (unsigned long long)f->size);
         if (!rc) rc = wp_sha256_init(&s.h, e);
-        for (uint64_t k = f->first_frame; !rc && k < f->first_frame + f->frame_count; k++)
-            rc = unpack_frame(&a, &z, (size_t)k, file_sink, &s, e);
+        for (uint64_t k = f->first_frame; !rc && k < f->first_frame + f->frame_count; k++) {
+            if (!pool) {
+                rc = unpack_frame(&a, &z, (size_t)k, file_sink, &s, e);
+                continue;
+            }
+            wpz_job *j;
+            while (next < a.x.nfr && (j = wpz_pool_slot(pool))) {   /* keep the workers busy */
+                j->frame = next;
+                j->mode = fast_frame(&a.x.frames[next]) ? M_FAST : M_STREAM;
+                wpz_pool_submit(pool, j);
+                next++;
+            }
+            j = wpz_pool_oldest(pool);   /* frame k: frames are handed out in order from 0 */
+            if (j && j->frame == k && j->mode == M_FAST && !j->rc)
+                rc = file_sink(&s, j->out, j->out_len, a.x.frames[k].raw_offset, e);
+            else
+                rc = unpack_frame(&a, &z, (size_t)k, file_sink, &s, e);
+            wpz_pool_release(pool);
+        }
         if (!rc) {
             uint8_t d[32];
             hash_zeros(&s.h, f->size - s.hashed);
@@ -418,6 +490,7 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
     if (!rc) rc = wp_outdir_commit(&od, e);
     if (!rc && stats) rc = wpz_fill_stats(&a.x, a.size, stats, e);
 done:
+    wpz_pool_stop(pool);
     wp_outdir_abort(&od);   /* after a commit: nothing to do */
     zdec_free(&z);
     zarch_close(&a);

@@ -96,4 +96,40 @@ int wpz_fill_stats(const zindex *x, uint64_t archive_size, wpz_stats *st, wp_err
  * archive's bytes) and *x (free with wpz_index_free) are the caller's. */
 int wpz_index_open(const char *wpkz, int *fd, uint64_t *size, zindex *x, wp_err *e);
 
+/* ---- the ordered frame pipeline (wpkz_pool.c) -------------------------------------
+ * The calling thread takes the next free slot (wpz_pool_slot; NULL when
+ * nslots frames are in flight: retire the oldest first), fills it and
+ * submits it; workers run ops->work on it in any order; the calling thread
+ * takes frames back strictly in submission order (wpz_pool_oldest, then
+ * wpz_pool_release).  Buffers stay with their slot between uses. */
+typedef struct wpz_job {
+    uint8_t *in, *out;       /* owned by the slot; grown with wpz_job_reserve */
+    size_t in_cap, out_cap;
+    size_t in_len, out_len;
+    uint64_t frame;          /* the caller's: frame index */
+    uint64_t raw_off;        /* the caller's: raw offset of the frame */
+    int mode;                /* the caller's */
+    int state;               /* the pool's */
+    int rc;                  /* set by work: 0 or a WP_E* code with e */
+    wp_err e;
+} wpz_job;
+
+typedef struct wpz_pool_ops {
+    void *(*tls_new)(void *ctx);                    /* per worker thread (may return NULL) */
+    void (*tls_free)(void *tls);
+    void (*work)(void *ctx, void *tls, wpz_job *j); /* on a worker thread */
+} wpz_pool_ops;
+
+typedef struct wpz_pool wpz_pool;
+/* threads <= 0 (or none could start): work runs at submit on the calling thread. */
+int wpz_pool_start(wpz_pool **p, int threads, size_t nslots, const wpz_pool_ops *ops, void *ctx, wp_err *e);
+int wpz_pool_threads(const wpz_pool *p);
+wpz_job *wpz_pool_slot(wpz_pool *p);
+void wpz_pool_submit(wpz_pool *p, wpz_job *j);
+wpz_job *wpz_pool_oldest(wpz_pool *p);   /* NULL when nothing is in flight */
+void wpz_pool_release(wpz_pool *p);
+void wpz_pool_stop(wpz_pool *p);         /* joins the workers, frees every slot; p may be NULL */
+/* Make *buf hold at least need bytes (contents not kept); -1 if out of memory. */
+int wpz_job_reserve(uint8_t **buf, size_t *cap, size_t need);
+
 #endif

@@ -247,6 +247,12 @@ static void expect_unpack_fail(const uint8_t *a, size_t n, size_t cut, int k, vo
     CHECKF(strstr(e.msg, want) != NULL, "case %d: expected \"%s\" in: %s", k, want, e.msg);
     CHECKF(strchr(e.msg, '\n') == NULL, "case %d: not one line", k);
     CHECKF(access(out, F_OK) != 0, "case %d: output exists after a failure", k);
+    /* frames decoded in parallel: the same verdict, word for word */
+    wp_err pe = {0};
+    int prc = wpz_unpack(p, out, &(wpz_opts){.threads = 3}, NULL, &pe);
+    CHECKF(prc == rc && !strcmp(pe.msg, e.msg), "case %d: with 3 threads: rc %d, %s; one at a time: rc %d, %s",
+           k, prc, pe.msg, rc, e.msg);
+    CHECKF(access(out, F_OK) != 0, "case %d: output exists after a failure (3 threads)", k);
 }
 
 /* Index record addresses (docs/format.md §3.2). */
@@ -290,6 +296,13 @@ static void mutate(uint8_t *a, size_t n, int k)
     case 10: file_rec(a, n, 4)[40] ^= 1; reseal_index(a, n); break;         /* recorded sha256 */
     case 11: add64(frame_rec(a, n, 2) + 24, -1); reseal_index(a, n); break; /* raw_size vs zstd header
                  (zeros.wpk's header frame: the 1-byte gap it leaves is padding) */
+    case 16: {                                                  /* a byte in the middle frame */
+        uint64_t nfr, off;
+        memcpy(&nfr, idx_at(a, n) + 8, 8);
+        memcpy(&off, frame_rec(a, n, (int)(nfr / 2)), 8);
+        a[off + 20] ^= 0x41;
+        break;
+    }
     default: break;
     }
 }
@@ -317,6 +330,7 @@ TEST(format_pack_corrupted_rejected)
     expect_unpack_fail(a, n, 0, 9, mutate, WP_EINVAL, "ones.weight: unknown encoding code 999");
     expect_unpack_fail(a, n, 0, 10, mutate, WP_EVERIFY, "zoo.wpk: restored sha256");
     expect_unpack_fail(a, n, 0, 11, mutate, WP_EVERIFY, "index says");
+    expect_unpack_fail(a, n, 0, 16, mutate, WP_EVERIFY, ".wpkz: frame ");
     /* Truncated anywhere: the footer is gone. */
     expect_unpack_fail(a, n, n - 1, 12, NULL, WP_EINVAL, "no footer");
     expect_unpack_fail(a, n, n / 2, 13, NULL, WP_EINVAL, "no footer");
@@ -327,6 +341,53 @@ TEST(format_pack_corrupted_rejected)
     wpt_run(out, sizeof out, "ls -A %s | grep -c '^\\.' || true", wpt_tmpdir());
     CHECK_EQ_INT(atoi(out), 0);
     free(a);
+}
+
+/* Frames compressed and decoded by several workers: the archive does not
+ * depend on the worker count (each frame is compressed alone, one-shot),
+ * unpack restores the same bytes with any count, and a frame larger than
+ * pack's own (decoded by the streaming path) still restores. */
+TEST(format_pack_parallel_frames)
+{
+    char b[512], o[512];
+    snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
+    REQUIRE(make_build(b) == 0);
+    /* 70 MiB of one repeated byte: larger than WPZ_CHUNK, compresses to little */
+    size_t big = 70u << 20;
+    uint8_t *fill = malloc(big);
+    REQUIRE(fill);
+    memset(fill, 0x5A, big);
+    REQUIRE(wpt_write_file(wpt_path("%s/big.bin", b), fill, big) == 0);
+    free(fill);
+    wp_err e = {0};
+    for (int t = 0; t <= 3; t++)
+        REQUIRE(wpz_pack(b, wpt_path("%s/t%d.wpkz", wpt_tmpdir(), t), &(wpz_opts){.threads = t, .chunk = 3000},
+                         NULL, &e) == 0);
+    for (int t = 1; t <= 3; t++)
+        CHECKF(same_file(wpt_path("%s/t0.wpkz", wpt_tmpdir()), wpt_path("%s/t%d.wpkz", wpt_tmpdir(), t)),
+               "the archive made with %d threads differs from the one made with none", t);
+    char z[512], z1[512];
+    snprintf(z, sizeof z, "%s/t2.wpkz", wpt_tmpdir());
+    snprintf(z1, sizeof z1, "%s/one.wpkz", wpt_tmpdir());
+    wpz_stats st;
+    for (int t = 0; t <= 3; t++) {
+        snprintf(o, sizeof o, "%s/r%d", wpt_tmpdir(), t);
+        wp_err_clear(&e);
+        CHECKF(wpz_unpack(z, o, &(wpz_opts){.threads = t}, NULL, &e) == 0, "%d threads: %s", t, e.msg);
+        for (int i = 0; i < N_BUILD_FILES; i++)
+            CHECKF(same_file(wpt_path("%s/%s", b, build_files[i]), wpt_path("%s/%s", o, build_files[i])),
+                   "%s differs after unpack with %d threads", build_files[i], t);
+        CHECKF(same_file(wpt_path("%s/big.bin", b), wpt_path("%s/big.bin", o)), "big.bin, %d threads", t);
+    }
+    /* one 70 MiB frame (over WPZ_CHUNK): the streaming decoder's, in order */
+    REQUIRE(wpz_pack(b, z1, &(wpz_opts){.threads = 2, .chunk = 80u << 20}, &st, &e) == 0);
+    snprintf(o, sizeof o, "%s/r-big", wpt_tmpdir());
+    CHECK_EQ_INT(wpz_unpack(z1, o, &(wpz_opts){.threads = 2}, NULL, &e), 0);
+    wpz_stats st64;   /* the same with 64 MiB frames: big.bin is one frame more */
+    REQUIRE(wpz_pack(b, z, &(wpz_opts){.threads = 2, .chunk = 64u << 20, .force = 1}, &st64, &e) == 0);
+    CHECK_EQ_INT(st.frames + 1, st64.frames);
+    CHECK(same_file(wpt_path("%s/big.bin", b), wpt_path("%s/big.bin", o)));
+    CHECK(same_file(wpt_path("%s/zoo.wpk", b), wpt_path("%s/zoo.wpk", o)));
 }
 
 TEST(format_pack_refuses_corrupt_build)

@@ -1,7 +1,12 @@
 /* test_verify.c — sign -> verify round trips on a real build (tiny-a as two
  * .wpk parts), the signature policy, the manifest's values against
- * independent computations, and the DSSE bundle's statement. */
+ * independent computations, and the DSSE bundle's statement; the hashing
+ * engine's mapped windows, pread fallback and SIGBUS guard. */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hf/safetensors.h"
@@ -472,4 +477,157 @@ TEST(trust_verify_report_json)
         cJSON_Delete(want);
         cJSON_Delete(got);
     }
+}
+
+/* ---- the hashing engine (trust/digests.c): mapped windows, pread fallback,
+ * a file shrinking under it ---------------------------------------------------------- */
+
+#define ENG_SIZE ((20u << 20) + 12345u)   /* three 8 MiB windows, the last partial */
+
+static uint8_t *eng_file(const char *path)
+{
+    uint8_t *b = malloc(ENG_SIZE);
+    if (!b) return NULL;
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < ENG_SIZE; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        b[i] = (uint8_t)(x >> 7);
+    }
+    if (wpt_write_file(path, b, ENG_SIZE)) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* Ranges that straddle pages and windows, several per job, hashed from the
+ * mapped file, equal OpenSSL's one-shot digest of the same bytes. */
+TEST(trust_hash_engine_ranges)
+{
+    const char *path = wpt_path("%s/f.bin", wpt_tmpdir());
+    uint8_t *b = eng_file(path);
+    REQUIRE(b);
+    int fd = open(path, O_RDONLY);
+    REQUIRE(fd >= 0);
+    const wp_range r[][3] = {
+        {{0, ENG_SIZE}, {0, 0}, {0, 0}},
+        {{1, 4095}, {4097, (9u << 20) + 3}, {ENG_SIZE - 7, 7}},
+        {{(8u << 20) - 1, 2}, {(16u << 20) + 100, 5000}, {0, 0}},
+        {{ENG_SIZE, 0}, {0, 0}, {0, 0}},
+    };
+    const size_t nr[] = {1, 3, 2, 1};
+    wp_hash_job jobs[4];
+    for (size_t i = 0; i < 4; i++) jobs[i] = (wp_hash_job){.fd = fd, .path = path, .ranges = r[i], .nranges = nr[i]};
+    wp_err e = {0};
+    CHECK_EQ_INT(wp_hash_jobs(jobs, 4, 2, NULL, NULL, "test", &e), 0);
+    for (size_t i = 0; i < 4; i++) {
+        size_t n = 0;
+        for (size_t k = 0; k < nr[i]; k++) n += r[i][k].len;
+        uint8_t *cat = malloc(n + 1), want[32];
+        REQUIRE(cat);
+        n = 0;
+        for (size_t k = 0; k < nr[i]; k++) memcpy(cat + n, b + r[i][k].off, r[i][k].len), n += r[i][k].len;
+        REQUIRE(wp_sha256_buf(cat, n, want, &e) == 0);
+        CHECKF(jobs[i].done && !memcmp(jobs[i].out, want, 32), "job %zu", i);
+        free(cat);
+    }
+    /* a range past the end is the error pread gives, before any hashing (the
+     * last partial page would otherwise read as zeros) */
+    wp_range past = {ENG_SIZE - 10, 11};
+    jobs[0] = (wp_hash_job){.fd = fd, .path = path, .ranges = &past, .nranges = 1};
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_hash_jobs(jobs, 1, 1, NULL, NULL, "test", &e), WP_EINVAL);
+    CHECK_CONTAINS(e.msg, wpt_path("f.bin: unexpected end of file at offset %u (file truncated?)", ENG_SIZE));
+    close(fd);
+    free(b);
+}
+
+/* Not a regular file: read with pread (a character device of zeros). */
+TEST(trust_hash_engine_not_mappable)
+{
+    int fd = open("/dev/zero", O_RDONLY);
+    REQUIRE(fd >= 0);
+    wp_range r = {0, (3u << 20) + 1};
+    wp_hash_job j = {.fd = fd, .path = "/dev/zero", .ranges = &r, .nranges = 1};
+    wp_err e = {0};
+    CHECK_EQ_INT(wp_hash_jobs(&j, 1, 1, NULL, NULL, "test", &e), 0);
+    uint8_t *z = calloc(1, r.len), want[32];
+    REQUIRE(z);
+    REQUIRE(wp_sha256_buf(z, r.len, want, &e) == 0);
+    CHECK(j.done && !memcmp(j.out, want, 32));
+    free(z);
+    close(fd);
+}
+
+static const char *g_shrink_path;
+static uint64_t g_shrink_to;
+static void shrink_hook(const wp_hash_job *j, uint64_t off, size_t len)
+{
+    (void)j, (void)off, (void)len;
+    if (g_shrink_path && truncate(g_shrink_path, (off_t)g_shrink_to) == 0) g_shrink_path = NULL;
+}
+
+/* The file is cut short after its size was checked and its first window
+ * mapped: the SIGBUS of the missing pages is an error naming the file and
+ * the first missing page, not a crash; the other job still completes. */
+TEST(trust_hash_engine_truncated_while_hashing)
+{
+    const char *path = wpt_path("%s/f.bin", wpt_tmpdir());
+    uint8_t *b = eng_file(path);
+    REQUIRE(b);
+    free(b);
+    int fd = open(path, O_RDONLY);
+    REQUIRE(fd >= 0);
+    long pg = sysconf(_SC_PAGESIZE);
+    g_shrink_to = (3u << 20) + 100;
+    g_shrink_path = path;
+    wp_hash_window_hook = shrink_hook;
+    wp_range r = {0, ENG_SIZE};
+    wp_hash_job j = {.fd = fd, .path = path, .ranges = &r, .nranges = 1};
+    wp_err e = {0};
+    int rc = wp_hash_jobs(&j, 1, 1, NULL, NULL, "test", &e);
+    wp_hash_window_hook = NULL;
+    CHECK(g_shrink_path == NULL);   /* the hook ran */
+    CHECK_EQ_INT(rc, WP_EINVAL);
+    CHECK(!j.done);
+    /* the page holding the new end is still readable; the next one is not */
+    uint64_t first_missing = (g_shrink_to + (uint64_t)pg - 1) / (uint64_t)pg * (uint64_t)pg;
+    CHECK_CONTAINS(e.msg, wpt_path("f.bin: unexpected end of file at offset %llu (file truncated?)",
+                                   (unsigned long long)first_missing));
+    /* the engine still works afterwards, on the same thread kind of path */
+    wp_range r2 = {0, g_shrink_to};
+    j = (wp_hash_job){.fd = fd, .path = path, .ranges = &r2, .nranges = 1};
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_hash_jobs(&j, 1, 1, NULL, NULL, "test", &e), 0);
+    CHECK(j.done);
+    close(fd);
+}
+
+/* A SIGBUS outside a window being hashed is not swallowed: a process that
+ * touches a page past the end of its own mapping still dies of it. */
+TEST(trust_hash_engine_foreign_sigbus)
+{
+    const char *path = wpt_path("%s/short.bin", wpt_tmpdir());
+    REQUIRE(wpt_write_file(path, "x", 1) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, 2);
+        int fd = open(path, O_RDONLY);
+        wp_range r = {0, 1};
+        wp_hash_job j = {.fd = fd, .path = path, .ranges = &r, .nranges = 1};
+        wp_err e = {0};
+        if (fd < 0 || wp_hash_jobs(&j, 1, 1, NULL, NULL, "test", &e)) _exit(3);   /* guard installed */
+        long pg = sysconf(_SC_PAGESIZE);
+        volatile const uint8_t *m = mmap(NULL, 2 * (size_t)pg, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) _exit(4);
+        (void)m[pg];   /* past the end of the file: SIGBUS */
+        _exit(0);
+    }
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECKF(!WIFEXITED(st) || (WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 3 && WEXITSTATUS(st) != 4),
+           "child status %d", st);
 }

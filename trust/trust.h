@@ -17,11 +17,16 @@
 #include "trust/manifest.h"
 
 /* ---- Parallel streaming SHA-256 ----------------------------------------------------
- * One job = one SHA-256 over one or more byte ranges of an open file, read in
- * bounded chunks with pread (never a whole file in memory), or over memory
- * when `mem` is set.  Jobs run on `threads` workers, longest first; `progress`
- * (bytes) is called from the calling thread only, so a non-thread-safe bar is
- * fine.  An I/O error stops the run: its message names the file and offset. */
+ * One job = one SHA-256 over one or more byte ranges of an open file, read
+ * through bounded mapped windows of a regular file (pread in bounded chunks
+ * for anything else; never a whole file in memory), or over memory when
+ * `mem` is set.  A file that shrinks while it is hashed is an error naming
+ * the file and offset, not a crash (SIGBUS guard, trust/digests.c).  Jobs
+ * run on `threads` workers, longest first; `progress` (bytes) is called
+ * from the calling thread only, so a non-thread-safe bar is fine.  An I/O
+ * error stops the run: its message names the file and offset.  A job is
+ * the unit of parallelism: a digest over ranges of one file is sequential,
+ * so one job runs on one core. */
 typedef struct wp_range {
     uint64_t off, len;
 } wp_range;
@@ -38,6 +43,9 @@ typedef struct wp_hash_job {
 
 int wp_hash_jobs(wp_hash_job *jobs, size_t n, int threads, wp_progress_fn progress, void *ud,
                  const char *what, wp_err *e);
+/* Tests only: called on a worker thread after each window of a file is
+ * mapped, before it is hashed (to shrink the file under the engine). */
+extern void (*wp_hash_window_hook)(const wp_hash_job *j, uint64_t off, size_t len);
 /* Number of online CPUs (>= 1): the default thread count. */
 int wp_default_threads(void);
 

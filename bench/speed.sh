@@ -1,0 +1,211 @@
+#!/bin/sh
+# bench/speed.sh — every figure of issue 14 from one run on one synthetic
+# build, each next to its peer or limit measured in the same run, so the
+# ratios hold on a noisy shared machine.  Prints one table:
+#
+#   figure  value  peer/limit  peer_value  ratio
+#
+#   sh bench/speed.sh [WORKDIR]   (default /tmp/wpack-bench-speed; the build is reused if present)
+#   env: WPACK=build/wpack  THREADS=$(nproc)  EXPERTS=96 (~5 GB build)  LEVEL=3
+#        DROP_CACHES=1  drop the whole page cache for the cold rows (root; it
+#                       evicts everyone's cache: only on a machine of your own)
+#        SKIP="pack convert rt"  rows to leave out (printed as n/a)
+#        KEEP=1         keep WORKDIR's outputs (the build is always kept)
+#
+# Rows (rates in GB/s = 1e9 bytes/s of raw build bytes; ratio = value / peer):
+#   verify cached       wall rate       vs `openssl speed -seconds 3 sha256` (16 KiB) 1 core x cores
+#   verify cached/CPU   bytes per CPU-second (user+sys) vs openssl's per CPU-second (1 core):
+#                       the engine's efficiency, independent of what else runs
+#   verify cold         wall rate, the build's pages evicted first, vs `dd iflag=direct` of the
+#                       same files (O_DIRECT: the disk's read rate).  Eviction: per file with
+#                       `dd iflag=nocache count=0` (POSIX_FADV_DONTNEED; no root, other people's
+#                       cache untouched), or the whole cache with DROP_CACHES=1
+#   verify cold/limit   the same against min(dd, verify cached): cold cannot beat cached, so
+#                       where the CPU (not the disk) is the bottleneck that is the limit
+#   pack                `wpack pack --level LEVEL --threads THREADS` vs `zstd -T$THREADS -LEVEL`
+#   pack size           .wpkz compression ratio vs the zstd file's
+#   unpack              `wpack unpack --threads THREADS` (every digest checked) vs `zstd -d -T$THREADS`
+#                       (zstd decodes one stream on one thread whatever -T says)
+#   convert CPU         bench/convert_cpu.c (engineer quantspeed's) 2 threads vs 1 thread x 2
+#   runtime decode      bench/rt_layer.c (engineer runtime's): weight bytes read per second in
+#                       decode vs the memory read bandwidth it measures
+#   memory copy         memcpy GB/s (bytes copied), THREADS threads, best of 3: the ceiling for
+#                       any figure that touches every byte in memory
+# A row whose tool is missing prints n/a.  Nothing is asserted.
+set -eu
+cd "$(dirname "$0")/.."
+WPACK=${WPACK:-build/wpack}
+WORK=${1:-${TMPDIR:-/tmp}/wpack-bench-speed}
+THREADS=${THREADS:-$(nproc)}
+EXPERTS=${EXPERTS:-96}
+LEVEL=${LEVEL:-3}
+SKIP=${SKIP:-}
+B=$WORK/build
+LIB=$(dirname "$WPACK")/libwpack.a
+LIBS="-lzstd -lcrypto -lcjson -lhugetlbfs -lpthread -lm"
+
+[ -x "$WPACK" ] || { echo "bench/speed.sh: $WPACK not built (make first)" >&2; exit 2; }
+mkdir -p "$WORK"
+if [ ! -f "$B/manifest.json" ]; then
+    echo "# making the build in $WORK (once): synth --preset flash --layers 1 --experts $EXPERTS, convert" >&2
+    rm -rf "$WORK/ckpt" "$B"
+    "$WPACK" synth --preset flash --layers 1 --experts "$EXPERTS" -o "$WORK/ckpt" -q >/dev/null
+    "$WPACK" convert "$WORK/ckpt" -o "$B" --threads "$THREADS" -q >/dev/null
+    rm -rf "$WORK/ckpt"
+fi
+FILES=$(ls "$B"/*.wpk)
+BYTES=$(cat $FILES | wc -c)
+ALL=$(cat "$B"/* | wc -c)
+skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# run CMD...: prints "wall cpu" (seconds; cpu = user + sys of the command and its children)
+run() {
+    python3 - "$@" <<'PY'
+import os, resource, subprocess, sys, time
+r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+t0 = time.monotonic()
+rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
+t1 = time.monotonic()
+r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+if rc: sys.exit("bench/speed.sh: %s failed (exit %d)" % (sys.argv[1], rc))
+print("%.6f %.6f" % (t1 - t0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)))
+PY
+}
+gbs() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.3f", b / t / 1e9 }'; }
+row() {   # figure value peer peer_value
+    r=$(awk -v a="$2" -v b="$4" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }')
+    printf '%-22s %9s  %-34s %9s  %6s\n' "$1" "$2" "$3" "$4" "$r"
+}
+na() { printf '%-22s %9s  %-34s %9s  %6s\n' "$1" n/a "$2" n/a n/a; }
+evict() {
+    sync
+    if [ "${DROP_CACHES:-0}" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches
+    else for f in "$@"; do dd if="$f" iflag=nocache count=0 status=none; done; fi
+}
+
+echo "# $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r); threads $THREADS"
+echo "# build $B: $(echo $FILES | wc -w) .wpk file(s), $BYTES bytes of .wpk, $ALL bytes in all"
+printf '%-22s %9s  %-34s %9s  %6s\n' figure value peer/limit peer_value ratio
+
+# ---- openssl: SHA-256 of one core (openssl speed divides by CPU time) --------------
+one=$(openssl speed -seconds 3 -bytes 16384 sha256 2>/dev/null | awk '/^sha256/ { v = $NF; sub(/k$/, "", v); printf "%.3f", v * 1000 / 1e9 }')
+cores=$(awk -v a="$one" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')
+
+# ---- verify, cached ------------------------------------------------------------------
+cat $FILES > /dev/null; cat $FILES > /dev/null
+# how much of the build the page cache holds: below 100% "cached" includes disk reads
+command -v fincore > /dev/null &&
+    echo "# build pages in the page cache before verify cached: $(fincore -b -n -o RES $FILES | awk -v t="$BYTES" '{ s += $1 } END { printf "%.0f%%", 100 * s / t }')"
+best_w=0 best_c=0
+for i in 1 2 3; do
+    set -- $(run "$WPACK" verify "$B" --allow-unsigned --threads "$THREADS" -q)
+    w=$(gbs "$BYTES" "$1"); c=$(gbs "$BYTES" "$2")
+    best_w=$(awk -v a="$w" -v b="$best_w" 'BEGIN { print (a > b) ? a : b }')
+    best_c=$(awk -v a="$c" -v b="$best_c" 'BEGIN { print (a > b) ? a : b }')
+done
+row "verify cached" "$best_w" "openssl sha256 1 core x $THREADS" "$cores"
+row "verify cached/CPU-s" "$best_c" "openssl sha256 per CPU-s" "$one"
+
+# ---- verify, cold ----------------------------------------------------------------------
+evict $FILES
+set -- $(run "$WPACK" verify "$B" --allow-unsigned --threads "$THREADS" -q)
+vcold=$(gbs "$BYTES" "$1")
+evict $FILES
+t=0
+for f in $FILES; do
+    set -- $(run dd if="$f" of=/dev/null bs=8M iflag=direct status=none)
+    t=$(awk -v a="$t" -v b="$1" 'BEGIN { print a + b }')
+done
+dd_rate=$(gbs "$BYTES" "$t")
+row "verify cold" "$vcold" "dd iflag=direct (disk read)" "$dd_rate"
+# cold cannot beat cached: on a CPU-starved machine the limit is the smaller of the two
+row "verify cold/limit" "$vcold" "min(dd direct, verify cached)" "$(awk -v a="$dd_rate" -v b="$best_w" 'BEGIN { print (a < b) ? a : b }')"
+
+# ---- pack / unpack ---------------------------------------------------------------------
+if skip pack; then
+    na "pack" "zstd -T$THREADS -$LEVEL"; na "pack size (ratio)" "zstd -T$THREADS -$LEVEL"
+    na "unpack" "zstd -d -T$THREADS"
+else
+    free_kb=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
+    [ "$free_kb" -gt $((ALL / 1024 * 3)) ] || { echo "bench/speed.sh: need 3x the build free in $WORK" >&2; exit 2; }
+    Z=$WORK/b.wpkz; ZS=$WORK/b.zst
+    rm -rf "$Z" "$ZS" "$WORK/restored" "$WORK/zstd.out"
+    cat $FILES > /dev/null
+    set -- $(run "$WPACK" pack "$B" -o "$Z" --level "$LEVEL" --threads "$THREADS" -q)
+    p=$(gbs "$ALL" "$1")
+    # the same bytes through zstd: the build's files as one stream
+    set -- $(run sh -c "cat $B/* | zstd -q -T$THREADS -$LEVEL -c > $ZS")
+    zp=$(gbs "$ALL" "$1")
+    row "pack" "$p" "zstd -T$THREADS -$LEVEL" "$zp"
+    row "pack size (ratio)" "$(awk -v a="$ALL" -v b="$(stat -c %s "$Z")" 'BEGIN { printf "%.4f", a / b }')" \
+        "zstd -T$THREADS -$LEVEL" "$(awk -v a="$ALL" -v b="$(stat -c %s "$ZS")" 'BEGIN { printf "%.4f", a / b }')"
+    uflags=
+    "$WPACK" unpack --help 2>&1 | grep -q -- '--threads' && uflags="--threads $THREADS"
+    cat "$Z" > /dev/null
+    set -- $(run "$WPACK" unpack "$Z" -o "$WORK/restored" $uflags -q)
+    u=$(gbs "$ALL" "$1")
+    cmp -s "$B/model.wpk" "$WORK/restored/model.wpk" 2>/dev/null || [ ! -f "$B/model.wpk" ] ||
+        { echo "bench/speed.sh: restored build differs" >&2; exit 1; }
+    rm -rf "$WORK/restored"
+    cat "$ZS" > /dev/null
+    set -- $(run sh -c "zstd -q -d -T$THREADS -c $ZS > $WORK/zstd.out")
+    zu=$(gbs "$ALL" "$1")
+    rm -f "$WORK/zstd.out"
+    row "unpack" "$u" "zstd -d -T$THREADS" "$zu"
+    [ "${KEEP:-0}" = 1 ] || rm -f "$Z" "$ZS"
+fi
+
+# ---- convert CPU side (bench/convert_cpu.c, engineer quantspeed's) ----------------------
+if ! skip convert && [ -f bench/convert_cpu.c ] && [ -f "$LIB" ] &&
+   cc -O2 -std=c11 -D_GNU_SOURCE -pthread -I. bench/convert_cpu.c "$LIB" $LIBS -o "$WORK/convert_cpu" 2>/dev/null; then
+    CK=$WORK/ckpt-small
+    [ -d "$CK" ] || "$WPACK" synth --preset flash --layers 1 --experts 8 -o "$CK" -q >/dev/null
+    cat "$CK"/*.safetensors > /dev/null
+    c1=$("$WORK/convert_cpu" "$CK" reference 1 | awk '{ print $3 }')
+    c2=$("$WORK/convert_cpu" "$CK" reference "$THREADS" | awk '{ print $3 }')
+    row "convert CPU ($THREADS thr)" "$c2" "convert CPU 1 thread x $THREADS" "$(awk -v a="$c1" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')"
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$CK"
+else
+    na "convert CPU ($THREADS thr)" "convert CPU 1 thread x $THREADS"
+fi
+
+# ---- runtime decode (bench/rt_layer.c, engineer runtime's) --------------------------------
+if ! skip rt && [ -f bench/rt_layer.c ] && [ -f "$LIB" ] &&
+   cc -O2 -std=c11 -D_GNU_SOURCE -pthread -I. bench/rt_layer.c "$LIB" $LIBS -o "$WORK/rt_layer" 2>/dev/null &&
+   out=$("$WORK/rt_layer" "$B" 0 256 40 "$THREADS" 2>/dev/null); then
+    d=$(echo "$out" | sed -n 's/.* = \([0-9.]*\) GB\/s; memory read bandwidth.*/\1/p')
+    bw=$(echo "$out" | sed -n 's/.*memory read bandwidth \([0-9.]*\) GB\/s.*/\1/p')
+    row "runtime decode" "${d:-n/a}" "memory read bandwidth (rt_layer)" "${bw:-n/a}"
+else
+    na "runtime decode" "memory read bandwidth (rt_layer)"
+fi
+
+# ---- memory copy -------------------------------------------------------------------------
+cat > "$WORK/memcopy.c" <<'EOF'
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#define N (256u << 20)
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+/* one thread: 4 copies of 256 MiB between buffers already touched; GB/s copied */
+static void *cp(void *a) { char *s = malloc(N), *d = malloc(N); memset(s, 1, N); memset(d, 2, N);
+    double t0 = now(); for (int r = 0; r < 4; r++) { s[r] = (char)r; memcpy(d, s, N); }
+    *(double *)a = 4.0 * N / (now() - t0) / 1e9 + 0 * d[N / 2]; free(s); free(d); return NULL; }
+int main(int c, char **v) { int n = c > 1 ? atoi(v[1]) : 1; double best = 0, g[64];
+    if (n < 1 || n > 64) n = 1;
+    for (int k = 0; k < 3; k++) { pthread_t t[64]; double sum = 0;
+        for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, cp, &g[i]);
+        for (int i = 0; i < n; i++) pthread_join(t[i], NULL), sum += g[i];
+        if (sum > best) best = sum; }
+    printf("%.3f\n", best); return 0; }
+EOF
+if cc -O2 -pthread "$WORK/memcopy.c" -o "$WORK/memcopy" 2>/dev/null; then
+    m1=$("$WORK/memcopy" 1); mn=$("$WORK/memcopy" "$THREADS")
+    row "memory copy ($THREADS thr)" "$mn" "memory copy 1 thread" "$m1"
+else
+    na "memory copy ($THREADS thr)" "memory copy 1 thread"
+fi
+rm -f "$WORK/memcopy.c" "$WORK/memcopy" "$WORK/convert_cpu" "$WORK/rt_layer"
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
