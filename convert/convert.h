@@ -278,6 +278,42 @@ typedef struct wp_sink {
  * or a .wpk in it) or an empty directory is replaced, and only on success. */
 int wp_dir_sink_new(wp_sink *s, const char *out_dir, int force, wp_err *e);
 void wp_dir_sink_free(wp_sink *s);
+/* Per-rank conversion (docs/distributed.md): the same sink writing only plan
+ * file `rank` (its .wpk, a manifest.json of that file alone, and part.json
+ * naming the plan's digest and the rank); `wpack merge` joins the parts.
+ * rank < 0: every file (wp_dir_sink_new). */
+#define WP_PART_NAME "part.json"
+#define WP_PART_FORMAT "wpack-part"
+int wp_part_sink_new(wp_sink *s, const char *out_dir, int force, int rank, wp_err *e);
+/* Bytes the sink's writers hashed by reading them back from the output (the
+ * pieces that arrived ahead of a hash cursor; format/wpk.h wpk_digests). */
+uint64_t wp_dir_sink_read_back(const wp_sink *s);
+
+/* ---- Merge (convert/merge.c, docs/distributed.md) ------------------------------
+ * Join per-rank parts into the build a single-machine convert makes: every
+ * part from one plan (part.json plan_sha256), every rank exactly once, each
+ * part verified (manifest, structure, every digest) before anything is
+ * written; the build directory (wp_outdir) gets each part's .wpk as a hard
+ * link (no data copied, the part untouched), a reflink or else a copy, and
+ * the merged manifest.json. */
+typedef struct wp_merge_opts {
+    int threads;             /* digest checks; 0 = online CPUs */
+    int force;               /* replace an existing build directory */
+    int no_check;            /* skip the digest checks (structure still checked) */
+    wp_progress_fn progress;
+    void *progress_ud;
+} wp_merge_opts;
+
+typedef struct wp_merge_stats {
+    int ranks;
+    uint64_t bytes, bytes_hashed;
+    int linked, reflinked, copied;   /* how each .wpk reached the build */
+    uint8_t root[32];
+    double seconds;
+} wp_merge_stats;
+
+int wp_merge(const char *const *parts, int nparts, const char *out_dir, const wp_merge_opts *o, wp_merge_stats *st,
+             wp_err *e);
 
 /* ---- Convert ------------------------------------------------------------------ */
 typedef struct wp_convert_opts {
@@ -288,6 +324,8 @@ typedef struct wp_convert_opts {
     void *progress_ud;
     volatile sig_atomic_t *cancel;   /* set non-zero (e.g. by a signal handler) to stop:
                                         WP_EUSAGE "interrupted", no output */
+    int rank1;               /* 0: every rank; R + 1: only the weights of plan file R
+                                (per-rank convert: only their source bytes are read) */
     int no_content_check;    /* benches only: skip the content checks of every band read
                                 (also the environment's WPACK_BENCH_NO_CONTENT_CHECK=1) */
 } wp_convert_opts;
@@ -297,6 +335,7 @@ typedef struct wp_convert_stats {
     uint64_t items;          /* work items executed */
     uint64_t max_item_bytes; /* largest working set of one worker */
     uint64_t cast_inexact;   /* spec §3.7 re-encodes: elements that were not exact */
+    uint64_t read_bytes;     /* source tensor bytes read (pread), all passes */
     int threads;
     double seconds;
     uint64_t peak_rss;       /* wp_peak_rss_bytes() at the end */
