@@ -14,6 +14,14 @@
 
 #define HF WPT_TINY "/hf"
 
+/* The binary by absolute path: some commands run from the test directory. */
+static const char *W(void)
+{
+    static char abs_[4096];
+    if (!abs_[0] && !realpath(wpt_wpack(), abs_)) snprintf(abs_, sizeof abs_, "%s", wpt_wpack());
+    return abs_;
+}
+
 static long long json_num(const char *doc, const char *key)
 {
     cJSON *j = cJSON_Parse(doc);
@@ -28,28 +36,31 @@ static long long json_num(const char *doc, const char *key)
 static void parts_merge_identical(const char *opts, int n, const char *how)
 {
     static char out[1 << 16];
-    const char *d = wpt_tmpdir();
-    char single[512], merged[512], cmd[8192];
-    snprintf(single, sizeof single, "%s/single-%d%s", d, n, how);
-    snprintf(merged, sizeof merged, "%s/merged-%d%s", d, n, how);
-    REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s %s -q", wpt_wpack(), HF, single, opts) == 0);
+    static int run_no;
+    char d[512];
+    snprintf(d, sizeof d, "%s/run%d", wpt_tmpdir(), run_no++);
+    REQUIRE(mkdir(d, 0755) == 0);
+    char single[600], merged[600], cmd[8192];
+    snprintf(single, sizeof single, "%s/single", d);
+    snprintf(merged, sizeof merged, "%s/merged", d);
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s %s -q", W(), HF, single, opts) == 0);
     /* the workers: one shell job each, all at once, each its own directory */
     int at = snprintf(cmd, sizeof cmd, "set -e; ");
     for (int r = 0; r < n; r++) {
         const char *env = !strcmp(how, "slurm") ? "SLURM_ARRAY_TASK_ID" : "JOB_COMPLETION_INDEX";
         if (!strcmp(how, "--rank"))
             at += snprintf(cmd + at, sizeof cmd - at, "%s convert %s -o %s/p%d%s %s --rank %d --json > %s/p%d%s.json & ",
-                           wpt_wpack(), HF, d, r, how, opts, r, d, r, how);
+                           W(), HF, d, r, how, opts, r, d, r, how);
         else
             at += snprintf(cmd + at, sizeof cmd - at,
                            "env %s=%d %s convert %s -o %s/p%d%s %s --json > %s/p%d%s.json 2>/dev/null & ", env, r,
-                           wpt_wpack(), HF, d, r, how, opts, d, r, how);
+                           W(), HF, d, r, how, opts, d, r, how);
     }
     snprintf(cmd + at, sizeof cmd - at, "wait");
     REQUIRE(wpt_run(out, sizeof out, "sh -c '%s'", cmd) == 0);
     long long total = -1;
     for (int r = 0; r < n; r++) {
-        char p[512];
+        char p[1024];
         uint8_t *doc;
         size_t len;
         snprintf(p, sizeof p, "%s/p%d%s.json", d, r, how);
@@ -64,7 +75,7 @@ static void parts_merge_identical(const char *opts, int n, const char *how)
         CHECKF(rd > 0 && rd < total, "rank %d read %lld of %lld bytes", r, rd, total);
         free(s);
     }
-    at = snprintf(cmd, sizeof cmd, "%s merge", wpt_wpack());
+    at = snprintf(cmd, sizeof cmd, "%s merge", W());
     for (int r = n - 1; r >= 0; r--) at += snprintf(cmd + at, sizeof cmd - at, " %s/p%d%s", d, r, how);
     REQUIRE(wpt_run(out, sizeof out, "%s -o %s", cmd, merged) == 0);
     CHECKF(wpt_run(out, sizeof out, "diff -r %s %s 2>&1", single, merged) == 0, "%s: merged != single: %s", opts, out);
@@ -73,7 +84,7 @@ static void parts_merge_identical(const char *opts, int n, const char *how)
     REQUIRE(stat(wpt_path("%s/p0%s/model-rank00000-of-%05d.wpk", d, how, n), &a) == 0);
     REQUIRE(stat(wpt_path("%s/model-rank00000-of-%05d.wpk", merged, n), &b) == 0);
     CHECK(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
-    CHECK(wpt_run(out, sizeof out, "%s verify %s --allow-unsigned --deep", wpt_wpack(), merged) == 0);
+    CHECK(wpt_run(out, sizeof out, "%s verify %s --allow-unsigned --deep", W(), merged) == 0);
 }
 
 TEST(convert_rank_parts_merge_byte_identical)
@@ -89,13 +100,13 @@ static int make_parts(const char *d)
 {
     static char out[8192];
     for (int r = 0; r < 2; r++)
-        if (wpt_run(out, sizeof out, "%s convert %s -o %s/p%d --ep 2 --rank %d -q", wpt_wpack(), HF, d, r, r)) return -1;
-    return wpt_run(out, sizeof out, "%s convert %s -o %s/f1 --ep 2 --rank 1 --profile bf16 -q", wpt_wpack(), HF, d);
+        if (wpt_run(out, sizeof out, "%s convert %s -o %s/p%d --ep 2 --rank %d -q", W(), HF, d, r, r)) return -1;
+    return wpt_run(out, sizeof out, "%s convert %s -o %s/f1 --ep 2 --rank 1 --profile bf16 -q", W(), HF, d);
 }
 
 static int merge_fails(char *out, size_t cap, const char *d, const char *parts)
 {
-    int rc = wpt_run(out, cap, "cd %s && %s merge %s -o out 2>&1", d, wpt_wpack(), parts);
+    int rc = wpt_run(out, cap, "cd %s && %s merge %s -o out", d, W(), parts);
     CHECKF(access(wpt_path("%s/out", d), F_OK) != 0, "merge %s: output written", parts);
     CHECKF(!strcmp(wpt_hidden_names(d), ""), "merge %s left %s", parts, wpt_hidden_names(d));
     return rc;
@@ -121,7 +132,7 @@ TEST(convert_rank_merge_refuses_bad_parts_by_name)
     CHECK_EQ_INT(merge_fails(out, sizeof out, d, "p0 nothing"), 2);
     CHECK_CONTAINS(out, "nothing: not a part directory");
 
-    CHECK_EQ_INT(merge_fails(out, sizeof out, d, "--json p0"), 1);
+    CHECK_EQ_INT(merge_fails(out, sizeof out, d, "--json p0 2>/dev/null"), 1);
     cJSON *j = cJSON_Parse(out);
     CHECK(j && cJSON_IsFalse(cJSON_GetObjectItem(j, "ok")));
     cJSON_Delete(j);
@@ -160,11 +171,11 @@ TEST(convert_rank_merge_refuses_bad_parts_by_name)
     CHECK_CONTAINS(out, want);
 
     /* and the good pair merges */
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s merge p1 p0 -o out", d, wpt_wpack()), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s merge p1 p0 -o out", d, W()), 0);
     /* an existing output is refused unless -f */
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s merge p1 p0 -o out 2>&1", d, wpt_wpack()), 2);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s merge p1 p0 -o out 2>&1", d, W()), 2);
     CHECK_CONTAINS(out, "already exists");
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s merge p1 p0 -o out -f 2>&1", d, wpt_wpack()), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s merge p1 p0 -o out -f 2>&1", d, W()), 0);
 }
 
 /* --rank > the scheduler's variable; both variables set and different are
@@ -174,25 +185,25 @@ TEST(convert_rank_from_environment)
     static char out[8192];
     const char *d = wpt_tmpdir();
     CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 JOB_COMPLETION_INDEX=0 %s convert %s -o %s/a --ep 2 2>&1",
-                         wpt_wpack(), HF, d), 2);
+                         W(), HF, d), 2);
     CHECK_CONTAINS(out, "SLURM_ARRAY_TASK_ID=1 and JOB_COMPLETION_INDEX=0 disagree");
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 JOB_COMPLETION_INDEX=1 %s convert %s -o %s/b --ep 2 --json",
-                         wpt_wpack(), HF, d), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 JOB_COMPLETION_INDEX=1 %s convert %s -o %s/b --ep 2 --json 2>/dev/null",
+                         W(), HF, d), 0);
     CHECK_EQ_INT(json_num(out, "rank"), 1);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 %s convert %s -o %s/c --ep 2 --rank 0 --json", wpt_wpack(),
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 %s convert %s -o %s/c --ep 2 --rank 0 --json 2>/dev/null", W(),
                          HF, d), 0);
     CHECK_EQ_INT(json_num(out, "rank"), 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 %s convert %s -o %s/e --ep 2 --rank all --json",
-                         wpt_wpack(), HF, d), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 %s convert %s -o %s/e --ep 2 --rank all --json 2>/dev/null",
+                         W(), HF, d), 0);
     CHECK_EQ_INT(json_num(out, "rank"), -1);
     CHECK(access(wpt_path("%s/e/model-rank00000-of-00002.wpk", d), F_OK) == 0);
     CHECK(access(wpt_path("%s/e/part.json", d), F_OK) != 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "JOB_COMPLETION_INDEX=3 %s convert %s -o %s/f --json", wpt_wpack(), HF, d), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "JOB_COMPLETION_INDEX=3 %s convert %s -o %s/f --json 2>/dev/null", W(), HF, d), 0);
     CHECK(access(wpt_path("%s/f/model.wpk", d), F_OK) == 0);
     CHECK(access(wpt_path("%s/f/part.json", d), F_OK) != 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "JOB_COMPLETION_INDEX=2 %s convert %s -o %s/g --ep 2 2>&1", wpt_wpack(), HF, d), 2);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "JOB_COMPLETION_INDEX=2 %s convert %s -o %s/g --ep 2 2>&1", W(), HF, d), 2);
     CHECK_CONTAINS(out, "rank 2 from JOB_COMPLETION_INDEX: the plan has 2 rank(s)");
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s convert %s -o %s/h --ep 2 --rank x1 2>&1", wpt_wpack(), HF, d), 2);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s convert %s -o %s/h --ep 2 --rank x1 2>&1", W(), HF, d), 2);
     CHECK_CONTAINS(out, "'x1' is not a rank");
     CHECK(access(wpt_path("%s/g", d), F_OK) != 0 && access(wpt_path("%s/h", d), F_OK) != 0);
 }
@@ -205,7 +216,7 @@ TEST(convert_rank_v1_manifest_still_verifies)
 {
     static char out[8192];
     const char *d = wpt_tmpdir();
-    REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s/b --ep 2 -q", wpt_wpack(), HF, d) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s/b --ep 2 -q", W(), HF, d) == 0);
     const char *mp = wpt_path("%s/b/manifest.json", d);
     uint8_t *raw;
     size_t len;
@@ -226,18 +237,18 @@ TEST(convert_rank_v1_manifest_still_verifies)
     REQUIRE(wp_manifest_finish(&m, &e) == 0);
     REQUIRE(wp_manifest_write(wpt_path("%s/b", d), &m, &e) == 0);
     REQUIRE(wpt_run(out, sizeof out, "grep -c '\"version\":1}' %s", mp) == 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned --deep 2>&1", wpt_wpack(), d), 0);
-    REQUIRE(wpt_run(out, sizeof out, "%s keygen --ecdsa -o %s/k -q && chmod 600 %s/k.pem", wpt_wpack(), d, d) == 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s sign %s/b --key %s/k.pem --dsse 2>&1", wpt_wpack(), d, d), 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/k.pub.pem --deep 2>&1", wpt_wpack(), d, d), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned --deep 2>&1", W(), d), 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s keygen --ecdsa -o %s/k -q && chmod 600 %s/k.pem", W(), d, d) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s sign %s/b --key %s/k.pem --dsse 2>&1", W(), d, d), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/k.pub.pem --deep 2>&1", W(), d, d), 0);
     CHECK_CONTAINS(out, "DSSE bundle verified");
     /* a wrong whole-file digest: --deep names the file */
     REQUIRE(wpt_run(out, sizeof out, "rm %s/b/manifest.sig %s/b/manifest.dsse.json", d, d) == 0);
     m.files[1].sha256[0] ^= 1;
     REQUIRE(wp_manifest_finish(&m, &e) == 0);
     REQUIRE(wp_manifest_write(wpt_path("%s/b", d), &m, &e) == 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned 2>&1", wpt_wpack(), d), 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned --deep 2>&1", wpt_wpack(), d), 1);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned 2>&1", W(), d), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned --deep 2>&1", W(), d), 1);
     CHECK_CONTAINS(out, "model-rank00001-of-00002.wpk: sha256 of the whole file");
     wp_manifest_free(&m);
 }
@@ -248,7 +259,7 @@ TEST(convert_rank_deep_checks_shards)
 {
     static char out[8192];
     const char *d = wpt_tmpdir();
-    REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s/b -q", wpt_wpack(), HF, d) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s/b -q", W(), HF, d) == 0);
     const char *mp = wpt_path("%s/b/manifest.json", d);
     uint8_t *raw;
     size_t len;
@@ -261,8 +272,8 @@ TEST(convert_rank_deep_checks_shards)
     m.files[0].shards[0][3] ^= 1;
     REQUIRE(wp_manifest_finish(&m, &e) == 0);
     REQUIRE(wp_manifest_write(wpt_path("%s/b", d), &m, &e) == 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned 2>&1", wpt_wpack(), d), 0);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned --deep 2>&1", wpt_wpack(), d), 1);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned 2>&1", W(), d), 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned --deep 2>&1", W(), d), 1);
     char want[128];
     snprintf(want, sizeof want, "model.wpk: sha256 of shard 0 (bytes [0, %llu))", (unsigned long long)m.files[0].size);
     CHECK_CONTAINS(out, want);
