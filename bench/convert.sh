@@ -36,7 +36,8 @@
 #
 # Environment: WPACK (default build/wpack), CKPT (an existing checkpoint to
 # use instead of making one; never removed), LAYERS (2), RUNS (1), THREADS
-# (online CPUs), BUDGET (1G), PROFILES ("reference hopper bf16"), RANKS (4),
+# (online CPUs), BUDGET (1G), PROFILES ("reference hopper bf16"), RANKS (4; a
+# list such as "2 4" runs each),
 # CHECK_SINGLE (0), SKIP_CPU=1 to skip the CPU side, KEEP=1 to keep the
 # checkpoint.  Needs free disk for the checkpoint + the largest
 # output (bf16 is ~3x the checkpoint).  Numbers on a shared machine are
@@ -53,7 +54,8 @@ THREADS=${THREADS:-$(getconf _NPROCESSORS_ONLN)}
 
 [ -x "$WPACK" ] || { echo "bench/convert.sh: $WPACK not built (make first)" >&2; exit 2; }
 mkdir -p "$WORK"
-RANKS=${RANKS:-4}
+RANKS_LIST=${RANKS:-4}
+[ "$RANKS_LIST" = 0 ] && RANKS_LIST=""
 CK=${CKPT:-$WORK/flash-$LAYERS}
 [ -n "${CKPT:-}" ] && KEEP=1
 if [ ! -d "$CK" ]; then
@@ -108,9 +110,9 @@ for p in $PROFILES; do
 done
 
 # ---- per-rank conversion: bytes each rank reads; merge ----------------------------
-if [ "$RANKS" -gt 0 ]; then
-    set -- $PROFILES
-    p=$1
+set -- $PROFILES
+p=$1
+for RANKS in $RANKS_LIST; do
     rm -rf "$WORK/parts" "$WORK/merged" "$WORK/single"
     mkdir -p "$WORK/parts"
     if [ "${CHECK_SINGLE:-0}" = 1 ]; then
@@ -145,7 +147,7 @@ if [ "$RANKS" -gt 0 ]; then
             "$RANKS" "$same"
     fi
     rm -rf "$WORK/parts" "$WORK/merged" "$WORK/single" "$WORK/single.manifest.json" "$WORK/rank.json" "$WORK/merge.json"
-fi
+done
 rm -f "$WORK/summary.json"
 [ "${KEEP:-0}" = 1 ] || rm -rf "$CK"
 

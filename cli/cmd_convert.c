@@ -2,7 +2,10 @@
  * cmd_convert.c — `wpack convert CKPT -o OUT --profile P [...]`: execute the
  * plan (see cmd_plan.c) into a build directory, streaming, in bounded memory.
  *
- * SIGINT/SIGTERM/SIGHUP stop the workers, the finishing (hashing back, the
+ * `--rank R` writes only rank R of an --ep/--tp build, a part for `wpack
+ * merge` (docs/distributed.md).
+ *
+ * SIGINT/SIGTERM/SIGHUP stop the workers, the finishing (headers, fsync, the
  * manifest) and the move into place, the temporary directory is removed and
  * the signal is re-raised: a convert interrupted before its output was
  * complete leaves no OUT.  A signal that comes once OUT is in place still
@@ -94,6 +97,10 @@ static int convert_run(cli_ctx *c, void *va)
     const char *rank_from;
     if ((rc = pick_rank(&a, p, &rank, &rank_from)) >= 0) {
         code = rc;
+        goto out;
+    }
+    if (rank >= 0 && a.report) {
+        code = cli_usage(CMD, "--report covers a whole build, not rank %d alone: use `wpack quant` for the report", rank);
         goto out;
     }
     if (rank_from) cli_notice("rank %d of %d from %s (a part: finish with `wpack merge`)", rank, p->n_files, rank_from);

@@ -266,7 +266,7 @@ typedef struct wp_sink {
     /* Remove everything begin() created.  Safe after a failed begin(). */
     void (*abort)(void *ud);
     /* Optional: wp_convert_run hands the sink its cancel flag before begin(),
-     * so that commit (finishing, hashing back, moving into place) stops too. */
+     * so that commit (finishing, the manifest, moving into place) stops too. */
     void (*set_cancel)(void *ud, volatile sig_atomic_t *cancel);
 } wp_sink;
 
