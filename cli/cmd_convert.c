@@ -2,7 +2,10 @@
  * cmd_convert.c — `wpack convert CKPT -o OUT --profile P [...]`: execute the
  * plan (see cmd_plan.c) into a build directory, streaming, in bounded memory.
  *
- * SIGINT/SIGTERM/SIGHUP stop the workers, the finishing (hashing back, the
+ * `--rank R` writes only rank R of an --ep/--tp build, a part for `wpack
+ * merge` (docs/distributed.md).
+ *
+ * SIGINT/SIGTERM/SIGHUP stop the workers, the finishing (headers, fsync, the
  * manifest) and the move into place, the temporary directory is removed and
  * the signal is re-raised: a convert interrupted before its output was
  * complete leaves no OUT.  A signal that comes once OUT is in place still
@@ -35,10 +38,46 @@ static const cli_option convert_opts[] = {
     {.name = "output", .short_name = 'o', .kind = CLI_STR, .off = CV_A(out), .arg = "OUT", .required = 1,
      .complete = "dir", .help = "the build directory to create (it appears only when complete)"},
     CV_OPTS_PLAN,
+    {.name = "rank", .kind = CLI_STR, .off = CV_A(rank), .arg = "R|all",
+     .def_doc = "$SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX when the plan has ranks, else all",
+     .help = "write only rank R of the --ep/--tp build (a part for `wpack merge`,\n"
+             "reading only that rank's tensors), or every rank (docs/distributed.md)"},
     CV_OPTS_RUN,
     CV_OPTS_REPORT("also write the quantisation-error report (JSON) to FILE"),
     {0},
 };
+
+/* The rank to write (docs/distributed.md, "Which rank"): --rank R or all;
+ * without it, the scheduler's index when the plan has more than one rank:
+ * SLURM_ARRAY_TASK_ID (Slurm job array) or JOB_COMPLETION_INDEX (Kubernetes
+ * Indexed Job); both set and different is refused.  *rank = -1: every rank. */
+static int pick_rank(const cv_args *a, const wp_plan *p, int *rank, const char **from)
+{
+    *rank = -1;
+    *from = NULL;
+    const char *v = a->rank;
+    if (v && !strcmp(v, "all")) return -1;
+    if (!v) {
+        const char *s = getenv("SLURM_ARRAY_TASK_ID"), *k = getenv("JOB_COMPLETION_INDEX");
+        if (s && !*s) s = NULL;
+        if (k && !*k) k = NULL;
+        if (s && k && strcmp(s, k))
+            return cli_usage(CMD, "SLURM_ARRAY_TASK_ID=%s and JOB_COMPLETION_INDEX=%s disagree: give --rank", s, k);
+        if (p->n_files < 2 || (!s && !k)) return -1;
+        v = s ? s : k;
+        *from = s ? "SLURM_ARRAY_TASK_ID" : "JOB_COMPLETION_INDEX";
+    }
+    char *end;
+    long r = strtol(v, &end, 10);
+    if (end == v || *end || r < 0 || r > 4095 || v[0] == '+' || v[0] == '-' || v[0] == ' ')
+        return cli_usage(CMD, "%s%s: '%s' is not a rank (0..%d) or 'all'", *from ? "" : "--rank", *from ? *from : "", v,
+                         p->n_files - 1);
+    if (r >= p->n_files)
+        return cli_usage(CMD, "rank %ld%s%s: the plan has %d rank(s) (0..%d; --ep/--tp)", r, *from ? " from " : "",
+                         *from ? *from : "", p->n_files, p->n_files - 1);
+    *rank = (int)r;
+    return -1;
+}
 
 static int convert_run(cli_ctx *c, void *va)
 {
@@ -54,11 +93,22 @@ static int convert_run(cli_ctx *c, void *va)
     memset(&rep, 0, sizeof rep);
     wp_sink sink;
     memset(&sink, 0, sizeof sink);
-    int code = WP_EXIT_OK;
+    int code = WP_EXIT_OK, rank;
+    const char *rank_from;
     /* per weight: values an exact re-encode lost (the build's "loss") */
-    uint64_t *inexact = calloc(p->n_weights ? p->n_weights : 1, sizeof *inexact);
+    uint64_t *inexact = NULL;
+    if ((rc = pick_rank(&a, p, &rank, &rank_from)) >= 0) {
+        code = rc;
+        goto out;
+    }
+    if (rank >= 0 && a.report) {
+        code = cli_usage(CMD, "--report covers a whole build, not rank %d alone: use `wpack quant` for the report", rank);
+        goto out;
+    }
+    if (rank_from) cli_notice("rank %d of %d from %s (a part: finish with `wpack merge`)", rank, p->n_files, rank_from);
+    inexact = calloc(p->n_weights ? p->n_weights : 1, sizeof *inexact);
     if (!inexact) wp_oom(&e, "convert");
-    if (!inexact || (a.report && wp_report_init(&rep, p, &e)) || wp_dir_sink_new(&sink, a.out, a.force, &e)) {
+    if (!inexact || (a.report && wp_report_init(&rep, p, &e)) || wp_part_sink_new(&sink, a.out, a.force, rank, &e)) {
         code = cli_error(CMD, &e);
         goto out;
     }
@@ -72,12 +122,13 @@ static int convert_run(cli_ctx *c, void *va)
     cli_bar_init(&bar, a.json, 1);
     wp_convert_opts o = {
         .threads = a.threads, .mem_budget = a.mem_budget, .report = a.report ? &rep : NULL,
-        .progress = cli_progress, .progress_ud = &bar, .cancel = &g_stop,
+        .progress = cli_progress, .progress_ud = &bar, .cancel = &g_stop, .rank1 = rank + 1,
         .inexact = inexact, .allow_lossy = a.allow_lossy,
     };
     wp_convert_stats st;
     rc = wp_convert_run(p, &sink, &o, &st, &e);
     cli_bar_end(&bar);
+    uint64_t read_back = wp_dir_sink_read_back(&sink);
     wp_dir_sink_free(&sink);
     if (g_stop) {
         /* die of the signal so callers see what happened */
@@ -108,7 +159,13 @@ static int convert_run(cli_ctx *c, void *va)
         cJSON_AddStringToObject(j, "output", a.out);
         cJSON_AddStringToObject(j, "profile", p->profile.name);
         cJSON *fs = cJSON_AddArrayToObject(j, "files");
-        for (int i = 0; i < p->n_files; i++) cJSON_AddItemToArray(fs, cJSON_CreateString(p->files[i].name));
+        for (int i = 0; i < p->n_files; i++)
+            if (rank < 0 || rank == i) cJSON_AddItemToArray(fs, cJSON_CreateString(p->files[i].name));
+        if (rank >= 0) cJSON_AddNumberToObject(j, "rank", rank);
+        cJSON_AddNumberToObject(j, "ranks", p->n_files);
+        cJSON_AddNumberToObject(j, "bytes_read", (double)st.read_bytes);
+        cJSON_AddNumberToObject(j, "checkpoint_tensor_bytes", (double)p->in_bytes);
+        cJSON_AddNumberToObject(j, "bytes_read_back", (double)read_back);
         cJSON_AddNumberToObject(j, "tensors", (double)p->n_tensors);
         cJSON_AddNumberToObject(j, "weights", (double)p->n_weights);
         cJSON_AddNumberToObject(j, "bytes_in", (double)st.in_bytes);
@@ -134,6 +191,9 @@ static int convert_run(cli_ctx *c, void *va)
                p->n_files, p->n_tensors, cli_bytes(st.out_bytes, b1, sizeof b1), st.seconds, gbps,
                cli_bytes(st.peak_rss, b2, sizeof b2), st.threads);
         cv_print_loss(p, inexact);
+        if (rank >= 0)
+            printf("rank %d of %d: read %s of the checkpoint's %s of tensors; a part: finish with `wpack merge`\n",
+                   rank, p->n_files, cli_bytes(st.read_bytes, b1, sizeof b1), cli_bytes(p->in_bytes, b2, sizeof b2));
         if (a.report) cv_print_report(stdout, &rep, a.top);
     }
     if (st.cast_inexact)

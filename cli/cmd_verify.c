@@ -25,7 +25,8 @@ static const cli_option verify_opts[] = {
     {.name = "allow-unsigned", .kind = CLI_FLAG, .off = VA(o.allow_unsigned),
      .help = "accept a build whose signature is absent or not checked (no --key)"},
     {.name = "deep", .kind = CLI_FLAG, .off = VA(o.deep),
-     .help = "also the whole-file SHA-256 of every file (what sha256sum prints)"},
+     .help = "also every file digest: each 64 MiB shard's SHA-256 (the whole file's for\n"
+             "a version-1 manifest), as the DSSE bundle lists them"},
     {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = VA(o.threads), .arg = "N", .lo = 1, .hi = 1024,
      .def_doc = "all online CPUs", .help = "hashing threads"},
     {.name = "hugepages", .kind = CLI_FLAG, .off = VA(o.hugepages),

@@ -15,6 +15,7 @@
 
 typedef struct cv_args {
     const char *ckpt, *profile, *out, *report;
+    const char *rank;                 /* convert --rank R|all (docs/distributed.md) */
     cli_list type_list;               /* --tensor-type, as parsed */
     const char *types[CV_MAX_TYPES];  /* the same, after cv_finish */
     int ntypes;

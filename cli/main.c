@@ -12,10 +12,10 @@
 
 extern const cli_command cli_cmd_inspect, cli_cmd_plan, cli_cmd_convert, cli_cmd_quant, cli_cmd_synth,
     cli_cmd_keygen, cli_cmd_sign, cli_cmd_verify, cli_cmd_verify_source, cli_cmd_pack, cli_cmd_unpack,
-    cli_cmd_run, cli_cmd_parity, cli_cmd_export, cli_cmd_clean;
+    cli_cmd_run, cli_cmd_parity, cli_cmd_export, cli_cmd_clean, cli_cmd_merge;
 
 const cli_command *const cli_commands[] = {
-    &cli_cmd_inspect, &cli_cmd_plan,   &cli_cmd_convert,       &cli_cmd_quant, &cli_cmd_synth,
+    &cli_cmd_inspect, &cli_cmd_plan,   &cli_cmd_convert,       &cli_cmd_merge, &cli_cmd_quant, &cli_cmd_synth,
     &cli_cmd_export,
     &cli_cmd_keygen,  &cli_cmd_sign,   &cli_cmd_verify,        &cli_cmd_verify_source,
     &cli_cmd_pack,    &cli_cmd_unpack, &cli_cmd_run,           &cli_cmd_parity, &cli_cmd_clean, NULL,
@@ -71,6 +71,8 @@ static int run_command(const cli_command *cmd, int argc, char **argv)
     /* free the lists the parser allocated */
     for (const cli_option *o = cmd->options; o && o->name; o++)
         if (o->kind == CLI_LIST) free(((cli_list *)((char *)args + o->off))->v);
+    for (const cli_operand *op = cmd->operands; op && op->name; op++)
+        if (op->many) free(((cli_list *)((char *)args + op->off))->v);
     free(args);
     cli_cur = NULL;
     return rc;

@@ -212,6 +212,12 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_ctx *c, void *a
         } else {
             const cli_operand *op = cmd->operands ? &cmd->operands[nops] : NULL;
             if (!op || !op->name) return usage_err(cmd, "unexpected argument '%s'", a);
+            if (op->many) {
+                cli_list *l = (cli_list *)((char *)args + op->off);
+                if (!l->v && !(l->v = calloc((size_t)argc + 1, sizeof *l->v))) return usage_err(cmd, "out of memory");
+                l->v[l->n++] = a;
+                continue;
+            }
             *(const char **)((char *)args + op->off) = a;
             nops++;
         }
@@ -221,7 +227,7 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_ctx *c, void *a
         }
     }
     for (const cli_operand *op = cmd->operands; op && op->name; op++)
-        if (op->required && !*(const char **)((char *)args + op->off))
+        if (op->required && (op->many ? !((cli_list *)((char *)args + op->off))->n : !*(const char **)((char *)args + op->off)))
             return usage_err(cmd, "missing %s", op->name);
     for (const cli_option *o = cmd->options; o && o->name; o++)
         if (o->required && o->kind == CLI_STR && !*(const char **)((char *)args + o->off)) {
@@ -290,7 +296,7 @@ static void print_synopsis(const cli_command *cmd, FILE *f, const char *lead)
     }
     fprintf(f, "%s wpack %s", lead, cmd->name);
     for (const cli_operand *op = cmd->operands; op && op->name; op++)
-        fprintf(f, op->required ? " %s" : " [%s]", op->name);
+        fprintf(f, op->required ? " %s%s" : " [%s%s]", op->name, op->many ? "..." : "");
     for (const cli_option *o = cmd->options; o && o->name; o++)
         if (o->required) {
             if (o->short_name) fprintf(f, " -%c %s", o->short_name, o->arg ? o->arg : "");

@@ -60,6 +60,7 @@ typedef struct cli_operand {
     size_t off;            /* const char * field in the argument struct */
     int required;
     const char *complete;  /* "file" or "dir" */
+    int many;              /* the last operand: every remaining argument, into a cli_list at off */
 } cli_operand;
 
 enum {

@@ -254,6 +254,10 @@ typedef struct wp_loss_summary {
     char families[WP_LOSS_MAX_FAMILIES][96];
 } wp_loss_summary;
 void wp_plan_loss_summary(const wp_plan *p, const uint64_t *inexact, wp_loss_summary *s);
+/* The same over the weights of one rank (plan file) only; rank < 0: all.
+ * A per-rank part's manifest records its own rank's summary, so `wpack
+ * merge` adds the parts' summaries up to the single-machine build's. */
+void wp_plan_loss_summary_rank(const wp_plan *p, const uint64_t *inexact, int rank, wp_loss_summary *s);
 /* "lossless" or "lossy: N tensors (families a, b, ...)" */
 void wp_loss_summary_line(const wp_loss_summary *s, char *out, size_t sz);
 struct cJSON *wp_loss_summary_json(const wp_loss_summary *s);
@@ -268,9 +272,10 @@ int wp_plan_check_loss(const wp_plan *p, int allow_lossy, int allow_sensitive, w
 int wp_plan_check_inexact(const wp_plan *p, const uint64_t *inexact, wp_err *e);
 /* Fill the loss fields of a build's manifest (trust/manifest.h): each tensor
  * its weight's loss, the top-level summary.  Tensors are found by (file
- * path, name); one the plan does not list is an error. */
+ * path, name); one the plan does not list is an error.  rank >= 0: the
+ * summary of that rank's weights only (a part, see wp_plan_loss_summary_rank). */
 struct wp_manifest;
-int wp_plan_manifest_loss(const wp_plan *p, const uint64_t *inexact, struct wp_manifest *m, wp_err *e);
+int wp_plan_manifest_loss(const wp_plan *p, const uint64_t *inexact, int rank, struct wp_manifest *m, wp_err *e);
 
 /* ---- Quantisation report ---------------------------------------------------- */
 typedef struct wp_qrecord {
@@ -319,7 +324,7 @@ typedef struct wp_sink {
     /* Remove everything begin() created.  Safe after a failed begin(). */
     void (*abort)(void *ud);
     /* Optional: wp_convert_run hands the sink its cancel flag before begin(),
-     * so that commit (finishing, hashing back, moving into place) stops too. */
+     * so that commit (finishing, the manifest, moving into place) stops too. */
     void (*set_cancel)(void *ud, volatile sig_atomic_t *cancel);
     /* Optional: before commit, the elements each plan weight's exact
      * re-encode did not preserve (wp_plan_weight_loss), for the manifest. */
@@ -334,6 +339,42 @@ typedef struct wp_sink {
  * or a .wpk in it) or an empty directory is replaced, and only on success. */
 int wp_dir_sink_new(wp_sink *s, const char *out_dir, int force, wp_err *e);
 void wp_dir_sink_free(wp_sink *s);
+/* Per-rank conversion (docs/distributed.md): the same sink writing only plan
+ * file `rank` (its .wpk, a manifest.json of that file alone, and part.json
+ * naming the plan's digest and the rank); `wpack merge` joins the parts.
+ * rank < 0: every file (wp_dir_sink_new). */
+#define WP_PART_NAME "part.json"
+#define WP_PART_FORMAT "wpack-part"
+int wp_part_sink_new(wp_sink *s, const char *out_dir, int force, int rank, wp_err *e);
+/* Bytes the sink's writers hashed by reading them back from the output (the
+ * pieces that arrived ahead of a hash cursor; format/wpk.h wpk_digests). */
+uint64_t wp_dir_sink_read_back(const wp_sink *s);
+
+/* ---- Merge (convert/merge.c, docs/distributed.md) ------------------------------
+ * Join per-rank parts into the build a single-machine convert makes: every
+ * part from one plan (part.json plan_sha256), every rank exactly once, each
+ * part verified (manifest, structure, every digest) before anything is
+ * written; the build directory (wp_outdir) gets each part's .wpk as a hard
+ * link (no data copied, the part untouched), a reflink or else a copy, and
+ * the merged manifest.json. */
+typedef struct wp_merge_opts {
+    int threads;             /* digest checks; 0 = online CPUs */
+    int force;               /* replace an existing build directory */
+    int no_check;            /* skip the digest checks (structure still checked) */
+    wp_progress_fn progress;
+    void *progress_ud;
+} wp_merge_opts;
+
+typedef struct wp_merge_stats {
+    int ranks;
+    uint64_t bytes, bytes_hashed;
+    int linked, reflinked, copied;   /* how each .wpk reached the build */
+    uint8_t root[32];
+    double seconds;
+} wp_merge_stats;
+
+int wp_merge(const char *const *parts, int nparts, const char *out_dir, const wp_merge_opts *o, wp_merge_stats *st,
+             wp_err *e);
 
 /* ---- Convert ------------------------------------------------------------------ */
 typedef struct wp_convert_opts {
@@ -344,6 +385,8 @@ typedef struct wp_convert_opts {
     void *progress_ud;
     volatile sig_atomic_t *cancel;   /* set non-zero (e.g. by a signal handler) to stop:
                                         WP_EUSAGE "interrupted", no output */
+    int rank1;               /* 0: every rank; R + 1: only the weights of plan file R
+                                (per-rank convert: only their source bytes are read) */
     int no_content_check;    /* benches only: skip the content checks of every band read
                                 (also the environment's WPACK_BENCH_NO_CONTENT_CHECK=1) */
     uint64_t *inexact;       /* NULL, or n_weights counters: filled with the elements each
@@ -357,6 +400,7 @@ typedef struct wp_convert_stats {
     uint64_t items;          /* work items executed */
     uint64_t max_item_bytes; /* largest working set of one worker */
     uint64_t cast_inexact;   /* spec §3.7 re-encodes: elements that were not exact */
+    uint64_t read_bytes;     /* source tensor bytes read (pread), all passes */
     int threads;
     double seconds;
     uint64_t peak_rss;       /* wp_peak_rss_bytes() at the end */

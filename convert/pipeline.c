@@ -46,7 +46,7 @@ typedef struct worker {
     uint8_t *buf[B_COUNT];
     size_t cap[B_COUNT];
     wp_err e;
-    uint64_t items, in_bytes, max_item, cast_inexact;
+    uint64_t items, in_bytes, max_item, cast_inexact, read_bytes;
     const wp_tensor_info *cleared;   /* last tensor a full check found clean */
 } worker;
 
@@ -123,6 +123,7 @@ static int src_read(worker *wk, const wp_tensor_info *t, uint64_t off, void *buf
     const wp_plan *p = wk->r->p;
     const wp_ckpt *k = p->ckpt;
     int rc = wp_ckpt_read(k, t, off, buf, n, &wk->e);
+    wk->read_bytes += n;
     if (!rc && !keep && n) posix_fadvise(wp_st_fd(wp_ckpt_file(k, (size_t)t->file)), (off_t)(t->offset + off),
                                          (off_t)n, POSIX_FADV_DONTNEED);
     if (!rc && !keep && wk->r->check && wk->cleared != t && wp_check_screen(&p->config, t, off, buf, n)) {
@@ -541,6 +542,8 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->mu);
         size_t i = r->failed ? r->p->n_weights : r->next++;
+        /* a per-rank convert skips the other ranks' weights: never read */
+        while (r->o->rank1 && i < r->p->n_weights && r->p->weights[i].rank != r->o->rank1 - 1) i = r->next++;
         pthread_mutex_unlock(&r->mu);
         if (i >= r->p->n_weights) break;
         int rc = do_weight(wk, i);
@@ -589,8 +592,13 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     r.o = o;
     r.worker_budget = (budget - base) / (uint64_t)threads;
     r.check = !o->no_content_check && !getenv("WPACK_BENCH_NO_CONTENT_CHECK");
+    if (o->rank1 && (o->rank1 < 0 || o->rank1 > p->n_files))
+        return wp_fail_setting(e, WP_EUSAGE, "rank", "rank %d: the plan has %d rank(s) (0..%d)", o->rank1 - 1,
+                               p->n_files, p->n_files - 1);
     for (size_t i = 0; i < p->n_weights; i++)
-        if (sink || !(p->weights[i].passthrough || p->weights[i].src == WP_SRC_RAW)) r.total += p->weights[i].out_bytes;
+        if ((sink || !(p->weights[i].passthrough || p->weights[i].src == WP_SRC_RAW)) &&
+            (!o->rank1 || p->weights[i].rank == o->rank1 - 1))
+            r.total += p->weights[i].out_bytes;
     r.inexact = o->inexact ? o->inexact : calloc(p->n_weights ? p->n_weights : 1, sizeof *r.inexact);
     if (!r.inexact) return wp_oom(e, "convert");
     if (o->inexact) memset(o->inexact, 0, p->n_weights * sizeof *o->inexact);
@@ -636,6 +644,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     for (int i = 0; wk && i < threads; i++) {
         st->items += wk[i].items;
         st->in_bytes += wk[i].in_bytes;
+        st->read_bytes += wk[i].read_bytes;
         if (wk[i].max_item > st->max_item_bytes) st->max_item_bytes = wk[i].max_item;
         r.cast_inexact += wk[i].cast_inexact;
         for (int b = 0; b < B_COUNT; b++) free(wk[i].buf[b]);

@@ -1128,8 +1128,14 @@ static int cmp_str(const void *a, const void *b) { return strcmp((const char *)a
 
 void wp_plan_loss_summary(const wp_plan *p, const uint64_t *inexact, wp_loss_summary *s)
 {
+    wp_plan_loss_summary_rank(p, inexact, -1, s);
+}
+
+void wp_plan_loss_summary_rank(const wp_plan *p, const uint64_t *inexact, int rank, wp_loss_summary *s)
+{
     memset(s, 0, sizeof *s);
     for (size_t i = 0; i < p->n_weights; i++) {
+        if (rank >= 0 && p->weights[i].rank != rank) continue;
         if (wp_plan_weight_loss(p, i, inexact) != WP_LOSS_LOSSY) continue;
         s->lossy_weights++;
         char f[96];
@@ -1252,10 +1258,10 @@ static int cmp_tensor_idx(const void *a, const void *b, void *ctx)
     return strcmp(x->name, y->name);
 }
 
-int wp_plan_manifest_loss(const wp_plan *p, const uint64_t *inexact, wp_manifest *m, wp_err *e)
+int wp_plan_manifest_loss(const wp_plan *p, const uint64_t *inexact, int rank, wp_manifest *m, wp_err *e)
 {
     wp_loss_summary s;
-    wp_plan_loss_summary(p, inexact, &s);
+    wp_plan_loss_summary_rank(p, inexact, rank, &s);
     if (s.more_families)
         return wp_fail(e, WP_EINVAL, "manifest: more than %d lossy families", WP_LOSS_MAX_FAMILIES);
     size_t *ix = malloc((p->n_tensors ? p->n_tensors : 1) * sizeof *ix);

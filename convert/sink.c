@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "common/outdir.h"
@@ -26,13 +27,19 @@ typedef struct dsink {
     char *tmp;            /* wp_outdir_tmp(&od), NULL until begin */
     int force;
     const wp_plan *p;
-    wpk_writer **w;       /* one per plan file; NULL once committed */
+    wpk_writer **w;       /* one per plan file; NULL once committed (or not ours) */
     size_t *id;           /* plan tensor -> writer id */
+    uint64_t *off;        /* plan tensor -> offset in its file (at commit) */
+    uint8_t (*dig)[WP_SHA256_LEN];   /* plan tensor -> SHA-256 (at commit) */
+    int rank;             /* -1: every file; else only plan file `rank` (a part) */
+    uint8_t plan_digest[WP_SHA256_LEN];
+    uint64_t read_back;   /* bytes the writers hashed by reading back (atomic) */
     volatile sig_atomic_t *cancel;   /* the pipeline's: honoured up to the claim */
     const uint64_t *inexact;         /* per plan weight, for the manifest's "loss" */
 } dsink;
 
 static int cancelled(const dsink *s) { return s->cancel && *s->cancel; }
+static int mine(const dsink *s, int f) { return s->rank < 0 || s->rank == f; }
 
 static void ds_set_cancel(void *ud, volatile sig_atomic_t *cancel) { ((dsink *)ud)->cancel = cancel; }
 static void ds_set_inexact(void *ud, const uint64_t *inexact) { ((dsink *)ud)->inexact = inexact; }
@@ -47,6 +54,10 @@ static void ds_abort(void *ud)
     }
     free(s->id);
     s->id = NULL;
+    free(s->off);
+    s->off = NULL;
+    free(s->dig);
+    s->dig = NULL;
     wp_outdir_abort(&s->od);
     s->tmp = NULL;
 }
@@ -119,16 +130,48 @@ static int declare(dsink *s, wpk_writer *w, const wp_plan_tensor *t, size_t ti, 
     return rc;
 }
 
+/* The plan's digest (docs/distributed.md): SHA-256 over the plan as JSON
+ * (no host path) and the three JSON texts every .wpk header carries, so two
+ * parts with equal digests were cut from one build. */
+static int plan_digest(const wp_plan *p, const char *prov, const char *model, const char *prof,
+                       uint8_t out[WP_SHA256_LEN], wp_err *e)
+{
+    static const char tag[] = "wpack-plan-v1";
+    cJSON *j = wp_plan_to_json(p);
+    if (!j) return wp_oom(e, "the plan's digest");
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "source");   /* a host path */
+    char *pj = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!pj) return wp_oom(e, "the plan's digest");
+    wp_sha256 h;
+    int rc = wp_sha256_init(&h, e);
+    if (!rc) {
+        char sz[32];
+        snprintf(sz, sizeof sz, "%llu", (unsigned long long)WPK_SHARD_SIZE_DEFAULT);
+        const char *parts[] = {tag, sz, pj, prov, model, prof};
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+            wp_sha256_update(&h, parts[i], strlen(parts[i]) + 1);   /* with the NUL: injective */
+        wp_sha256_final(&h, out);
+    }
+    free(pj);
+    return rc;
+}
+
 static int ds_begin(void *ud, const wp_plan *p, wp_err *e)
 {
     dsink *s = ud;
     s->p = p;
+    if (s->rank >= p->n_files)
+        return wp_fail_setting(e, WP_EUSAGE, "rank", "rank %d: the plan has %d rank(s) (0..%d)", s->rank, p->n_files,
+                               p->n_files - 1);
     int rc = wp_outdir_begin(&s->od, s->out, &(wp_outdir_opts){.force = s->force, .kind = WP_OUTDIR_BUILD}, e);
     if (rc) return rc;
     s->tmp = (char *)wp_outdir_tmp(&s->od);
     s->w = calloc((size_t)p->n_files, sizeof *s->w);
     s->id = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *s->id);
-    if (!s->w || !s->id) return wp_oom(e, "the build's writers");
+    s->off = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *s->off);
+    s->dig = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *s->dig);
+    if (!s->w || !s->id || !s->off || !s->dig) return wp_oom(e, "the build's writers");
 
     /* The build's description: the model, the profile and where it came
      * from — never a time or a host path, so builds are reproducible. */
@@ -157,7 +200,9 @@ static int ds_begin(void *ud, const wp_plan *p, wp_err *e)
     char *model_s = print_json(wp_config_to_json(&p->config), e);
     char *prof_s = print_json(wp_profile_to_json(&p->profile), e);
     if (!prov_s || !model_s || !prof_s) rc = rc ? rc : WP_ENOMEM;
+    if (!rc) rc = plan_digest(p, prov_s, model_s, prof_s, s->plan_digest, e);
     for (int f = 0; f < p->n_files && !rc; f++) {
+        if (!mine(s, f)) continue;
         char path[4096];
         if (wp_path_join(path, sizeof path, s->tmp, p->files[f].name)) {
             rc = wp_fail(e, WP_EUSAGE, "%s: path too long", s->tmp);
@@ -199,72 +244,35 @@ static int ds_write(void *ud, size_t tensor, uint64_t off, const void *buf, size
     return wpk_writer_write(s->w[s->p->tensors[tensor].file], s->id[tensor], off, buf, n, e);
 }
 
-/* One manifest file record: SHA-256 of the whole file and of the bytes
- * outside every tensor (docs/signing.md §2), streamed with pread. */
-static int hash_file(const dsink *s, const char *dir, const char *name, wp_manifest *m, uint32_t fi, size_t base,
-                     wp_err *e)
+/* The manifest records of file f: its digests were computed while it was
+ * written (format/wpk.h wpk_digests; docs/signing.md §2): nothing is read
+ * back. */
+static int file_record(dsink *s, int f, const wpk_digests *d, wp_manifest *m, uint32_t fi, size_t base, wp_err *e)
 {
-    char path[4096];
-    if (wp_path_join(path, sizeof path, dir, name)) return wp_fail(e, WP_EUSAGE, "%s: path too long", dir);
-    wpk_file *f = NULL;
-    int rc = wpk_open(&f, path, e);
-    if (rc) return rc;
+    const wp_plan *p = s->p;
     wp_mfile *mf = &m->files[fi];
-    mf->path = strdup(name);
-    mf->size = wpk_file_size(f);
-    size_t cap = 4u << 20;
-    uint8_t *buf = malloc(cap);
-    wp_sha256 all, non;
-    int ha = 0, hn = 0;
-    if (!mf->path || !buf) rc = wp_oom(e, "hashing a container");
-    if (!rc && !(rc = wp_sha256_init(&all, e))) ha = 1;
-    if (!rc && !(rc = wp_sha256_init(&non, e))) hn = 1;
-    size_t nt = wpk_count(f), ti = 0;
-    uint64_t pos = 0;
-    while (!rc && pos < mf->size) {
-        if (cancelled(s)) {
-            rc = wp_fail(e, WP_EUSAGE, "interrupted");
-            break;
-        }
-        /* the next boundary: start or end of the tensor under/after pos */
-        const wpk_tensor *t = ti < nt ? wpk_tensor_at(f, ti) : NULL;
-        int inside = t && pos >= t->offset;
-        uint64_t end = !t ? mf->size : inside ? t->offset + t->size : t->offset;
-        if (end - pos > cap) end = pos + cap;
-        size_t n = (size_t)(end - pos);
-        if ((rc = wp_pread_full(wpk_fd(f), buf, n, pos, path, e))) break;
-        wp_sha256_update(&all, buf, n);
-        if (!inside) wp_sha256_update(&non, buf, n);
-        pos = end;
-        if (t && pos == t->offset + t->size) ti++;
+    if (!(mf->path = strdup(p->files[f].name))) return wp_oom(e, "the manifest");
+    mf->size = d->size;
+    mf->nshards = d->nshards;
+    if (!(mf->shards = malloc(d->nshards * sizeof *mf->shards))) return wp_oom(e, "the manifest");
+    memcpy(mf->shards, d->shards, d->nshards * sizeof *mf->shards);
+    memcpy(mf->nontensor_sha256, d->nontensor, WP_SHA256_LEN);
+    m->shard_size = d->shard_size;
+    size_t k = base;
+    for (size_t i = 0; i < p->n_tensors; i++) {
+        if (p->tensors[i].file != f) continue;
+        wp_mtensor *mt = &m->tensors[k++];
+        if (!(mt->name = strdup(p->tensors[i].name))) return wp_oom(e, "the manifest");
+        mt->file = fi;
+        mt->offset = s->off[i];
+        mt->size = p->tensors[i].nbytes;
+        memcpy(mt->sha256, s->dig[i], WP_SHA256_LEN);
     }
-    if (!rc) {
-        wp_sha256_final(&all, mf->sha256);
-        wp_sha256_final(&non, mf->nontensor_sha256);
-        for (size_t i = 0; i < nt; i++) {
-            const wpk_tensor *t = wpk_tensor_at(f, i);
-            wp_mtensor *mt = &m->tensors[base + i];
-            mt->name = strdup(t->name);
-            if (!mt->name) {
-                rc = wp_oom(e, "the manifest");
-                break;
-            }
-            mt->file = fi;
-            mt->offset = t->offset;
-            mt->size = t->size;
-            memcpy(mt->sha256, t->sha256, WP_SHA256_LEN);
-        }
-    } else {
-        if (ha) wp_sha256_free(&all);
-        if (hn) wp_sha256_free(&non);
-    }
-    free(buf);
-    wpk_close(f);
-    return rc;
+    return 0;
 }
 
-/* Finishing the files (fsync) and hashing them back are per file: run them
- * on parallel threads when a build has several files (ranks). */
+/* Finishing the files (header, fsync, rename) is per file: run them on
+ * parallel threads when a build has several files (ranks). */
 typedef struct fin_job {
     dsink *s;
     wp_manifest *m;
@@ -277,19 +285,31 @@ typedef struct fin_job {
 static void *fin_main(void *arg)
 {
     fin_job *j = arg;
-    const wp_plan *p = j->s->p;
+    dsink *s = j->s;
+    const wp_plan *p = s->p;
     for (;;) {
         pthread_mutex_lock(&j->mu);
         int f = j->rc ? p->n_files : j->next++;
         pthread_mutex_unlock(&j->mu);
         if (f >= p->n_files) break;
+        if (!mine(s, f)) continue;
         wp_err e = {0};
-        wpk_writer *w = j->s->w[f];
-        j->s->w[f] = NULL;   /* commit frees it, success or not */
-        int rc = cancelled(j->s) ? wp_fail(&e, WP_EUSAGE, "interrupted") : 0;
+        wpk_writer *w = s->w[f];
+        s->w[f] = NULL;   /* commit frees it, success or not */
+        int rc = cancelled(s) ? wp_fail(&e, WP_EUSAGE, "interrupted") : 0;
+        for (size_t i = 0; !rc && i < p->n_tensors; i++)
+            if (p->tensors[i].file == f) {
+                s->off[i] = wpk_writer_offset(w, s->id[i]);
+                rc = wpk_writer_digest(w, s->id[i], s->dig[i], &e);
+            }
+        wpk_digests d;
+        memset(&d, 0, sizeof d);
         if (rc) wpk_writer_abort(w);
-        else rc = wpk_writer_commit(w, &e);
-        if (!rc) rc = hash_file(j->s, j->s->tmp, p->files[f].name, j->m, (uint32_t)f, j->base[f], &e);
+        else rc = wpk_writer_commit_digests(w, &d, &e);
+        uint32_t fi = s->rank < 0 ? (uint32_t)f : 0;
+        if (!rc) rc = file_record(s, f, &d, j->m, fi, j->base[f], &e);
+        __atomic_add_fetch(&s->read_back, d.read_back, __ATOMIC_RELAXED);
+        wpk_digests_free(&d);
         if (rc) {
             pthread_mutex_lock(&j->mu);
             if (!j->rc) {
@@ -302,6 +322,32 @@ static void *fin_main(void *arg)
     return NULL;
 }
 
+/* part.json (docs/distributed.md): which plan and which rank a part holds. */
+static int write_part_json(dsink *s, wp_err *e)
+{
+    const wp_plan *p = s->p;
+    char hex[2 * WP_SHA256_LEN + 1];
+    wp_hex(s->plan_digest, WP_SHA256_LEN, hex);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "format", WP_PART_FORMAT);
+    cJSON_AddNumberToObject(j, "version", 1);
+    cJSON_AddStringToObject(j, "plan_sha256", hex);
+    cJSON_AddNumberToObject(j, "rank", s->rank);
+    cJSON_AddNumberToObject(j, "ranks", p->n_files);
+    cJSON *fs = cJSON_AddArrayToObject(j, "files");
+    for (int f = 0; f < p->n_files; f++) cJSON_AddItemToArray(fs, cJSON_CreateString(p->files[f].name));
+    char *txt = NULL;
+    size_t len = 0;
+    int rc = cJSON_GetArraySize(fs) == p->n_files ? wp_json_canonical(j, "part.json", &txt, &len, e)
+                                                    : wp_oom(e, "part.json");
+    cJSON_Delete(j);
+    char path[4096];
+    if (!rc && wp_path_join(path, sizeof path, s->tmp, WP_PART_NAME)) rc = wp_fail(e, WP_EUSAGE, "%s: path too long", s->tmp);
+    if (!rc) rc = wp_write_file_atomic(path, txt, len, e);
+    free(txt);
+    return rc;
+}
+
 static int ds_commit(void *ud, wp_err *e)
 {
     dsink *s = ud;
@@ -309,20 +355,24 @@ static int ds_commit(void *ud, wp_err *e)
     int rc = 0;
     wp_manifest m;
     memset(&m, 0, sizeof m);
-    m.files = calloc((size_t)p->n_files, sizeof *m.files);
-    m.tensors = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *m.tensors);
+    int nmine = s->rank < 0 ? p->n_files : 1;
+    size_t ntens = 0;
+    for (size_t i = 0; i < p->n_tensors; i++) ntens += mine(s, p->tensors[i].file);
+    m.files = calloc((size_t)nmine, sizeof *m.files);
+    m.tensors = calloc(ntens ? ntens : 1, sizeof *m.tensors);
     size_t *base = calloc((size_t)p->n_files, sizeof *base);
     if (!m.files || !m.tensors || !base) {
         free(base);
         wp_manifest_free(&m);
         return wp_oom(e, "the manifest");
     }
-    m.nfiles = (uint32_t)p->n_files;
-    m.ntensors = p->n_tensors;
-    for (int f = 1; f < p->n_files; f++) base[f] = base[f - 1] + p->files[f - 1].n_tensors;
+    m.version = WP_MANIFEST_VERSION;
+    m.nfiles = (uint32_t)nmine;
+    m.ntensors = ntens;
+    for (int f = 1; f < p->n_files; f++) base[f] = base[f - 1] + (mine(s, f - 1) ? p->files[f - 1].n_tensors : 0);
     fin_job j = {.s = s, .m = &m, .base = base};
     pthread_mutex_init(&j.mu, NULL);
-    int nt = p->n_files < 8 ? p->n_files : 8;
+    int nt = nmine < 8 ? nmine : 8;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (cpus > 0 && nt > cpus) nt = (int)cpus;
     pthread_t tid[8];
@@ -334,11 +384,12 @@ static int ds_commit(void *ud, wp_err *e)
     pthread_mutex_destroy(&j.mu);
     free(base);
     rc = j.rc ? wp_fail(e, j.rc, "%s", j.e.msg) : 0;
-    if (!rc) rc = wp_plan_manifest_loss(p, s->inexact, &m, e);
+    if (!rc) rc = wp_plan_manifest_loss(p, s->inexact, s->rank, &m, e);
     if (!rc) rc = wp_manifest_finish(&m, e);
     if (!rc && cancelled(s)) rc = wp_fail(e, WP_EUSAGE, "interrupted");
     if (!rc) rc = wp_manifest_write(s->tmp, &m, e);
     wp_manifest_free(&m);
+    if (!rc && s->rank >= 0) rc = write_part_json(s, e);
     if (rc) return rc;
     /* the last point to stop: once the name is claimed the build is complete */
     rc = wp_outdir_commit_cancel(&s->od, s->cancel, e);
@@ -347,6 +398,17 @@ static int ds_commit(void *ud, wp_err *e)
 }
 
 int wp_dir_sink_new(wp_sink *sk, const char *out_dir, int force, wp_err *e)
+{
+    return wp_part_sink_new(sk, out_dir, force, -1, e);
+}
+
+uint64_t wp_dir_sink_read_back(const wp_sink *sk)
+{
+    const dsink *s = sk->ud;
+    return s ? __atomic_load_n(&s->read_back, __ATOMIC_RELAXED) : 0;
+}
+
+int wp_part_sink_new(wp_sink *sk, const char *out_dir, int force, int rank, wp_err *e)
 {
     memset(sk, 0, sizeof *sk);
     size_t n = strlen(out_dir);
@@ -363,6 +425,7 @@ int wp_dir_sink_new(wp_sink *sk, const char *out_dir, int force, wp_err *e)
         return wp_oom(e, "the build-directory sink");
     }
     s->force = force;
+    s->rank = rank < 0 ? -1 : rank;
     sk->ud = s;
     sk->begin = ds_begin;
     sk->write = ds_write;

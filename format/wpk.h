@@ -164,7 +164,25 @@ typedef struct wpk_opts {
     const char *profile_json;      /* JSON object text; NULL -> "{}" */
     const char *provenance_json;   /* JSON object text; NULL -> "{}" (no timestamps!) */
     uint32_t part_index, part_count;   /* 0, 0 -> a single-file build (0 of 1) */
+    uint64_t shard_size;           /* 0 -> WPK_SHARD_SIZE_DEFAULT; the shard digests' size */
 } wpk_opts;
+
+/* The file digests computed while the file was written (no second read of
+ * the output; docs/signing.md §2): SHA-256 of each shard [k*S, min((k+1)*S,
+ * size)) (OpenSSF model-signing's shard serialisation) and of the non-tensor
+ * bytes.  Chunks that arrive ahead of their shard's hash cursor are read back
+ * from the temp file (page cache) once the gap closes: read_back counts
+ * those bytes (tensor cursors included); shard 0 always reads back its data
+ * part, as the header region is written last. */
+#define WPK_SHARD_SIZE_DEFAULT (64ull << 20)
+typedef struct wpk_digests {
+    uint64_t size, shard_size;
+    size_t nshards;
+    uint8_t (*shards)[WP_SHA256_LEN];   /* malloc'd */
+    uint8_t nontensor[WP_SHA256_LEN];
+    uint64_t read_back;
+} wpk_digests;
+void wpk_digests_free(wpk_digests *d);
 
 /* The role of a declared tensor.  A scale (or NVFP4 global) names its weight
  * by the id wpk_writer_add returned for it; the writer ties both ways. */
@@ -209,6 +227,8 @@ int wpk_writer_digest(const wpk_writer *w, size_t id, uint8_t out[WP_SHA256_LEN]
 /* Check every tensor is complete, write header + directory + digests, fsync,
  * rename into place.  Frees w (also on failure, which leaves nothing at PATH). */
 int wpk_writer_commit(wpk_writer *w, wp_err *e);
+/* The same, also handing out the file digests (out may be NULL). */
+int wpk_writer_commit_digests(wpk_writer *w, wpk_digests *out, wp_err *e);
 /* Drop everything (unlink the temp file) and free w.  NULL is a no-op. */
 void wpk_writer_abort(wpk_writer *w);
 

@@ -41,8 +41,32 @@ typedef struct wdecl {
     int done;
 } wdecl;
 
+/* One shard of the file (docs/signing.md §2: the manifest's file digest):
+ * [a, b) hashed in order like a tensor, from the writers' buffers when a
+ * chunk lands on the cursor; pieces that land ahead wait in `sp` (written
+ * data, read back once the gap before them is filled, or zero padding). */
+typedef struct sspan {
+    uint64_t a, b;
+    int zero;
+} sspan;
+
+typedef struct shard {
+    pthread_mutex_t mu;
+    wp_sha256 h;
+    int h_open;
+    uint64_t a, b, cursor;   /* file offsets */
+    sspan *sp;
+    size_t n, cap;
+    uint8_t digest[32];
+    int done;
+} shard;
+
 struct wpk_writer {
     wp_out out;
+    uint64_t shard_size;
+    shard *sh;
+    size_t nsh;
+    uint64_t read_back;   /* bytes hashed by reading them back (atomic) */
     char *model, *profile, *prov;
     uint32_t align, part_index, part_count;
     wdecl *d;
@@ -85,6 +109,12 @@ int wpk_writer_open(wpk_writer **out, const char *path, const wpk_opts *o, wp_er
     w->align = align;
     w->part_index = o->part_index;
     w->part_count = pc;
+    w->shard_size = o->shard_size ? o->shard_size : WPK_SHARD_SIZE_DEFAULT;
+    if (w->shard_size < 4096 || w->shard_size > (1ull << 40)) {
+        wpk_writer_abort(w);
+        return wp_fail(e, WP_EUSAGE, "%s: shard size %llu is outside [4096, 2^40]", path,
+                       (unsigned long long)o->shard_size);
+    }
     pthread_mutex_init(&w->fail_mu, NULL);
     if (!(w->model = json_or_empty(o->model_json, "model_json", path, e)) ||
         !(w->profile = json_or_empty(o->profile_json, "profile_json", path, e)) ||
@@ -117,6 +147,12 @@ void wpk_writer_abort(wpk_writer *w)
     if (!w) return;
     wp_out_abort(&w->out);   /* no-op after a commit; unlinks the temp file otherwise */
     for (size_t i = 0; i < w->n; i++) free_decl(&w->d[i]);
+    for (size_t i = 0; i < w->nsh; i++) {
+        if (w->sh[i].h_open) wp_sha256_free(&w->sh[i].h);
+        free(w->sh[i].sp);
+        pthread_mutex_destroy(&w->sh[i].mu);
+    }
+    free(w->sh);
     free(w->d);
     free(w->model);
     free(w->profile);
@@ -296,6 +332,117 @@ static int build_region(wpk_writer *w, int with_digests, wp_err *e)
     return 0;
 }
 
+
+/* ---- shard digests ------------------------------------------------------------ */
+
+static void hash_zeros(wp_sha256 *h, uint64_t n)
+{
+    static const uint8_t z[65536];
+    while (n) {
+        size_t k = n < sizeof z ? (size_t)n : sizeof z;
+        wp_sha256_update(h, z, k);
+        n -= k;
+    }
+}
+
+/* Under sh->mu: hash every waiting piece that now starts at the cursor. */
+static int shard_drain(wpk_writer *w, shard *sh, wp_err *e)
+{
+    uint8_t *buf = NULL;
+    int rc = 0;
+    while (!rc && sh->n && sh->sp[0].a == sh->cursor) {
+        sspan p = sh->sp[0];
+        if (p.zero) {
+            hash_zeros(&sh->h, p.b - p.a);
+        } else {
+            if (!buf && !(buf = wp_malloc(1u << 20, e))) return WP_ENOMEM;
+            for (uint64_t x = p.a; x < p.b && !rc;) {
+                size_t k = p.b - x < (1u << 20) ? (size_t)(p.b - x) : (1u << 20);
+                rc = wp_pread_full(w->out.fd, buf, k, x, w->out.tmp, e);
+                if (!rc) wp_sha256_update(&sh->h, buf, k);
+                x += k;
+            }
+            __atomic_add_fetch(&w->read_back, p.b - p.a, __ATOMIC_RELAXED);
+        }
+        sh->cursor = p.b;
+        memmove(sh->sp, sh->sp + 1, (sh->n - 1) * sizeof *sh->sp);
+        sh->n--;
+    }
+    free(buf);
+    if (!rc && sh->cursor == sh->b && !sh->done) {
+        wp_sha256_final(&sh->h, sh->digest);
+        sh->h_open = 0;
+        sh->done = 1;
+    }
+    return rc;
+}
+
+/* File bytes [a, b) are final (written, or zero padding when buf is NULL):
+ * feed them to every shard they touch. */
+static int shard_feed(wpk_writer *w, uint64_t a, uint64_t b, const uint8_t *buf, wp_err *e)
+{
+    int rc = 0;
+    while (!rc && a < b) {
+        size_t k = (size_t)(a / w->shard_size);
+        if (k >= w->nsh) return wp_fail(e, WP_EINVAL, "%s: byte %llu past the end", w->out.path, (unsigned long long)a);
+        shard *sh = &w->sh[k];
+        uint64_t end = b < sh->b ? b : sh->b;
+        pthread_mutex_lock(&sh->mu);
+        if (sh->done || a < sh->cursor) {
+            rc = wp_fail(e, WP_EINVAL, "%s: bytes [%llu, %llu) hashed twice", w->out.path, (unsigned long long)a,
+                         (unsigned long long)end);
+        } else if (a == sh->cursor) {
+            if (buf) wp_sha256_update(&sh->h, buf, (size_t)(end - a));
+            else hash_zeros(&sh->h, end - a);
+            sh->cursor = end;
+            rc = shard_drain(w, sh, e);
+        } else {
+            size_t pos = sh->n;
+            while (pos > 0 && sh->sp[pos - 1].a > a) pos--;
+            if (sh->n == sh->cap) {
+                size_t cap = sh->cap ? 2 * sh->cap : 8;
+                sspan *ns = realloc(sh->sp, cap * sizeof *ns);
+                if (!ns) rc = wp_oom(e, "%s", w->out.path);
+                else sh->sp = ns, sh->cap = cap;
+            }
+            if (!rc) {
+                memmove(sh->sp + pos + 1, sh->sp + pos, (sh->n - pos) * sizeof *sh->sp);
+                sh->sp[pos] = (sspan){a, end, buf == NULL};
+                sh->n++;
+            }
+        }
+        pthread_mutex_unlock(&sh->mu);
+        if (buf) buf += end - a;
+        a = end;
+    }
+    return rc;
+}
+
+static int shards_init(wpk_writer *w, wp_err *e)
+{
+    uint64_t S = w->shard_size;
+    w->nsh = (size_t)((w->file_size - 1) / S + 1);   /* file_size >= data_offset > 0 */
+    if (!(w->sh = wp_calloc(w->nsh, sizeof *w->sh, e))) {
+        w->nsh = 0;
+        return WP_ENOMEM;
+    }
+    for (size_t k = 0; k < w->nsh; k++) {
+        shard *sh = &w->sh[k];
+        pthread_mutex_init(&sh->mu, NULL);
+        sh->a = sh->cursor = (uint64_t)k * S;
+        sh->b = sh->a + S < w->file_size ? sh->a + S : w->file_size;
+        if (wp_sha256_init(&sh->h, e)) return WP_ENOMEM;
+        sh->h_open = 1;
+    }
+    /* the zero padding between tensors is known now */
+    for (size_t i = 0; i + 1 < w->n; i++) {
+        uint64_t end = w->d[i].offset + w->d[i].size, next = w->d[i + 1].offset;
+        int rc = end < next ? shard_feed(w, end, next, NULL, e) : 0;
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 int wpk_writer_layout(wpk_writer *w, wp_err *e)
 {
     if (w->laid_out) return 0;
@@ -320,6 +467,7 @@ int wpk_writer_layout(wpk_writer *w, wp_err *e)
             w->d[i].done = 1;
         }
     }
+    if ((rc = shards_init(w, e))) return rc;
     w->laid_out = 1;
     return 0;
 }
@@ -364,6 +512,7 @@ static int hash_readback(wpk_writer *w, wdecl *x, uint64_t b, wp_err *e)
         }
         wp_sha256_update(&x->h, buf, n);
         x->cursor += n;
+        __atomic_add_fetch(&w->read_back, n, __ATOMIC_RELAXED);
     }
     free(buf);
     return 0;
@@ -438,6 +587,7 @@ int wpk_writer_write(wpk_writer *w, size_t id, uint64_t off, const void *buf, si
         x->done = 1;
     }
     pthread_mutex_unlock(&x->mu);
+    if (!rc) rc = shard_feed(w, x->offset + a, x->offset + b, buf, e);
     return rc ? writer_failed(w, rc) : 0;
 }
 
@@ -456,9 +606,45 @@ int wpk_writer_digest(const wpk_writer *w, size_t id, uint8_t out[WP_SHA256_LEN]
     return 0;
 }
 
-int wpk_writer_commit(wpk_writer *w, wp_err *e)
+int wpk_writer_commit(wpk_writer *w, wp_err *e) { return wpk_writer_commit_digests(w, NULL, e); }
+
+void wpk_digests_free(wpk_digests *d)
+{
+    if (!d) return;
+    free(d->shards);
+    memset(d, 0, sizeof *d);
+}
+
+/* The header region is final: it completes shard 0 (and any shard it
+ * reaches); hash the non-tensor bytes (region + padding) from memory. */
+static int finish_digests(wpk_writer *w, wpk_digests *out, wp_err *e)
+{
+    int rc = shard_feed(w, 0, w->data_offset, w->region, e);
+    for (size_t k = 0; !rc && k < w->nsh; k++)
+        if (!w->sh[k].done)
+            rc = wp_fail(e, WP_EINVAL, "%s: shard %zu: only %llu of bytes [%llu, %llu) hashed", w->out.path, k,
+                         (unsigned long long)(w->sh[k].cursor - w->sh[k].a), (unsigned long long)w->sh[k].a,
+                         (unsigned long long)w->sh[k].b);
+    if (rc || !out) return rc;
+    memset(out, 0, sizeof *out);
+    wp_sha256 h;
+    if ((rc = wp_sha256_init(&h, e))) return rc;
+    wp_sha256_update(&h, w->region, (size_t)w->data_offset);
+    for (size_t i = 0; i + 1 < w->n; i++) hash_zeros(&h, w->d[i + 1].offset - (w->d[i].offset + w->d[i].size));
+    wp_sha256_final(&h, out->nontensor);
+    if (!(out->shards = wp_calloc(w->nsh, sizeof *out->shards, e))) return WP_ENOMEM;
+    for (size_t k = 0; k < w->nsh; k++) memcpy(out->shards[k], w->sh[k].digest, 32);
+    out->nshards = w->nsh;
+    out->shard_size = w->shard_size;
+    out->size = w->file_size;
+    out->read_back = __atomic_load_n(&w->read_back, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int wpk_writer_commit_digests(wpk_writer *w, wpk_digests *out, wp_err *e)
 {
     int rc = 0;
+    if (out) memset(out, 0, sizeof *out);
     if (!w->laid_out && (rc = wpk_writer_layout(w, e))) goto out;
     if (w->failed) {
         rc = wp_fail(e, WP_EUSAGE, "%s: a tensor write failed; nothing committed", w->out.path);
@@ -484,8 +670,10 @@ int wpk_writer_commit(wpk_writer *w, wp_err *e)
     }
     wpk_parsed_free(&p);
     if ((rc = pwrite_all(w->out.fd, w->region, (size_t)w->data_offset, 0, w->out.path, e))) goto out;
+    if ((rc = finish_digests(w, out, e))) goto out;
     rc = wp_out_commit(&w->out, e);
 out:
+    if (rc && out) wpk_digests_free(out);
     wpk_writer_abort(w);
     return rc;
 }

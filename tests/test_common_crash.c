@@ -1,6 +1,6 @@
 /*
  * test_common_crash.c — crash tests for the output code (issue 10): every
- * step of convert, pack, unpack and sign on tiny-a is made to fail, or the
+ * step of convert, merge, pack, unpack and sign on tiny-a is made to fail, or the
  * process is killed (SIGKILL) or interrupted (SIGTERM) right before it,
  * through the WPACK_FAULT hook (common/fault.c, docs/architecture.md
  * "Output").  After each case the output path holds the old complete thing
@@ -328,6 +328,27 @@ TEST(common_crash_convert_replace_without_renameat2)
     snprintf(s.cmd, sizeof s.cmd, "%s convert %s -o w/out -f --profile blackwell", W(), HF());
     snprintf(s.rerun, sizeof s.rerun, "WPACK_FAULT=norenameat2 %s convert %s -o w/out -f --profile blackwell", W(), HF());
     drive(&s);
+}
+
+/* merge (docs/distributed.md): over an old build, the parts of a 2-rank
+ * blackwell convert; NEW is the single-machine build they must give. */
+TEST(common_crash_merge)
+{
+    REQUIRE(fixtures(0, 0) == 0);
+    char out[4096];
+    int rc = sh(out, sizeof out,
+                "rm -rf NEW && %s convert %s -o NEW --profile blackwell --ep 2 -q && %s convert %s -o P0 --profile "
+                "blackwell --ep 2 --rank 0 -q && %s convert %s -o P1 --profile blackwell --ep 2 --rank 1 -q && "
+                "sha256sum P0/* P1/* > parts.sum",
+                W(), HF(), W(), HF(), W(), HF());
+    REQUIRE(rc == 0);
+    scen s = {.name = "merge -f", .kind = K_DIR, .extra = "", .out = "w/out"};
+    snprintf(s.setup, sizeof s.setup, "rm -rf w && mkdir w && cp -al OLD w/out");
+    snprintf(s.cmd, sizeof s.cmd, "%s merge P1 P0 -o w/out -f", W());
+    snprintf(s.rerun, sizeof s.rerun, "%s merge P0 P1 -o w/out -f", W());
+    drive(&s);
+    /* whatever happened to the merges, the parts are as they were */
+    CHECK(sh(out, sizeof out, "sha256sum -c --quiet parts.sum") == 0);
 }
 
 TEST(common_crash_pack)

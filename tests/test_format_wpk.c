@@ -381,3 +381,85 @@ TEST(format_wpk_tensor_bytes_rules)
     CHECK(!strcmp(wpk_code_name(0x10F), "F8_E8M0") && !strcmp(wpk_code_name(5), "mxfp4"));
     CHECK(wpk_code_name(0) == NULL && wpk_code_name(7) == NULL && wpk_code_name(0x113) == NULL);
 }
+
+/* The file digests the writer computes while the bytes land (docs/signing.md
+ * §2: shards of a fixed size, and the non-tensor bytes) equal SHA-256 of the
+ * file's byte ranges read back afterwards, whatever the write order; written
+ * in order, with the header region filling shard 0 exactly, nothing is read
+ * back. */
+static void shard_file(const char *path, int reverse, wpk_digests *d, wp_err *e)
+{
+    static const uint64_t sizes[] = {5000, 10, 9000, 0, 3000, 4096, 1};
+    enum { NT = sizeof sizes / sizeof sizes[0] };
+    wpk_writer *w;
+    REQUIRE(wpk_writer_open(&w, path, &(wpk_opts){.shard_size = 4096}, e) == 0);
+    size_t id[NT];
+    for (int i = 0; i < NT; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%d", i);
+        wpk_decl dc = {.name = name, .kind = WPK_KIND_RAW, .dtype = WP_U8, .ndim = 1, .shape = {sizes[i]}};
+        REQUIRE(wpk_writer_add(w, &dc, &id[i], e) == 0);
+    }
+    REQUIRE(wpk_writer_layout(w, e) == 0);
+    uint8_t buf[9000];
+    for (int k = 0; k < NT; k++) {
+        int i = reverse ? NT - 1 - k : k;
+        char name[16];
+        snprintf(name, sizeof name, "t%d", i);
+        wpkz_fill(name, buf, sizes[i]);
+        /* chunks of 1000 bytes, last chunk first when reversed */
+        uint64_t n = (sizes[i] + 999) / 1000;
+        for (uint64_t c = 0; c < n; c++) {
+            uint64_t j = reverse ? n - 1 - c : c, a = j * 1000, b = a + 1000 < sizes[i] ? a + 1000 : sizes[i];
+            REQUIRE(wpk_writer_write(w, id[i], a, buf + a, (size_t)(b - a), e) == 0);
+        }
+    }
+    REQUIRE(wpk_writer_commit_digests(w, d, e) == 0);
+}
+
+TEST(format_wpk_shard_digests_while_writing)
+{
+    wp_err e = {0};
+    wpk_digests in, rev;
+    const char *a = wpt_path("%s/in.wpk", wpt_tmpdir());
+    char b[512];
+    snprintf(b, sizeof b, "%s/rev.wpk", wpt_tmpdir());
+    shard_file(a, 0, &in, &e);
+    shard_file(b, 1, &rev, &e);
+    REQUIRE(in.nshards && rev.nshards == in.nshards);
+    uint8_t *x;
+    size_t nx;
+    REQUIRE(wpt_read_file(a, &x, &nx) == 0);
+    CHECK_EQ_INT(in.size, nx);
+    CHECK_EQ_INT(in.shard_size, 4096);
+    CHECK_EQ_INT(in.nshards, (nx + 4095) / 4096);
+    for (size_t k = 0; k < in.nshards; k++) {
+        uint8_t d[32];
+        size_t off = k * 4096, len = nx - off < 4096 ? nx - off : 4096;
+        REQUIRE(wp_sha256_buf(x + off, len, d, &e) == 0);
+        CHECKF(!memcmp(d, in.shards[k], 32), "shard %zu (in order)", k);
+        CHECKF(!memcmp(d, rev.shards[k], 32), "shard %zu (reversed)", k);
+    }
+    /* non-tensor bytes: everything outside the tensors, in file order */
+    wpk_file *f;
+    REQUIRE(wpk_open(&f, a, &e) == 0);
+    wp_sha256 h;
+    REQUIRE(wp_sha256_init(&h, &e) == 0);
+    uint64_t at = 0;
+    for (size_t i = 0; i < wpk_count(f); i++) {
+        const wpk_tensor *t = wpk_tensor_at(f, i);
+        wp_sha256_update(&h, x + at, (size_t)(t->offset - at));
+        at = t->offset + t->size;
+    }
+    wp_sha256_update(&h, x + at, nx - at);
+    uint8_t nd[32];
+    wp_sha256_final(&h, nd);
+    CHECK(!memcmp(nd, in.nontensor, 32) && !memcmp(nd, rev.nontensor, 32));
+    CHECK_EQ_INT(wpk_data_offset(f), 4096);   /* the header region is shard 0, exactly */
+    wpk_close(f);
+    CHECK_EQ_INT(in.read_back, 0);            /* in order: hashed from the writers' buffers */
+    CHECK(rev.read_back > 0);                 /* reversed: the waiting chunks were read back */
+    free(x);
+    wpk_digests_free(&in);
+    wpk_digests_free(&rev);
+}

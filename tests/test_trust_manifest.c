@@ -79,10 +79,11 @@ TEST(trust_json_parse_canonical_strict)
 static void sample(wp_manifest *m)
 {
     memset(m, 0, sizeof *m);
+    m->version = 1;   /* the whole-file-digest manifest, still read and written */
     m->nfiles = 2;
     m->files = calloc(2, sizeof *m->files);
-    m->files[0] = (wp_mfile){strdup("z.wpk"), 10000, {0}, {0}};
-    m->files[1] = (wp_mfile){strdup("a.wpk"), 8192, {0}, {0}};
+    m->files[0] = (wp_mfile){.path = strdup("z.wpk"), .size = 10000};
+    m->files[1] = (wp_mfile){.path = strdup("a.wpk"), .size = 8192};
     memset(m->files[0].sha256, 0xA0, 32);
     memset(m->files[0].nontensor_sha256, 0xA1, 32);
     memset(m->files[1].sha256, 0xB0, 32);
@@ -233,8 +234,8 @@ TEST(trust_manifest_rejects_documents)
         {"{\"files\":[],\"format\":\"wpack-manifest\",\"tensors\":[],\"version\":1}", "missing key \"root_sha256\""},
         {"{\"extra\":1,\"files\":[],\"format\":\"wpack-manifest\",\"root_sha256\":\"00\",\"tensors\":[],\"version\":1}",
          "unknown key \"extra\""},
-        {"{\"files\":[],\"format\":\"wpack-manifest\",\"root_sha256\":\"00\",\"tensors\":[],\"version\":2}",
-         "version 2 is not supported"},
+        {"{\"files\":[],\"format\":\"wpack-manifest\",\"root_sha256\":\"00\",\"tensors\":[],\"version\":3}",
+         "version 3 is not supported"},
         {"{\"files\":[],\"format\":\"other\",\"root_sha256\":\"00\",\"tensors\":[],\"version\":1}",
          "\"format\" must be \"wpack-manifest\""},
         {"{\"files\":[{\"nontensor_sha256\":\"x\",\"path\":\"a\",\"sha256\":\"x\",\"size\":-1}],\"format\":"

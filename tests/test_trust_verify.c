@@ -173,11 +173,14 @@ TEST(trust_manifest_matches_sources)
     free(raw);
     REQUIRE(m.nfiles == 2);
     CHECK(!strcmp(m.files[0].path, TRUST_PART0) && !strcmp(m.files[1].path, TRUST_PART1));
-    /* file digests agree with coreutils' sha256sum */
+    /* file digests agree with coreutils' sha256sum: each file is one shard
+     * (smaller than 64 MiB), whose digest is the whole file's */
     char out[4096], hex[65];
+    CHECK_EQ_INT(m.version, 2);
     for (int i = 0; i < 2; i++) {
         REQUIRE(wpt_run(out, sizeof out, "sha256sum %s/%s", build_dir(), m.files[i].path) == 0);
-        wp_hex(m.files[i].sha256, 32, hex);
+        REQUIRE(m.files[i].nshards == 1);
+        wp_hex(m.files[i].shards[0], 32, hex);
         CHECKF(!strncmp(out, hex, 64), "%s: manifest %s, sha256sum %.64s", m.files[i].path, hex, out);
         CHECK_EQ_INT(m.files[i].size, trust_file_size(wpt_path("%s/%s", build_dir(), m.files[i].path)));
     }
@@ -245,7 +248,12 @@ TEST(trust_dsse_statement_of_build)
     char out[4096];
     for (int i = 0; i < 3; i++) {
         cJSON *r = cJSON_GetArrayItem(res, i);
-        CHECK(!strcmp(cJSON_GetObjectItem(r, "name")->valuestring, names[i]));
+        /* model-signing's shard serialisation: "PATH:0:SIZE" (one 64 MiB shard) */
+        char want[512];
+        snprintf(want, sizeof want, "%s:0:%llu", names[i],
+                 (unsigned long long)trust_file_size(wpt_path("%s/%s", build_dir(), names[i])));
+        CHECKF(!strcmp(cJSON_GetObjectItem(r, "name")->valuestring, want), "%s", want);
+        CHECK(!strcmp(cJSON_GetObjectItem(r, "algorithm")->valuestring, "sha256-sharded-67108864"));
         REQUIRE(wpt_run(out, sizeof out, "sha256sum %s/%s", build_dir(), names[i]) == 0);
         CHECKF(!strncmp(cJSON_GetObjectItem(r, "digest")->valuestring, out, 64), "%s", names[i]);
     }

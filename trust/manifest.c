@@ -215,7 +215,10 @@ int wp_json_parse_canonical(const char *buf, size_t len, const char *what, cJSON
 void wp_manifest_free(wp_manifest *m)
 {
     if (!m) return;
-    for (uint32_t i = 0; i < m->nfiles; i++) free(m->files[i].path);
+    for (uint32_t i = 0; i < m->nfiles && m->files; i++) {
+        free(m->files[i].path);
+        free(m->files[i].shards);
+    }
     for (uint64_t i = 0; i < m->ntensors; i++) free(m->tensors[i].name);
     for (uint32_t i = 0; i < m->nfamilies; i++) free(m->families[i]);
     free(m->files);
@@ -386,13 +389,20 @@ static void put_u64(wp_sha256 *h, uint64_t v)
  * different manifests can feed the same bytes to the hash. */
 void wp_manifest_root(const wp_manifest *m, uint8_t out[WP_SHA256_LEN])
 {
-    static const char tag[] = "wpack-manifest-root-v1";   /* hashed with its NUL */
+    static const char tag1[] = "wpack-manifest-root-v1";   /* hashed with its NUL */
+    static const char tag2[] = "wpack-manifest-root-v2";
+    int v1 = m->version == 1;
     wp_sha256 h;
     if (wp_sha256_init(&h, NULL)) {
         memset(out, 0, WP_SHA256_LEN);
         return;
     }
-    wp_sha256_update(&h, tag, sizeof tag);
+    if (v1) {
+        wp_sha256_update(&h, tag1, sizeof tag1);
+    } else {
+        wp_sha256_update(&h, tag2, sizeof tag2);
+        put_u64(&h, m->shard_size);
+    }
     put_u32(&h, m->nfiles);
     for (uint32_t i = 0; i < m->nfiles; i++) {
         const wp_mfile *f = &m->files[i];
@@ -400,7 +410,12 @@ void wp_manifest_root(const wp_manifest *m, uint8_t out[WP_SHA256_LEN])
         put_u32(&h, (uint32_t)n);
         wp_sha256_update(&h, f->path, n);
         put_u64(&h, f->size);
-        wp_sha256_update(&h, f->sha256, WP_SHA256_LEN);
+        if (v1) {
+            wp_sha256_update(&h, f->sha256, WP_SHA256_LEN);
+        } else {
+            put_u64(&h, f->nshards);
+            for (uint64_t k = 0; k < f->nshards && f->shards; k++) wp_sha256_update(&h, f->shards[k], WP_SHA256_LEN);
+        }
         wp_sha256_update(&h, f->nontensor_sha256, WP_SHA256_LEN);
     }
     put_u64(&h, m->ntensors);
@@ -435,6 +450,15 @@ void wp_manifest_root(const wp_manifest *m, uint8_t out[WP_SHA256_LEN])
 
 int wp_manifest_finish(wp_manifest *m, wp_err *e)
 {
+    if (m->version == 0) m->version = WP_MANIFEST_VERSION;
+    if (m->version == 2) {
+        if (m->shard_size == 0) m->shard_size = WP_SHARD_SIZE_DEFAULT;
+        for (uint32_t i = 0; i < m->nfiles; i++)
+            if (!m->files[i].shards || m->files[i].nshards != wp_manifest_nshards(m->files[i].size, m->shard_size))
+                return wp_fail(e, WP_EINVAL, "manifest: %s: %llu shard digest(s) for %llu bytes in shards of %llu",
+                               m->files[i].path, (unsigned long long)m->files[i].nshards,
+                               (unsigned long long)m->files[i].size, (unsigned long long)m->shard_size);
+    }
     /* sort files, remembering where each went so tensor indices follow */
     uint32_t *where = wp_calloc(m->nfiles, sizeof *where, e);
     char **old = wp_calloc(m->nfiles, sizeof *old, e);
@@ -485,8 +509,10 @@ int wp_manifest_serialize(const wp_manifest *m, char **out, size_t *len, wp_err 
         cJSON_Delete(files);
         cJSON_Delete(tensors);
     }
+    int v1 = m->version == 1;
     ok = ok && cJSON_AddStringToObject(doc, "format", "wpack-manifest") &&
-         cJSON_AddNumberToObject(doc, "version", 1);
+         cJSON_AddNumberToObject(doc, "version", v1 ? 1 : 2);
+    if (ok && !v1) ok = cJSON_AddNumberToObject(doc, "shard_size", (double)m->shard_size) != NULL;
     if (ok && m->has_loss) {
         cJSON *lo = cJSON_AddObjectToObject(doc, "loss");
         cJSON *fa = lo ? cJSON_AddArrayToObject(lo, "families") : NULL;
@@ -503,8 +529,14 @@ int wp_manifest_serialize(const wp_manifest *m, char **out, size_t *len, wp_err 
     if (ok) cJSON_AddItemToObject(doc, "root_sha256", root);
     for (uint32_t i = 0; ok && i < m->nfiles; i++) {
         const wp_mfile *f = &m->files[i];
-        cJSON *o = cJSON_CreateObject(), *a = hex_item(f->sha256), *b = hex_item(f->nontensor_sha256);
+        cJSON *o = cJSON_CreateObject(), *a = v1 ? hex_item(f->sha256) : cJSON_CreateArray(),
+              *b = hex_item(f->nontensor_sha256);
         ok = o && a && b;
+        for (uint64_t k = 0; ok && !v1 && k < f->nshards; k++) {
+            cJSON *x = f->shards ? hex_item(f->shards[k]) : NULL;
+            ok = x != NULL;
+            if (ok) cJSON_AddItemToArray(a, x);
+        }
         if (!ok) {
             cJSON_Delete(o);
             cJSON_Delete(a);
@@ -512,7 +544,7 @@ int wp_manifest_serialize(const wp_manifest *m, char **out, size_t *len, wp_err 
             break;
         }
         cJSON_AddItemToArray(files, o);
-        cJSON_AddItemToObject(o, "sha256", a);
+        cJSON_AddItemToObject(o, v1 ? "sha256" : "shards", a);
         cJSON_AddItemToObject(o, "nontensor_sha256", b);
         ok = cJSON_AddStringToObject(o, "path", f->path) &&
              cJSON_AddNumberToObject(o, "size", (double)f->size);
@@ -596,18 +628,22 @@ int wp_manifest_parse(const char *buf, size_t len, const char *what, wp_manifest
     cJSON *doc = NULL;
     int rc = wp_json_parse_canonical(buf, len, what, &doc, e);
     if (rc) return rc;
-    static const char *const top[] = {"files", "format", "root_sha256", "tensors", "version", NULL};
-    static const char *const top_loss[] = {"files", "format", "loss", "root_sha256", "tensors", "version", NULL};
-    static const char *const fk[] = {"nontensor_sha256", "path", "sha256", "size", NULL};
+    static const char *const top1[] = {"files", "format", "root_sha256", "tensors", "version", NULL};
+    static const char *const top2[] = {"files", "format", "root_sha256", "shard_size", "tensors", "version", NULL};
+    static const char *const top1_loss[] = {"files", "format", "loss", "root_sha256", "tensors", "version", NULL};
+    static const char *const top2_loss[] = {"files", "format", "loss", "root_sha256", "shard_size", "tensors",
+                                            "version", NULL};
+    static const char *const fk1[] = {"nontensor_sha256", "path", "sha256", "size", NULL};
+    static const char *const fk2[] = {"nontensor_sha256", "path", "shards", "size", NULL};
     static const char *const tk[] = {"file", "name", "offset", "sha256", "size", NULL};
     static const char *const tk_loss[] = {"file", "loss", "name", "offset", "sha256", "size", NULL};
     static const char *const lk[] = {"families", "lossless", "lossy_tensors", NULL};
     uint8_t root[WP_SHA256_LEN];
     uint64_t version = 0;
+    if (!cJSON_IsObject(doc)) rc = wp_fail(e, WP_EINVAL, "%s: top level: expected a JSON object", what);
     /* "loss" (docs/signing.md §2.1) is optional: builds before it have none */
     const cJSON *loss = cJSON_GetObjectItemCaseSensitive(doc, "loss");
     m->has_loss = loss != NULL;
-    rc = exact_keys(doc, m->has_loss ? top_loss : top, what, "top level", e);
     if (!rc && loss) rc = exact_keys(loss, lk, what, "loss", e);
     if (!rc && loss) {
         const cJSON *ll = cJSON_GetObjectItemCaseSensitive(loss, "lossless");
@@ -634,9 +670,20 @@ int wp_manifest_parse(const char *buf, size_t len, const char *what, wp_manifest
     if (!rc && (!get_str(doc, "format") || strcmp(get_str(doc, "format"), "wpack-manifest")))
         rc = wp_fail(e, WP_EINVAL, "%s: \"format\" must be \"wpack-manifest\"", what);
     if (!rc) rc = get_u64(doc, "version", &version, what, "top level", e);
-    if (!rc && version != 1)
-        rc = wp_fail(e, WP_EINVAL, "%s: manifest version %llu is not supported (this wpack reads 1)", what,
+    if (!rc && version != 1 && version != 2)
+        rc = wp_fail(e, WP_EINVAL, "%s: manifest version %llu is not supported (this wpack reads 1 and 2)", what,
                      (unsigned long long)version);
+    const char *const *fk = version == 1 ? fk1 : fk2;
+    if (!rc)
+        rc = exact_keys(doc, version == 1 ? (m->has_loss ? top1_loss : top1) : (m->has_loss ? top2_loss : top2),
+                        what, "top level", e);
+    m->version = (uint32_t)version;
+    if (!rc && version == 2) {
+        rc = get_u64(doc, "shard_size", &m->shard_size, what, "top level", e);
+        if (!rc && (m->shard_size < WP_SHARD_SIZE_MIN || m->shard_size > WP_SHARD_SIZE_MAX))
+            rc = wp_fail(e, WP_EINVAL, "%s: shard_size %llu is outside [%llu, %llu]", what,
+                         (unsigned long long)m->shard_size, WP_SHARD_SIZE_MIN, WP_SHARD_SIZE_MAX);
+    }
     if (!rc) rc = get_hex(doc, "root_sha256", root, what, "top level", e);
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(doc, "files");
     const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(doc, "tensors");
@@ -659,7 +706,27 @@ int wp_manifest_parse(const char *buf, size_t len, const char *what, wp_manifest
         m->nfiles++;
         snprintf(obj, sizeof obj, "file %.80s", mf->path);
         rc = get_u64(f, "size", &mf->size, what, obj, e);
-        if (!rc) rc = get_hex(f, "sha256", mf->sha256, what, obj, e);
+        if (!rc && version == 1) rc = get_hex(f, "sha256", mf->sha256, what, obj, e);
+        if (!rc && version == 2) {
+            const cJSON *sa = cJSON_GetObjectItemCaseSensitive(f, "shards");
+            uint64_t want = wp_manifest_nshards(mf->size, m->shard_size);
+            if (!cJSON_IsArray(sa) || (uint64_t)cJSON_GetArraySize(sa) != want)
+                rc = wp_fail(e, WP_EINVAL, "%s: %s: \"shards\" must list %llu digest(s) (%llu bytes in shards of %llu)",
+                             what, obj, (unsigned long long)want, (unsigned long long)mf->size,
+                             (unsigned long long)m->shard_size);
+            if (!rc && !(mf->shards = wp_calloc((size_t)want, sizeof *mf->shards, e))) rc = WP_ENOMEM;
+            uint64_t k = 0;
+            for (const cJSON *x = rc ? NULL : sa->child; x && !rc; x = x->next, k++) {
+                const char *hs = cJSON_IsString(x) ? x->valuestring : NULL;
+                int ok = hs && strlen(hs) == 2 * WP_SHA256_LEN && !wp_unhex(hs, mf->shards[k], WP_SHA256_LEN);
+                for (const char *q = hs; ok && *q; q++)
+                    if (*q >= 'A' && *q <= 'F') ok = 0;
+                if (!ok)
+                    rc = wp_fail(e, WP_EINVAL, "%s: %s: shards[%llu] must be 64 lowercase hex digits", what, obj,
+                                 (unsigned long long)k);
+            }
+            mf->nshards = want;
+        }
         if (!rc) rc = get_hex(f, "nontensor_sha256", mf->nontensor_sha256, what, obj, e);
     }
     if (!rc) rc = check_order(m, what, e);   /* files sorted: wp_manifest_find_file works */
@@ -718,4 +785,81 @@ int wp_manifest_write(const char *build_dir, const wp_manifest *m, wp_err *e)
     if (!rc) rc = wp_write_file_atomic(path, buf, len, e);
     free(buf);
     return rc;
+}
+
+int wp_mfile_copy(wp_mfile *dst, const wp_mfile *src, wp_err *e)
+{
+    *dst = *src;
+    dst->path = NULL;
+    dst->shards = NULL;
+    if (!(dst->path = wp_strdup(src->path, e))) return WP_ENOMEM;
+    if (src->shards) {
+        if (!(dst->shards = wp_calloc((size_t)src->nshards, sizeof *dst->shards, e))) {
+            free(dst->path);
+            dst->path = NULL;
+            return WP_ENOMEM;
+        }
+        memcpy(dst->shards, src->shards, (size_t)src->nshards * sizeof *dst->shards);
+    }
+    return 0;
+}
+
+void wp_resources_free(wp_resource *res, size_t n)
+{
+    for (size_t i = 0; res && i < n; i++) free((char *)res[i].name);
+    free(res);
+}
+
+/* Add the resources of one file: "PATH" (files) or "PATH:START:END" (shards). */
+static int add_res(wp_resource *res, size_t *n, const char *path, uint64_t size, uint64_t shard_size, uint64_t k,
+                   const uint8_t d[WP_SHA256_LEN], wp_err *e)
+{
+    char *name;
+    if (!shard_size) {
+        name = wp_strdup(path, e);
+    } else {
+        uint64_t a = k * shard_size, b = a + shard_size < size ? a + shard_size : size;
+        int len = snprintf(NULL, 0, "%s:%llu:%llu", path, (unsigned long long)a, (unsigned long long)b);
+        name = len > 0 ? wp_malloc((size_t)len + 1, e) : NULL;
+        if (name) snprintf(name, (size_t)len + 1, "%s:%llu:%llu", path, (unsigned long long)a, (unsigned long long)b);
+    }
+    if (!name) return WP_ENOMEM;
+    res[*n].name = name;
+    memcpy(res[*n].sha256, d, WP_SHA256_LEN);
+    (*n)++;
+    return 0;
+}
+
+int wp_manifest_resources(const wp_manifest *m, const void *raw, size_t rawlen, wp_resource **out, size_t *nout,
+                          uint64_t *shard_size, wp_err *e)
+{
+    *out = NULL;
+    *nout = 0;
+    uint64_t S = m->version == 1 ? 0 : m->shard_size;
+    *shard_size = S;
+    uint64_t total = S ? wp_manifest_nshards(rawlen, S) : 1;
+    for (uint32_t i = 0; i < m->nfiles; i++) total += S ? m->files[i].nshards : 1;
+    if (total > (1ull << 28)) return wp_fail(e, WP_EINVAL, "manifest: %llu resources", (unsigned long long)total);
+    wp_resource *res = wp_calloc((size_t)total, sizeof *res, e);
+    if (!res) return WP_ENOMEM;
+    size_t n = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < m->nfiles && !rc; i++) {
+        const wp_mfile *f = &m->files[i];
+        if (!S) rc = add_res(res, &n, f->path, f->size, 0, 0, f->sha256, e);
+        for (uint64_t k = 0; S && k < f->nshards && !rc; k++) rc = add_res(res, &n, f->path, f->size, S, k, f->shards[k], e);
+    }
+    for (uint64_t k = 0; !rc && k < (S ? wp_manifest_nshards(rawlen, S) : 1); k++) {
+        uint64_t a = k * S, len = S ? (rawlen - a < S ? rawlen - a : S) : rawlen;
+        uint8_t d[WP_SHA256_LEN];
+        rc = wp_sha256_buf((const char *)raw + a, (size_t)len, d, e);
+        if (!rc) rc = add_res(res, &n, WP_MANIFEST_NAME, rawlen, S, k, d, e);
+    }
+    if (rc) {
+        wp_resources_free(res, n);
+        return rc;
+    }
+    *out = res;
+    *nout = n;
+    return 0;
 }

@@ -42,8 +42,10 @@ int wp_json_parse_canonical(const char *buf, size_t len, const char *what, cJSON
 typedef struct wp_mfile {
     char *path;                          /* relative to the build directory */
     uint64_t size;
-    uint8_t sha256[WP_SHA256_LEN];       /* whole file (what sha256sum prints) */
+    uint8_t sha256[WP_SHA256_LEN];       /* version 1: whole file (what sha256sum prints) */
     uint8_t nontensor_sha256[WP_SHA256_LEN]; /* bytes outside every tensor's range, in file order */
+    uint64_t nshards;                    /* version 2: wp_manifest_nshards(size, shard_size) */
+    uint8_t (*shards)[WP_SHA256_LEN];    /* version 2: SHA-256 of [k*S, min((k+1)*S, size)) */
 } wp_mfile;
 
 /* How a tensor's values came from the source (docs/signing.md §2.1 "loss");
@@ -60,7 +62,24 @@ typedef struct wp_mtensor {
 } wp_mtensor;
 
 #define WP_MANIFEST_MAX_FAMILIES 4096
+
+/* Manifest version 2 (docs/signing.md §2): a file's digest is a list of
+ * shard digests (OpenSSF model-signing's "shards" serialisation), each
+ * computed while the shard is written; version 1 (a whole-file SHA-256 per
+ * file) is still read and verified. */
+#define WP_MANIFEST_VERSION 2
+#define WP_SHARD_SIZE_DEFAULT (64ull << 20)
+#define WP_SHARD_SIZE_MIN 4096ull
+#define WP_SHARD_SIZE_MAX (1ull << 40)
+/* Shards of a file of `size` bytes: ceil(size / S), and 1 for an empty file. */
+static inline uint64_t wp_manifest_nshards(uint64_t size, uint64_t shard_size)
+{
+    return size ? (size - 1) / shard_size + 1 : 1;
+}
+
 typedef struct wp_manifest {
+    uint32_t version;                    /* 1 or 2 (0 means 2 when building one) */
+    uint64_t shard_size;                 /* version 2 */
     uint32_t nfiles;
     wp_mfile *files;
     uint64_t ntensors;
@@ -93,6 +112,18 @@ int wp_manifest_parse(const char *buf, size_t len, const char *what, wp_manifest
 int wp_manifest_write(const char *build_dir, const wp_manifest *m, wp_err *e);
 /* Find a file by path; -1 if absent. */
 int wp_manifest_find_file(const wp_manifest *m, const char *path);
+/* Deep copy of file record `src` into `dst` (path and shards duplicated). */
+int wp_mfile_copy(wp_mfile *dst, const wp_mfile *src, wp_err *e);
+
+/* The DSSE resources of a build (docs/signing.md §4): version 1, one per file
+ * ("PATH", whole-file SHA-256); version 2, one per shard ("PATH:START:END").
+ * manifest.json itself (its bytes `raw`) is listed the same way, hashed here.
+ * *res and every name are malloc'd: free with wp_resources_free.  *shard_size
+ * is 0 for the "files" serialisation. */
+struct wp_resource;
+int wp_manifest_resources(const wp_manifest *m, const void *raw, size_t rawlen, struct wp_resource **res,
+                          size_t *n, uint64_t *shard_size, wp_err *e);
+void wp_resources_free(struct wp_resource *res, size_t n);
 
 /* ---- Keys ----------------------------------------------------------------------
  * Ed25519 (wpack keygen's default) or ECDSA over P-256 with SHA-256.  Keys are
@@ -173,6 +204,10 @@ typedef struct wp_resource {
  * digests in that order), as canonical JSON. */
 int wp_intoto_statement(const char *model_name, const wp_resource *res, size_t nres,
                         char **out, size_t *len, wp_err *e);
+/* The same with model-signing's "shards" serialisation when shard_size > 0
+ * (resources named "PATH:START:END", algorithm "sha256-sharded-<S>"). */
+int wp_intoto_statement_sharded(const char *model_name, const wp_resource *res, size_t nres,
+                                uint64_t shard_size, char **out, size_t *len, wp_err *e);
 /* Sign `payload` (of `payload_type`) into a Sigstore bundle v0.3 (JSON) whose
  * dsseEnvelope carries the payload, its type and one signature over PAE. */
 int wp_dsse_bundle_make(const wp_key *k, const char *payload_type, const void *payload,
@@ -186,5 +221,8 @@ int wp_dsse_bundle_verify(const wp_key *k, const char *doc, size_t len, const ch
  * same digests, nothing more or less, correct root/subject digest). */
 int wp_intoto_check(const char *payload, size_t plen, const char *what,
                     const wp_resource *res, size_t nres, wp_err *e);
+/* The same for a statement made with wp_intoto_statement_sharded. */
+int wp_intoto_check_sharded(const char *payload, size_t plen, const char *what,
+                            const wp_resource *res, size_t nres, uint64_t shard_size, wp_err *e);
 
 #endif

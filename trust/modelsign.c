@@ -617,10 +617,12 @@ int wp_msig_verify(const char *dir, const char *doc, size_t len, const wp_msig_o
             rc = add_line(r, &fe, "%s: not a regular file (signed in %s as one)", full, what);
             continue;
         }
-        int mi = o->m ? wp_manifest_find_file(o->m, res[k].name) : -1;
+        /* a file of a version-1 build: its bytes are checked against the
+         * manifest's whole-file SHA-256 by the caller; here the digests must
+         * agree.  A version-2 manifest records shard digests only, so the
+         * file is hashed against the signed digest like any other. */
+        int mi = o->m && o->m->version == 1 ? wp_manifest_find_file(o->m, res[k].name) : -1;
         if (mi >= 0) {
-            /* a build's file: its bytes are checked against the manifest by
-             * the caller (whole-file SHA-256); here the digests must agree */
             if (memcmp(o->m->files[mi].sha256, res[k].d, WP_SHA256_LEN)) {
                 char a[65], m2[65];
                 wp_hex(res[k].d, WP_SHA256_LEN, a);

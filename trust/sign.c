@@ -625,17 +625,35 @@ static int resources_root(const wp_resource *r, size_t n, uint8_t out[WP_SHA256_
     return 0;
 }
 
+/* the signature files of a build are not part of what they sign */
+static const char *const build_ignores[] = {WP_MANIFEST_DSSE_NAME, WP_MANIFEST_SIG_NAME};
+static int statement_core(const char *model_name, const wp_resource *res, size_t nres, uint64_t shard_size,
+                          const char *const *ignore, size_t nignore, char **out, size_t *len, wp_err *e);
+
 int wp_intoto_statement(const char *model_name, const wp_resource *res, size_t nres, char **out, size_t *len,
                         wp_err *e)
 {
-    /* the signature files of a build are not part of what they sign */
-    static const char *const ign[] = {WP_MANIFEST_DSSE_NAME, WP_MANIFEST_SIG_NAME};
-    return wp_intoto_statement_ignoring(model_name, res, nres, ign, 2, out, len, e);
+    return statement_core(model_name, res, nres, 0, build_ignores, 2, out, len, e);
 }
 
 int wp_intoto_statement_ignoring(const char *model_name, const wp_resource *res, size_t nres,
                                  const char *const *ignore, size_t nignore, char **out, size_t *len, wp_err *e)
 {
+    return statement_core(model_name, res, nres, 0, ignore, nignore, out, len, e);
+}
+
+int wp_intoto_statement_sharded(const char *model_name, const wp_resource *res, size_t nres, uint64_t shard_size,
+                                char **out, size_t *len, wp_err *e)
+{
+    return statement_core(model_name, res, nres, shard_size, build_ignores, 2, out, len, e);
+}
+
+static int statement_core(const char *model_name, const wp_resource *res, size_t nres, uint64_t shard_size,
+                          const char *const *ignore, size_t nignore, char **out, size_t *len, wp_err *e)
+{
+    char alg[48];
+    if (shard_size) snprintf(alg, sizeof alg, "sha256-sharded-%llu", (unsigned long long)shard_size);
+    else snprintf(alg, sizeof alg, "sha256");
     *out = NULL;
     wp_resource *r = wp_calloc(nres, sizeof *r, e);
     if (!r) return WP_ENOMEM;
@@ -660,8 +678,9 @@ int wp_intoto_statement_ignoring(const char *model_name, const wp_resource *res,
     cJSON_AddStringToObject(st, "predicateType", WP_MODEL_SIGNING_PREDICATE);
     cJSON *pred = cJSON_AddObjectToObject(st, "predicate");
     cJSON *ser = cJSON_AddObjectToObject(pred, "serialization");
-    cJSON_AddStringToObject(ser, "method", "files");
+    cJSON_AddStringToObject(ser, "method", shard_size ? "shards" : "files");
     cJSON_AddStringToObject(ser, "hash_type", "sha256");
+    if (shard_size) cJSON_AddNumberToObject(ser, "shard_size", (double)shard_size);
     cJSON_AddBoolToObject(ser, "allow_symlinks", 0);
     cJSON *ign = cJSON_AddArrayToObject(ser, "ignore_paths");
     for (size_t i = 0; ign && i < nignore; i++) cJSON_AddItemToArray(ign, cJSON_CreateString(ignore[i]));
@@ -670,7 +689,7 @@ int wp_intoto_statement_ignoring(const char *model_name, const wp_resource *res,
         cJSON *o = cJSON_CreateObject();
         cJSON_AddItemToArray(ra, o);
         wp_hex(r[i].sha256, WP_SHA256_LEN, hex);
-        cJSON_AddStringToObject(o, "algorithm", "sha256");
+        cJSON_AddStringToObject(o, "algorithm", alg);
         cJSON_AddStringToObject(o, "digest", hex);
         cJSON_AddStringToObject(o, "name", r[i].name);
     }
@@ -832,6 +851,15 @@ out:
 int wp_intoto_check(const char *payload, size_t plen, const char *what, const wp_resource *res, size_t nres,
                     wp_err *e)
 {
+    return wp_intoto_check_sharded(payload, plen, what, res, nres, 0, e);
+}
+
+int wp_intoto_check_sharded(const char *payload, size_t plen, const char *what, const wp_resource *res, size_t nres,
+                            uint64_t shard_size, wp_err *e)
+{
+    char want_alg[48];
+    if (shard_size) snprintf(want_alg, sizeof want_alg, "sha256-sharded-%llu", (unsigned long long)shard_size);
+    else snprintf(want_alg, sizeof want_alg, "sha256");
     cJSON *st = cJSON_ParseWithLength(payload, plen);
     int rc = 0;
     const char *t = jstr(st, "_type"), *pt = jstr(st, "predicateType");
@@ -853,6 +881,15 @@ int wp_intoto_check(const char *payload, size_t plen, const char *what, const wp
         rc = wp_fail(e, WP_EINVAL, "%s: statement needs one subject with a sha256 digest and predicate.resources", what);
         goto out;
     }
+    const cJSON *ser = cJSON_GetObjectItemCaseSensitive(pred, "serialization");
+    const cJSON *ssz = cJSON_GetObjectItemCaseSensitive(ser, "shard_size");
+    const char *meth = jstr(ser, "method");
+    if (!meth || strcmp(meth, shard_size ? "shards" : "files") ||
+        (shard_size && (!cJSON_IsNumber(ssz) || ssz->valuedouble != (double)shard_size))) {
+        rc = wp_fail(e, WP_EVERIFY, "%s: predicate.serialization is not the manifest's (method \"%s\", shard_size %llu)",
+                     what, shard_size ? "shards" : "files", (unsigned long long)shard_size);
+        goto out;
+    }
     wp_resource *want = wp_calloc(nres, sizeof *want, e);
     if (!want) {
         rc = WP_ENOMEM;
@@ -866,8 +903,9 @@ int wp_intoto_check(const char *payload, size_t plen, const char *what, const wp
     for (const cJSON *r = rc ? NULL : ra->child; r && !rc; r = r->next, i++) {
         const char *name = jstr(r, "name"), *alg = jstr(r, "algorithm"), *dg = jstr(r, "digest");
         uint8_t d[WP_SHA256_LEN];
-        if (!name || !alg || strcmp(alg, "sha256") || !is_hex64(dg) || wp_unhex(dg, d, WP_SHA256_LEN)) {
-            rc = wp_fail(e, WP_EINVAL, "%s: resources[%zu] needs name, algorithm \"sha256\" and a hex digest", what, i);
+        if (!name || !alg || strcmp(alg, want_alg) || !is_hex64(dg) || wp_unhex(dg, d, WP_SHA256_LEN)) {
+            rc = wp_fail(e, WP_EINVAL, "%s: resources[%zu] needs name, algorithm \"%s\" and a hex digest", what, i,
+                         want_alg);
             break;
         }
         wp_sha256_update(&h, d, WP_SHA256_LEN);

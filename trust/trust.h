@@ -62,7 +62,7 @@ int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progre
 typedef struct wp_verify_opts {
     const char *key_path;     /* public key PEM; NULL: none given */
     int allow_unsigned;       /* accept a build whose signature is absent or unchecked */
-    int deep;                 /* also the whole-file SHA-256 of every file */
+    int deep;                 /* also every file digest: shards (v2) or whole file (v1) */
     int threads;              /* <= 0: wp_default_threads() */
     int hugepages;            /* hash tensors from huge-page-backed copies */
     wp_progress_fn progress;  /* bytes; may be NULL */

@@ -419,18 +419,12 @@ static int phase_signature(vctx *c)
     if (!rc && strcmp(ptype, WP_INTOTO_PAYLOAD_TYPE))
         rc = wp_fail(&se, WP_EINVAL, "%s: payloadType is %s, not %s", dssep, ptype, WP_INTOTO_PAYLOAD_TYPE);
     if (!rc) {
-        wp_resource *res = wp_calloc(m->nfiles + 1, sizeof *res, &se);
-        if (!res) rc = WP_ENOMEM;
-        for (uint32_t i = 0; !rc && i < m->nfiles; i++) {
-            res[i].name = m->files[i].path;
-            memcpy(res[i].sha256, m->files[i].sha256, WP_SHA256_LEN);
-        }
-        if (!rc) {
-            res[m->nfiles].name = WP_MANIFEST_NAME;
-            rc = wp_sha256_buf(raw, rawlen, res[m->nfiles].sha256, &se);
-        }
-        if (!rc) rc = wp_intoto_check(payload, plen, dssep, res, m->nfiles + 1, &se);
-        free(res);
+        wp_resource *res = NULL;
+        size_t nres = 0;
+        uint64_t ssz = 0;
+        rc = wp_manifest_resources(m, raw, rawlen, &res, &nres, &ssz, &se);
+        if (!rc) rc = wp_intoto_check_sharded(payload, plen, dssep, res, nres, ssz, &se);
+        wp_resources_free(res, nres);
     }
     free(payload);
     free(ptype);
@@ -553,13 +547,19 @@ static int phase_digests(vctx *c)
     vfile *vf = c->vf;
     /* what each job is checked against, and what it is called */
     typedef struct jinfo {
-        int kind;   /* 0 tensor, 1 non-tensor, 2 whole file */
+        int kind;   /* 0 tensor, 1 non-tensor, 2 whole file (v1) or one shard (v2) */
         uint32_t file;
-        uint64_t tensor;
+        uint64_t tensor;   /* kind 2: the shard */
     } jinfo;
-    size_t njobs = 0, cap = (size_t)m->ntensors + 2 * (size_t)m->nfiles + 1;
+    /* --deep: version 1 hashes each whole file (sequential per file); version 2
+     * each shard of each file, independently, so a large file is spread over
+     * every worker */
+    size_t nwhole = 0;
+    for (uint32_t i = 0; o->deep && i < m->nfiles; i++) nwhole += m->version == 1 ? 1 : (size_t)m->files[i].nshards;
+    size_t njobs = 0, cap = (size_t)m->ntensors + (size_t)m->nfiles + nwhole + 1;
     wp_hash_job *jobs = wp_calloc(cap, sizeof *jobs, e);
-    wp_range *whole = wp_calloc(m->nfiles + 1, sizeof *whole, e);
+    wp_range *whole = wp_calloc(nwhole + 1, sizeof *whole, e);
+    size_t nw = 0;
     jinfo *ji = jobs && whole ? wp_calloc(cap, sizeof *ji, e) : NULL;
     wp_range *tr = ji ? wp_calloc((size_t)m->ntensors + 1, sizeof *tr, e) : NULL;
     int rc = 0;
@@ -593,10 +593,16 @@ static int phase_digests(vctx *c)
         }
         jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = f->gaps, .nranges = f->ngaps};
         ji[njobs++] = (jinfo){1, i, 0};
-        if (o->deep) {
-            whole[i] = (wp_range){0, m->files[i].size};
-            jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &whole[i], .nranges = 1};
+        if (o->deep && m->version == 1) {
+            whole[nw] = (wp_range){0, m->files[i].size};
+            jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &whole[nw++], .nranges = 1};
             ji[njobs++] = (jinfo){2, i, 0};
+        }
+        for (uint64_t sh = 0; o->deep && m->version != 1 && sh < m->files[i].nshards; sh++) {
+            uint64_t a = sh * m->shard_size, size = m->files[i].size;
+            whole[nw] = (wp_range){a, size - a < m->shard_size ? size - a : m->shard_size};
+            jobs[njobs] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &whole[nw++], .nranges = 1};
+            ji[njobs++] = (jinfo){2, i, sh};
         }
     }
     for (size_t k = 0; k < njobs; k++)
@@ -623,9 +629,15 @@ static int phase_digests(vctx *c)
                          f->path, (unsigned long long)wpk_data_offset(f->wpk));
             else
                 add_fail(r, e, "%s: bytes outside tensor data differ from the manifest (nontensor_sha256)", f->path);
-        } else if (memcmp(jobs[k].out, mf->sha256, WP_SHA256_LEN)) {
-            add_fail(r, e, "%s: sha256 of the whole file (bytes [0, %llu)) differs from the manifest", f->path,
-                     (unsigned long long)mf->size);
+        } else if (m->version == 1) {
+            if (memcmp(jobs[k].out, mf->sha256, WP_SHA256_LEN))
+                add_fail(r, e, "%s: sha256 of the whole file (bytes [0, %llu)) differs from the manifest", f->path,
+                         (unsigned long long)mf->size);
+        } else if (memcmp(jobs[k].out, mf->shards[q->tensor], WP_SHA256_LEN)) {
+            uint64_t a = q->tensor * m->shard_size;
+            add_fail(r, e, "%s: sha256 of shard %llu (bytes [%llu, %llu)) differs from the manifest", f->path,
+                     (unsigned long long)q->tensor, (unsigned long long)a,
+                     (unsigned long long)(a + jobs[k].ranges[0].len));
         }
     }
 out:
@@ -837,12 +849,13 @@ typedef struct cfile {
     int fd;
     wpk_file *wpk;
     uint64_t size;
-    wp_range whole;
+    wp_range *shr;          /* the file's shards (manifest version 2) */
+    uint64_t nsh;
     wp_range *gaps;
     size_t ngaps;
     wp_range *tr;           /* per tensor */
     size_t nt;
-    size_t job0;            /* its tensor jobs start here; then gaps, then whole */
+    size_t job0;            /* its tensor jobs start here; then gaps, then the shards */
 } cfile;
 
 int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progress, void *ud, wp_manifest *out,
@@ -862,7 +875,7 @@ int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progre
     wp_manifest m;
     memset(&m, 0, sizeof m);
     wp_hash_job *jobs = NULL;
-    size_t nf = 0, njobs = 0, ntensors = 0;
+    size_t nf = 0, njobs = 0, ntensors = 0, nshards = 0;
     if (!cf) rc = WP_ENOMEM;
     for (size_t i = 0; !rc && i < all.n; i++) {
         const char *p = all.v[i];
@@ -904,19 +917,29 @@ int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progre
             at = t->offset + t->size;
         }
         if (f->size > at) f->gaps[f->ngaps++] = (wp_range){at, f->size - at};
-        f->whole = (wp_range){0, f->size};
+        f->nsh = wp_manifest_nshards(f->size, WP_SHARD_SIZE_DEFAULT);
+        if (!(f->shr = wp_calloc((size_t)f->nsh, sizeof *f->shr, e))) {
+            rc = WP_ENOMEM;
+            break;
+        }
+        for (uint64_t k = 0; k < f->nsh; k++) {
+            uint64_t a = k * WP_SHARD_SIZE_DEFAULT;
+            f->shr[k] = (wp_range){a, f->size - a < WP_SHARD_SIZE_DEFAULT ? f->size - a : WP_SHARD_SIZE_DEFAULT};
+        }
+        nshards += f->nsh;
         ntensors += f->nt;
     }
     if (!rc && !nf) rc = wp_fail(e, WP_EUSAGE, "%s: no files to list in a manifest", build_dir);
     if (!rc && nf > UINT32_MAX) rc = wp_fail(e, WP_EUSAGE, "%s: too many files", build_dir);
-    if (!rc && !(jobs = wp_calloc(ntensors + 2 * nf, sizeof *jobs, e))) rc = WP_ENOMEM;
+    if (!rc && !(jobs = wp_calloc(ntensors + nf + nshards, sizeof *jobs, e))) rc = WP_ENOMEM;
     for (size_t i = 0; !rc && i < nf; i++) {
         cfile *f = &cf[i];
         f->job0 = njobs;
         for (size_t k = 0; k < f->nt; k++)
             jobs[njobs++] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &f->tr[k], .nranges = 1};
         jobs[njobs++] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = f->gaps, .nranges = f->ngaps};
-        jobs[njobs++] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &f->whole, .nranges = 1};
+        for (uint64_t k = 0; k < f->nsh; k++)
+            jobs[njobs++] = (wp_hash_job){.fd = f->fd, .path = f->path, .ranges = &f->shr[k], .nranges = 1};
     }
     if (!rc) rc = wp_hash_jobs(jobs, njobs, threads, progress, ud, "manifest", e);
     if (!rc) {
@@ -934,7 +957,12 @@ int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progre
         m.nfiles++;
         mf->size = f->size;
         memcpy(mf->nontensor_sha256, jobs[f->job0 + f->nt].out, WP_SHA256_LEN);
-        memcpy(mf->sha256, jobs[f->job0 + f->nt + 1].out, WP_SHA256_LEN);
+        mf->nshards = f->nsh;
+        if (!(mf->shards = wp_calloc((size_t)f->nsh, sizeof *mf->shards, e))) {
+            rc = WP_ENOMEM;
+            break;
+        }
+        for (uint64_t k = 0; k < f->nsh; k++) memcpy(mf->shards[k], jobs[f->job0 + f->nt + 1 + k].out, WP_SHA256_LEN);
         for (size_t k = 0; !rc && k < f->nt; k++) {
             const wpk_tensor *t = wpk_tensor_at(f->wpk, k);
             const uint8_t *got = jobs[f->job0 + k].out;
@@ -963,6 +991,7 @@ int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progre
         else if (cf[i].fd >= 0) close(cf[i].fd);
         free(cf[i].tr);
         free(cf[i].gaps);
+        free(cf[i].shr);
     }
     free(cf);
     free(jobs);
@@ -1085,6 +1114,8 @@ int wp_sign_build(const char *build_dir, const wp_sign_opts *o, char keyid[2 * W
     wp_manifest m;
     memset(&m, 0, sizeof m);
     wp_resource *res = NULL;
+    size_t nres = 0;
+    uint64_t ssz = 0;
     rc = join(mpath, sizeof mpath, build_dir, WP_MANIFEST_NAME, e);
     if (!rc) rc = join(sigp, sizeof sigp, build_dir, WP_MANIFEST_SIG_NAME, e);
     if (!rc) rc = join(dssep, sizeof dssep, build_dir, WP_MANIFEST_DSSE_NAME, e);
@@ -1093,22 +1124,13 @@ int wp_sign_build(const char *build_dir, const wp_sign_opts *o, char keyid[2 * W
     if (!rc) rc = wp_key_id(k, keyid, e);
     if (!rc) rc = wp_sig_make(k, raw, rawlen, &sig, &siglen, e);
     if (!rc && o->dsse) {
-        res = wp_calloc(m.nfiles + 1, sizeof *res, e);
-        if (!res) rc = WP_ENOMEM;
-        for (uint32_t i = 0; !rc && i < m.nfiles; i++) {
-            res[i].name = m.files[i].path;
-            memcpy(res[i].sha256, m.files[i].sha256, WP_SHA256_LEN);
-        }
-        if (!rc) {
-            res[m.nfiles].name = WP_MANIFEST_NAME;
-            rc = wp_sha256_buf(raw, rawlen, res[m.nfiles].sha256, e);
-        }
+        rc = wp_manifest_resources(&m, raw, rawlen, &res, &nres, &ssz, e);
         char name[4096];
         snprintf(name, sizeof name, "%s", o->model_name ? o->model_name : build_dir);
         size_t nl = strlen(name);
         while (nl > 1 && name[nl - 1] == '/') name[--nl] = 0;   /* "build/" names "build" */
         const char *base = o->model_name ? name : basename(name);
-        if (!rc) rc = wp_intoto_statement(base, res, m.nfiles + 1, &st, &stlen, e);
+        if (!rc) rc = wp_intoto_statement_sharded(base, res, nres, ssz, &st, &stlen, e);
         if (!rc) rc = wp_dsse_bundle_make(k, WP_INTOTO_PAYLOAD_TYPE, st, stlen, &bundle, &blen, e);
     }
     if (!rc) rc = swap_signature(build_dir, sigp, sig, siglen, dssep, o->dsse ? bundle : NULL, blen, e);
@@ -1116,7 +1138,7 @@ int wp_sign_build(const char *build_dir, const wp_sign_opts *o, char keyid[2 * W
     free(sig);
     free(st);
     free(bundle);
-    free(res);
+    wp_resources_free(res, nres);
     wp_manifest_free(&m);
     wp_key_free(k);
     return rc;
