@@ -30,7 +30,8 @@ typedef struct run {
     const wp_sink *sink;
     const wp_convert_opts *o;
     uint64_t worker_budget;
-    size_t next;               /* next weight to take (under mu) */
+    size_t next;               /* next position in order[] to take (under mu) */
+    size_t *order;             /* weights, costliest first (NULL: plan order) */
     int failed;                /* under mu */
     pthread_mutex_t mu;
     wp_err err;                /* first failure */
@@ -284,10 +285,8 @@ static int slice_global(worker *wk, const wp_plan_weight *w, const wp_plan_src *
             float *ref = scratch(wk, B_REF, (size_t)((b - r) * s->src_cols * 4));
             if (!ref) return WP_ENOMEM;
             if ((rc = read_src_rows(wk, w, s, r, b, ref, NULL, NULL, NULL, 1))) return rc;
-            for (uint64_t i = 0; i < (b - r) * s->src_cols; i++) {
-                float x = fabsf(ref[i]);
-                amax = x > amax ? x : amax;
-            }
+            float m = wp_amax(ref, (size_t)((b - r) * s->src_cols));   /* NaN ignored, as before */
+            amax = m > amax ? m : amax;
         }
     }
     *g = wp_nvfp4_global_scale(&amax, 1);   /* the codec's own formula */
@@ -530,6 +529,46 @@ static int do_weight(worker *wk, size_t wi)
     return convert_weight(wk, w, wi);
 }
 
+/* ---- the queue -------------------------------------------------------------------
+ * A weight is one worker's, front to back (its tensors' bytes reach the sink
+ * in order), so the queue's only freedom is which weight goes next.  In plan
+ * order a big weight taken last leaves the other workers idle while one
+ * finishes it (embed and head are 1 GB of BF16 each, in the first and last
+ * shard); handing out the costliest first (longest processing time first)
+ * bounds that tail by the smallest weights.  Cost is an estimate of the
+ * bytes each weight makes a core touch: read + written, plus the f32 band a
+ * re-encode goes through (twice for NVFP4, whose global scale is a pass of
+ * its own). */
+static uint64_t weight_cost(const wp_plan_weight *w)
+{
+    uint64_t c = w->in_bytes + w->out_bytes;
+    if (!(w->passthrough || w->src == WP_SRC_RAW)) {
+        uint64_t f32 = w->rows * w->cols * (uint64_t)(w->n_slices > 0 ? w->n_slices : 1) * 8;
+        c += w->enc == WP_ENC_NVFP4 ? 3 * f32 : f32;
+    }
+    return c;
+}
+
+static int by_cost(const void *a, const void *b, void *plan)
+{
+    const wp_plan *p = plan;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    uint64_t ci = weight_cost(&p->weights[i]), cj = weight_cost(&p->weights[j]);
+    if (ci != cj) return ci > cj ? -1 : 1;
+    return i < j ? -1 : i > j;   /* ties keep plan (shard) order */
+}
+
+/* NULL (plan order) when there is nothing to balance or no memory for it. */
+static size_t *cost_order(const wp_plan *p, int threads)
+{
+    if (threads < 2 || p->n_weights < 2) return NULL;
+    size_t *o = malloc(p->n_weights * sizeof *o);
+    if (!o) return NULL;
+    for (size_t i = 0; i < p->n_weights; i++) o[i] = i;
+    qsort_r(o, p->n_weights, sizeof *o, by_cost, (void *)p);
+    return o;
+}
+
 static void *worker_main(void *arg)
 {
     worker *wk = arg;
@@ -537,6 +576,7 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->mu);
         size_t i = r->failed ? r->p->n_weights : r->next++;
+        if (i < r->p->n_weights && r->order) i = r->order[i];
         pthread_mutex_unlock(&r->mu);
         if (i >= r->p->n_weights) break;
         int rc = do_weight(wk, i);
@@ -601,6 +641,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
         return rc;
     }
     pthread_mutex_init(&r.mu, NULL);
+    r.order = cost_order(p, threads);
     worker *wk = calloc((size_t)threads, sizeof *wk);
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
     int started = 0;
@@ -636,6 +677,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
         if (rc) sink->abort(sink->ud);
     }
     free(r.rec_of);
+    free(r.order);
     pthread_mutex_destroy(&r.mu);
     st->out_bytes = r.done;
     st->threads = threads;

@@ -306,7 +306,12 @@ const wp_qkernels wp_qk_scalar = {
     .mxfp4_quant = mxfp4_quant_scalar,
     .nvfp4_quant = nvfp4_quant_scalar,
     .amax = amax_scalar,
+    .fp8_dequant_seg = wp_fp8_dequant_seg_scalar,
+    .mxfp4_dequant_row = wp_mxfp4_dequant_row_scalar,
+    .nvfp4_dequant_row = wp_nvfp4_dequant_row_scalar,
 };
+
+float wp_amax(const float *x, size_t n) { return wp_qkernels_active()->amax(x, n); }
 
 static const wp_qkernels *qk_all[4];
 static const wp_qkernels *qk_active;

@@ -231,11 +231,60 @@ QK2 static void nvfp4_quant_avx2(const float *w, size_t rows, size_t cols, float
     }
 }
 
+/* ---- Row dequantisers (weight.c) ------------------------------------------------------ */
+
+/* 8 E2M1 values from 4 bytes: the magnitude from the first half of the
+ * codec's table, the sign bit (bit 3) moved to bit 31. */
+QK2 static inline __m256 e2m1_dec8(const uint8_t *c, __m256 tab)
+{
+    uint32_t b;
+    memcpy(&b, c, 4);
+    __m256i w = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128((int)b));
+    __m256i v = _mm256_and_si256(_mm256_or_si256(w, _mm256_slli_epi64(w, 28)), _mm256_set1_epi32(15));
+    __m256 m = _mm256_permutevar8x32_ps(tab, v);   /* uses the low 3 bits */
+    __m256i sgn = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(8)), 28);
+    return _mm256_castsi256_ps(_mm256_or_si256(_mm256_castps_si256(m), sgn));
+}
+
+QK2 static void fp8_dequant_seg_avx2(const uint8_t *q, size_t n, float s, float *out)
+{
+    __m256 k = _mm256_set1_ps(s);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + i)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_i32gather_ps(wp_e4m3_lut, idx, 4), k));
+    }
+    for (; i < n; i++) out[i] = wp_e4m3_lut[q[i]] * s;
+}
+
+QK2 static void mxfp4_dequant_row_avx2(const uint8_t *q, const uint8_t *sc, size_t cols, float *out)
+{
+    const __m256 tab = _mm256_loadu_ps(wp_e2m1_lut);
+    for (size_t g = 0; g < cols / 32; g++) {
+        __m256 s = _mm256_set1_ps(wp_e8m0_dec(sc[g]));
+        for (int i = 0; i < 4; i++)
+            _mm256_storeu_ps(out + g * 32 + 8 * i, _mm256_mul_ps(e2m1_dec8(q + g * 16 + 4 * i, tab), s));
+    }
+}
+
+QK2 static void nvfp4_dequant_row_avx2(const uint8_t *q, const uint8_t *sc, size_t cols, float global, float *out)
+{
+    const __m256 tab = _mm256_loadu_ps(wp_e2m1_lut), gl = _mm256_set1_ps(global);
+    for (size_t g = 0; g < cols / 16; g++) {
+        __m256 s = _mm256_set1_ps(wp_e4m3_lut[sc[g]]);
+        for (int i = 0; i < 2; i++)
+            _mm256_storeu_ps(out + g * 16 + 8 * i, _mm256_mul_ps(_mm256_mul_ps(e2m1_dec8(q + g * 8 + 4 * i, tab), s), gl));
+    }
+}
+
 const wp_qkernels wp_qk_avx2 = {
     .name = "avx2",
     .fp8_block_quant = fp8_block_quant_avx2,
     .mxfp4_quant = mxfp4_quant_avx2,
     .nvfp4_quant = nvfp4_quant_avx2,
     .amax = amax_avx2,
+    .fp8_dequant_seg = fp8_dequant_seg_avx2,
+    .mxfp4_dequant_row = mxfp4_dequant_row_avx2,
+    .nvfp4_dequant_row = nvfp4_dequant_row_avx2,
 };
 #endif

@@ -202,11 +202,55 @@ QK512 static void nvfp4_quant_512(const float *w, size_t rows, size_t cols, floa
     }
 }
 
+/* ---- Row dequantisers (weight.c) ------------------------------------------------------ */
+
+/* 16 E2M1 values from 8 bytes through the codec's own table: byte j into
+ * 64-bit lane j, its high nibble moved to bit 32. */
+QK512 static inline __m512 e2m1_dec16(const uint8_t *c, __m512 tab)
+{
+    __m512i w = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)c));
+    __m512i v = _mm512_and_si512(_mm512_or_si512(w, _mm512_slli_epi64(w, 28)), _mm512_set1_epi32(15));
+    return _mm512_permutexvar_ps(v, tab);
+}
+
+QK512 static void fp8_dequant_seg_512(const uint8_t *q, size_t n, float s, float *out)
+{
+    __m512 k = _mm512_set1_ps(s);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + i)));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_i32gather_ps(idx, wp_e4m3_lut, 4), k));
+    }
+    for (; i < n; i++) out[i] = wp_e4m3_lut[q[i]] * s;
+}
+
+QK512 static void mxfp4_dequant_row_512(const uint8_t *q, const uint8_t *sc, size_t cols, float *out)
+{
+    const __m512 tab = _mm512_loadu_ps(wp_e2m1_lut);
+    for (size_t g = 0; g < cols / 32; g++) {
+        __m512 s = _mm512_set1_ps(wp_e8m0_dec(sc[g]));
+        _mm512_storeu_ps(out + g * 32, _mm512_mul_ps(e2m1_dec16(q + g * 16, tab), s));
+        _mm512_storeu_ps(out + g * 32 + 16, _mm512_mul_ps(e2m1_dec16(q + g * 16 + 8, tab), s));
+    }
+}
+
+QK512 static void nvfp4_dequant_row_512(const uint8_t *q, const uint8_t *sc, size_t cols, float global, float *out)
+{
+    const __m512 tab = _mm512_loadu_ps(wp_e2m1_lut), gl = _mm512_set1_ps(global);
+    for (size_t g = 0; g < cols / 16; g++) {
+        __m512 s = _mm512_set1_ps(wp_e4m3_lut[sc[g]]);
+        _mm512_storeu_ps(out + g * 16, _mm512_mul_ps(_mm512_mul_ps(e2m1_dec16(q + g * 8, tab), s), gl));
+    }
+}
+
 const wp_qkernels wp_qk_avx512 = {
     .name = "avx512",
     .fp8_block_quant = fp8_block_quant_512,
     .mxfp4_quant = mxfp4_quant_512,
     .nvfp4_quant = nvfp4_quant_512,
     .amax = amax_512,
+    .fp8_dequant_seg = fp8_dequant_seg_512,
+    .mxfp4_dequant_row = mxfp4_dequant_row_512,
+    .nvfp4_dequant_row = nvfp4_dequant_row_512,
 };
 #endif

@@ -153,7 +153,17 @@ typedef struct wp_qkernels {
     void (*mxfp4_quant)(const float *w, size_t rows, size_t cols, uint8_t *q, uint8_t *scales);
     void (*nvfp4_quant)(const float *w, size_t rows, size_t cols, float global, uint8_t *q, uint8_t *scales);
     float (*amax)(const float *x, size_t n);   /* largest |x|, NaN ignored, 0 for none */
+    /* weight.c's row dequantisers: out[i] = e4m3(q[i]) · s over n codes;
+     * one MXFP4 row (cols % 32 == 0); one NVFP4 row (cols % 16 == 0). */
+    void (*fp8_dequant_seg)(const uint8_t *q, size_t n, float s, float *out);
+    void (*mxfp4_dequant_row)(const uint8_t *q, const uint8_t *sc, size_t cols, float *out);
+    void (*nvfp4_dequant_row)(const uint8_t *q, const uint8_t *sc, size_t cols, float global, float *out);
 } wp_qkernels;
+
+/* weight.c's scalar row dequantisers (the oracle of the fields above) */
+void wp_fp8_dequant_seg_scalar(const uint8_t *q, size_t n, float s, float *out);
+void wp_mxfp4_dequant_row_scalar(const uint8_t *q, const uint8_t *sc, size_t cols, float *out);
+void wp_nvfp4_dequant_row_scalar(const uint8_t *q, const uint8_t *sc, size_t cols, float global, float *out);
 
 extern const wp_qkernels wp_qk_scalar;
 #if defined(__x86_64__)

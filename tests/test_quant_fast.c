@@ -285,3 +285,33 @@ TEST(quant_fast_public_entry_points)
     CHECK(!memcmp(q0, q1, rows * cols) && !memcmp(s0, s1, 2 * 16));
     free(w);
 }
+
+/* The row dequantisers weight.c runs (wp_qweight_dequant_rows): every code
+ * byte and scale byte, NaN scales included, against the scalar ones, bit for
+ * bit (NaN payloads too). */
+TEST(quant_fast_dequant_rows_match_scalar)
+{
+    enum { COLS = 4096 };
+    uint8_t q[COLS], sc[COLS / 16];
+    float o0[COLS], o1[COLS];
+    const float globals[] = {1.0f, 0x1.8p-12f, -3.0f, INFINITY, NAN, 0x1p-149f};
+    for (int rep = 0; rep < 64; rep++) {
+        for (int i = 0; i < COLS; i++) q[i] = (uint8_t)(rep < 1 ? i : (int)rnd());
+        for (int i = 0; i < COLS / 16; i++) sc[i] = (uint8_t)(rep < 1 ? i : (int)rnd());
+        for (const wp_qkernels *const *k = wp_qkernels_all(); *k; k++) {
+            for (size_t n = 0; n <= 40; n += 13) {   /* ragged FP8 segments */
+                float s = rep % 3 ? ldexpf(1.0f, rep - 30) : 0.37f;
+                wp_qk_scalar.fp8_dequant_seg(q + rep, COLS - n - 64, s, o0);
+                (*k)->fp8_dequant_seg(q + rep, COLS - n - 64, s, o1);
+                CHECKF(!memcmp(o0, o1, (COLS - n - 64) * 4), "%s fp8 dequant differs", (*k)->name);
+            }
+            wp_qk_scalar.mxfp4_dequant_row(q, sc, COLS, o0);
+            (*k)->mxfp4_dequant_row(q, sc, COLS, o1);
+            CHECKF(!memcmp(o0, o1, sizeof o0), "%s mxfp4 dequant differs", (*k)->name);
+            float g = globals[rep % (int)(sizeof globals / sizeof *globals)];
+            wp_qk_scalar.nvfp4_dequant_row(q, sc, COLS, g, o0);
+            (*k)->nvfp4_dequant_row(q, sc, COLS, g, o1);
+            CHECKF(!memcmp(o0, o1, sizeof o0), "%s nvfp4 dequant differs (global %a)", (*k)->name, (double)g);
+        }
+    }
+}
