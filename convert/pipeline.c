@@ -20,8 +20,16 @@
 
 #include "convert/convert_priv.h"
 
-#define COPY_CHUNK (2u << 20)   /* bytes per copy item: big enough to stream, small vs 1 GB */
-#define BAND_CAP (8u << 20)     /* working set per band: more buys no throughput */
+/* Work items are sized for the core's L2 (issue 14): a copy chunk is read
+ * into the worker's buffer, screened and hashed, and a band is read,
+ * dequantised to f32 and encoded, so an item that fits in L2 is fetched from
+ * memory once instead of once per step; with two workers sharing the memory
+ * bus that is most of the difference (bench/convert_cpu.sh, CPU seconds).
+ * FP8 sources keep the larger cap: their bands are rounded to the source's
+ * 128-row blocks, so a smaller band would re-read each block. */
+#define COPY_CHUNK (256u << 10)   /* bytes per copy item */
+#define BAND_CAP_L2 (1u << 20)    /* working set per band */
+#define BAND_CAP (8u << 20)       /* per band of an FP8 source (its block rows on top) */
 
 enum { B_SRC, B_SSC, B_REF, B_CUT, B_OUT, B_OSC, B_DEQ, B_TMP, B_COUNT };
 
@@ -425,7 +433,8 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
     uint64_t row_cost = src_pitch + src_pitch / 8 + 4 * src_cols + (cols != src_cols ? 4 * cols : 0) + opitch +
                         spitch + (rec ? 4 * cols : 0) + (w->method == WP_M_CAST37 ? cols : 0);
     uint64_t extra = w->src_enc == WP_ENC_FP8 ? (uint64_t)w->src_br * (src_pitch + 4 * src_cols) : 0;
-    uint64_t cap = r->worker_budget < BAND_CAP ? r->worker_budget : BAND_CAP;
+    uint64_t bcap = extra ? BAND_CAP : BAND_CAP_L2;
+    uint64_t cap = r->worker_budget < bcap ? r->worker_budget : bcap;
     uint64_t band = cap > extra ? (cap - extra) / row_cost / al * al : 0;
     if (band == 0) {
         if (al * row_cost + extra > r->worker_budget)
