@@ -548,11 +548,11 @@ static int do_weight(worker *wk, size_t wi)
  * bytes each weight makes a core touch: read + written, plus the f32 band a
  * re-encode goes through (twice for NVFP4, whose global scale is a pass of
  * its own). */
-static uint64_t weight_cost(const wp_plan_weight *w)
+static double weight_cost(const wp_plan_weight *w)   /* double: an estimate cannot overflow */
 {
-    uint64_t c = w->in_bytes + w->out_bytes;
+    double c = (double)w->in_bytes + (double)w->out_bytes;
     if (!(w->passthrough || w->src == WP_SRC_RAW)) {
-        uint64_t f32 = w->rows * w->cols * (uint64_t)(w->n_slices > 0 ? w->n_slices : 1) * 8;
+        double f32 = (double)w->rows * (double)w->cols * (w->n_slices > 0 ? w->n_slices : 1) * 8.0;
         c += w->enc == WP_ENC_NVFP4 ? 3 * f32 : f32;
     }
     return c;
@@ -562,7 +562,7 @@ static int by_cost(const void *a, const void *b, void *plan)
 {
     const wp_plan *p = plan;
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    uint64_t ci = weight_cost(&p->weights[i]), cj = weight_cost(&p->weights[j]);
+    double ci = weight_cost(&p->weights[i]), cj = weight_cost(&p->weights[j]);
     if (ci != cj) return ci > cj ? -1 : 1;
     return i < j ? -1 : i > j;   /* ties keep plan (shard) order */
 }
