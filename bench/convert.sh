@@ -19,8 +19,9 @@
 #
 # Then the CPU side alone (bench/convert_cpu.c: same plan and pipeline, every
 # output tensor SHA-256'd but not written) on a smaller checkpoint that fits
-# the page cache (flash, 1 layer, 64 experts, read once to warm it): the
-# re-encode throughput of the cores, 1 thread and $THREADS.
+# the page cache (flash, 1 layer, 64 experts, read again before every run:
+# the pipeline drops what it reads): the re-encode throughput of the cores,
+# 1 thread and $THREADS.  bench/convert_cpu.sh has the fuller table.
 #
 # read_back_MB is what convert hashed by reading its own output back (the
 # file digests are computed while writing, docs/signing.md §2.2.1: only
@@ -163,8 +164,13 @@ printf '# CPU side on %s (%.2f GB, cached): output GB/s, writes dropped\n' "$SMA
     "$(echo "$(du -sb "$SMALL" | cut -f1) / 1000000000" | bc -l)"
 printf '%-16s %8s %12s %12s %13s\n' profile out_GB "1 thread" "$THREADS threads" peak_RSS_MiB
 for p in $PROFILES blackwell-nvfp4; do
+    # re-read before every run: the pipeline drops the input pages it has
+    # read (fadvise DONTNEED), so a run after another would read from disk
+    # (issue 14: that made "$THREADS threads" look slower than "1 thread")
+    cat "$SMALL"/*.safetensors > /dev/null
     set -- $("$WORK/convert_cpu" "$SMALL" "$p" 1)
     one=$3
+    cat "$SMALL"/*.safetensors > /dev/null
     set -- $("$WORK/convert_cpu" "$SMALL" "$p" "$THREADS")
     printf '%-16s %8.2f %12.3f %12.3f %13.0f\n' "$p" "$1" "$one" "$3" "$4"
 done

@@ -20,8 +20,16 @@
 
 #include "convert/convert_priv.h"
 
-#define COPY_CHUNK (2u << 20)   /* bytes per copy item: big enough to stream, small vs 1 GB */
-#define BAND_CAP (8u << 20)     /* working set per band: more buys no throughput */
+/* Work items are sized for the core's L2 (issue 14): a copy chunk is read
+ * into the worker's buffer, screened and hashed, and a band is read,
+ * dequantised to f32 and encoded, so an item that fits in L2 is fetched from
+ * memory once instead of once per step; with two workers sharing the memory
+ * bus that is most of the difference (bench/convert_cpu.sh, CPU seconds).
+ * FP8 sources keep the larger cap: their bands are rounded to the source's
+ * 128-row blocks, so a smaller band would re-read each block. */
+#define COPY_CHUNK (256u << 10)   /* bytes per copy item */
+#define BAND_CAP_L2 (1u << 20)    /* working set per band */
+#define BAND_CAP (8u << 20)       /* per band of an FP8 source (its block rows on top) */
 
 enum { B_SRC, B_SSC, B_REF, B_CUT, B_OUT, B_OSC, B_DEQ, B_TMP, B_COUNT };
 
@@ -30,7 +38,8 @@ typedef struct run {
     const wp_sink *sink;
     const wp_convert_opts *o;
     uint64_t worker_budget;
-    size_t next;               /* next weight to take (under mu) */
+    size_t next;               /* next position in order[] to take (under mu) */
+    size_t *order;             /* weights, costliest first (NULL: plan order) */
     int failed;                /* under mu */
     pthread_mutex_t mu;
     wp_err err;                /* first failure */
@@ -286,10 +295,8 @@ static int slice_global(worker *wk, const wp_plan_weight *w, const wp_plan_src *
             float *ref = scratch(wk, B_REF, (size_t)((b - r) * s->src_cols * 4));
             if (!ref) return WP_ENOMEM;
             if ((rc = read_src_rows(wk, w, s, r, b, ref, NULL, NULL, NULL, 1))) return rc;
-            for (uint64_t i = 0; i < (b - r) * s->src_cols; i++) {
-                float x = fabsf(ref[i]);
-                amax = x > amax ? x : amax;
-            }
+            float m = wp_amax(ref, (size_t)((b - r) * s->src_cols));   /* NaN ignored, as before */
+            amax = m > amax ? m : amax;
         }
     }
     *g = wp_nvfp4_global_scale(&amax, 1);   /* the codec's own formula */
@@ -430,7 +437,8 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
     uint64_t row_cost = src_pitch + src_pitch / 8 + 4 * src_cols + (cols != src_cols ? 4 * cols : 0) + opitch +
                         spitch + (rec ? 4 * cols : 0) + (w->method == WP_M_CAST37 ? cols : 0);
     uint64_t extra = w->src_enc == WP_ENC_FP8 ? (uint64_t)w->src_br * (src_pitch + 4 * src_cols) : 0;
-    uint64_t cap = r->worker_budget < BAND_CAP ? r->worker_budget : BAND_CAP;
+    uint64_t bcap = extra ? BAND_CAP : BAND_CAP_L2;
+    uint64_t cap = r->worker_budget < bcap ? r->worker_budget : bcap;
     uint64_t band = cap > extra ? (cap - extra) / row_cost / al * al : 0;
     if (band == 0) {
         if (al * row_cost + extra > r->worker_budget)
@@ -535,6 +543,46 @@ static int do_weight(worker *wk, size_t wi)
     return convert_weight(wk, w, wi);
 }
 
+/* ---- the queue -------------------------------------------------------------------
+ * A weight is one worker's, front to back (its tensors' bytes reach the sink
+ * in order), so the queue's only freedom is which weight goes next.  In plan
+ * order a big weight taken last leaves the other workers idle while one
+ * finishes it (embed and head are 1 GB of BF16 each, in the first and last
+ * shard); handing out the costliest first (longest processing time first)
+ * bounds that tail by the smallest weights.  Cost is an estimate of the
+ * bytes each weight makes a core touch: read + written, plus the f32 band a
+ * re-encode goes through (twice for NVFP4, whose global scale is a pass of
+ * its own). */
+static double weight_cost(const wp_plan_weight *w)   /* double: an estimate cannot overflow */
+{
+    double c = (double)w->in_bytes + (double)w->out_bytes;
+    if (!(w->passthrough || w->src == WP_SRC_RAW)) {
+        double f32 = (double)w->rows * (double)w->cols * (w->n_slices > 0 ? w->n_slices : 1) * 8.0;
+        c += w->enc == WP_ENC_NVFP4 ? 3 * f32 : f32;
+    }
+    return c;
+}
+
+static int by_cost(const void *a, const void *b, void *plan)
+{
+    const wp_plan *p = plan;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    double ci = weight_cost(&p->weights[i]), cj = weight_cost(&p->weights[j]);
+    if (ci != cj) return ci > cj ? -1 : 1;
+    return i < j ? -1 : i > j;   /* ties keep plan (shard) order */
+}
+
+/* NULL (plan order) when there is nothing to balance or no memory for it. */
+static size_t *cost_order(const wp_plan *p, int threads)
+{
+    if (threads < 2 || p->n_weights < 2) return NULL;
+    size_t *o = malloc(p->n_weights * sizeof *o);
+    if (!o) return NULL;
+    for (size_t i = 0; i < p->n_weights; i++) o[i] = i;
+    qsort_r(o, p->n_weights, sizeof *o, by_cost, (void *)p);
+    return o;
+}
+
 static void *worker_main(void *arg)
 {
     worker *wk = arg;
@@ -542,8 +590,16 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->mu);
         size_t i = r->failed ? r->p->n_weights : r->next++;
-        /* a per-rank convert skips the other ranks' weights: never read */
-        while (r->o->rank1 && i < r->p->n_weights && r->p->weights[i].rank != r->o->rank1 - 1) i = r->next++;
+        /* costliest first (r->order); a per-rank convert skips the other
+         * ranks' weights: never read */
+        while (i < r->p->n_weights) {
+            size_t w = r->order ? r->order[i] : i;
+            if (!r->o->rank1 || r->p->weights[w].rank == r->o->rank1 - 1) {
+                i = w;
+                break;
+            }
+            i = r->next++;
+        }
         pthread_mutex_unlock(&r->mu);
         if (i >= r->p->n_weights) break;
         int rc = do_weight(wk, i);
@@ -620,6 +676,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
         return rc;
     }
     pthread_mutex_init(&r.mu, NULL);
+    r.order = cost_order(p, threads);
     worker *wk = calloc((size_t)threads, sizeof *wk);
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
     int started = 0;
@@ -661,6 +718,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     }
     free(r.rec_of);
     if (!o->inexact) free(r.inexact);
+    free(r.order);
     pthread_mutex_destroy(&r.mu);
     st->out_bytes = r.done;
     st->threads = threads;

@@ -6,9 +6,15 @@
  * Every scale here is applied as a multiply by an exact power of two (or, for
  * F32 and NVFP4 scales, a true division), never through a function pointer
  * per element: these loops run over tens of GB in a conversion.
+ *
+ * The FP8, MXFP4 and NVFP4 weight quantisers here are the scalar oracle
+ * (wp_qk_scalar); the public entry points run the best kernel set this CPU
+ * has (block_avx2.c, block_avx512.c), which returns the same bytes.
  */
 #include <assert.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "quant/quant.h"
@@ -90,18 +96,13 @@ void wp_act_quant(const float *x, size_t n, size_t block, uint8_t *q, uint8_t *s
 
 /* The weight rule of spec §3.6 (mirroring act_quant): s = pow2ceil(amax ·
  * fl32(1/448)) kept inside E8M0's range.  An all-zero block has no natural
- * scale; it gets 1 (code 127), the same as the F32 rule. */
-static inline uint8_t fp8_weight_scale_e8m0(float amax)
-{
-    if (amax == 0.0f)
-        return 127;
-    return wp_e8m0_clamp_code(wp_pow2ceil_inl(amax * wp_f32_from_bits(WP_INV448_BITS)));
-}
+ * scale; it gets 1 (code 127), the same as the F32 rule
+ * (wp_fp8_weight_scale_e8m0, quant_priv.h). */
 
 #define TILE_CHUNK 256   /* column blocks handled per pass (amax on the stack) */
 
-void wp_fp8_block_quant(const float *w, size_t rows, size_t cols, size_t br, size_t bc,
-                        wp_scale_fmt fmt, uint8_t *q, void *scales)
+static void fp8_block_quant_scalar(const float *w, size_t rows, size_t cols, size_t br, size_t bc,
+                                   wp_scale_fmt fmt, uint8_t *q, void *scales)
 {
     assert(br > 0 && bc > 0);
     size_t nbc = (cols + bc - 1) / bc;
@@ -126,7 +127,7 @@ void wp_fp8_block_quant(const float *w, size_t rows, size_t cols, size_t br, siz
             for (size_t j = j0; j < j1; j++) {
                 float m = amax[j - j0];
                 if (fmt == WP_SCALE_E8M0) {
-                    uint8_t c = fp8_weight_scale_e8m0(m);
+                    uint8_t c = wp_fp8_weight_scale_e8m0(m);
                     ((uint8_t *)scales)[bi * nbc + j] = c;
                     mul[j - j0] = 1.0f / wp_e8m0_dec(c);   /* exact: power of two */
                 } else {
@@ -167,21 +168,16 @@ void wp_fp8_block_dequant(const uint8_t *q, const void *scales, size_t rows, siz
 
 /* ---- MXFP4 (1×32, E8M0) ------------------------------------------------------------ */
 
-/* spec §3.6 weight rule: s = pow2ceil(amax_32 · fl32(1/6)); all-zero group -> 1. */
-static inline uint8_t fp4_weight_scale_e8m0(float amax)
-{
-    if (amax == 0.0f)
-        return 127;
-    return wp_e8m0_clamp_code(wp_pow2ceil_inl(amax * wp_f32_from_bits(WP_INV6_BITS)));
-}
+/* spec §3.6 weight rule: s = pow2ceil(amax_32 · fl32(1/6)); all-zero group -> 1
+ * (wp_fp4_weight_scale_e8m0, quant_priv.h). */
 
-void wp_mxfp4_quant(const float *w, size_t rows, size_t cols, uint8_t *q, uint8_t *scales)
+static void mxfp4_quant_scalar(const float *w, size_t rows, size_t cols, uint8_t *q, uint8_t *scales)
 {
     assert(cols % 32 == 0);
     size_t ng = rows * (cols / 32);
     for (size_t g = 0; g < ng; g++) {
         const float *v = w + g * 32;
-        uint8_t c = fp4_weight_scale_e8m0(amax_of(v, 32));
+        uint8_t c = wp_fp4_weight_scale_e8m0(amax_of(v, 32));
         scales[g] = c;
         float k = 1.0f / wp_e8m0_dec(c);
         uint8_t *p = q + g * 16;
@@ -201,12 +197,12 @@ void wp_mxfp4_dequant(const uint8_t *q, const uint8_t *scales, size_t rows, size
 
 float wp_nvfp4_global_scale(const float *w, size_t n)
 {
-    float m = amax_of(w, n);
+    float m = wp_qkernels_active()->amax(w, n);
     return m == 0.0f ? 1.0f : m / (448.0f * 6.0f);
 }
 
-void wp_nvfp4_quant(const float *w, size_t rows, size_t cols, float global, uint8_t *q,
-                    uint8_t *scales)
+static void nvfp4_quant_scalar(const float *w, size_t rows, size_t cols, float global, uint8_t *q,
+                               uint8_t *scales)
 {
     assert(cols % 16 == 0);
     size_t ng = rows * (cols / 16);
@@ -298,4 +294,76 @@ size_t wp_mxfp4_to_fp8(const uint8_t *q4, const uint8_t *s4, size_t rows, size_t
         }
     }
     return lossy;
+}
+
+/* ---- Kernel sets and dispatch ------------------------------------------------------ */
+
+static float amax_scalar(const float *x, size_t n) { return amax_of(x, n); }
+
+const wp_qkernels wp_qk_scalar = {
+    .name = "scalar",
+    .fp8_block_quant = fp8_block_quant_scalar,
+    .mxfp4_quant = mxfp4_quant_scalar,
+    .nvfp4_quant = nvfp4_quant_scalar,
+    .amax = amax_scalar,
+    .fp8_dequant_seg = wp_fp8_dequant_seg_scalar,
+    .mxfp4_dequant_row = wp_mxfp4_dequant_row_scalar,
+    .nvfp4_dequant_row = wp_nvfp4_dequant_row_scalar,
+};
+
+float wp_amax(const float *x, size_t n) { return wp_qkernels_active()->amax(x, n); }
+
+static const wp_qkernels *qk_all[4];
+static const wp_qkernels *qk_active;
+static pthread_once_t qk_once = PTHREAD_ONCE_INIT;
+
+static void qk_init(void)
+{
+    int n = 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        qk_all[n++] = &wp_qk_avx512;
+    if (avx2) qk_all[n++] = &wp_qk_avx2;
+#endif
+    qk_all[n++] = &wp_qk_scalar;
+    qk_all[n] = NULL;
+    qk_active = qk_all[0];
+    const char *want = getenv("WPACK_QUANT_ISA");
+    for (int i = 0; want && qk_all[i]; i++)
+        if (!strcmp(qk_all[i]->name, want)) qk_active = qk_all[i];
+}
+
+const wp_qkernels *const *wp_qkernels_all(void)
+{
+    pthread_once(&qk_once, qk_init);
+    return qk_all;
+}
+
+const wp_qkernels *wp_qkernels_active(void)
+{
+    pthread_once(&qk_once, qk_init);
+    return qk_active;
+}
+
+void wp_fp8_block_quant(const float *w, size_t rows, size_t cols, size_t br, size_t bc,
+                        wp_scale_fmt fmt, uint8_t *q, void *scales)
+{
+    assert(br > 0 && bc > 0);
+    wp_qkernels_active()->fp8_block_quant(w, rows, cols, br, bc, fmt, q, scales);
+}
+
+void wp_mxfp4_quant(const float *w, size_t rows, size_t cols, uint8_t *q, uint8_t *scales)
+{
+    assert(cols % 32 == 0);
+    wp_qkernels_active()->mxfp4_quant(w, rows, cols, q, scales);
+}
+
+void wp_nvfp4_quant(const float *w, size_t rows, size_t cols, float global, uint8_t *q,
+                    uint8_t *scales)
+{
+    assert(cols % 16 == 0);
+    wp_qkernels_active()->nvfp4_quant(w, rows, cols, global, q, scales);
 }

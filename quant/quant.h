@@ -87,6 +87,9 @@ void wp_mxfp4_dequant(const uint8_t *q, const uint8_t *scales, size_t rows, size
  * RNE_e4m3(amax_16 / 6 / global); elements are divided by the decoded scale
  * times global (a zero scale gives zero codes).  cols % 16 == 0. */
 float wp_nvfp4_global_scale(const float *w, size_t n);
+/* max |x[i]| over n values, NaN ignored (0 for none): the amax every rule
+ * above starts from, at vector speed. */
+float wp_amax(const float *x, size_t n);
 void wp_nvfp4_quant(const float *w, size_t rows, size_t cols, float global, uint8_t *q,
                     uint8_t *scales);
 void wp_nvfp4_dequant(const uint8_t *q, const uint8_t *scales, float global, size_t rows,

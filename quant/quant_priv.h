@@ -7,8 +7,11 @@
 #ifndef WP_QUANT_PRIV_H
 #define WP_QUANT_PRIV_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "quant/quant.h"
 
 extern const float wp_e4m3_lut[256];
 extern const float wp_e2m1_lut[16];
@@ -118,5 +121,60 @@ static inline uint8_t wp_e8m0_clamp_code(float s)
         return 0;
     return (uint8_t)(u >> 23);
 }
+
+/* The weight scale rules of spec §3.6 shared by every kernel set: FP8
+ * s = pow2ceil(amax · fl32(1/448)), FP4 s = pow2ceil(amax · fl32(1/6)), kept
+ * inside E8M0's range; an all-zero block gets 1 (code 127). */
+static inline uint8_t wp_fp8_weight_scale_e8m0(float amax)
+{
+    if (amax == 0.0f)
+        return 127;
+    return wp_e8m0_clamp_code(wp_pow2ceil_inl(amax * wp_f32_from_bits(WP_INV448_BITS)));
+}
+
+static inline uint8_t wp_fp4_weight_scale_e8m0(float amax)
+{
+    if (amax == 0.0f)
+        return 127;
+    return wp_e8m0_clamp_code(wp_pow2ceil_inl(amax * wp_f32_from_bits(WP_INV6_BITS)));
+}
+
+/*
+ * Kernel sets for the lossy weight quantisers (block.c dispatches).  The
+ * scalar set is the oracle: every other set returns the same bytes for every
+ * input (NaN, Inf, denormals, ties, all-zero and max-magnitude blocks), which
+ * tests/test_quant_fast.c checks on every set this CPU runs.  The vector sets
+ * exist on x86-64 only and are handed out only where the CPU has the features.
+ */
+typedef struct wp_qkernels {
+    const char *name;   /* "scalar", "avx2", "avx512" */
+    void (*fp8_block_quant)(const float *w, size_t rows, size_t cols, size_t br, size_t bc, wp_scale_fmt fmt,
+                            uint8_t *q, void *scales);
+    void (*mxfp4_quant)(const float *w, size_t rows, size_t cols, uint8_t *q, uint8_t *scales);
+    void (*nvfp4_quant)(const float *w, size_t rows, size_t cols, float global, uint8_t *q, uint8_t *scales);
+    float (*amax)(const float *x, size_t n);   /* largest |x|, NaN ignored, 0 for none */
+    /* weight.c's row dequantisers: out[i] = e4m3(q[i]) · s over n codes;
+     * one MXFP4 row (cols % 32 == 0); one NVFP4 row (cols % 16 == 0). */
+    void (*fp8_dequant_seg)(const uint8_t *q, size_t n, float s, float *out);
+    void (*mxfp4_dequant_row)(const uint8_t *q, const uint8_t *sc, size_t cols, float *out);
+    void (*nvfp4_dequant_row)(const uint8_t *q, const uint8_t *sc, size_t cols, float global, float *out);
+} wp_qkernels;
+
+/* weight.c's scalar row dequantisers (the oracle of the fields above) */
+void wp_fp8_dequant_seg_scalar(const uint8_t *q, size_t n, float s, float *out);
+void wp_mxfp4_dequant_row_scalar(const uint8_t *q, const uint8_t *sc, size_t cols, float *out);
+void wp_nvfp4_dequant_row_scalar(const uint8_t *q, const uint8_t *sc, size_t cols, float global, float *out);
+
+extern const wp_qkernels wp_qk_scalar;
+#if defined(__x86_64__)
+extern const wp_qkernels wp_qk_avx2, wp_qk_avx512;
+#endif
+
+/* Every set this CPU runs, best first, NULL-terminated (scalar is last). */
+const wp_qkernels *const *wp_qkernels_all(void);
+/* The set the public quantisers use: the best, or the one named by the
+ * environment variable WPACK_QUANT_ISA (scalar, avx2, avx512) where this CPU
+ * runs it (a bench facility: one binary measures every path). */
+const wp_qkernels *wp_qkernels_active(void);
 
 #endif

@@ -77,42 +77,56 @@ static void dequant_fp8_row(const wp_qweight *w, uint64_t r, float *out)
     const uint8_t *q = (const uint8_t *)w->data + r * w->cols;
     uint64_t nbc = (w->cols + w->bc - 1) / w->bc;
     uint64_t si = (r / w->br) * nbc;
+    const wp_qkernels *k = wp_qkernels_active();
     for (uint64_t j = 0; j < nbc; j++) {
         float s = w->sfmt == WP_SCALE_E8M0 ? wp_e8m0_dec(((const uint8_t *)w->scale)[si + j])
                                            : ld_f32((const uint8_t *)w->scale + 4 * (si + j));
         uint64_t a = j * w->bc, b = a + w->bc < w->cols ? a + w->bc : w->cols;
-        for (uint64_t c = a; c < b; c++)
-            out[c] = wp_e4m3_lut[q[c]] * s;
+        k->fp8_dequant_seg(q + a, (size_t)(b - a), s, out + a);
+    }
+}
+
+/* The scalar row dequantisers: the oracle of the vector sets (quant_priv.h). */
+void wp_fp8_dequant_seg_scalar(const uint8_t *q, size_t n, float s, float *out)
+{
+    for (size_t c = 0; c < n; c++)
+        out[c] = wp_e4m3_lut[q[c]] * s;
+}
+
+void wp_mxfp4_dequant_row_scalar(const uint8_t *q, const uint8_t *sc, size_t cols, float *out)
+{
+    for (size_t g = 0; g < cols / 32; g++) {
+        float s = wp_e8m0_dec(sc[g]);
+        for (size_t j = 0; j < 16; j++) {
+            uint8_t b = q[g * 16 + j];
+            out[g * 32 + 2 * j] = wp_e2m1_lut[b & 15] * s;       /* low nibble first */
+            out[g * 32 + 2 * j + 1] = wp_e2m1_lut[b >> 4] * s;
+        }
+    }
+}
+
+/* NVFP4: (e2m1 · e4m3) is exact (<= 6 significant bits), so the only
+ * rounding is the final multiply by the global scale. */
+void wp_nvfp4_dequant_row_scalar(const uint8_t *q, const uint8_t *sc, size_t cols, float gl, float *out)
+{
+    for (size_t g = 0; g < cols / 16; g++) {
+        float s = wp_e4m3_lut[sc[g]];
+        for (size_t j = 0; j < 8; j++) {
+            uint8_t b = q[g * 8 + j];
+            out[g * 16 + 2 * j] = wp_e2m1_lut[b & 15] * s * gl;
+            out[g * 16 + 2 * j + 1] = wp_e2m1_lut[b >> 4] * s * gl;
+        }
     }
 }
 
 static void dequant_fp4_row(const wp_qweight *w, uint64_t r, float *out)
 {
     const uint8_t *q = (const uint8_t *)w->data + r * (w->cols / 2);
-    if (w->enc == WP_ENC_MXFP4) {
-        const uint8_t *sc = (const uint8_t *)w->scale + r * (w->cols / 32);
-        for (uint64_t g = 0; g < w->cols / 32; g++) {
-            float s = wp_e8m0_dec(sc[g]);
-            for (uint64_t j = 0; j < 16; j++) {
-                uint8_t b = q[g * 16 + j];
-                out[g * 32 + 2 * j] = wp_e2m1_lut[b & 15] * s;       /* low nibble first */
-                out[g * 32 + 2 * j + 1] = wp_e2m1_lut[b >> 4] * s;
-            }
-        }
-    } else {
-        /* NVFP4: (e2m1 · e4m3) is exact (<= 6 significant bits), so the only
-         * rounding is the final multiply by the global scale. */
-        const uint8_t *sc = (const uint8_t *)w->scale + r * (w->cols / 16);
-        float gl = w->global;
-        for (uint64_t g = 0; g < w->cols / 16; g++) {
-            float s = wp_e4m3_lut[sc[g]];
-            for (uint64_t j = 0; j < 8; j++) {
-                uint8_t b = q[g * 8 + j];
-                out[g * 16 + 2 * j] = wp_e2m1_lut[b & 15] * s * gl;
-                out[g * 16 + 2 * j + 1] = wp_e2m1_lut[b >> 4] * s * gl;
-            }
-        }
-    }
+    if (w->enc == WP_ENC_MXFP4)
+        wp_qkernels_active()->mxfp4_dequant_row(q, (const uint8_t *)w->scale + r * (w->cols / 32), (size_t)w->cols, out);
+    else
+        wp_qkernels_active()->nvfp4_dequant_row(q, (const uint8_t *)w->scale + r * (w->cols / 16), (size_t)w->cols,
+                                                w->global, out);
 }
 
 void wp_qweight_dequant_rows(const wp_qweight *w, uint64_t r0, uint64_t n, float *out)
