@@ -223,7 +223,11 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
     attn_job j = {.c = c, .cfg = cfg, .L = L, .st = sts, .nst = nst, .q = q, .kv = kv,
                   .topk = topk, .n = n, .p0 = p0, .prefill = prefill, .o = o};
     atomic_init(&j.oom, 0);
-    rt_pool_for(c->pool, n * H, 1, attn_task, &j);
+    /* work: every (position, head) item reads its window and compressed rows */
+    int maxc = L->ratio == 4 ? cfg->index_topk : 0;
+    for (int b = 0; L->ratio && L->ratio != 4 && b < nst; b++)
+        maxc = sts[b]->n_ckv > maxc ? sts[b]->n_ckv : maxc;
+    rt_pool_for_work(c->pool, n * H, 1, 2.0 * n * H * (double)(W + maxc) * D, attn_task, &j);
     if (atomic_load(&j.oom)) {
         rc = WP_ENOMEM;
         goto fail;
