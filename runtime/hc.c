@@ -140,8 +140,9 @@ void rt_hc_pre(const rt_ctx *c, const float *h, int n, int hc, int d, const floa
         }
         return;
     }
+    /* work in FP8 multiply-adds: an fp32 row of fn reads four bytes per product */
     const double row = (double)hc * d;
-    rt_pool_for_work(c->pool, n * nm, 4, (double)n * nm * row, hc_mix_task, &j);
+    rt_pool_for_work(c->pool, n * nm, 4, 4.0 * n * nm * row, hc_mix_task, &j);
     rt_pool_for_work(c->pool, n, 4, (double)n * (row + 8.0 * iters * hc * hc), hc_pre_task, &j);
     free(mx);
 }

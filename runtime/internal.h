@@ -21,12 +21,16 @@ int rt_pool_threads(const rt_pool *p);
  * workers and the caller; returns when every chunk is done.  p may be NULL. */
 typedef void (*rt_range_fn)(void *ctx, int i0, int i1);
 void rt_pool_for(rt_pool *p, int n, int grain, rt_range_fn fn, void *ctx);
-/* Below this much work (multiply-adds, or comparable element operations) a
- * job runs on the calling thread: waking the pool costs more than it saves
- * (tiny-a decode was slower on two threads than on one). */
-#define RT_PAR_MIN_WORK (1 << 17)
+/* Below this much work (in multiply-adds of an FP8 product: about 20-40 us
+ * on one core) a job runs on the calling thread: waking the pool costs more
+ * than it saves.  tiny-a's decode jobs all fall below it (its decode was
+ * slower on two threads than on one); every V4-Flash decode product is
+ * above it. */
+#define RT_PAR_MIN_WORK (1 << 19)
 /* rt_pool_for, or the caller alone when work < RT_PAR_MIN_WORK. */
 void rt_pool_for_work(rt_pool *p, int n, int grain, double work, rt_range_fn fn, void *ctx);
+/* Jobs so far: shared with the workers, and run by the caller alone. */
+void rt_pool_counts(const rt_pool *p, unsigned long *shared, unsigned long *alone);
 
 /* ---- Kernels (linear.c: the driver; linear_scalar/avx2/avx512.c: the sets) --------
  * The activation block of every FP8/FP4 linear (spec §3.6, §3.8). */

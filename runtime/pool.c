@@ -53,6 +53,8 @@ struct rt_pool {
     atomic_int next;
     atomic_ullong state;        /* gen << 32 | closed | joined */
     atomic_int finished;        /* workers that joined and are done */
+    /* counts, written by the calling thread only */
+    unsigned long n_shared, n_alone;
 };
 
 static inline void cpu_relax(void)
@@ -191,9 +193,11 @@ void rt_pool_for(rt_pool *p, int n, int grain, rt_range_fn fn, void *ctx)
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     if (!p || p->nthreads == 1 || n <= grain) {
+        if (p) p->n_alone++;
         fn(ctx, 0, n);
         return;
     }
+    p->n_shared++;
     /* about 4 chunks per thread balances uneven rows without much overhead */
     int chunk = n / (p->nthreads * 4);
     if (chunk < grain) chunk = grain;
@@ -235,5 +239,17 @@ void rt_pool_for(rt_pool *p, int n, int grain, rt_range_fn fn, void *ctx)
 
 void rt_pool_for_work(rt_pool *p, int n, int grain, double work, rt_range_fn fn, void *ctx)
 {
-    rt_pool_for(work < RT_PAR_MIN_WORK ? NULL : p, n, grain, fn, ctx);
+    if (n <= 0) return;
+    if (work < RT_PAR_MIN_WORK) {
+        if (p) p->n_alone++;
+        fn(ctx, 0, n);
+        return;
+    }
+    rt_pool_for(p, n, grain, fn, ctx);
+}
+
+void rt_pool_counts(const rt_pool *p, unsigned long *shared, unsigned long *alone)
+{
+    *shared = p ? p->n_shared : 0;
+    *alone = p ? p->n_alone : 0;
 }

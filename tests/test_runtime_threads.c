@@ -100,6 +100,38 @@ TEST(runtime_pool_small_work_stays_on_caller)
 
 /* ---- The model on tiny-a ------------------------------------------------------------------- */
 
+static wp_model *load(wp_tsrc **src, int threads, unsigned flags);
+
+/* tiny-a's decode is too small to share: on 2 threads a decode step wakes
+ * no worker (the fix for "tiny-a decode is slower on 2 threads than on
+ * 1"), while its 200-token prefill does spread over both. */
+TEST(runtime_tiny_decode_stays_on_caller)
+{
+    wp_tsrc *src;
+    wp_model *m = load(&src, 2, 0);
+    REQUIRE(m);
+    const int V = wp_model_config(m)->vocab_size;
+    wp_seq *s;
+    wp_err e = {0};
+    REQUIRE(wp_seq_new(&s, m, 240, &e) == 0);
+    int32_t t[200];
+    for (int i = 0; i < 200; i++) t[i] = (int32_t)((i * 13 + 1) % V);
+    float *lg = malloc(sizeof(float) * V);
+    unsigned long sh0, al0, sh1, al1, sh2, al2;
+    rt_pool_counts(m->ctx.pool, &sh0, &al0);
+    REQUIRE(wp_model_forward(m, s, t, 200, lg, NULL, &e) == 0);
+    rt_pool_counts(m->ctx.pool, &sh1, &al1);
+    for (int k = 0; k < 20; k++) REQUIRE(wp_model_forward(m, s, t + k, 1, lg, NULL, &e) == 0);
+    rt_pool_counts(m->ctx.pool, &sh2, &al2);
+    CHECKF(sh1 - sh0 > 10, "prefill: only %lu jobs shared with the worker", sh1 - sh0);
+    CHECKF(sh2 == sh1, "20 decode steps shared %lu jobs with the worker", sh2 - sh1);
+    CHECKF(al2 - al1 >= 20, "20 decode steps ran %lu jobs on the caller", al2 - al1);
+    free(lg);
+    wp_seq_free(s);
+    wp_model_free(m);
+    wp_tsrc_close(src);
+}
+
 static wp_model *load(wp_tsrc **src, int threads, unsigned flags)
 {
     wp_err e = {0};
