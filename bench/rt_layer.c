@@ -171,6 +171,8 @@ int main(int argc, char **argv)
     double *ts = malloc(sizeof(double) * steps), *rat = malloc(sizeof(double) * steps);
     double *bws = malloc(sizeof(double) * steps);
     float *h1 = malloc(sizeof(float) * row);
+    unsigned long sh0, al0, sh1, al1;
+    rt_pool_counts(m->ctx.pool, &sh0, &al0);
     for (int k = 0; k < steps; k++) {
         memcpy(h1, h + (size_t)(k % P) * row, sizeof(float) * row);
         t0 = wp_now();
@@ -183,6 +185,7 @@ int main(int argc, char **argv)
         bws[k] = step_bytes / tr / 1e9;
         rat[k] = tr / ts[k];        /* = (bytes / step time) / (bytes / read time) */
     }
+    rt_pool_counts(m->ctx.pool, &sh1, &al1);
     qsort(ts, steps, sizeof *ts, cmp_d);
     qsort(rat, steps, sizeof *rat, cmp_d);
     qsort(bws, steps, sizeof *bws, cmp_d);
@@ -190,9 +193,11 @@ int main(int argc, char **argv)
     printf("layer %d (ratio %d, %d experts, %d thread%s): prefill %d positions %.3f s = %.1f "
            "tokens/s; decode %.2f ms/token, %.1f MB of weights/token = %.2f GB/s; memory read "
            "bandwidth %.2f GB/s (median of samples after each step); fraction %.2f "
-           "(median per step; p25 %.2f, p75 %.2f)\n", layer, L->ratio, c->n_routed_experts,
+           "(median per step; p25 %.2f, p75 %.2f); pool jobs per step: %.0f shared, %.0f on "
+           "the caller\n", layer, L->ratio, c->n_routed_experts,
            threads, threads == 1 ? "" : "s", P, t_pre, P / t_pre, per * 1e3, step_bytes / 1e6,
-           gbs, bws[steps / 2], rat[steps / 2], rat[steps / 4], rat[(3 * steps) / 4]);
+           gbs, bws[steps / 2], rat[steps / 2], rat[steps / 4], rat[(3 * steps) / 4],
+           (double)(sh1 - sh0) / steps, (double)(al1 - al0) / steps);
     free(ts), free(rat), free(bws), free(bw);
     free(h), free(h1), free(tok);
     wp_seq_free(s);

@@ -57,6 +57,21 @@ printf '2 threads / 1 thread: prefill %.2f, decode %.2f\n' \
     "$(echo "$(best < "$TMP/dec2") / $(best < "$TMP/dec1")" | bc -l)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# Wake-ups behind the 2-thread decode figure, which timing on a loaded machine cannot show:
+# futex calls and context switches of a 3-token prompt + 200 decode steps (perf, where the
+# kernel allows it).  A decode whose jobs all stay on the caller makes none beyond startup.
+if perf stat -e task-clock true > /dev/null 2>&1; then
+    echo 1,2,3 > "$TMP/short.txt"
+    for T in 1 2; do
+        perf stat -x, -e context-switches,syscalls:sys_enter_futex -o "$TMP/perf.txt" \
+            "$WPACK" run "$TINY/hf" --tokens-file "$TMP/short.txt" --max-new 200 --ignore-eos \
+            --threads $T --json > /dev/null
+        cs=$(awk -F, '/context-switches/ {print $1}' "$TMP/perf.txt")
+        fx=$(awk -F, '/sys_enter_futex/ {print $1}' "$TMP/perf.txt")
+        echo "threads $T: 200 decode steps, $cs context switches, $fx futex calls"
+    done
+fi
+
 # ---- V4-Flash-shaped layers (wpack synth) -------------------------------------------------
 # Routed-expert count does not change the bytes a decode step reads (6 of them + the shared
 # expert), only the checkpoint size, so 32 experts per layer keep it at ~5 GB.

@@ -139,16 +139,22 @@ void rt_act_quant_rows(const float *x, int M, int K, float *xq, float *xs);
  * Both return 0 or WP_ENOMEM. */
 int rt_linear(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float *y);
 int rt_linear_dense(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float *y);
-/* Several rt_linear products as one pool job (the experts of a MoE step:
- * one wake-up instead of one per matrix); each y[i] gets the same bits as
- * rt_linear(c, w[i], x[i], M[i], y[i]).  0 or WP_ENOMEM. */
+/* Several products as one pool job (the experts of a MoE step, wq_a and wkv,
+ * the wo_a groups, a compressor's wkv and wgate: one wake-up instead of one
+ * per matrix).  rt_linear_many: each y gets the same bits as
+ * rt_linear(c, w, x, M, y) (r0, nr, ldy unused); rt_linear_dense_many: as
+ * rt_linear_dense_rows(c, w, r0, nr ? nr : rows, x, M, y, ldy ? ldy : nr).
+ * 0 or WP_ENOMEM. */
 typedef struct rt_lin_spec {
     const wp_qweight *w;
     const float *x;
     int M;
     float *y;
+    uint64_t r0;
+    int nr, ldy;
 } rt_lin_spec;
 int rt_linear_many(const rt_ctx *c, const rt_lin_spec *sp, int n);
+int rt_linear_dense_many(const rt_ctx *c, const rt_lin_spec *sp, int n);
 /* Rows [r0, r0+nr) of W only: y[m * ldy + i] = x[m] . W[r0 + i] (the grouped
  * wo_a, spec §4.5 step 8). */
 int rt_linear_dense_rows(const rt_ctx *c, const wp_qweight *w, uint64_t r0, int nr,

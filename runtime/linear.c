@@ -430,6 +430,54 @@ out:
     return rc;
 }
 
+int rt_linear_dense_many(const rt_ctx *c, const rt_lin_spec *sp, int n)
+{
+    if (n <= 0) return 0;
+    /* quantised weights at dense sites take the block-scaled kernels with
+     * scale-1 activations (rt_linear_dense_rows): one array of ones serves all */
+    size_t ones_n = 1;
+    for (int i = 0; i < n; i++) {
+        const size_t nb = (sp[i].w->cols + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
+        if ((size_t)sp[i].M * nb > ones_n) ones_n = (size_t)sp[i].M * nb;
+    }
+    lin_job *jobs = calloc((size_t)n, sizeof *jobs);
+    int *t0 = malloc(sizeof(int) * ((size_t)n + 1));
+    float *ones = malloc(sizeof(float) * ones_n);
+    int rc = 0;
+    if (!jobs || !t0 || !ones) {
+        rc = WP_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < ones_n; i++) ones[i] = 1.0f;
+    double work = 0;
+    t0[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const wp_qweight *w = sp[i].w;
+        const int K = (int)w->cols, nr = sp[i].nr ? sp[i].nr : (int)w->rows;
+        lin_job *j = &jobs[i];
+        *j = (lin_job){.k = c->k, .w = w, .x = sp[i].x, .M = sp[i].M, .K = K, .N = nr,
+                       .seg = 1, .r0 = sp[i].r0, .ldy = sp[i].ldy ? sp[i].ldy : nr, .y = sp[i].y};
+        atomic_init(&j->oom, 0);
+        if (rt_enc_quantised(w->enc)) {
+            j->xs = ones;
+            j->nb = (K + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
+            j->quant = 1;
+            j->seg = rt_weight_seg(w);
+        }
+        t0[i + 1] = t0[i] + (nr + RT_NB - 1) / RT_NB;
+        work += (double)sp[i].M * nr * K;
+    }
+    lin_many lm = {jobs, t0, n};
+    rt_pool_for_work(c->pool, t0[n], 1, work, lin_many_task, &lm);
+    for (int i = 0; i < n && !rc; i++)
+        if (atomic_load(&jobs[i].oom)) rc = WP_ENOMEM;
+out:
+    free(jobs);
+    free(t0);
+    free(ones);
+    return rc;
+}
+
 int rt_linear_dense_rows(const rt_ctx *c, const wp_qweight *w, uint64_t r0, int nr,
                          const float *x, int M, float *y, int ldy)
 {

@@ -120,14 +120,15 @@ int rt_moe(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, const float
         for (int ex = e0; ex < e1; ex++) {
             if (!cnt[ex]) continue;
             const size_t o = (size_t)(off[ex] - off[e0]);
-            sp[ns++] = (rt_lin_spec){&L->w1[ex], xe + (size_t)off[ex] * d, cnt[ex], g + o * I};
-            sp[ns++] = (rt_lin_spec){&L->w3[ex], xe + (size_t)off[ex] * d, cnt[ex], u + o * I};
+            const float *xr = xe + (size_t)off[ex] * d;
+            sp[ns++] = (rt_lin_spec){.w = &L->w1[ex], .x = xr, .M = cnt[ex], .y = g + o * I};
+            sp[ns++] = (rt_lin_spec){.w = &L->w3[ex], .x = xr, .M = cnt[ex], .y = u + o * I};
         }
         const int shared = first && L->has_shared;    /* the shared expert rides along */
         float *sg = sh, *su = sh ? sh + (size_t)n * Is : NULL, *so = sh ? su + (size_t)n * Is : NULL;
         if (shared) {
-            sp[ns++] = (rt_lin_spec){&L->sw1, x, n, sg};
-            sp[ns++] = (rt_lin_spec){&L->sw3, x, n, su};
+            sp[ns++] = (rt_lin_spec){.w = &L->sw1, .x = x, .M = n, .y = sg};
+            sp[ns++] = (rt_lin_spec){.w = &L->sw3, .x = x, .M = n, .y = su};
         }
         if ((rc = rt_linear_many(c, sp, ns))) goto fail;
         ns = 0;
@@ -135,11 +136,12 @@ int rt_moe(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, const float
             if (!cnt[ex]) continue;
             const size_t o = (size_t)(off[ex] - off[e0]);
             swiglu(c, g + o * I, u + o * I, rwe + off[ex], cnt[ex], I, lim);
-            sp[ns++] = (rt_lin_spec){&L->w2[ex], g + o * I, cnt[ex], oe + (size_t)off[ex] * d};
+            sp[ns++] = (rt_lin_spec){.w = &L->w2[ex], .x = g + o * I, .M = cnt[ex],
+                                     .y = oe + (size_t)off[ex] * d};
         }
         if (shared) {
             swiglu(c, sg, su, NULL, n, Is, lim);
-            sp[ns++] = (rt_lin_spec){&L->sw2, sg, n, so};
+            sp[ns++] = (rt_lin_spec){.w = &L->sw2, .x = sg, .M = n, .y = so};
         }
         if ((rc = rt_linear_many(c, sp, ns))) goto fail;
         /* experts are accumulated in ascending id, as the reference does */

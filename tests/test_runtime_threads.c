@@ -240,7 +240,7 @@ TEST(runtime_linear_many_same_bits)
         for (size_t k = 0; k < M[i] * K; k++) x[i][k] = (float)((int)(rng() % 2001) - 1000) / 300;
     }
     x[1] = x[0];                    /* w3 reads w1's input, as in an expert */
-    for (int i = 0; i < NS; i++) sp[i] = (rt_lin_spec){ws[i], x[i], M[i], y[i]};
+    for (int i = 0; i < NS; i++) sp[i] = (rt_lin_spec){.w = ws[i], .x = x[i], .M = M[i], .y = y[i]};
     for (unsigned flags = 0; flags <= WP_RT_BF16; flags += WP_RT_BF16) {
         rt_ctx c = m->ctx;
         c.flags = flags;
@@ -256,6 +256,33 @@ TEST(runtime_linear_many_same_bits)
     for (int i = 0; i < NS; i++) {
         if (i != 1) free(x[i]);
         free(y[i]), free(yr[i]);
+    }
+    /* dense: row ranges into a strided output (the wo_a groups), an FP8 weight
+     * at a dense site (scale-1 activations) and plain ones */
+    {
+        const wp_qweight *wo = &L->wo_a, *wq = &L->wq_b, *wc = &L->comp.wkv;
+        const int G = 2, R = (int)wo->rows / 2, K = (int)wo->cols, Mr = 3;
+        float *xa = malloc(sizeof(float) * (G + 2) * Mr * 512), *ya = calloc(Mr * 2048, 4);
+        float *yb = calloc(Mr * 2048, 4);
+        for (int i = 0; i < (G + 2) * Mr * 512; i++) xa[i] = (float)((int)(rng() % 2001) - 1000) / 700;
+        rt_lin_spec ds[4];
+        for (int g = 0; g < G; g++)
+            ds[g] = (rt_lin_spec){.w = wo, .x = xa + g * Mr * K, .M = Mr, .y = ya + g * R,
+                                  .r0 = (uint64_t)g * R, .nr = R, .ldy = G * R};
+        ds[2] = (rt_lin_spec){.w = wq, .x = xa + 2 * Mr * 512, .M = Mr, .y = ya + Mr * G * R};
+        ds[3] = (rt_lin_spec){.w = wc, .x = xa + 3 * Mr * 512, .M = Mr,
+                              .y = ya + Mr * (G * R + (int)wq->rows)};
+        REQUIRE(Mr * (G * R + (int)wq->rows + (int)wc->rows) <= Mr * 2048);
+        REQUIRE(rt_linear_dense_many(&m->ctx, ds, 4) == 0);
+        for (int g = 0; g < G; g++)
+            REQUIRE(rt_linear_dense_rows(&m->ctx, wo, (uint64_t)g * R, R, ds[g].x, Mr, yb + g * R,
+                                         G * R) == 0);
+        REQUIRE(rt_linear_dense(&m->ctx, wq, ds[2].x, Mr, yb + Mr * G * R) == 0);
+        REQUIRE(rt_linear_dense(&m->ctx, wc, ds[3].x, Mr, yb + Mr * (G * R + (int)wq->rows)) == 0);
+        CHECKF(memcmp(ya, yb, sizeof(float) * Mr * 2048) == 0,
+               "dense many (%s wo_a groups, %s wq_b, %s compressor) differs",
+               wp_enc_name(wo->enc), wp_enc_name(wq->enc), wp_enc_name(wc->enc));
+        free(xa), free(ya), free(yb);
     }
     wp_model_free(m);
     wp_tsrc_close(src);
