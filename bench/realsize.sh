@@ -13,9 +13,12 @@
 # DIR (default $TMPDIR/wpack-realsize) receives the checkpoint and the build; the
 # checkpoint is deleted as soon as the build exists (KEEP_CKPT=1 keeps it), and
 # everything under DIR that this script made is deleted at the end unless KEEP=1.
-# BUILD=path skips synth+convert and uses an existing build.  Needs ~2x the build
-# size free on DIR's disk while converting (checked first).
-#   LAYERS=6 PROMPT=32 NEW=4 THREADS=$(nproc)
+# BUILD=path skips synth+convert and uses an existing build (or checkpoint).  Needs ~2x
+# the build size free on DIR's disk while converting (checked first); FORM=checkpoint
+# skips the conversion and runs the synthetic checkpoint itself (~1x: the runtime maps
+# an HF checkpoint's shards exactly as it maps a build's .wpk parts, but nothing is
+# verified, a checkpoint has no digests).
+#   LAYERS=6 PROMPT=32 NEW=4 THREADS=$(nproc) FORM=build
 set -eu
 WPACK=${1:-build/wpack}
 DIR=${2:-${TMPDIR:-/tmp}/wpack-realsize}
@@ -24,6 +27,7 @@ PROMPT=${PROMPT:-32}
 NEW=${NEW:-4}
 THREADS=${THREADS:-$(nproc)}
 BUILD=${BUILD:-}
+FORM=${FORM:-build}
 mkdir -p "$DIR"
 made_ck=0 made_b=0
 cleanup() {
@@ -37,13 +41,14 @@ trap cleanup EXIT INT TERM
 
 gib() { echo "scale=1; $1 / 1073741824" | bc -l; }
 num() { sed -n "s/.*\"$1\":[[:space:]]*\([0-9.e+-]*\).*/\1/p" "$2" | head -1; }
-mem_total=$(awk '/^MemTotal:/ {print $2 * 1024}' /proc/meminfo)
+mem_total=$(awk '/^MemTotal:/ {printf "%.0f", $2 * 1024}' /proc/meminfo)
 echo "machine: $(nproc) CPUs, $(gib "$mem_total") GiB RAM; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ -z "$BUILD" ]; then
     # ~3.6 GB per Flash layer (256 experts) + 2.1 GB embed and head + 3.6 GB MTP block,
     # twice while the checkpoint and the build both exist
-    need=$(( (LAYERS * 36 + 57) * 100000000 * 2 ))
+    need=$(( (LAYERS * 36 + 57) * 100000000 ))
+    [ "$FORM" = build ] && need=$((need * 2))
     avail=$(df -B1 --output=avail "$DIR" | tail -1)
     if [ "$avail" -lt "$need" ]; then
         echo "realsize: $DIR: $(gib "$avail") GiB free, converting $LAYERS layers needs ~$(gib "$need") GiB" >&2
@@ -53,18 +58,23 @@ if [ -z "$BUILD" ]; then
     "$WPACK" synth --preset flash --layers "$LAYERS" -o "$DIR/ck" -q
     made_ck=1
     t1=$(date +%s)
-    "$WPACK" convert "$DIR/ck" -o "$DIR/b" --profile reference -q
-    made_b=1
-    t2=$(date +%s)
-    echo "synth $LAYERS layers: $((t1 - t0)) s; convert --profile reference: $((t2 - t1)) s"
-    if [ "${KEEP_CKPT:-0}" != 1 ]; then rm -rf "$DIR/ck"; made_ck=0; fi
-    BUILD=$DIR/b
+    echo "synth $LAYERS layers: $((t1 - t0)) s"
+    if [ "$FORM" = build ]; then
+        "$WPACK" convert "$DIR/ck" -o "$DIR/b" --profile reference -q
+        made_b=1
+        t2=$(date +%s)
+        echo "convert --profile reference: $((t2 - t1)) s"
+        if [ "${KEEP_CKPT:-0}" != 1 ]; then rm -rf "$DIR/ck"; made_ck=0; fi
+        BUILD=$DIR/b
+    else
+        BUILD=$DIR/ck
+    fi
 fi
 bytes=$(du -sb "$BUILD" | cut -f1)
 echo "build: $BUILD, $(gib "$bytes") GiB = $(echo "scale=2; $bytes / $mem_total" | bc -l) x RAM"
 
 # disk read rate: O_DIRECT (no page cache) over the first 4 GiB of the largest part
-part=$(ls -S "$BUILD"/*.wpk 2>/dev/null | head -1)
+part=$(ls -S "$BUILD"/*.wpk "$BUILD"/*.safetensors 2>/dev/null | head -1)
 [ -n "$part" ] || part=$BUILD
 dd if="$part" of=/dev/null bs=16M count=256 iflag=direct 2> "$DIR/dd.txt" || true
 disk=$(sed -n 's/.* s, \([0-9.]*\) \([GM]B\)\/s.*/\1 \2\/s/p' "$DIR/dd.txt" | tail -1)
@@ -91,19 +101,19 @@ measure() {
     echo "  wall $wall; peak RSS $(echo "scale=2; $hwm / 1048576" | bc -l) GiB (mapped weights included), peak anonymous $(echo "scale=2; ${anon:-0} / 1048576" | bc -l) GiB"
 }
 
-seq 1 "$PROMPT" | awk '{printf "%d%s", ($1 * 7919) % 129280, NR == '"$PROMPT"' ? "\n" : " "}' > "$DIR/prompt.txt"
+seq 1 "$PROMPT" | awk '{printf "%d%s", ($1 * 7919) % 500, NR == '"$PROMPT"' ? "\n" : " "}' > "$DIR/prompt.txt"
 echo "wpack run: $PROMPT prompt tokens, $NEW greedy steps, $THREADS threads (digests verified first)"
 measure "$WPACK" run "$BUILD" --tokens-file "$DIR/prompt.txt" --max-new "$NEW" --ignore-eos \
     --threads "$THREADS" --json
 pre=$(num prefill_tokens_per_s "$DIR/run.json")
 dec=$(num decode_tokens_per_s "$DIR/run.json")
-echo "  prefill $pre tokens/s, decode $dec tokens/s"
+printf '  prefill %.3f tokens/s, decode %.3f tokens/s\n' "$pre" "$dec"
 echo "wpack run --no-verify (the same, weights now partly in the page cache):"
 measure "$WPACK" run "$BUILD" --tokens-file "$DIR/prompt.txt" --max-new "$NEW" --ignore-eos \
     --threads "$THREADS" --json --no-verify
 pre=$(num prefill_tokens_per_s "$DIR/run.json")
 dec=$(num decode_tokens_per_s "$DIR/run.json")
-echo "  prefill $pre tokens/s, decode $dec tokens/s"
+printf '  prefill %.3f tokens/s, decode %.3f tokens/s\n' "$pre" "$dec"
 
 # golden and parity --against come from another change; measured only where present
 if "$WPACK" help golden > /dev/null 2>&1; then
