@@ -91,12 +91,16 @@ int rt_moe(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, const float
                     rows[used++] = s;
                     cnt[ex]++;
                 }
-        if (cnt[ex]) {      /* read-ahead of the chosen experts (builds larger than memory) */
+    }
+    /* read-ahead (builds larger than memory) in the order the batches read:
+     * every chosen expert's w1 and w3, then their w2, then the next block */
+    for (int ex = 0; ex < E; ex++)
+        if (cnt[ex]) {
             rt_prefetch_weight(c, &L->w1[ex]);
             rt_prefetch_weight(c, &L->w3[ex]);
-            rt_prefetch_weight(c, &L->w2[ex]);
         }
-    }
+    for (int ex = 0; ex < E; ex++)
+        if (cnt[ex]) rt_prefetch_weight(c, &L->w2[ex]);
     for (int i = 0; i < L->n_pf_after; i++) rt_prefetch_weight(c, L->pf_after[i]);
     size_t most = gb;       /* the largest batch: RT_MOE_BATCH_ROWS, or one big expert */
     for (int ex = 0; ex < E; ex++) most = (size_t)cnt[ex] > most ? (size_t)cnt[ex] : most;

@@ -23,7 +23,7 @@
 
 #include "runtime/internal.h"
 
-#define RT_PF_RING 256
+#define RT_PF_RING 4096    /* a prefill may choose every expert: 256 x 3 x (data, scales) */
 
 struct rt_prefetch {
     pthread_t tid;

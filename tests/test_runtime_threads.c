@@ -421,7 +421,7 @@ TEST(runtime_prefetch_thread)
     }
     CHECK_EQ_INT(issued + dropped, 40);
     CHECK(issued > 0);
-    for (int i = 0; i < 5000; i++) rt_prefetch_range(pf, map, len);   /* overflow the ring */
+    for (int i = 0; i < 20000; i++) rt_prefetch_range(pf, map, len);  /* overflow the ring */
     rt_prefetch_free(pf);                          /* joins with hints still queued */
     munmap((void *)map, len);
     close(fd);
