@@ -527,10 +527,11 @@ static int block_rows(wp_model *m, const rt_layer *L, rt_lstate *const *sts, int
     if (!buf) return wp_oom(e, "%s", L->prefix);
     float *x = buf, *a = x + (size_t)n * d, *post = a + (size_t)n * d, *comb = post + (size_t)n * hc;
     int rc;
-    /* the first layer of a step queues its own weights; the next ones were
-     * queued during the previous layer's experts (a layer run alone through
-     * wp_model_layer gets only its experts read ahead) */
-    prefetch_block(m, L, tokens, n, L == m->layers || L->is_mtp);
+    /* in a prefill the first layer queues its own weights and the next ones
+     * were queued during the previous layer's experts; a decode step reads
+     * the same fixed weights every time (they stay cached) and reads ahead
+     * only the experts it chooses */
+    prefetch_block(m, L, tokens, n, (L == m->layers || L->is_mtp) && n > 4);
     rt_hc_pre(cx, h, n, hc, d, L->hc_attn_fn, L->hc_attn_scale, L->hc_attn_base,
               c->hc_sinkhorn_iters, (float)c->hc_eps, eps, x, post, comb);
     for (int s = 0; s < n; s++) rt_rmsnorm(x + (size_t)s * d, L->attn_norm, d, eps);

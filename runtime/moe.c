@@ -93,7 +93,7 @@ int rt_moe(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, const float
                 }
     }
     /* read-ahead (builds larger than memory) in the order the batches read:
-     * every chosen expert's w1 and w3, then their w2, then the next block */
+     * every chosen expert's w1 and w3, then their w2 */
     for (int ex = 0; ex < E; ex++)
         if (cnt[ex]) {
             rt_prefetch_weight(c, &L->w1[ex]);
@@ -101,7 +101,10 @@ int rt_moe(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, const float
         }
     for (int ex = 0; ex < E; ex++)
         if (cnt[ex]) rt_prefetch_weight(c, &L->w2[ex]);
-    for (int i = 0; i < L->n_pf_after; i++) rt_prefetch_weight(c, L->pf_after[i]);
+    /* the next block's fixed weights only in a prefill: a decode reads them
+     * every step, so they stay in the page cache and the hints would only
+     * cost the hint thread's page-cache walks (measured: bench/realsize.sh) */
+    for (int i = 0; n > 4 && i < L->n_pf_after; i++) rt_prefetch_weight(c, L->pf_after[i]);
     size_t most = gb;       /* the largest batch: RT_MOE_BATCH_ROWS, or one big expert */
     for (int ex = 0; ex < E; ex++) most = (size_t)cnt[ex] > most ? (size_t)cnt[ex] : most;
     if (!(gu = malloc(sizeof(float) * 2 * most * I))) goto oom;
