@@ -3,15 +3,20 @@
  * bytes of weights a decode step must read, as a fraction of the machine's
  * measured memory read bandwidth.  Built and run by bench/run.sh:
  *
- *   rt_layer BUILD LAYER PREFILL STEPS THREADS
+ *   rt_layer BUILD LAYER PREFILL STEPS THREADS [FLAGS]
  *
  * Prefills PREFILL random positions into the layer (so the window, the
- * compressed caches and the indexer are populated), reads every page of the
- * layer's weights once, then times STEPS decode steps of that layer alone and
- * reports the median step.  Bytes per step: every weight of the layer the
- * step reads (attention, compressors, indexer, HC, router, shared expert) plus
- * the routed experts it actually selected, counted from the router's choice.
- * Bandwidth: the best of three multi-threaded read passes over 1 GiB.
+ * compressed caches and the indexer are populated; prefill tokens/s is
+ * printed too), reads every page of the layer's weights once, then times
+ * STEPS decode steps of that layer alone.  Bytes per step: every weight of
+ * the layer the step reads (attention, compressors, indexer, HC, router,
+ * shared expert) plus the routed experts it actually selected.
+ *
+ * Bandwidth is measured right after each step, by THREADS threads reading
+ * as many bytes as the step read from a 512 MiB buffer (out of every cache),
+ * so each step gets its own ratio under the same load as the step itself;
+ * the figure is the median of those per-step ratios (a shared machine's load
+ * moves both numbers together).  FLAGS: WP_RT_* bits for wp_rt_opts.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -68,37 +73,38 @@ static void *bw_read(void *a)
     return NULL;
 }
 
-static double bandwidth(int threads)
+/* Seconds for `threads` threads to read `bytes` from buf (n words) together,
+ * starting at *pos (walking the buffer, so consecutive samples do not find
+ * the previous one in cache). */
+static volatile uint64_t bw_sink;
+
+static double read_time(const uint64_t *buf, size_t n, uint64_t bytes, size_t *pos, int threads)
 {
-    const size_t bytes = (size_t)1 << 30, n = bytes / 8;
-    uint64_t *buf = malloc(bytes);
-    if (!buf) return 0;
-    for (size_t i = 0; i < n; i++) buf[i] = i;
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        pthread_t t[64];
-        bw_arg a[64];
-        double t0 = wp_now();
-        for (int i = 0; i < threads; i++) {
-            a[i] = (bw_arg){buf + n / threads * i, n / threads, 0};
-            pthread_create(&t[i], NULL, bw_read, &a[i]);
-        }
-        uint64_t s = 0;
-        for (int i = 0; i < threads; i++) {
-            pthread_join(t[i], NULL);
-            s += a[i].sum;
-        }
-        double gbs = bytes / (wp_now() - t0) / 1e9;
-        if (gbs > best && s) best = gbs;
+    pthread_t t[64];
+    bw_arg a[64];
+    size_t words = bytes / 8 / (size_t)threads;
+    if (words > n / (size_t)threads) words = n / (size_t)threads;
+    double t0 = wp_now();
+    for (int i = 0; i < threads; i++) {
+        size_t at = (*pos + words * (size_t)i) % (n - words);
+        a[i] = (bw_arg){buf + at, words, 0};
+        pthread_create(&t[i], NULL, bw_read, &a[i]);
     }
-    free(buf);
-    return best;
+    uint64_t s = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        s += a[i].sum;
+    }
+    double dt = wp_now() - t0;
+    *pos = (*pos + words * (size_t)threads) % (n - words);
+    bw_sink += s;   /* keeps the reads alive */
+    return dt;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: rt_layer BUILD LAYER PREFILL STEPS THREADS\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: rt_layer BUILD LAYER PREFILL STEPS THREADS [FLAGS]\n");
         return 2;
     }
     const int layer = atoi(argv[2]), P = atoi(argv[3]), steps = atoi(argv[4]),
@@ -107,7 +113,7 @@ int main(int argc, char **argv)
     wp_tsrc *src;
     wp_model *m;
     wp_seq *s;
-    wp_rt_opts o = {.threads = threads};
+    wp_rt_opts o = {.threads = threads, .flags = argc == 7 ? (unsigned)strtoul(argv[6], NULL, 0) : 0};
     if (wp_tsrc_open(&src, argv[1], &e) || wp_model_load(&m, src, &o, &e) ||
         wp_seq_new(&s, m, P + steps, &e)) {
         fprintf(stderr, "rt_layer: %s\n", e.msg);
@@ -153,9 +159,20 @@ int main(int argc, char **argv)
     for (int x = 0; x < c->n_routed_experts; x++)
         sink += touch(&L->w1[x]) + touch(&L->w2[x]) + touch(&L->w3[x]);
 
-    /* the median step: robust to other processes on a shared machine */
-    double *ts = malloc(sizeof(double) * steps);
+    /* a 512 MiB buffer for the bandwidth samples, written once */
+    const size_t nbw = ((size_t)512 << 20) / 8;
+    uint64_t *bw = malloc(nbw * 8);
+    if (!bw) {
+        fprintf(stderr, "rt_layer: no memory for the bandwidth buffer\n");
+        return 2;
+    }
+    for (size_t i = 0; i < nbw; i++) bw[i] = i;
+    size_t bwpos = 0;
+    double *ts = malloc(sizeof(double) * steps), *rat = malloc(sizeof(double) * steps);
+    double *bws = malloc(sizeof(double) * steps);
     float *h1 = malloc(sizeof(float) * row);
+    unsigned long sh0, al0, sh1, al1;
+    rt_pool_counts(m->ctx.pool, &sh0, &al0);
     for (int k = 0; k < steps; k++) {
         memcpy(h1, h + (size_t)(k % P) * row, sizeof(float) * row);
         t0 = wp_now();
@@ -164,14 +181,24 @@ int main(int argc, char **argv)
             return 2;
         }
         ts[k] = wp_now() - t0;
+        double tr = read_time(bw, nbw, step_bytes, &bwpos, threads);
+        bws[k] = step_bytes / tr / 1e9;
+        rat[k] = tr / ts[k];        /* = (bytes / step time) / (bytes / read time) */
     }
+    rt_pool_counts(m->ctx.pool, &sh1, &al1);
     qsort(ts, steps, sizeof *ts, cmp_d);
-    const double per = ts[steps / 2], gbs = step_bytes / per / 1e9, bw = bandwidth(threads);
-    free(ts);
-    printf("layer %d (ratio %d, %d experts): prefill %d positions %.3f s; decode %.2f ms/token, "
-           "%.1f MB of weights/token = %.2f GB/s; memory read bandwidth %.2f GB/s (%d thread%s); "
-           "fraction %.2f\n", layer, L->ratio, c->n_routed_experts, P, t_pre, per * 1e3,
-           step_bytes / 1e6, gbs, bw, threads, threads == 1 ? "" : "s", gbs / bw);
+    qsort(rat, steps, sizeof *rat, cmp_d);
+    qsort(bws, steps, sizeof *bws, cmp_d);
+    const double per = ts[steps / 2], gbs = step_bytes / per / 1e9;
+    printf("layer %d (ratio %d, %d experts, %d thread%s): prefill %d positions %.3f s = %.1f "
+           "tokens/s; decode %.2f ms/token, %.1f MB of weights/token = %.2f GB/s; memory read "
+           "bandwidth %.2f GB/s (median of samples after each step); fraction %.2f "
+           "(median per step; p25 %.2f, p75 %.2f); pool jobs per step: %.0f shared, %.0f on "
+           "the caller\n", layer, L->ratio, c->n_routed_experts,
+           threads, threads == 1 ? "" : "s", P, t_pre, P / t_pre, per * 1e3, step_bytes / 1e6,
+           gbs, bws[steps / 2], rat[steps / 2], rat[steps / 4], rat[(3 * steps) / 4],
+           (double)(sh1 - sh0) / steps, (double)(al1 - al0) / steps);
+    free(ts), free(rat), free(bws), free(bw);
     free(h), free(h1), free(tok);
     wp_seq_free(s);
     wp_model_free(m);

@@ -153,16 +153,18 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
     size_t nq = (size_t)n * Lq, nh = (size_t)n * H * D, nk = (size_t)n * D, nu = (size_t)n * G * R;
     size_t nt = L->ratio == 4 ? (size_t)n * cfg->index_topk : 0;
     size_t gk = (size_t)H * D / G;
-    float *buf = malloc(sizeof(float) * (nq + 2 * nh + nk + nu + (size_t)n * gk) +
-                        sizeof(int32_t) * nt);
+    float *buf = malloc(sizeof(float) * (nq + 2 * nh + nk + nu) + sizeof(int32_t) * nt);
     if (!buf) return wp_oom(e, "%sattn", L->prefix);
-    float *qr = buf, *q = qr + nq, *o = q + nh, *kv = o + nh, *u = kv + nk, *og = u + nu;
-    int32_t *topk = (int32_t *)(og + (size_t)n * gk);
+    float *qr = buf, *q = qr + nq, *o = q + nh, *kv = o + nh, *u = kv + nk;
+    int32_t *topk = (int32_t *)(u + nu);
     int rc;
     float cs[512];
 
-    /* 1. query: q_norm(wq_a x), wq_b, per-head norm, RoPE on the last r dims */
-    if ((rc = rt_linear(c, &L->wq_a, x, n, qr))) goto fail;
+    /* 1. query: q_norm(wq_a x), wq_b, per-head norm, RoPE on the last r dims;
+     * wkv reads the same x, so it shares wq_a's pool job (used in step 2) */
+    const rt_lin_spec qk[2] = {{.w = &L->wq_a, .x = x, .M = n, .y = qr},
+                               {.w = &L->wkv, .x = x, .M = n, .y = kv}};
+    if ((rc = rt_linear_many(c, qk, 2))) goto fail;
     for (int s = 0; s < n; s++) rt_rmsnorm(qr + (size_t)s * Lq, L->q_norm, Lq, eps);
     rt_round(c, qr, nq);
     if ((rc = rt_linear(c, &L->wq_b, qr, n, q))) goto fail;
@@ -176,7 +178,6 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
         }
     }
     /* 2. window KV: kv_norm(wkv x), RoPE, FP8 round trip of the nope dims */
-    if ((rc = rt_linear(c, &L->wkv, x, n, kv))) goto fail;
     for (int s = 0; s < n; s++) {
         float *k = kv + (size_t)s * D;
         rt_rmsnorm(k, L->kv_norm, D, eps);
@@ -223,7 +224,11 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
     attn_job j = {.c = c, .cfg = cfg, .L = L, .st = sts, .nst = nst, .q = q, .kv = kv,
                   .topk = topk, .n = n, .p0 = p0, .prefill = prefill, .o = o};
     atomic_init(&j.oom, 0);
-    rt_pool_for(c->pool, n * H, 1, attn_task, &j);
+    /* work: every (position, head) item reads its window and compressed rows */
+    int maxc = L->ratio == 4 ? cfg->index_topk : 0;
+    for (int b = 0; L->ratio && L->ratio != 4 && b < nst; b++)
+        maxc = sts[b]->n_ckv > maxc ? sts[b]->n_ckv : maxc;
+    rt_pool_for_work(c->pool, n * H, 1, 2.0 * n * H * (double)(W + maxc) * D, attn_task, &j);
     if (atomic_load(&j.oom)) {
         rc = WP_ENOMEM;
         goto fail;
@@ -243,13 +248,22 @@ int rt_attention(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_ls
 #undef POS
     /* 8. grouped low-rank output: group g = heads [g*H/G, (g+1)*H/G) against
      * wo_a rows [g*R, (g+1)*R), no activation quantisation; then wo_b (FP8) */
-    for (int g = 0; g < G; g++) {
-        for (int s = 0; s < n; s++)
-            memcpy(og + (size_t)s * gk, o + (size_t)s * H * D + (size_t)g * gk, sizeof(float) * gk);
-        if ((rc = rt_linear_dense_rows(c, &L->wo_a, (uint64_t)g * R, R, og, n, u + (size_t)g * R,
-                                       G * R)))
-            goto fail;
+    rt_lin_spec *sp = malloc(sizeof(rt_lin_spec) * (size_t)G);
+    if (!sp) {
+        rc = WP_ENOMEM;
+        goto fail;
     }
+    float *og = q;                  /* q is spent: the groups' inputs, [G][n][gk] */
+    for (int g = 0; g < G; g++) {
+        float *ogg = og + (size_t)g * n * gk;
+        for (int s = 0; s < n; s++)
+            memcpy(ogg + (size_t)s * gk, o + (size_t)s * H * D + (size_t)g * gk, sizeof(float) * gk);
+        sp[g] = (rt_lin_spec){.w = &L->wo_a, .x = ogg, .M = n, .y = u + (size_t)g * R,
+                              .r0 = (uint64_t)g * R, .nr = R, .ldy = G * R};
+    }
+    rc = rt_linear_dense_many(c, sp, G);    /* one pool job for every group */
+    free(sp);
+    if (rc) goto fail;
     rt_round(c, u, nu);
     if ((rc = rt_linear(c, &L->wo_b, u, n, out))) goto fail;
     free(buf);

@@ -95,8 +95,9 @@ int rt_comp_prefill(const rt_ctx *c, const wp_config *cfg, const rt_comp *w, con
     float *K = malloc(sizeof(float) * 2 * (size_t)n * W);
     if (!K) return WP_ENOMEM;
     float *Z = K + (size_t)n * W;
-    int rc = rt_linear_dense(c, &w->wkv, x, n, K);
-    if (!rc) rc = rt_linear_dense(c, &w->wgate, x, n, Z);
+    const rt_lin_spec sp[2] = {{.w = &w->wkv, .x = x, .M = n, .y = K},
+                               {.w = &w->wgate, .x = x, .M = n, .y = Z}};
+    int rc = rt_linear_dense_many(c, sp, 2);
     if (rc) {
         free(K);
         return rc;
@@ -131,8 +132,9 @@ int rt_comp_decode(const rt_ctx *c, const wp_config *cfg, const rt_comp *w, cons
     const int m = w->m, dc = w->dc, W = (w->overlap ? 2 : 1) * dc;
     const int o = pos % m, row = (w->overlap ? m : 0) + o;
     float *kv = st->kv + (size_t)row * W, *sc = st->score + (size_t)row * W;
-    int rc = rt_linear_dense(c, &w->wkv, x, 1, kv);
-    if (!rc) rc = rt_linear_dense(c, &w->wgate, x, 1, sc);
+    const rt_lin_spec sp[2] = {{.w = &w->wkv, .x = x, .M = 1, .y = kv},
+                               {.w = &w->wgate, .x = x, .M = 1, .y = sc}};
+    int rc = rt_linear_dense_many(c, sp, 2);
     if (rc) return rc;
     for (int i = 0; i < W; i++) sc[i] += w->ape[(size_t)o * W + i];
     if ((pos + 1) % m) return 0;

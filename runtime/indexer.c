@@ -201,7 +201,7 @@ int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lsta
                    .out = topk};
     atomic_init(&j.oom, 0);
     if (prefill) {
-        rt_pool_for(c->pool, n, 1, score_task, &j);
+        rt_pool_for_work(c->pool, n, 1, (double)n * j.T * Hi * Di, score_task, &j);
         if (atomic_load(&j.oom)) goto oom;
     } else {
         float *sc = malloc(sizeof(float) * (size_t)(j.T + 1));
@@ -212,7 +212,8 @@ int rt_indexer(const rt_ctx *c, const wp_config *cfg, const rt_layer *L, rt_lsta
             goto oom;
         }
         chunk_job cj = {&j, sc};
-        rt_pool_for(c->pool, (j.T + SCORE_CHUNK - 1) / SCORE_CHUNK, 1, chunk_task, &cj);
+        rt_pool_for_work(c->pool, (j.T + SCORE_CHUNK - 1) / SCORE_CHUNK, 1,
+                         (double)j.T * Hi * Di, chunk_task, &cj);
         select_topk(&j, 0, j.T, sc, sel);
         free(sc);
         free(sel);

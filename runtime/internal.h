@@ -21,6 +21,16 @@ int rt_pool_threads(const rt_pool *p);
  * workers and the caller; returns when every chunk is done.  p may be NULL. */
 typedef void (*rt_range_fn)(void *ctx, int i0, int i1);
 void rt_pool_for(rt_pool *p, int n, int grain, rt_range_fn fn, void *ctx);
+/* Below this much work (in multiply-adds of an FP8 product: about 20-40 us
+ * on one core) a job runs on the calling thread: waking the pool costs more
+ * than it saves.  tiny-a's decode jobs all fall below it (its decode was
+ * slower on two threads than on one); every V4-Flash decode product is
+ * above it. */
+#define RT_PAR_MIN_WORK (1 << 19)
+/* rt_pool_for, or the caller alone when work < RT_PAR_MIN_WORK. */
+void rt_pool_for_work(rt_pool *p, int n, int grain, double work, rt_range_fn fn, void *ctx);
+/* Jobs so far: shared with the workers, and run by the caller alone. */
+void rt_pool_counts(const rt_pool *p, unsigned long *shared, unsigned long *alone);
 
 /* ---- Kernels (linear.c: the driver; linear_scalar/avx2/avx512.c: the sets) --------
  * The activation block of every FP8/FP4 linear (spec §3.6, §3.8). */
@@ -75,12 +85,28 @@ const rt_kernels *rt_kernels_best(void);
 /* Every kernel set usable on this CPU, for tests: NULL-terminated. */
 const rt_kernels *const *rt_kernels_all(void);
 
+/* ---- Read-ahead of mapped weights (prefetch.c) -------------------------------------------
+ * A thread that passes ranges the forward pass will read soon to
+ * madvise(MADV_WILLNEED), so a build larger than memory streams from disk in
+ * large reads while the model computes.  Hints only: no value changes. */
+typedef struct rt_prefetch rt_prefetch;
+int rt_prefetch_new(rt_prefetch **out, wp_err *e);
+void rt_prefetch_free(rt_prefetch *pf);
+/* Queue [p, p+n) (dropped when the queue is full).  pf may be NULL. */
+void rt_prefetch_range(rt_prefetch *pf, const void *p, size_t n);
+/* Ranges handed to madvise, and hints dropped on a full queue. */
+void rt_prefetch_stats(const rt_prefetch *pf, unsigned long *issued, unsigned long *dropped);
+
 /* What every forward-pass function receives. */
 typedef struct rt_ctx {
     rt_pool *pool;
     const rt_kernels *k;
     unsigned flags;          /* WP_RT_* */
+    rt_prefetch *pf;         /* read-ahead of weights, or NULL (the build fits in memory) */
 } rt_ctx;
+
+/* Queue a weight's data and scales for read-ahead (no-op without c->pf). */
+void rt_prefetch_weight(const rt_ctx *c, const wp_qweight *w);
 
 /* bf16 rounding point: a no-op in fp32 mode (spec §4.0). */
 void rt_round(const rt_ctx *c, float *x, size_t n);
@@ -113,6 +139,22 @@ void rt_act_quant_rows(const float *x, int M, int K, float *xq, float *xs);
  * Both return 0 or WP_ENOMEM. */
 int rt_linear(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float *y);
 int rt_linear_dense(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float *y);
+/* Several products as one pool job (the experts of a MoE step, wq_a and wkv,
+ * the wo_a groups, a compressor's wkv and wgate: one wake-up instead of one
+ * per matrix).  rt_linear_many: each y gets the same bits as
+ * rt_linear(c, w, x, M, y) (r0, nr, ldy unused); rt_linear_dense_many: as
+ * rt_linear_dense_rows(c, w, r0, nr ? nr : rows, x, M, y, ldy ? ldy : nr).
+ * 0 or WP_ENOMEM. */
+typedef struct rt_lin_spec {
+    const wp_qweight *w;
+    const float *x;
+    int M;
+    float *y;
+    uint64_t r0;
+    int nr, ldy;
+} rt_lin_spec;
+int rt_linear_many(const rt_ctx *c, const rt_lin_spec *sp, int n);
+int rt_linear_dense_many(const rt_ctx *c, const rt_lin_spec *sp, int n);
 /* Rows [r0, r0+nr) of W only: y[m * ldy + i] = x[m] . W[r0 + i] (the grouped
  * wo_a, spec §4.5 step 8). */
 int rt_linear_dense_rows(const rt_ctx *c, const wp_qweight *w, uint64_t r0, int nr,
@@ -193,6 +235,11 @@ typedef struct rt_layer {
     wp_qweight *w1, *w2, *w3;   /* [n_routed_experts] */
     wp_qweight sw1, sw2, sw3;   /* shared expert (n_shared_experts * inter wide) */
     int has_shared;
+    /* read-ahead (prefetch.c): what the forward pass reads after this layer's
+     * routed experts — the next layer's attention, router and shared expert, or
+     * the head after the last layer */
+    const wp_qweight *pf_after[20];
+    int n_pf_after;
     /* MTP only */
     wp_qweight e_proj, h_proj;
     float *enorm, *hnorm, *norm, *hc_head_fn, *hc_head_scale, *hc_head_base;

@@ -327,17 +327,155 @@ static void lin_task(void *ctx, int t0, int t1)
     free(wv);
 }
 
-/* below this many multiply-adds a product runs on the calling thread: waking
- * the pool costs more than it saves */
-#define RT_PAR_MIN_WORK (1 << 17)
-
 static int lin_run(const rt_ctx *c, lin_job *j)
 {
     atomic_init(&j->oom, 0);
     int tiles = (j->N + RT_NB - 1) / RT_NB;
     double work = (double)j->M * j->N * j->K;
-    rt_pool_for(work < RT_PAR_MIN_WORK ? NULL : c->pool, tiles, 1, lin_task, j);
+    rt_pool_for_work(c->pool, tiles, 1, work, lin_task, j);
     return atomic_load(&j->oom) ? WP_ENOMEM : 0;
+}
+
+/* Several products as one pool job: tiles numbered across the jobs. */
+typedef struct lin_many {
+    lin_job *j;
+    const int *t0;     /* first global tile of each job; t0[n] = total */
+    int n;
+} lin_many;
+
+static void lin_many_task(void *ctx, int i0, int i1)
+{
+    lin_many *lm = ctx;
+    int a = 0;
+    while (lm->t0[a + 1] <= i0) a++;
+    for (; a < lm->n && lm->t0[a] < i1; a++) {
+        int lo = i0 > lm->t0[a] ? i0 : lm->t0[a], hi = i1 < lm->t0[a + 1] ? i1 : lm->t0[a + 1];
+        if (lo < hi) lin_task(&lm->j[a], lo - lm->t0[a], hi - lm->t0[a]);
+    }
+}
+
+int rt_linear_many(const rt_ctx *c, const rt_lin_spec *sp, int n)
+{
+    if (n <= 0) return 0;
+    if (c->flags & WP_RT_ENC_DISPATCH) {        /* rare: the plain products one by one */
+        for (int i = 0; i < n; i++) {
+            int rc = rt_linear(c, sp[i].w, sp[i].x, sp[i].M, sp[i].y);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    /* per job: the quantised activations (xq, xs) and their bf16 copy (xb);
+     * a job whose input is the previous job's (w1 and w3) shares them */
+    size_t fl = 0, hb = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t K = sp[i].w->cols, nb = (K + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
+        fl += (size_t)sp[i].M * (K + nb);
+        hb += (size_t)sp[i].M * K;
+    }
+    lin_job *jobs = calloc((size_t)n, sizeof *jobs);
+    int *t0 = malloc(sizeof(int) * ((size_t)n + 1));
+    float *xq = malloc(sizeof(float) * (fl + 1));
+    uint16_t *xb = c->k->qdot_e4m3_bf ? malloc(sizeof(uint16_t) * (hb + 1)) : NULL;
+    int rc = 0;
+    if (!jobs || !t0 || !xq || (c->k->qdot_e4m3_bf && !xb)) {
+        rc = WP_ENOMEM;
+        goto out;
+    }
+    float *fp = xq;
+    uint16_t *hp = xb;
+    double work = 0;
+    t0[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const wp_qweight *w = sp[i].w;
+        const int K = (int)w->cols, M = sp[i].M, nb = (K + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
+        lin_job *j = &jobs[i];
+        *j = (lin_job){.k = c->k, .w = w, .M = M, .K = K, .N = (int)w->rows,
+                       .seg = rt_weight_seg(w), .nb = nb, .quant = 1, .ldy = (int)w->rows,
+                       .y = sp[i].y};
+        atomic_init(&j->oom, 0);
+        if (i > 0 && sp[i].x == sp[i - 1].x && M == sp[i - 1].M && K == jobs[i - 1].K) {
+            j->x = jobs[i - 1].x;
+            j->xs = jobs[i - 1].xs;
+            j->xb = xb ? hp - (size_t)M * K : NULL;
+        } else {
+            float *q = fp, *qs = fp + (size_t)M * K;
+            fp += (size_t)M * (K + nb);
+            rt_act_quant_rows(sp[i].x, M, K, q, qs);
+            j->x = q;
+            j->xs = qs;
+            if (xb) {
+                for (size_t k = 0; k < (size_t)M * K; k++) {   /* exact: E4M3 fits bf16 */
+                    uint32_t u;
+                    memcpy(&u, &q[k], 4);
+                    hp[k] = (uint16_t)(u >> 16);
+                }
+                j->xb = hp;
+                hp += (size_t)M * K;
+            }
+        }
+        if (!rt_enc_quantised(w->enc)) j->xb = NULL;    /* as rt_linear: fp32 kernels */
+        t0[i + 1] = t0[i] + (j->N + RT_NB - 1) / RT_NB;
+        work += (double)M * j->N * K;
+    }
+    lin_many lm = {jobs, t0, n};
+    rt_pool_for_work(c->pool, t0[n], 1, work, lin_many_task, &lm);
+    for (int i = 0; i < n && !rc; i++)
+        if (atomic_load(&jobs[i].oom)) rc = WP_ENOMEM;
+    for (int i = 0; i < n && !rc; i++) rt_round(c, sp[i].y, (size_t)sp[i].M * sp[i].w->rows);
+out:
+    free(jobs);
+    free(t0);
+    free(xq);
+    free(xb);
+    return rc;
+}
+
+int rt_linear_dense_many(const rt_ctx *c, const rt_lin_spec *sp, int n)
+{
+    if (n <= 0) return 0;
+    /* quantised weights at dense sites take the block-scaled kernels with
+     * scale-1 activations (rt_linear_dense_rows): one array of ones serves all */
+    size_t ones_n = 1;
+    for (int i = 0; i < n; i++) {
+        const size_t nb = (sp[i].w->cols + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
+        if ((size_t)sp[i].M * nb > ones_n) ones_n = (size_t)sp[i].M * nb;
+    }
+    lin_job *jobs = calloc((size_t)n, sizeof *jobs);
+    int *t0 = malloc(sizeof(int) * ((size_t)n + 1));
+    float *ones = malloc(sizeof(float) * ones_n);
+    int rc = 0;
+    if (!jobs || !t0 || !ones) {
+        rc = WP_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < ones_n; i++) ones[i] = 1.0f;
+    double work = 0;
+    t0[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const wp_qweight *w = sp[i].w;
+        const int K = (int)w->cols, nr = sp[i].nr ? sp[i].nr : (int)w->rows;
+        lin_job *j = &jobs[i];
+        *j = (lin_job){.k = c->k, .w = w, .x = sp[i].x, .M = sp[i].M, .K = K, .N = nr,
+                       .seg = 1, .r0 = sp[i].r0, .ldy = sp[i].ldy ? sp[i].ldy : nr, .y = sp[i].y};
+        atomic_init(&j->oom, 0);
+        if (rt_enc_quantised(w->enc)) {
+            j->xs = ones;
+            j->nb = (K + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
+            j->quant = 1;
+            j->seg = rt_weight_seg(w);
+        }
+        t0[i + 1] = t0[i] + (nr + RT_NB - 1) / RT_NB;
+        work += (double)sp[i].M * nr * K;
+    }
+    lin_many lm = {jobs, t0, n};
+    rt_pool_for_work(c->pool, t0[n], 1, work, lin_many_task, &lm);
+    for (int i = 0; i < n && !rc; i++)
+        if (atomic_load(&jobs[i].oom)) rc = WP_ENOMEM;
+out:
+    free(jobs);
+    free(t0);
+    free(ones);
+    return rc;
 }
 
 int rt_linear_dense_rows(const rt_ctx *c, const wp_qweight *w, uint64_t r0, int nr,

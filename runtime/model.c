@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime/internal.h"
 
@@ -223,6 +224,82 @@ static int load_layer(loader *ld, rt_layer *L)
     return 0;
 }
 
+static uint64_t qw_bytes(const wp_qweight *w)
+{
+    if (!w->data) return 0;
+    uint64_t s = w->scale ? wp_enc_scale_bytes(w->enc, w->rows, w->cols, w->br, w->bc, w->sfmt)
+                          : 0;
+    uint64_t d = wp_enc_data_bytes(w->enc, w->rows, w->cols);
+    return (d == UINT64_MAX ? 0 : d) + (s == UINT64_MAX ? 0 : s);
+}
+
+uint64_t wp_model_weight_bytes(const wp_model *m)
+{
+    uint64_t t = qw_bytes(&m->embed) + qw_bytes(&m->head);
+    for (int i = 0; i < m->n_layers_total; i++) {
+        const rt_layer *L = &m->layers[i];
+        const wp_qweight *ws[] = {&L->wq_a, &L->wq_b, &L->wkv, &L->wo_a, &L->wo_b,
+                                  &L->comp.wkv, &L->comp.wgate, &L->iq_b, &L->iw,
+                                  &L->icomp.wkv, &L->icomp.wgate, &L->gate, &L->sw1, &L->sw2,
+                                  &L->sw3, &L->e_proj, &L->h_proj};
+        for (size_t j = 0; j < sizeof ws / sizeof ws[0]; j++) t += qw_bytes(ws[j]);
+        for (int x = 0; x < m->cfg.n_routed_experts && L->w1; x++)
+            t += qw_bytes(&L->w1[x]) + qw_bytes(&L->w2[x]) + qw_bytes(&L->w3[x]);
+    }
+    return t;
+}
+
+/* The weights a block reads before its routed experts, in that order. */
+static int block_weights(const rt_layer *L, const wp_qweight **out)
+{
+    const wp_qweight *ws[] = {&L->wq_a, &L->wq_b, &L->wkv, &L->iq_b, &L->icomp.wkv,
+                              &L->icomp.wgate, &L->iw, &L->comp.wkv, &L->comp.wgate, &L->wo_a,
+                              &L->wo_b, &L->gate, &L->sw1, &L->sw3, &L->sw2};
+    int n = 0;
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+        if (ws[i]->data) out[n++] = ws[i];
+    return n;
+}
+
+/* Queue what the block reads before its experts: its attention (when the
+ * previous layer did not already), and a hash layer's experts, known from
+ * the tokens before attention runs (spec §4.9), so they load meanwhile. */
+static void prefetch_block(const wp_model *m, const rt_layer *L, const int32_t *tokens, int n,
+                           int own)
+{
+    const rt_ctx *c = &m->ctx;
+    if (!c->pf) return;
+    if (own) {
+        const wp_qweight *ws[20];
+        int nw = block_weights(L, ws);
+        for (int i = 0; i < nw; i++) rt_prefetch_weight(c, ws[i]);
+    }
+    if (!L->tid2eid || n > 4) return;       /* a prefill reads every expert anyway */
+    const int k = m->cfg.n_activated_experts;
+    for (int s = 0; s < n; s++)
+        for (int i = 0; i < k; i++) {
+            int32_t ex = L->tid2eid[(size_t)tokens[s] * k + i];
+            rt_prefetch_weight(c, &L->w1[ex]);
+            rt_prefetch_weight(c, &L->w3[ex]);
+            rt_prefetch_weight(c, &L->w2[ex]);
+        }
+}
+
+/* Read-ahead pays off only when the weights cannot all stay in the page
+ * cache: by default, a model whose weights exceed half of the RAM. */
+static int start_prefetch(wp_model *m, unsigned flags, wp_err *e)
+{
+    if (flags & WP_RT_NO_PREFETCH) return 0;
+    if (!(flags & WP_RT_PREFETCH)) {
+        long pages = sysconf(_SC_PHYS_PAGES), pg = sysconf(_SC_PAGESIZE);
+        if (pages <= 0 || pg <= 0) return 0;
+        if (wp_model_weight_bytes(m) <= (uint64_t)pages * (uint64_t)pg / 2) return 0;
+    }
+    return rt_prefetch_new(&m->ctx.pf, e);
+}
+
+int wp_model_prefetching(const wp_model *m) { return m->ctx.pf != NULL; }
+
 /* What this runtime supports of a config; everything else is refused up front. */
 static int check_config(const wp_config *c, const char *path, wp_err *e)
 {
@@ -312,6 +389,19 @@ int wp_model_load(wp_model **out, wp_tsrc *src, const wp_rt_opts *opts, wp_err *
     /* the loader's arrays live as long as the model */
     m->owned = ld.owned;
     m->n_owned = ld.n_owned;
+    for (int i = 0; i < c->n_layers; i++) {        /* what follows each layer's experts */
+        rt_layer *L = &m->layers[i];
+        if (i + 1 < c->n_layers) {
+            L->n_pf_after = block_weights(&m->layers[i + 1], L->pf_after);
+        } else {
+            L->pf_after[0] = &m->head;
+            L->n_pf_after = 1;
+        }
+    }
+    if ((rc = start_prefetch(m, opts ? opts->flags : 0, e))) {
+        wp_model_free(m);
+        return rc;
+    }
     *out = m;
     return 0;
 fail_ld:
@@ -327,6 +417,7 @@ fail:
 void wp_model_free(wp_model *m)
 {
     if (!m) return;
+    rt_prefetch_free(m->ctx.pf);
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     rt_pool_free(m->ctx.pool);
@@ -436,6 +527,11 @@ static int block_rows(wp_model *m, const rt_layer *L, rt_lstate *const *sts, int
     if (!buf) return wp_oom(e, "%s", L->prefix);
     float *x = buf, *a = x + (size_t)n * d, *post = a + (size_t)n * d, *comb = post + (size_t)n * hc;
     int rc;
+    /* in a prefill the first layer queues its own weights and the next ones
+     * were queued during the previous layer's experts; a decode step reads
+     * the same fixed weights every time (they stay cached) and reads ahead
+     * only the experts it chooses */
+    prefetch_block(m, L, tokens, n, (L == m->layers || L->is_mtp) && n > 4);
     rt_hc_pre(cx, h, n, hc, d, L->hc_attn_fn, L->hc_attn_scale, L->hc_attn_base,
               c->hc_sinkhorn_iters, (float)c->hc_eps, eps, x, post, comb);
     for (int s = 0; s < n; s++) rt_rmsnorm(x + (size_t)s * d, L->attn_norm, d, eps);

@@ -108,6 +108,10 @@ enum {
                                      FP8/FP4, as the reference code's linear() dispatches;
                                      default: at every FP8/FP4 site of the model, whatever
                                      the build stores there (docs/runtime.md) */
+    WP_RT_PREFETCH = 1 << 4,      /* read weights ahead (madvise WILLNEED from a thread)
+                                     even when the source fits in memory; by default only
+                                     a source larger than half of the RAM is read ahead */
+    WP_RT_NO_PREFETCH = 1 << 5,   /* never read ahead */
 };
 
 typedef struct wp_rt_opts {
@@ -124,6 +128,11 @@ void wp_model_free(wp_model *m);
 const wp_config *wp_model_config(const wp_model *m);
 /* Name of the kernel set in use ("avx512", "avx2", "scalar"). */
 const char *wp_model_kernels(const wp_model *m);
+/* Bytes of every weight the model reads (data and scales, all layers). */
+uint64_t wp_model_weight_bytes(const wp_model *m);
+/* 1 if weights are read ahead (WP_RT_PREFETCH, or a model larger than half
+ * of the RAM), 0 otherwise. */
+int wp_model_prefetching(const wp_model *m);
 
 /* ---- Sequences --------------------------------------------------------------------
  * A sequence holds the caches of every main layer and of the MTP block for up
