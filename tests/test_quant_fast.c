@@ -326,7 +326,7 @@ TEST(quant_fast_convert_same_bytes_every_set)
     static const char *const recipes[] = {
         "--profile blackwell-nvfp4",
         "--profile bf16 --tensor-type attn=fp8-32x32-f32 --tensor-type shared_experts=mxfp4 "
-        "--tensor-type ffn.experts=fp8-16x64-e8m0 --tensor-type wq_a=nvfp4",
+        "--tensor-type ffn.experts=fp8-16x64-e8m0 --tensor-type wq_a=nvfp4 --allow-sensitive",
     };
     char out[8192];
     for (size_t ri = 0; ri < sizeof recipes / sizeof *recipes; ri++) {
