@@ -245,6 +245,7 @@ static int check_against(wp_tsrc *src, const char *build, const char *against, c
 typedef struct parity_args {
     const char *build, *golden, *against, *prompts, *indexer_precision, *gate;
     int no_verify, topk;
+    double recall_min;        /* < 0: the mode's default */
     wp_parity_opts o;
     wp_compare_opts co;
     cli_rt_args rt;
@@ -256,6 +257,7 @@ static void parity_init(void *va)
     wp_parity_opts_default(&a->o);
     wp_compare_opts_default(&a->co);
     a->topk = a->co.topk;
+    a->recall_min = -1;
 }
 
 #define YA(f) offsetof(parity_args, f)
@@ -268,7 +270,7 @@ static const cli_option parity_opts[] = {
     {.name = "golden", .short_name = 'g', .kind = CLI_STR, .off = YA(golden), .arg = "FILE", .complete = "file",
      .help = "golden outputs (tests/fixtures/tiny-a/golden-fp32.safetensors)"},
     {.name = "against", .kind = CLI_STR, .off = YA(against), .arg = "REF", .complete = "file",
-     .help = "reference build for the recall check"},
+     .help = "reference build (or HF checkpoint) to compare BUILD with"},
     {.name = "prompts", .kind = CLI_STR, .off = YA(prompts), .arg = "FILE", .complete = "file",
      .help = "one prompt per line: token ids separated by commas or spaces"},
     {.name = "indexer-precision", .kind = CLI_STR, .off = YA(indexer_precision), .arg = "P", .choices = "fp4 bf16",
@@ -287,9 +289,9 @@ static const cli_option parity_opts[] = {
      .help = "lossy gate: share of positions whose top-1 token agrees"},
     {.name = "topk", .kind = CLI_INT, .off = YA(topk), .arg = "K", .lo = 1, .hi = WP_STATS_TOPK_MAX,
      .help = "k of the \"same top-k\" rate (reported, not gated)"},
-    {.name = "min-recall", .kind = CLI_NUM, .off = YA(o.recall_min), .arg = "X", .lo = 0, .hi = 1,
-     .help = "indexer top-k recall threshold (--golden, --indexer-precision bf16,\n"
-             "and the lossy gate of --against)"},
+    {.name = "recall-min", .kind = CLI_NUM, .off = YA(recall_min), .arg = "X", .lo = 0, .hi = 1,
+     .def_doc = "0.99; 0.85 in --against's lossy gate",
+     .help = "indexer top-k recall threshold (mean over a CSA layer's queries)"},
     {.name = "max-median", .kind = CLI_NUM, .off = YA(o.layer_median_max), .arg = "X", .lo = 0, .hi = 1,
      .help = "per-layer median relative error gate (the fixture's fp32 acceptance;\nlossy builds need looser gates)"},
     {.name = "max-p90", .kind = CLI_NUM, .off = YA(o.layer_p90_max), .arg = "X", .lo = 0, .hi = 1,
@@ -307,6 +309,7 @@ static int parity_run(cli_ctx *c, void *va)
     const char *build = a->build, *golden = a->golden, *against = a->against, *prompts = a->prompts;
     int json = c->json;
     wp_parity_opts o = a->o;
+    if (a->recall_min >= 0) o.recall_min = a->recall_min;
     o.threads = a->rt.threads;
     o.rt_flags = cli_rt_flags(&a->rt);
     unsigned idx_flags = strcmp(a->indexer_precision, "bf16") ? 0 : WP_RT_INDEXER_HP;
@@ -331,7 +334,7 @@ static int parity_run(cli_ctx *c, void *va)
     if (!rc && against) {
         wp_compare_opts co = a->co;
         co.topk = a->topk;
-        co.recall_min = o.recall_min;
+        if (a->recall_min >= 0) co.recall_min = a->recall_min;
         rc = check_against(src, build, against, prompts, a->gate, &co,
                            (o.rt_flags & (WP_RT_BF16 | WP_RT_ENC_DISPATCH)) | idx_flags, o.threads,
                            a->no_verify, doc, &pass, &e);

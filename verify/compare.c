@@ -19,12 +19,14 @@ void wp_compare_opts_default(wp_compare_opts *o)
     memset(o, 0, sizeof *o);
     o->topk = WP_STATS_TOPK;
     o->gate = WP_GATE_LOSSY;
-    /* docs/parity.md "The lossy gate": calibrated on tiny-a and a synthetic
-     * Flash-shaped layer */
-    o->kl_mean_max = 0.05;
-    o->kl_p99_max = 0.5;
-    o->top1_min = 0.80;
-    o->recall_min = 0.90;
+    /* docs/parity.md "The lossy gate": on tiny-a, re-encoding every linear
+     * of the layers to FP4 gives KL mean 0.10, p99 0.42, top-1 0.44, indexer
+     * recall 0.91; an unrelated model of the same shapes KL 1.0, p99 1.25,
+     * top-1 0.002, recall 0.60.  The gate sits between, nearer the FP4 end. */
+    o->kl_mean_max = 0.25;
+    o->kl_p99_max = 0.75;
+    o->top1_min = 0.30;
+    o->recall_min = 0.85;
 }
 
 /* Everything one comparison holds: both models, a sequence each, per-prompt
