@@ -1,5 +1,6 @@
-/* cmd_parity.c — `wpack parity`: the runtime against golden outputs, or one
- * build's indexer against another's (verify/parity.h). */
+/* cmd_parity.c — `wpack parity`: the runtime against golden outputs, one
+ * build against a reference build, or the FP4 indexer against its bf16 self
+ * (verify/parity.h, docs/parity.md). */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,11 +62,9 @@ static int check_golden(wp_tsrc *src, const char *golden, const wp_parity_opts *
     return 0;
 }
 
-/* --against REF or --indexer-precision bf16 alone, on the prompts file:
- * indexer recall of the build against REF, or of its FP4 indexer against
- * its high-precision one. */
-static int check_recall(wp_tsrc *src, const char *against, const char *prompts,
-                        const wp_parity_opts *o, unsigned idx_flags, int no_verify, cJSON *doc, int *pass,
+/* --indexer-precision bf16 alone, on the prompts file: the build's FP4
+ * indexer against its own high-precision one (recall only). */
+static int check_recall(wp_tsrc *src, const char *prompts, const wp_parity_opts *o, cJSON *doc, int *pass,
                         wp_err *e)
 {
     int32_t **pr = NULL;
@@ -74,31 +73,17 @@ static int check_recall(wp_tsrc *src, const char *against, const char *prompts,
     if (rc) return rc;
     wp_rt_opts so = {.threads = o->threads, .flags = o->rt_flags & (WP_RT_BF16 | WP_RT_ENC_DISPATCH)};
     wp_rt_opts fo = so;
-    wp_tsrc *ref = NULL, *other = src;
-    if (against) {
-        rc = cli_open_source("parity", against, no_verify, doc != NULL, &ref, e);
-        other = ref;
-        so.flags |= idx_flags;
-        fo.flags |= idx_flags;
-    } else {
-        fo.flags |= WP_RT_INDEXER_HP;     /* the high-precision indexer is the reference */
-    }
+    fo.flags |= WP_RT_INDEXER_HP;     /* the high-precision indexer is the reference */
     wp_parity_report r;
-    if (!rc)
-        rc = wp_parity_against(src, &so, other, &fo, (const int32_t *const *)pr, lens, np,
-                               o->recall_min, &r, e);
-    for (int i = 0; i < np; i++) free(pr[i]);
-    free(pr);
-    free(lens);
-    wp_tsrc_close(ref);
+    rc = wp_parity_against(src, &so, src, &fo, (const int32_t *const *)pr, lens, np, o->recall_min, &r, e);
+    wp_prompt_lines_free(pr, lens, np);
     if (rc) return rc;
     *pass &= r.pass;
     if (doc) {
-        cJSON_AddItemToObject(doc, "recall", wp_parity_recall_json(&r, against ? against : "bf16 indexer",
-                                                                   np, o->recall_min));
+        cJSON_AddItemToObject(doc, "recall", wp_parity_recall_json(&r, "bf16 indexer", np, o->recall_min));
     } else {
         printf("prompts %s (%d)\n", prompts, np);
-        print_recall(&r, against ? "vs --against" : "fp4 vs bf16 indexer");
+        print_recall(&r, "fp4 vs bf16 indexer");
     }
     return 0;
 }
@@ -339,7 +324,7 @@ static int parity_run(cli_ctx *c, void *va)
                            (o.rt_flags & (WP_RT_BF16 | WP_RT_ENC_DISPATCH)) | idx_flags, o.threads,
                            a->no_verify, doc, &pass, &e);
     } else if (!rc && idx_flags && prompts) {
-        rc = check_recall(src, NULL, prompts, &o, idx_flags, a->no_verify, doc, &pass, &e);
+        rc = check_recall(src, prompts, &o, doc, &pass, &e);
     }
     wp_tsrc_close(src);
     if (rc) {

@@ -89,10 +89,10 @@ int wp_golden_write(wp_tsrc *src, const int32_t *const *prompts, const int *lens
     /* memory: the states of every prompt at one layer, the selections of
      * every CSA layer, the logits of one prompt */
     uint64_t states_bytes = B * (uint64_t)S * row * 4, sel = (uint64_t)ncsa * B * S * K * 4;
-    if (states_bytes > ((uint64_t)16 << 30) || sel > ((uint64_t)4 << 30))
-        return wp_fail_setting(e, WP_EUSAGE, "states", "%d prompts of %d tokens: %llu MiB of states at "
-                               "once; give fewer or shorter prompts", n, S,
-                               (unsigned long long)(states_bytes >> 20));
+    if (states_bytes > ((uint64_t)4 << 30) || sel > ((uint64_t)4 << 30))
+        return wp_fail(e, WP_EUSAGE, "%d prompts of %d tokens: %llu MiB of states and %llu MiB of "
+                       "selections at once (at most 4096 each); give fewer or shorter prompts", n, S,
+                       (unsigned long long)(states_bytes >> 20), (unsigned long long)(sel >> 20));
     wp_model *m = NULL;
     wp_seq *sq = NULL;
     float *h = NULL, *lg = NULL;

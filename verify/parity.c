@@ -609,7 +609,7 @@ cJSON *wp_parity_golden_json(const wp_parity_report *r, const char *golden)
     cJSON *g = cJSON_CreateObject();
     if (!g) return NULL;
     cJSON_AddStringToObject(g, "file", golden);
-    cJSON_AddNumberToObject(g, "topk", r->golden_topk);
+    if (r->golden_topk) cJSON_AddNumberToObject(g, "topk", r->golden_topk);   /* a reduced golden */
     cJSON *ls = cJSON_AddArrayToObject(g, "layers");
     for (int i = 0; i < r->n_layers; i++) {
         cJSON *l = cJSON_CreateObject();

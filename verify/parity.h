@@ -157,7 +157,7 @@ struct cJSON *wp_compare_json(const wp_compare_report *r, const char *reference)
 struct cJSON *wp_lsummary_json(const wp_lsummary *s);
 
 /* ---- Reports as JSON (what `wpack parity --json` prints) ------------------------
- * The golden checks of r: {file, layers: [{layer, median, p90, max, pass}],
+ * The golden checks of r: {file, topk (a reduced golden only), layers: [{layer, median, p90, max, pass}],
  * prefill/decode/mtp: {rows, cosine_min, cosine_mean, rel_rms_max, kl_max,
  * top1_agree, top1_clear_rows, top1_clear_agree, pass}, indexer_recall:
  * [{layer, queries, mean, worst, pass}], seconds, pass}.  NULL if out of memory. */
