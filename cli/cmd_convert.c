@@ -55,7 +55,10 @@ static int convert_run(cli_ctx *c, void *va)
     wp_sink sink;
     memset(&sink, 0, sizeof sink);
     int code = WP_EXIT_OK;
-    if ((a.report && wp_report_init(&rep, p, &e)) || wp_dir_sink_new(&sink, a.out, a.force, &e)) {
+    /* per weight: values an exact re-encode lost (the build's "loss") */
+    uint64_t *inexact = calloc(p->n_weights ? p->n_weights : 1, sizeof *inexact);
+    if (!inexact) wp_oom(&e, "convert");
+    if (!inexact || (a.report && wp_report_init(&rep, p, &e)) || wp_dir_sink_new(&sink, a.out, a.force, &e)) {
         code = cli_error(CMD, &e);
         goto out;
     }
@@ -70,6 +73,7 @@ static int convert_run(cli_ctx *c, void *va)
     wp_convert_opts o = {
         .threads = a.threads, .mem_budget = a.mem_budget, .report = a.report ? &rep : NULL,
         .progress = cli_progress, .progress_ud = &bar, .cancel = &g_stop,
+        .inexact = inexact, .allow_lossy = a.allow_lossy,
     };
     wp_convert_stats st;
     rc = wp_convert_run(p, &sink, &o, &st, &e);
@@ -116,6 +120,9 @@ static int convert_run(cli_ctx *c, void *va)
         cJSON_AddNumberToObject(j, "max_worker_bytes", (double)st.max_item_bytes);
         cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)st.peak_rss);
         cJSON_AddNumberToObject(j, "cast_inexact_elements", (double)st.cast_inexact);
+        wp_loss_summary ls;
+        wp_plan_loss_summary(p, inexact, &ls);
+        cJSON_AddItemToObject(j, "loss", wp_loss_summary_json(&ls));
         if (a.report) {
             cJSON_AddStringToObject(j, "report", a.report);
             cJSON_AddNumberToObject(j, "report_over_threshold", (double)over);
@@ -126,6 +133,7 @@ static int convert_run(cli_ctx *c, void *va)
         printf("wrote %s: %d file(s), %zu tensors, %s in %.2fs (%.2f GB/s), peak RSS %s, %d thread(s)\n", a.out,
                p->n_files, p->n_tensors, cli_bytes(st.out_bytes, b1, sizeof b1), st.seconds, gbps,
                cli_bytes(st.peak_rss, b2, sizeof b2), st.threads);
+        cv_print_loss(p, inexact);
         if (a.report) cv_print_report(stdout, &rep, a.top);
     }
     if (st.cast_inexact)
@@ -134,6 +142,7 @@ static int convert_run(cli_ctx *c, void *va)
     if (over)
         fprintf(stderr, "wpack %s: warning: %zu tensor(s) over their error threshold (see %s)\n", CMD, over, a.report);
 out:
+    free(inexact);
     wp_dir_sink_free(&sink);
     wp_report_free(&rep);
     wp_plan_free(p);

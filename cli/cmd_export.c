@@ -53,16 +53,20 @@ static int export_run(cli_ctx *cx, void *va)
     double dt = wp_now() - t0;
     if (cx->json) {
         cJSON *j = wp_export_stats_json(a->build, a->out, &st);
-        if (j) cJSON_AddNumberToObject(j, "seconds", dt);
+        if (j) {
+            cJSON_AddNumberToObject(j, "seconds", dt);
+            cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)wp_peak_rss_bytes());
+        }
         cli_print_json(j);
     } else {
-        char b[32], r[32];
+        char b[32], r[32], m[32];
         printf("exported %s -> %s: %zu tensors, %s in %zu shard%s (%s layout", a->build, a->out, st.tensors,
                cli_bytes(st.total_size, b, sizeof b), st.shards, st.shards == 1 ? "" : "s", st.layout);
         if (st.expert_dtype[0])
             printf(", expert_dtype %s, scales %s %ux%u", st.expert_dtype, st.scale_fmt, st.block[0], st.block[1]);
-        printf(", from profile %s) in %.1fs (%s)\n", st.profile[0] ? st.profile : "?", dt,
-               cli_rate(dt > 0 ? (double)st.total_size / dt : 0, r, sizeof r));
+        printf(", from profile %s) in %.1fs (%s, peak RSS %s)\n", st.profile[0] ? st.profile : "?", dt,
+               cli_rate(dt > 0 ? (double)st.total_size / dt : 0, r, sizeof r),
+               cli_bytes(wp_peak_rss_bytes(), m, sizeof m));
         printf("  %zu tensors copied, %zu re-encoded exactly; %zu build tensors read, every sha256 ok\n", st.copied,
                st.converted, st.build_tensors);
         if (st.n_files) {

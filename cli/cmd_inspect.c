@@ -1,9 +1,12 @@
 /*
- * cmd_inspect.c — `wpack inspect PATH [--json]`: what a checkpoint holds and
- * whether it is the checkpoint its config.json describes.
+ * cmd_inspect.c — `wpack inspect PATH [--tensors] [--json]`: what a
+ * checkpoint holds and whether it is the checkpoint its config.json
+ * describes; what a build (a directory, a lone .wpk) or a .wpkz holds, tensor
+ * by tensor.
  *
- * Headers only: the strict reader validates every header and the index on
- * open; no tensor byte is read.  Exit 0 ok, 1 inventory problems, 2
+ * Headers only: the strict readers validate every header and index on open;
+ * no tensor byte is read.  What PATH is comes from its magic, not its name
+ * (a .wpk renamed is still a .wpk).  Exit 0 ok, 1 inventory problems, 2
  * unreadable (the reader's or the config parser's one-line message).
  */
 #include <errno.h>
@@ -15,8 +18,11 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/pack_report.h"
+#include "cli/tensor_list.h"
 #include "common/outdir.h"
 #include "convert/convert.h"
+#include "format/pack.h"
 #include "model/summary.h"
 #include "trust/build.h"
 
@@ -98,12 +104,21 @@ static int unreadable(const wp_err *e)
     return WP_EXIT_BAD;
 }
 
-/* A build (a directory wpack made, or a lone .wpk): what it holds, from the
- * containers' directories and the manifest; nothing is hashed. */
-static int is_build(const char *path)
+/* What PATH is: a build (a directory wpack made, or a .wpk container), a
+ * .wpkz archive, or a checkpoint.  By magic first, so a renamed container is
+ * still one; by name for what has no readable magic (a truncated .wpk gets
+ * the container reader's message, not the safetensors reader's). */
+typedef enum { IN_CKPT, IN_BUILD, IN_WPKZ } in_kind;
+static in_kind kind_of(const char *path)
 {
-    size_t n = strlen(path);
-    return wp_outdir_is_build(path) || (n > 4 && !strcmp(path + n - 4, ".wpk"));
+    switch (wpz_sniff(path)) {
+    case WPZ_FILE_WPK: return IN_BUILD;
+    case WPZ_FILE_WPKZ: return IN_WPKZ;
+    default: break;
+    }
+    if (wp_outdir_is_build(path) || wp_str_ends_with(path, ".wpk")) return IN_BUILD;
+    if (wp_str_ends_with(path, ".wpkz")) return IN_WPKZ;
+    return IN_CKPT;
 }
 
 static void print_build(const char *path, const wp_build_summary *s)
@@ -127,36 +142,137 @@ static void print_build(const char *path, const wp_build_summary *s)
                s->has_dsse ? " + manifest.dsse.json" : "");
 }
 
+/* The summary, then every tensor (the JSON document's "tensor_list"). */
 static int inspect_build(const char *path, int json)
 {
     wp_err e = {0};
     wp_build *b = NULL;
     wp_build_summary s;
+    wp_tensor_list l;
     memset(&s, 0, sizeof s);
+    memset(&l, 0, sizeof l);
     int rc = wp_build_open(&b, path, &e);
     if (!rc) rc = wp_build_summarise(b, &s, &e);
-    if (!rc) {
-        if (json) cli_print_json(wp_build_summary_json(path, &s));
-        else print_build(path, &s);
+    if (!rc) rc = wp_build_list(b, &l, &e);
+    if (!rc && json) {
+        cJSON *doc = wp_build_summary_json(path, &s), *t = wp_tensor_list_json(&l);
+        if (!doc || !t || !cJSON_AddItemToObject(doc, "tensor_list", t)) {
+            cJSON_Delete(t);
+            cJSON_Delete(doc);
+            rc = wp_oom(&e, "the JSON document");
+        } else {
+            cli_print_json(doc);
+        }
+    } else if (!rc) {
+        print_build(path, &s);
+        printf("tensors:\n");
+        cli_tensor_list_print(&l);
     }
+    wp_tensor_list_free(&l);
     wp_build_summary_free(&s);
     wp_build_close(b);
-    if (rc) {
-        return unreadable(&e);
-    }
+    if (rc) return unreadable(&e);
     return WP_EXIT_OK;
+}
+
+/* A .wpkz: its index's figures (as `unpack --list`), then every tensor, from
+ * the index and the .wpk header regions it holds (nothing else decompressed). */
+static int inspect_wpkz(const char *path, int json)
+{
+    wp_err e = {0};
+    wpz_stats st;
+    wp_tensor_list l;
+    memset(&st, 0, sizeof st);
+    memset(&l, 0, sizeof l);
+    int rc = wpz_stat(path, &st, &e);
+    if (!rc) rc = wp_wpkz_list(path, &l, &e);
+    if (!rc && json) {
+        cJSON *doc = cli_wpz_stats_json(&st), *t = wp_tensor_list_json(&l);
+        if (!doc || !t || !cJSON_AddItemToObject(doc, "tensor_list", t)) {
+            cJSON_Delete(t);
+            cJSON_Delete(doc);
+            rc = wp_oom(&e, "the JSON document");
+        } else {
+            cJSON_AddStringToObject(doc, "path", path);
+            cJSON_AddStringToObject(doc, "kind", "wpkz");
+            cli_print_json(doc);
+        }
+    } else if (!rc) {
+        printf("%s: .wpkz archive, %llu file%s, %llu tensors in %zu .wpk file%s\n", path,
+               (unsigned long long)st.files, st.files == 1 ? "" : "s", (unsigned long long)st.tensors,
+               l.n_files, l.n_files == 1 ? "" : "s");
+        cli_wpz_stats_print(&st, 0, "listed");
+        printf("tensors:\n");
+        cli_tensor_list_print(&l);
+    }
+    wp_tensor_list_free(&l);
+    if (rc) return unreadable(&e);
+    return WP_EXIT_OK;
+}
+
+/* --tensors on a checkpoint: every safetensors tensor (name order), with its
+ * shard.  Adds "tensor_list" to doc when given, else prints the table. */
+static int list_ckpt(const char *path, cJSON *doc)
+{
+    wp_err e = {0};
+    wp_ckpt *k = NULL;
+    if (wp_ckpt_open(&k, path, &e)) return unreadable(&e);
+    size_t n = wp_ckpt_count(k);
+    int wn = 4, wd = 5, ws = 5, wb = 5, wo = 6;
+    char sh[256];
+    cJSON *arr = doc ? cJSON_AddArrayToObject(doc, "tensor_list") : NULL;
+    for (size_t pass = doc ? 1 : 0; pass < 2; pass++) {
+        if (pass == 1 && !doc)
+            printf("%-*s  %-*s  %-*s  %*s  %*s  file\n", wn, "name", wd, "dtype", ws, "shape", wb, "bytes", wo, "offset");
+        for (size_t i = 0; i < n; i++) {
+            const wp_tensor_info *t = wp_ckpt_tensor(k, i);
+            const char *fp = wp_st_path(wp_ckpt_file(k, (size_t)t->file)), *slash = strrchr(fp, '/');
+            const char *file = slash ? slash + 1 : fp;
+            size_t at = (size_t)snprintf(sh, sizeof sh, "[");
+            for (int d = 0; d < t->ndim && at < sizeof sh; d++)
+                at += (size_t)snprintf(sh + at, sizeof sh - at, "%s%llu", d ? ", " : "", (unsigned long long)t->shape[d]);
+            if (at < sizeof sh) snprintf(sh + at, sizeof sh - at, "]");
+            if (pass == 0) {
+                char num[24];
+                int w;
+                if ((w = (int)strlen(t->name)) > wn) wn = w;
+                if ((w = (int)strlen(wp_dtype_name(t->dtype))) > wd) wd = w;
+                if ((w = (int)strlen(sh)) > ws) ws = w;
+                if ((w = snprintf(num, sizeof num, "%llu", (unsigned long long)t->nbytes)) > wb) wb = w;
+                if ((w = snprintf(num, sizeof num, "%llu", (unsigned long long)t->offset)) > wo) wo = w;
+            } else if (doc) {
+                cJSON *o = cJSON_CreateObject();
+                if (!arr || !o || !cJSON_AddItemToArray(arr, o)) {
+                    cJSON_Delete(o);
+                    break;
+                }
+                cJSON_AddStringToObject(o, "name", t->name);
+                cJSON_AddStringToObject(o, "dtype", wp_dtype_name(t->dtype));
+                cJSON *s = cJSON_AddArrayToObject(o, "shape");
+                for (int d = 0; s && d < t->ndim; d++) cJSON_AddItemToArray(s, cJSON_CreateNumber((double)t->shape[d]));
+                cJSON_AddNumberToObject(o, "bytes", (double)t->nbytes);
+                cJSON_AddNumberToObject(o, "offset", (double)t->offset);
+                cJSON_AddStringToObject(o, "file", file);
+            } else {
+                printf("%-*s  %-*s  %-*s  %*llu  %*llu  %s\n", wn, t->name, wd, wp_dtype_name(t->dtype), ws, sh, wb,
+                       (unsigned long long)t->nbytes, wo, (unsigned long long)t->offset, file);
+            }
+        }
+    }
+    wp_ckpt_close(k);
+    return 0;
 }
 
 typedef struct inspect_args {
     const char *path;
-    int deep, threads;
+    int deep, threads, tensors;
 } inspect_args;
 
 static const cli_operand inspect_operands[] = {
     {.name = "PATH", .off = offsetof(inspect_args, path), .required = 1, .complete = "file",
      .help = "a checkpoint directory (model.safetensors.index.json + shards, or a single\n"
-             "model.safetensors; config.json required), one .safetensors file, or a\n"
-             "wpack build (a build directory or a lone .wpk)"},
+             "model.safetensors; config.json required), one .safetensors file, a\n"
+             "wpack build (a build directory or a lone .wpk), or a .wpkz"},
     {0},
 };
 
@@ -168,6 +284,9 @@ static const cli_option inspect_opts[] = {
              "tid2eid entry an expert id (what convert checks while it reads)"},
     {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = IA(threads), .arg = "N", .lo = 1, .hi = 1024,
      .def_doc = "all online CPUs", .help = "reading threads for --deep"},
+    {.name = "tensors", .kind = CLI_FLAG, .off = IA(tensors),
+     .help = "also list a checkpoint's tensors: name, dtype, shape, bytes, offset,\n"
+             "shard (a build's and a .wpkz's are always listed)"},
     {0},
 };
 
@@ -221,12 +340,12 @@ static int inspect_run(cli_ctx *c, void *va)
     const inspect_args *a = va;
     const char *path = a->path;
     int json = c->json;
-    if (is_build(path)) {
-        if (a->deep)
-            return cli_usage(CMD, "--deep reads a checkpoint's tensors; a build's are checked by "
-                                  "'wpack verify %s'", path);
-        return inspect_build(path, json);
-    }
+    in_kind kind = kind_of(path);
+    if (kind != IN_CKPT && a->deep)
+        return cli_usage(CMD, "--deep reads a checkpoint's tensors; a %s's are checked by 'wpack %s %s'",
+                         kind == IN_WPKZ ? ".wpkz" : "build", kind == IN_WPKZ ? "unpack" : "verify", path);
+    if (kind == IN_BUILD) return inspect_build(path, json);
+    if (kind == IN_WPKZ) return inspect_wpkz(path, json);
 
     wp_ckpt_summary *s;
     wp_err e = {0};
@@ -236,6 +355,16 @@ static int inspect_run(cli_ctx *c, void *va)
     cJSON *doc = json ? wp_ckpt_summary_json(s) : NULL;
     if (!json) print_human(s, c->verbose);
     int rc = s->have_config && wp_ckpt_summary_problems(s) ? WP_EXIT_FAIL : WP_EXIT_OK;
+    if (a->tensors) {
+        fflush(stdout);
+        if (!json) printf("tensors:\n");
+        int lrc = list_ckpt(path, doc);
+        if (lrc) {
+            cJSON_Delete(doc);
+            wp_ckpt_summary_free(s);
+            return lrc;
+        }
+    }
     if (a->deep) {
         fflush(stdout);
         int drc = inspect_deep(path, s, a->threads, json, doc);
@@ -248,7 +377,7 @@ static int inspect_run(cli_ctx *c, void *va)
 
 const cli_command cli_cmd_inspect = {
     .name = "inspect",
-    .summary = "summarise a checkpoint and check its inventory against config.json",
+    .summary = "check a checkpoint's inventory; list a build's or a .wpkz's tensors",
     .about = "Summarise a DeepSeek-V4 checkpoint from its headers alone (no tensor data is\n"
              "read): tensor count and bytes, shards, dtype histogram, tensor families,\n"
              "layer kinds, and the check of its tensors against the inventory config.json\n"
@@ -258,8 +387,15 @@ const cli_command cli_cmd_inspect = {
              "checked (unexpected, mis-shaped, mis-typed; tensors it lacks may live in other\n"
              "shards); without one the summary has no check.\n"
              "\n"
-             "For a build: its files, tensors and bytes per encoding, the manifest's root\n"
-             "digest and which signature files it has (checking them is `wpack verify`).\n"
+             "For a build (a directory or a lone .wpk, recognised by its magic whatever its\n"
+             "name): its files, tensors and bytes per encoding, the manifest's root digest\n"
+             "and which signature files it has (checking them is `wpack verify`), then\n"
+             "every tensor: name, encoding, logical shape, bytes, offset, the first 12 hex\n"
+             "digits of its recorded SHA-256 (--json: all of it), its file when there are\n"
+             "several, and for stacked experts their count and source names.  For a .wpkz:\n"
+             "the index's figures per encoding, then the same table with compressed bytes,\n"
+             "from the index and the .wpk headers alone (nothing else is decompressed).\n"
+             "With --tensors, a checkpoint's tensors are listed too.\n"
              "\n"
              "With -v, every inventory problem is listed, not only the first 20.\n"
              "\n"

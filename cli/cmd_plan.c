@@ -24,6 +24,7 @@ static void print_human(const wp_plan *p, int list)
     for (size_t i = 0; i < p->n_weights; i++) methods[p->weights[i].method]++;
     printf("weights: %zu copied, %zu exact re-encodes, %zu spec §3.7 casts, %zu re-quantised\n", methods[WP_M_COPY],
            methods[WP_M_EXACT], methods[WP_M_CAST37], methods[WP_M_QUANT]);
+    cv_print_loss(p, NULL);
     printf("\n%-16s %9s %12s %9s %12s\n", "family", "in", "in bytes", "out", "out bytes");
     for (int f = 0; f < WP_FAM_COUNT; f++) {
         const wp_plan_family *x = &p->family[f];

@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "cli/convert_args.h"
+#include "runtime/tokens.h"
 #include "verify/recall.h"
+#include "verify/sensitivity.h"
 
 #define CMD "quant"
 
@@ -25,6 +27,10 @@ static const cli_option quant_opts[] = {
              "(spec §6) on two synthetic prompts; practical for small models only"},
     {.name = "recall-min", .kind = CLI_NUM, .off = CV_A(recall_min), .arg = "X", .lo = 0, .hi = 1, .def = "0.99",
      .help = "the recall below which --indexer-recall fails"},
+    {.name = "prompts", .kind = CLI_STR, .off = CV_A(prompts), .arg = "FILE", .complete = "file",
+     .help = "measure each re-quantised family's end-to-end effect with the CPU runtime:\n"
+             "that family lossy, the rest exact, every position of the prompts (token ids,\n"
+             "one prompt per line) against the checkpoint: KL and top-1, ranked"},
     {0},
 };
 
@@ -40,15 +46,22 @@ static int quant_run(cli_ctx *c, void *va)
     wp_report rep;
     memset(&rep, 0, sizeof rep);
     int code = WP_EXIT_OK;
+    uint64_t *inexact = NULL;
     if (wp_report_init(&rep, p, &e)) {
         code = cli_error(CMD, &e);
         goto out;
     }
     cli_bar bar;
     cli_bar_init(&bar, a.json, 1);
+    inexact = calloc(p->n_weights ? p->n_weights : 1, sizeof *inexact);
+    if (!inexact) {
+        cli_bar_end(&bar);
+        code = cli_error(CMD, (wp_oom(&e, "quant"), &e));
+        goto out;
+    }
     wp_convert_opts o = {
         .threads = a.threads, .mem_budget = a.mem_budget, .report = &rep,
-        .progress = cli_progress, .progress_ud = &bar,
+        .progress = cli_progress, .progress_ud = &bar, .inexact = inexact,
     };
     wp_convert_stats st;
     rc = wp_convert_run(p, NULL, &o, &st, &e);
@@ -72,8 +85,25 @@ static int quant_run(cli_ctx *c, void *va)
         }
         recall_pass = pr.pass;
     }
+    wp_sens_report sr;
+    memset(&sr, 0, sizeof sr);
+    if (a.prompts) {
+        int32_t **pt = NULL;
+        int *lens = NULL, np = 0;
+        rc = wp_prompt_lines_load(a.prompts, &pt, &lens, &np, &e);
+        if (!rc) rc = wp_sensitivity(p, a.ckpt, (const int32_t *const *)pt, lens, np, a.threads, &sr, &e);
+        if (pt) wp_prompt_lines_free(pt, lens, np);
+        if (rc) {
+            code = cli_error(CMD, &e);
+            goto out;
+        }
+    }
     if (a.json) {
         cJSON *j = wp_report_to_json(&rep);
+        if (a.prompts) cJSON_AddItemToObject(j, "sensitivity", wp_sens_report_json(&sr));
+        wp_loss_summary ls;
+        wp_plan_loss_summary(p, inexact, &ls);
+        cJSON_AddItemToObject(j, "loss", wp_loss_summary_json(&ls));
         if (a.recall) {
             cJSON *ra = cJSON_AddObjectToObject(j, "indexer_recall");
             cJSON_AddNumberToObject(ra, "gate", a.recall_min);
@@ -92,13 +122,27 @@ static int quant_run(cli_ctx *c, void *va)
         cli_print_json(j);
     } else {
         cv_print_report(stdout, &rep, a.top);
+        cv_print_loss(p, inexact);
+        if (a.prompts) {
+            printf("\nsensitivity: %d prompt(s), %d positions, each family lossy alone vs the checkpoint\n",
+                   sr.prompts, sr.positions);
+            printf("%-32s %-14s %7s %11s %11s %8s %10s\n", "family (largest KL first)", "sensitive", "weights",
+                   "KL mean", "KL max", "top-1", "cos min");
+            for (int i = -1; i < sr.n; i++) {
+                const wp_sens_family *f = i < 0 ? &sr.exact : &sr.fam[i];
+                printf("%-32s %-14s %7zu %11.3e %11.3e %8.4f %10.6f\n", f->family, f->sensitive ? f->sensitive : "",
+                       f->weights, f->kl_mean, f->kl_max, f->top1_agree, f->cos_min);
+            }
+        }
         for (int i = 0; i < pr.n_recall; i++)
             printf("indexer layer %d: top-k recall vs the checkpoint mean %.4f, worst query %.4f (%d queries)  %s\n",
                    pr.recall[i].layer, pr.recall[i].mean, pr.recall[i].worst, pr.recall[i].queries,
                    pr.recall[i].pass ? "PASS" : "FAIL");
     }
     code = over || !recall_pass ? WP_EXIT_FAIL : WP_EXIT_OK;
+    wp_sens_report_free(&sr);
 out:
+    free(inexact);
     wp_report_free(&rep);
     wp_plan_free(p);
     wp_ckpt_close(k);

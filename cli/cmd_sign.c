@@ -14,7 +14,8 @@ typedef struct sign_args {
 
 #define SA(f) offsetof(sign_args, f)
 static const cli_operand sign_operands[] = {
-    {.name = "BUILD", .help = "the build directory to sign", .off = SA(build), .required = 1, .complete = "dir"},
+    {.name = "BUILD", .help = "the build directory to sign (or, with --dsse, a checkpoint directory)", .off = SA(build),
+     .required = 1, .complete = "dir"},
     {0},
 };
 static const cli_option sign_opts[] = {
@@ -22,7 +23,9 @@ static const cli_option sign_opts[] = {
      .complete = "file", .help = "the private key (PKCS#8 PEM, from wpack keygen)"},
     {.name = "dsse", .kind = CLI_FLAG, .off = SA(o.dsse),
      .help = "also write BUILD/manifest.dsse.json: an OpenSSF model-signing bundle\n"
-             "(in-toto statement in a DSSE envelope, signed with the same key)"},
+             "(in-toto statement in a DSSE envelope, signed with the same key); for a\n"
+             "checkpoint directory (no manifest.json) write DIR/model.sig, a model-signing\n"
+             "bundle over every file"},
     {.name = "name", .kind = CLI_STR, .off = SA(o.model_name), .arg = "MODEL",
      .def_doc = "the build directory's name", .help = "the in-toto subject name"},
     {.name = "no-check", .kind = CLI_FLAG, .off = SA(o.no_check), .help = "sign without re-hashing the build first"},
@@ -43,6 +46,7 @@ static int sign_run(cli_ctx *c, void *va)
     o.progress_ud = &bar;
     wp_err e = {0};
     char kid[65] = "";
+    int ckpt = wp_sign_is_checkpoint(build);
     int rc = wp_sign_build(build, &o, kid, &e);
     cli_bar_end(&bar);
     if (rc) return cli_error("sign", &e);
@@ -52,7 +56,10 @@ static int sign_run(cli_ctx *c, void *va)
         cJSON_AddStringToObject(j, "build", build);
         cJSON_AddStringToObject(j, "keyid", kid);
         cJSON_AddBoolToObject(j, "dsse", o.dsse);
+        cJSON_AddStringToObject(j, "kind", ckpt ? "checkpoint" : "build");
         cli_print_json(j);
+    } else if (ckpt) {
+        printf("%s: signed with key %s (model.sig: OpenSSF model-signing bundle)\n", build, kid);
     } else {
         printf("%s: signed with key %s (%s%s)\n", build, kid, "manifest.sig", o.dsse ? ", manifest.dsse.json" : "");
     }
@@ -63,7 +70,9 @@ const cli_command cli_cmd_sign = {
     .name = "sign",
     .summary = "sign a build's manifest",
     .about = "Check the build against its manifest (every digest), then write BUILD/manifest.sig:\n"
-             "a detached signature over the exact manifest.json bytes (docs/signing.md).",
+             "a detached signature over the exact manifest.json bytes (docs/signing.md).  A directory\n"
+             "without manifest.json (an exported checkpoint) is signed with --dsse only, into\n"
+             "DIR/model.sig: an OpenSSF model-signing bundle over every file.",
     .operands = sign_operands,
     .options = sign_opts,
     .args_size = sizeof(sign_args),

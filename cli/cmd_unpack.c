@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "cli/pack_report.h"
+#include "cli/tensor_list.h"
 
 #define CMD "unpack"
 
@@ -30,7 +31,9 @@ static const cli_option unpack_opts[] = {
      .help = "the build directory to restore, or with --tensor the tensor's file"},
     {.name = "tensor", .kind = CLI_STR, .off = UA(tensor), .arg = "NAME",
      .help = "extract one tensor's raw bytes (NAME, or FILE.wpk:NAME when several\nfiles hold it), reading only its frames"},
-    {.name = "list", .kind = CLI_FLAG, .off = UA(list), .help = "read the index only and print its figures per encoding"},
+    {.name = "list", .kind = CLI_FLAG, .off = UA(list),
+     .help = "print the index's figures per encoding and every tensor (name,\nencoding, shape, bytes, offset, digest, compressed bytes, experts),\n"
+             "from the index and the .wpk headers alone"},
     {0},
 };
 
@@ -44,9 +47,26 @@ static int unpack_run(cli_ctx *c, void *va)
     wpz_stats st;
     double t0 = wp_now();
     if (list) {
-        if (wpz_stat(in, &st, &e)) return cli_error(CMD, &e);
-        if (json) cli_print_json(cli_wpz_stats_json(&st));
-        else cli_wpz_stats_print(&st, 0, "listed");
+        wp_tensor_list l;
+        int rc = wpz_stat(in, &st, &e);
+        if (!rc) rc = wp_wpkz_list(in, &l, &e);
+        if (rc) return cli_error(CMD, &e);
+        if (json) {
+            cJSON *j = cli_wpz_stats_json(&st), *t = wp_tensor_list_json(&l);
+            if (!j || !t || !cJSON_AddItemToObject(j, "tensor_list", t)) {
+                cJSON_Delete(t);
+                cJSON_Delete(j);
+                wp_tensor_list_free(&l);
+                wp_oom(&e, "the JSON document");
+                return cli_error(CMD, &e);
+            }
+            cli_print_json(j);
+        } else {
+            cli_wpz_stats_print(&st, 0, "listed");
+            printf("tensors:\n");
+            cli_tensor_list_print(&l);
+        }
+        wp_tensor_list_free(&l);
         return WP_EXIT_OK;
     }
     if (tensor) {
@@ -91,7 +111,7 @@ const cli_command cli_cmd_unpack = {
     .synopsis = "X.wpkz -o BUILD [options]\nX.wpkz --tensor NAME -o FILE [options]\nX.wpkz --list [options]",
     .about = "Restore the build directory packed in X.wpkz (it appears only once every file\n"
              "matched its recorded SHA-256), or extract one tensor's raw bytes, or list the\n"
-             "index's figures.",
+             "index's figures and every tensor (the names --tensor takes).",
     .operands = unpack_operands,
     .options = unpack_opts,
     .flags = CLI_WRITES,

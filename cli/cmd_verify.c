@@ -15,7 +15,8 @@ typedef struct verify_args {
 
 #define VA(f) offsetof(verify_args, f)
 static const cli_operand verify_operands[] = {
-    {.name = "BUILD", .help = "a build directory or a lone .wpk", .off = VA(path), .required = 1, .complete = "file"},
+    {.name = "BUILD", .help = "a build directory, a lone .wpk, or a directory signed with model.sig", .off = VA(path),
+     .required = 1, .complete = "file"},
     {0},
 };
 static const cli_option verify_opts[] = {
@@ -63,14 +64,22 @@ static int verify_run(cli_ctx *c, void *va)
         printf("%s: OK: %u file%s, %llu tensors, %s hashed in %.2f s (%.2f GB/s, %d threads)\n", path, r.nfiles,
                r.nfiles == 1 ? "" : "s", (unsigned long long)r.ntensors, cli_bytes(r.bytes_hashed, b, sizeof b),
                r.seconds, r.seconds > 0 ? (double)r.bytes_hashed / r.seconds / 1e9 : 0.0, r.threads);
+        const char *who = r.dsse_foreign ? "another signer's layout" : "wpack's layout";
         if (r.sig_verified)
-            printf("signature: verified (%s key %s)%s\n", "signer", r.keyid,
-                   r.dsse_verified ? "; DSSE bundle verified" : "");
+            printf("signature: verified (%s key %s)%s%s%s\n", "signer", r.keyid,
+                   r.dsse_verified ? "; DSSE bundle verified (" : "", r.dsse_verified ? who : "",
+                   r.dsse_verified ? ")" : "");
+        else if (r.dsse_verified)
+            printf("signature: model-signing bundle verified (%s, %s)\n", r.is_checkpoint ? "model.sig" :
+                   "manifest.dsse.json", who);
         else if (r.sig_present)
             printf("signature: present, NOT checked (no --key; key %s)\n", r.keyid);
+        else if (r.dsse_present)
+            printf("signature: model-signing bundle present, NOT checked (no --key)\n");
         else
             printf("signature: none (integrity only, --allow-unsigned)\n");
         if (r.root[0] && r.is_build) printf("root sha256: %s\n", r.root);
+        if (r.root[0] && r.is_checkpoint) printf("model-signing root sha256: %s\n", r.root);
         for (size_t i = 0; i < r.nextra; i++) printf("ignored (not in the manifest): %s\n", r.extra[i]);
     }
     wp_verify_report_free(&r);
@@ -83,7 +92,9 @@ const cli_command cli_cmd_verify = {
     .about = "Check a build directory (or a lone .wpk): container structure, the manifest signature,\n"
              "the manifest against each container's directory, and the SHA-256 of every tensor and\n"
              "of every other byte, in parallel.  A signed build needs --key, or --allow-unsigned to\n"
-             "check its integrity only.",
+             "check its integrity only.  A directory without manifest.json but with model.sig (an\n"
+             "OpenSSF model-signing bundle, e.g. over an exported checkpoint) is checked against it:\n"
+             "the signature, every file's SHA-256, no file left out.",
     .operands = verify_operands,
     .options = verify_opts,
     .exit1 = "verification failed: a digest, the signature or the structure does not match",

@@ -39,12 +39,26 @@ int cv_open(const char *cmd, const cv_args *a, wp_ckpt **k, wp_plan **p)
     for (int i = 0; !rc && i < a->ntypes; i++) rc = wp_profile_add_override(&prof, a->types[i], &e);
     if (!rc) rc = wp_plan_build(p, *k, &cfg, &prof, &a->po, &e);
     wp_profile_free(&prof);
+    /* a lossy step nobody asked for, or of a sensitive family: exit 1 */
+    if (!rc && (rc = wp_plan_check_loss(*p, a->allow_lossy, a->allow_sensitive, &e))) {
+        wp_plan_free(*p);
+        *p = NULL;
+    }
     if (rc) {
         wp_ckpt_close(*k);
         *k = NULL;
         return cli_error(cmd, &e);
     }
     return -1;
+}
+
+void cv_print_loss(const wp_plan *p, const uint64_t *inexact)
+{
+    wp_loss_summary s;
+    char line[1024];
+    wp_plan_loss_summary(p, inexact, &s);
+    wp_loss_summary_line(&s, line, sizeof line);
+    printf("%s\n", line);
 }
 
 void cv_print_report(FILE *f, const wp_report *r, int top)

@@ -19,6 +19,8 @@ typedef struct cv_args {
     const char *types[CV_MAX_TYPES];  /* the same, after cv_finish */
     int ntypes;
     int json, threads, force, list, top, recall;
+    int allow_lossy, allow_sensitive;   /* the loss gate (docs/profiles.md "Lossless builds") */
+    const char *prompts;                /* quant --prompts FILE */
     double recall_min;
     uint64_t mem_budget;
     wp_plan_opts po;
@@ -44,7 +46,13 @@ typedef struct cv_args {
     {.name = "no-fuse-w13", .kind = CLI_FLAG, .off = CV_A(po.fuse_w13), .clear = 1,                          \
      .help = "keep experts' w1 and w3 apart, whatever the profile says"},                                    \
     {.name = "align", .kind = CLI_SIZE, .off = CV_A(po.align), .arg = "SIZE",                                \
-     .def_doc = "the profile's, 4K", .help = "tensor alignment (2M for huge pages)"}
+     .def_doc = "the profile's, 4K", .help = "tensor alignment (2M for huge pages)"},                        \
+    {.name = "allow-lossy", .kind = CLI_FLAG, .off = CV_A(allow_lossy),                                      \
+     .help = "accept a re-quantisation the profile does not declare (\"lossy\": true),\n"                   \
+             "and an exact re-encode that lost values; the build is then marked lossy"},                    \
+    {.name = "allow-sensitive", .kind = CLI_FLAG, .off = CV_A(allow_sensitive),                              \
+     .help = "accept a lossy re-encode of a sensitive family (router gate, embed, head,\n"                   \
+             "HC parameters, indexer, compressor); measure it with quant --prompts"}
 #define CV_OPTS_RUN                                                                                         \
     {.name = "threads", .short_name = 't', .kind = CLI_INT, .off = CV_A(threads), .arg = "N", .lo = 1,       \
      .hi = 256, .def_doc = "all online CPUs", .help = "worker threads"},                                     \
@@ -67,6 +75,9 @@ int cv_finish(const char *cmd, cli_ctx *c, cv_args *a);
  * and build the plan.  On failure prints the error and returns the exit code
  * (>= 0); on success returns -1. */
 int cv_open(const char *cmd, const cv_args *a, wp_ckpt **k, wp_plan **p);
+/* The plan's loss line on stdout ("lossless" / "lossy: N tensors (families
+ * ...)"), `inexact` as in wp_plan_weight_loss (NULL: the plan's). */
+void cv_print_loss(const wp_plan *p, const uint64_t *inexact);
 /* The short report table on `f`, worst NMSE first (at most `top` rows). */
 void cv_print_report(FILE *f, const wp_report *r, int top);
 /* Write the report JSON to `path` atomically; prints and returns the exit

@@ -59,6 +59,8 @@ typedef struct wp_rule {
     uint32_t br, bc;        /* fp8 block; WP_BLOCK_SOURCE = the source's block (or 128) */
     wp_scale_fmt sfmt;      /* fp8 scale format */
     int origin;             /* 0 profile file, 1 --tensor-type */
+    int lossy;              /* "lossy": true: the profile declares that this rule may
+                               re-quantise (a --tensor-type rule is the user's request) */
 } wp_rule;
 
 typedef struct wp_profile {
@@ -121,6 +123,26 @@ typedef enum wp_method {
 } wp_method;
 const char *wp_method_name(wp_method m);   /* "copy","exact","cast","quant" */
 
+/* ---- Loss (docs/profiles.md "Lossless builds") --------------------------------
+ * Whether a weight's values survive, decided by rule from the method: a copy
+ * keeps the bytes, an exact re-encode (E8M0 -> F32 scales on the same blocks,
+ * FP8/MXFP4 -> BF16, anything -> F32, the spec §3.7 cast) keeps every
+ * dequantised value bit for bit, a re-quantisation does not.  Convert checks
+ * the exact classes at run time (wp_convert_opts.inexact): a weight that lost
+ * a value is lossy after all. */
+typedef enum wp_loss { WP_LOSS_COPY, WP_LOSS_EXACT, WP_LOSS_LOSSY } wp_loss;
+const char *wp_loss_name(wp_loss l);       /* "copy","exact","lossy" */
+int wp_loss_parse(const char *s, wp_loss *out);   /* 0 or -1 */
+wp_loss wp_method_loss(wp_method m);
+/* The loss family of an output name: the layer-relative name without the
+ * layer and the .weight/.scale suffix ("ffn.gate" of layers.3.ffn.gate.weight,
+ * "ffn.experts.w1", "embed", "hc_attn_fn"; "mtp." + that for mtp.K.*). */
+void wp_loss_family(const char *name, char *out, size_t sz);
+/* Families whose lossy re-encode moves the model far more than its weight
+ * error says (router gate weight and bias, embed, head, HC parameters,
+ * indexer, compressor), stated once: what it is ("router gate", ...), or NULL. */
+const char *wp_sensitive_family(const char *name);
+
 typedef enum wp_role { WP_ROLE_WEIGHT, WP_ROLE_SCALE, WP_ROLE_GLOBAL, WP_ROLE_RAW } wp_role;
 
 /* One named, contiguous byte range of an output file: what the container's
@@ -164,6 +186,7 @@ typedef struct wp_plan_weight {
     uint32_t src_br, src_bc; /* source FP8 block */
     wp_scale_fmt src_sfmt;
     wp_method method;
+    wp_loss loss;            /* wp_method_loss(method) */
     int passthrough;         /* output encoding = source encoding, bytes copied */
     wp_enc enc;              /* output encoding (src != RAW) */
     uint32_t br, bc;         /* output FP8 block */
@@ -219,6 +242,36 @@ struct cJSON *wp_plan_to_json(const wp_plan *p);
 /* Find an output tensor by (file, name); SIZE_MAX if absent. */
 size_t wp_plan_find(const wp_plan *p, int file, const char *name);
 
+/* The loss of weight i: the plan's, or lossy when `inexact` (per plan weight,
+ * elements an exact re-encode did not preserve; NULL = none) says so. */
+wp_loss wp_plan_weight_loss(const wp_plan *p, size_t i, const uint64_t *inexact);
+#define WP_LOSS_MAX_FAMILIES 256
+typedef struct wp_loss_summary {
+    int lossless;                     /* no lossy weight */
+    size_t lossy_weights;             /* output weights (a stack is one; per rank) */
+    size_t n_families;                /* sorted, distinct (capped; more_families counts the rest) */
+    size_t more_families;
+    char families[WP_LOSS_MAX_FAMILIES][96];
+} wp_loss_summary;
+void wp_plan_loss_summary(const wp_plan *p, const uint64_t *inexact, wp_loss_summary *s);
+/* "lossless" or "lossy: N tensors (families a, b, ...)" */
+void wp_loss_summary_line(const wp_loss_summary *s, char *out, size_t sz);
+struct cJSON *wp_loss_summary_json(const wp_loss_summary *s);
+/* The lossy-step gate (docs/profiles.md "Lossless builds"): WP_EVERIFY with
+ * one line naming the weight and its rule, setting "allow-sensitive", when a
+ * lossy weight is of a sensitive family and !allow_sensitive; setting
+ * "allow-lossy" when a lossy weight's rule is a profile rule without
+ * "lossy": true and !allow_lossy.  0 otherwise. */
+int wp_plan_check_loss(const wp_plan *p, int allow_lossy, int allow_sensitive, wp_err *e);
+/* Run time: WP_EVERIFY (setting "allow-lossy") naming the first weight whose
+ * exact re-encode did not preserve every value (inexact[i] > 0), else 0. */
+int wp_plan_check_inexact(const wp_plan *p, const uint64_t *inexact, wp_err *e);
+/* Fill the loss fields of a build's manifest (trust/manifest.h): each tensor
+ * its weight's loss, the top-level summary.  Tensors are found by (file
+ * path, name); one the plan does not list is an error. */
+struct wp_manifest;
+int wp_plan_manifest_loss(const wp_plan *p, const uint64_t *inexact, struct wp_manifest *m, wp_err *e);
+
 /* ---- Quantisation report ---------------------------------------------------- */
 typedef struct wp_qrecord {
     size_t weight;           /* plan weight */
@@ -268,6 +321,9 @@ typedef struct wp_sink {
     /* Optional: wp_convert_run hands the sink its cancel flag before begin(),
      * so that commit (finishing, hashing back, moving into place) stops too. */
     void (*set_cancel)(void *ud, volatile sig_atomic_t *cancel);
+    /* Optional: before commit, the elements each plan weight's exact
+     * re-encode did not preserve (wp_plan_weight_loss), for the manifest. */
+    void (*set_inexact)(void *ud, const uint64_t *inexact);
 } wp_sink;
 
 /* The build-directory sink: one .wpk per plan file plus manifest.json
@@ -290,6 +346,10 @@ typedef struct wp_convert_opts {
                                         WP_EUSAGE "interrupted", no output */
     int no_content_check;    /* benches only: skip the content checks of every band read
                                 (also the environment's WPACK_BENCH_NO_CONTENT_CHECK=1) */
+    uint64_t *inexact;       /* NULL, or n_weights counters: filled with the elements each
+                                exact re-encode (method exact or cast) did not preserve */
+    int allow_lossy;         /* with a sink: accept an exact re-encode that lost values
+                                (the manifest marks it lossy); else WP_EVERIFY, no output */
 } wp_convert_opts;
 
 typedef struct wp_convert_stats {

@@ -6,7 +6,8 @@
  * official names and order, model/model.h) and finds, for each tensor, the
  * bytes of the build that hold it: a tensor of the same name, or a slice of
  * a stacked tensor whose recorded sources name it (expert e, and for a fused
- * w13 its w1 or w3 half).  Each output tensor reads one byte range of one
+ * w13 its w1 or w3 half) -- the build's name index (trust/build.h,
+ * wp_name_index), which inspect lists from too.  Each output tensor reads one byte range of one
  * build tensor and either copies it or re-encodes it exactly (E8M0 <-> F32
  * scales, BF16 -> FP8 where every value survives).  Anything else is refused
  * before a byte is written.
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/outdir.h"
+#include "convert/convert_priv.h"   /* wp_tp_split_dim: which tensors a tp build cuts */
 #include "convert/export.h"
 #include "format/wpk.h"
 #include "hf/safetensors.h"
@@ -49,6 +51,7 @@ typedef enum ex_op {
     OP_E8M0_TO_F32,     /* E8M0 scales widened to F32 */
     OP_FP8_FROM_BF16,   /* a BF16 matrix re-encoded FP8 with power-of-two block scales: the codes */
     OP_FP8_SCALE_BF16,  /* ... and its scales */
+    OP_JOIN,            /* a tensor-parallel cut: the pieces of every rank, joined back (bytes untouched) */
 } ex_op;
 
 /* A build tensor as the export reads it. */
@@ -78,15 +81,9 @@ typedef struct ex_out {
     int hashes;                /* it hashes [ha, hb) of its build tensor */
     uint64_t ha, hb;
     size_t shard;
+    size_t *join;              /* OP_JOIN: the piece of each rank (src indices, rank order) */
+    int jdim;                  /* OP_JOIN: the dimension the pieces are cut along (0 rows, 1 columns) */
 } ex_out;
-
-/* A name the build can provide: a tensor, or slot j of expert e of a stack. */
-typedef struct ex_name {
-    const char *name;
-    size_t src;
-    long expert;               /* -1: the whole tensor */
-    unsigned slot, per;        /* slot of per consecutive sources of one expert */
-} ex_name;
 
 typedef struct ex_shard {
     char file[64];
@@ -98,10 +95,10 @@ typedef struct ex_ctx {
     const char *build_path;
     wp_build *b;
     wp_config cfg;
-    ex_src *src;
+    ex_src *src;               /* one per row of `list` */
     size_t n_src;
-    ex_name *names;
-    size_t n_names;
+    wp_tensor_list list;       /* the build's tensors (trust/build.h) */
+    wp_name_index names;       /* the names they provide: tensors and stacked experts' sources */
     ex_out *out;
     size_t n_out, cap_out;
     ex_shard *shards;
@@ -115,6 +112,7 @@ typedef struct ex_ctx {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int abort;
+    int tp;                    /* the build's tensor-parallel degree (provenance), 1 when none */
     size_t next_shard;
     uint64_t done, total;
     wp_progress_fn progress;
@@ -124,15 +122,9 @@ typedef struct ex_ctx {
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static int cmp_name(const void *a, const void *b)
+static const wp_build_name *find_name(const ex_ctx *c, const char *name)
 {
-    return strcmp(((const ex_name *)a)->name, ((const ex_name *)b)->name);
-}
-
-static const ex_name *find_name(const ex_ctx *c, const char *name)
-{
-    ex_name key = {.name = name};
-    return bsearch(&key, c->names, c->n_names, sizeof key, cmp_name);
+    return wp_name_index_find(&c->names, name);
 }
 
 static int ends_with(const char *s, const char *suf)
@@ -198,19 +190,48 @@ static ex_out *add_out(ex_ctx *c, const char *name, wp_dtype dt, int ndim, const
 
 static int check_provenance(ex_ctx *c, const char *prov, const char **cfg_sha, cJSON **pj, wp_err *e);
 
+/* A tensor-parallel build: every name in every part.  A name the tp layout
+ * cuts keeps one entry per part (plan_join joins them); any other must be
+ * the same bytes everywhere (replicated) and keeps the first. */
+static int tp_names(ex_ctx *c, wp_err *e)
+{
+    int rc = wp_name_index_build_all(&c->list, c->build_path, &c->names, e);
+    if (rc) return rc;
+    wp_name_index *x = &c->names;
+    size_t w = 0;
+    for (size_t i = 0; i < x->n;) {
+        size_t j = i + 1;
+        while (j < x->n && !strcmp(x->v[j].name, x->v[i].name)) j++;
+        if (wp_tp_split_dim(x->v[i].name) >= 0 && x->v[i].expert < 0) {
+            for (size_t k = i; k < j; k++) x->v[w++] = x->v[k];
+        } else {
+            for (size_t k = i + 1; k < j; k++) {
+                const wp_build_name *a = &x->v[i], *b = &x->v[k];
+                const wpk_tensor *ta = c->list.rows[a->row].t, *tb = c->list.rows[b->row].t;
+                if (a->expert != b->expert || a->slot != b->slot || a->per != b->per || ta->size != tb->size ||
+                    memcmp(ta->sha256, tb->sha256, WP_SHA256_LEN))
+                    return wp_fail(e, WP_EINVAL, "%s: %s: held twice, in %s and in %s, with different bytes",
+                                   c->build_path, b->name, c->list.rows[a->row].file, c->list.rows[b->row].file);
+            }
+            x->v[w++] = x->v[i];
+        }
+        i = j;
+    }
+    x->n = w;
+    return 0;
+}
+
 static int open_build(ex_ctx *c, const char **model_json, const char **provenance, const char **cfg_sha, cJSON **pj,
                       wp_err *e)
 {
     size_t np = 0;
     int rc = wp_build_parts(c->b, &np, e);
     if (rc) return rc;
-    size_t total = 0;
     wpk_file **fs = calloc(np, sizeof *fs);
     if (!fs) return wp_oom(e, "the build's parts");
     for (size_t p = 0; p < np && !rc; p++) {
         rc = wp_build_part(c->b, p, &fs[p], e);
         if (rc) break;
-        total += wpk_count(fs[p]);
         if (p == 0) {
             *model_json = wpk_model_json(fs[0]);
             *provenance = wpk_provenance_json(fs[0]);
@@ -221,65 +242,28 @@ static int open_build(ex_ctx *c, const char **model_json, const char **provenanc
                          c->build_path, wp_build_part_name(c->b, p), wp_build_part_name(c->b, 0));
         }
     }
-    if (!rc && !(c->src = calloc(total ? total : 1, sizeof *c->src))) rc = wp_oom(e, "the build's tensors");
-    size_t nn = 0;
-    for (size_t p = 0; p < np && !rc; p++)
-        for (size_t i = 0; i < wpk_count(fs[p]); i++) {
-            const wpk_tensor *t = wpk_tensor_at(fs[p], i);
-            ex_src *s = &c->src[c->n_src++];
-            s->f = fs[p];
-            s->t = t;
-            s->part = wp_build_part_path(c->b, p);
-            s->last = -1;
-            if (t->owner != WPK_NONE) continue;   /* scales come with their weight */
-            nn += t->stacked ? t->n_sources : 1;
-        }
-    /* tp > 1 cuts tensors across the parts: say so before anything else */
-    if (!rc) rc = check_provenance(c, *provenance, cfg_sha, pj, e);
-    if (!rc && !(c->names = calloc(nn ? nn : 1, sizeof *c->names))) rc = wp_oom(e, "the build's names");
-    /* the source table's names: a stacked tensor's sources, expert-major */
-    size_t base = 0;
-    for (size_t p = 0; p < np && !rc; p++) {
-        for (size_t i = 0; i < wpk_count(fs[p]) && !rc; i++) {
-            const wpk_tensor *t = c->src[base + i].t;
-            if (t->owner != WPK_NONE) continue;
-            if (!t->stacked) {
-                c->names[c->n_names++] = (ex_name){t->name, base + i, -1, 0, 1};
-                continue;
-            }
-            if (!t->n_sources || t->n_sources % t->n_experts)
-                rc = wp_fail(e, WP_EINVAL, "%s: %s: %s: a stack of %llu experts naming %u source tensors: "
-                             "its experts cannot be told apart", c->build_path, c->src[base + i].part, t->name,
-                             (unsigned long long)t->n_experts, t->n_sources);
-            unsigned per = t->n_experts ? (unsigned)(t->n_sources / t->n_experts) : 1;
-            for (uint32_t k = 0; k < t->n_sources && !rc; k++)
-                c->names[c->n_names++] = (ex_name){t->sources[k], base + i, (long)(k / per), k % per, per};
-        }
-        base += wpk_count(fs[p]);
+    /* every tensor, parts in order, each in directory order (trust/build.h) */
+    if (!rc) rc = wp_build_list(c->b, &c->list, e);
+    if (!rc && !(c->src = calloc(c->list.n ? c->list.n : 1, sizeof *c->src))) rc = wp_oom(e, "the build's tensors");
+    for (size_t i = 0; !rc && i < c->list.n; i++) {
+        const wp_tensor_row *r = &c->list.rows[i];
+        ex_src *s = &c->src[c->n_src++];
+        s->f = fs[r->part];
+        s->t = r->t;
+        s->part = wp_build_part_path(c->b, r->part);
+        s->last = -1;
     }
     free(fs);
-    if (rc) return rc;
-    qsort(c->names, c->n_names, sizeof *c->names, cmp_name);
-    /* A name twice: the tensors an expert-parallel build replicates in every
-     * part (same bytes: keep the first); anything else is ambiguous. */
-    size_t w = 0;
-    for (size_t i = 0; i < c->n_names; i++) {
-        if (w && !strcmp(c->names[w - 1].name, c->names[i].name)) {
-            const ex_name *a = &c->names[w - 1], *x = &c->names[i];
-            const wpk_tensor *ta = c->src[a->src].t, *tx = c->src[x->src].t;
-            if (a->expert >= 0 || x->expert >= 0 || ta->size != tx->size ||
-                memcmp(ta->sha256, tx->sha256, WP_SHA256_LEN))
-                return wp_fail(e, WP_EINVAL, "%s: %s: held twice, in %s and in %s, with different bytes",
-                               c->build_path, x->name, c->src[a->src].part, c->src[x->src].part);
-            continue;
-        }
-        c->names[w++] = c->names[i];
-    }
-    c->n_names = w;
-    return 0;
+    /* tp > 1 cuts tensors across the parts: say so before anything else */
+    if (!rc) rc = check_provenance(c, *provenance, cfg_sha, pj, e);
+    /* the names: each tensor's, and a stacked tensor's sources, expert-major */
+    if (!rc && c->tp == 1) rc = wp_name_index_build(&c->list, c->build_path, &c->names, e);
+    if (!rc && c->tp > 1) rc = tp_names(c, e);
+    return rc;
 }
 
-/* tp > 1 splits tensors across the parts (spec §2.5 item 3): not exported. */
+/* tp > 1 cuts some tensors across the parts (spec §2.5 item 3): export joins
+ * them back (plan_join), so it needs every part. */
 static int check_provenance(ex_ctx *c, const char *prov, const char **cfg_sha, cJSON **pj, wp_err *e)
 {
     *cfg_sha = NULL;
@@ -287,9 +271,15 @@ static int check_provenance(ex_ctx *c, const char *prov, const char **cfg_sha, c
     if (!*pj) return 0;
     const cJSON *opt = cJSON_GetObjectItemCaseSensitive(*pj, "options");
     const cJSON *tp = opt ? cJSON_GetObjectItemCaseSensitive(opt, "tp") : NULL;
-    if (cJSON_IsNumber(tp) && tp->valuedouble > 1)
-        return wp_fail(e, WP_EINVAL, "%s: a tensor-parallel build (tp %d) holds each split tensor in pieces across "
-                       "its parts; export a build made with tp 1", c->build_path, tp->valueint);
+    c->tp = 1;
+    if (cJSON_IsNumber(tp) && tp->valuedouble > 1) {
+        size_t np = 0;
+        wp_build_parts(c->b, &np, e);   /* listed already */
+        if (tp->valuedouble > 4096 || (size_t)tp->valueint != np)
+            return wp_fail(e, WP_EINVAL, "%s: a tensor-parallel build (tp %g) of %zu part%s: each cut tensor needs "
+                           "its piece from every rank", c->build_path, tp->valuedouble, np, np == 1 ? "" : "s");
+        c->tp = tp->valueint;
+    }
     const cJSON *cs = cJSON_GetObjectItemCaseSensitive(*pj, "config_sha256");
     if (cJSON_IsString(cs)) *cfg_sha = cs->valuestring;
     return 0;
@@ -307,16 +297,16 @@ static int choose_layout(ex_ctx *c, const wp_expect *inv, size_t n, wp_err *e)
         c->layout = wp_config_quantized(&c->cfg) ? LAYOUT_FP4 : LAYOUT_BF16;
         return 0;
     }
-    const ex_name *m = find_name(c, x->name);
+    const wp_build_name *m = find_name(c, x->name);
     if (!m) return wp_fail(e, WP_EINVAL, "%s: %s: not in the build", c->build_path, x->name);
-    const wpk_tensor *t = c->src[m->src].t;
+    const wpk_tensor *t = c->src[m->row].t;
     if (t->kind == WPK_KIND_ENC && t->enc == WP_ENC_MXFP4) c->layout = LAYOUT_FP4;
     else if (t->kind == WPK_KIND_ENC && t->enc == WP_ENC_FP8) c->layout = LAYOUT_FP8;
     else if (t->kind == WPK_KIND_ENC && t->enc == WP_ENC_BF16) c->layout = LAYOUT_BF16;
     else
         return wp_fail(e, WP_EINVAL, "%s: %s: routed experts in %s: no Hugging Face layout carries them "
                        "(the official checkpoints hold MXFP4, FP8 or BF16 experts)",
-                       c->src[m->src].part, t->name, enc_of(t));
+                       c->src[m->row].part, t->name, enc_of(t));
     return 0;
 }
 
@@ -367,7 +357,7 @@ typedef enum { K_PLAIN, K_FP8, K_FP4 } ex_kind;   /* how the official checkpoint
 
 /* The byte range of name m's slice of its build tensor t (or of the scale
  * tensor st tied to it), and the slice's rows. */
-static int slice_of(const ex_ctx *c, const ex_name *m, const wpk_tensor *t, int is_scale, uint64_t w_rows,
+static int slice_of(const ex_ctx *c, const wp_build_name *m, const wpk_tensor *t, int is_scale, uint64_t w_rows,
                     uint64_t *off, uint64_t *len, wp_err *e)
 {
     if (m->expert < 0) {
@@ -379,8 +369,8 @@ static int slice_of(const ex_ctx *c, const ex_name *m, const wpk_tensor *t, int 
         return wp_fail(e, WP_EINVAL, "%s: %s: %llu bytes per expert do not split into %u sources",
                        c->build_path, t->name, (unsigned long long)t->expert_stride, m->per);
     uint64_t slot = t->expert_stride / m->per;
-    if (is_scale && m->per > 1 && t->ndim == 3 && c->src[m->src].t->enc == WP_ENC_FP8) {
-        const wpk_tensor *w = c->src[m->src].t;
+    if (is_scale && m->per > 1 && t->ndim == 3 && c->src[m->row].t->enc == WP_ENC_FP8) {
+        const wpk_tensor *w = c->src[m->row].t;
         if (w_rows % w->br)
             return wp_fail(e, WP_EINVAL, "%s: %s: a fused slice of %llu rows splits a %u-row FP8 scale block",
                            c->build_path, w->name, (unsigned long long)w_rows, w->br);
@@ -397,15 +387,105 @@ static int refuse(const ex_ctx *c, const ex_src *s, const char *want, wp_err *e)
                    "form of it", s->part, s->t->name, enc_of(s->t), want);
 }
 
-static int plan_entry(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *base, wp_err *e)
+/* A tensor a tp build cuts (spec §2.5 item 3): one output joining the piece
+ * of every rank along the cut dimension, bytes untouched -- for a plain
+ * tensor and for an FP8 pair whose scales are already the export's (the cut
+ * keeps whole blocks: the plan made sure); anything that would need
+ * re-encoding is refused.  The pieces are in rank order (wpk_part). */
+static int add_join(ex_ctx *c, const char *name, wp_dtype dt, int ndim, const uint64_t *shape, int dim,
+                    const size_t *rows, wp_err *e)
 {
-    const ex_name *m = find_name(c, x->name);
+    uint64_t len = 0;
+    for (int r = 0; r < c->tp; r++) len += c->src[rows[r]].t->size;
+    ex_out *o = add_out(c, name, dt, ndim, shape, OP_JOIN, rows[0], 0, len, e);
+    if (!o) return WP_ENOMEM;
+    if (!(o->join = malloc((size_t)c->tp * sizeof *o->join))) return wp_oom(e, "the export plan");
+    memcpy(o->join, rows, (size_t)c->tp * sizeof *rows);
+    o->jdim = dim;
+    o->rows = shape[0];
+    /* pieces of equal shape that add up along dim, the rest of the shape the model's */
+    const wpk_tensor *t0 = c->src[rows[0]].t;
+    for (int r = 0; r < c->tp; r++) {
+        const wpk_tensor *t = c->src[rows[r]].t;
+        int ok = t->ndim == ndim && t->size == t0->size && !t->stacked;
+        for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == (d == dim ? shape[d] / (uint64_t)c->tp : shape[d]);
+        if (!ok || shape[dim] % (uint64_t)c->tp)
+            return wp_fail(e, WP_EINVAL, "%s: %s: this rank's piece is not 1/%d of the model's %s along dim %d",
+                           c->src[rows[r]].part, t->name, c->tp, name, dim);
+    }
+    return 0;
+}
+
+static int plan_join(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *base, int dim, wp_err *e)
+{
+    const wp_build_name *m = find_name(c, x->name);
     if (!m) {
         if (x->optional) return 0;
         return wp_fail(e, WP_EINVAL, "%s: %s: not in the build (the model's inventory has it)", c->build_path,
                        x->name);
     }
-    const ex_src *s = &c->src[m->src];
+    size_t n = 0, rows[4096], srows[4096];
+    const wp_build_name *end = c->names.v + c->names.n;
+    for (const wp_build_name *k = m; k < end && !strcmp(k->name, x->name); k++) {
+        const ex_src *s = &c->src[k->row];
+        uint32_t idx, cnt;
+        wpk_part(s->f, &idx, &cnt);
+        if (n == (size_t)c->tp || cnt != (uint32_t)c->tp || idx >= cnt || k->expert >= 0)
+            return wp_fail(e, WP_EINVAL, "%s: %s: a tp %d build holds it %s", c->build_path, x->name, c->tp,
+                           k->expert >= 0 ? "as a stacked expert" : "more than once per rank");
+        rows[idx] = k->row;
+        srows[idx] = (size_t)-1;
+        n++;
+    }
+    int seen[4096] = {0};
+    for (const wp_build_name *k = m; k < end && !strcmp(k->name, x->name); k++) {
+        uint32_t idx, cnt;
+        wpk_part(c->src[k->row].f, &idx, &cnt);
+        if (seen[idx]++) n = 0;   /* two pieces claim one rank */
+    }
+    if (n != (size_t)c->tp)
+        return wp_fail(e, WP_EINVAL, "%s: %s: %zu of the %d ranks' pieces of this cut tensor", c->build_path, x->name,
+                       n, c->tp);
+    const ex_src *s0 = &c->src[rows[0]];
+    const wpk_tensor *t0 = s0->t;
+    if (kind == K_PLAIN || c->layout == LAYOUT_BF16) {   /* as plan_entry: BF16 for every pair of the bf16 layout */
+        wp_dtype want = kind == K_PLAIN ? x->dtype : WP_BF16, have;
+        for (int r = 0; r < c->tp; r++)
+            if (!plain_dtype(c->src[rows[r]].t, &have) || have != want)
+                return refuse(c, &c->src[rows[r]], wp_dtype_name(want), e);
+        return add_join(c, x->name, want, x->ndim, x->shape, dim, rows, e);
+    }
+    if (kind != K_FP8 || t0->kind != WPK_KIND_ENC || t0->enc != WP_ENC_FP8)
+        return wp_fail(e, WP_EINVAL, "%s: %s: %s, cut by tensor parallelism, where the exported checkpoint holds %s: "
+                       "a cut tensor is joined back as it is stored, not re-encoded; export a build made with tp 1",
+                       s0->part, t0->name, enc_of(t0), kind == K_FP8 ? "an FP8 pair" : "MXFP4");
+    for (int r = 0; r < c->tp; r++) {
+        const ex_src *s = &c->src[rows[r]];
+        const wpk_tensor *t = s->t, *st = t->scale != WPK_NONE ? wpk_tensor_at(s->f, t->scale) : NULL;
+        if (t->kind != WPK_KIND_ENC || t->enc != WP_ENC_FP8 || !st || t->sfmt != c->sfmt)
+            return wp_fail(e, WP_EINVAL, "%s: %s: a cut FP8 piece whose scales are not the export's (%s): a cut "
+                           "tensor is joined back as it is stored; export a build made with tp 1", s->part, t->name,
+                           c->sfmt == WP_SCALE_F32 ? "F32" : "E8M0");
+        srows[r] = rows[r] - t->index + st->index;
+    }
+    char sname[192];
+    snprintf(sname, sizeof sname, "%s.scale", base);
+    uint64_t ws[2] = {x->shape[0], x->shape[1]}, ss[2] = {cdiv(x->shape[0], c->br), cdiv(x->shape[1], c->bc)};
+    int rc = add_join(c, x->name, WP_F8_E4M3, 2, ws, dim, rows, e);
+    return rc ? rc : add_join(c, sname, c->sfmt == WP_SCALE_F32 ? WP_F32 : WP_F8_E8M0, 2, ss, dim, srows, e);
+}
+
+static int plan_entry(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *base, wp_err *e)
+{
+    int dim = c->tp > 1 ? wp_tp_split_dim(x->name) : -1;
+    if (dim >= 0) return plan_join(c, x, kind, base, dim, e);
+    const wp_build_name *m = find_name(c, x->name);
+    if (!m) {
+        if (x->optional) return 0;
+        return wp_fail(e, WP_EINVAL, "%s: %s: not in the build (the model's inventory has it)", c->build_path,
+                       x->name);
+    }
+    const ex_src *s = &c->src[m->row];
     const wpk_tensor *t = s->t;
     /* the slice's logical shape */
     uint64_t rows = 0, cols = 0;
@@ -439,7 +519,7 @@ static int plan_entry(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *b
         }
         if (!ok)
             return wp_fail(e, WP_EINVAL, "%s: %s: its shape is not the model's for %s", s->part, t->name, x->name);
-        return add_out(c, x->name, want, ndim, shape, OP_COPY, m->src, off, len, e) ? 0 : WP_ENOMEM;
+        return add_out(c, x->name, want, ndim, shape, OP_COPY, m->row, off, len, e) ? 0 : WP_ENOMEM;
     }
 
     /* a quantised pair: X.weight + X.scale */
@@ -460,8 +540,8 @@ static int plan_entry(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *b
         const wpk_tensor *st = wpk_tensor_at(s->f, t->scale);
         uint64_t soff = 0, slen = 0;
         if (!st || (rc = slice_of(c, m, st, 1, rows, &soff, &slen, e))) return rc ? rc : WP_EINVAL;
-        if (!add_out(c, x->name, WP_I8, 2, ws, OP_COPY, m->src, off, len, e)) return WP_ENOMEM;
-        return add_out(c, sname, WP_F8_E8M0, 2, ss, OP_COPY, m->src - t->index + st->index, soff, slen, e)
+        if (!add_out(c, x->name, WP_I8, 2, ws, OP_COPY, m->row, off, len, e)) return WP_ENOMEM;
+        return add_out(c, sname, WP_F8_E8M0, 2, ss, OP_COPY, m->row - t->index + st->index, soff, slen, e)
                    ? 0 : WP_ENOMEM;
     }
     /* FP8: the official pairs, and the experts of the fp8 layout */
@@ -471,16 +551,16 @@ static int plan_entry(ex_ctx *c, const wp_expect *x, ex_kind kind, const char *b
         const wpk_tensor *st = wpk_tensor_at(s->f, t->scale);
         uint64_t soff = 0, slen = 0;
         if (!st || (rc = slice_of(c, m, st, 1, rows, &soff, &slen, e))) return rc ? rc : WP_EINVAL;
-        if (!add_out(c, x->name, WP_F8_E4M3, 2, ws, OP_COPY, m->src, off, len, e)) return WP_ENOMEM;
+        if (!add_out(c, x->name, WP_F8_E4M3, 2, ws, OP_COPY, m->row, off, len, e)) return WP_ENOMEM;
         ex_op op = t->sfmt == c->sfmt ? OP_COPY : t->sfmt == WP_SCALE_F32 ? OP_F32_TO_E8M0 : OP_E8M0_TO_F32;
-        return add_out(c, sname, sdt, 2, ss, op, m->src - t->index + st->index, soff, slen, e) ? 0 : WP_ENOMEM;
+        return add_out(c, sname, sdt, 2, ss, op, m->row - t->index + st->index, soff, slen, e) ? 0 : WP_ENOMEM;
     }
     if (t->enc == WP_ENC_BF16) {   /* wo_a as convert.py writes it (spec §2.5 item 4), back to FP8 */
-        ex_out *o = add_out(c, x->name, WP_F8_E4M3, 2, ws, OP_FP8_FROM_BF16, m->src, off, len, e);
+        ex_out *o = add_out(c, x->name, WP_F8_E4M3, 2, ws, OP_FP8_FROM_BF16, m->row, off, len, e);
         if (!o) return WP_ENOMEM;
         o->rows = rows;
         o->cols = cols;
-        if (!(o = add_out(c, sname, sdt, 2, ss, OP_FP8_SCALE_BF16, m->src, off, len, e))) return WP_ENOMEM;
+        if (!(o = add_out(c, sname, sdt, 2, ss, OP_FP8_SCALE_BF16, m->row, off, len, e))) return WP_ENOMEM;
         o->rows = rows;
         o->cols = cols;
         return 0;
@@ -521,7 +601,7 @@ static int plan(ex_ctx *c, uint64_t shard_size, wp_err *e)
     /* each output reads exactly the bytes it writes (or their conversion) */
     for (size_t i = 0; i < c->n_out; i++) {
         const ex_out *o = &c->out[i];
-        uint64_t want = o->op == OP_COPY ? o->nbytes : o->op == OP_F32_TO_E8M0 ? o->nbytes * 4
+        uint64_t want = o->op == OP_COPY || o->op == OP_JOIN ? o->nbytes : o->op == OP_F32_TO_E8M0 ? o->nbytes * 4
                         : o->op == OP_E8M0_TO_F32 ? o->nbytes / 4 : o->rows * o->cols * 2;
         if (o->len != want || (o->op == OP_E8M0_TO_F32 && o->nbytes % 4))
             return wp_fail(e, WP_EINVAL, "%s: %s: %llu bytes of %s where %s needs %llu", c->src[o->src].part,
@@ -551,10 +631,15 @@ static int plan(ex_ctx *c, uint64_t shard_size, wp_err *e)
                      c->n_shards);
     }
 
-    /* who hashes what: each build tensor once, in offset order */
+    /* who hashes what: each build tensor once, in offset order (a join's
+     * pieces are its own: it reads and hashes each whole) */
     for (size_t i = 0; i < c->n_out; i++) {
         ex_out *o = &c->out[i];
         ex_src *s = &c->src[o->src];
+        if (o->op == OP_JOIN) {
+            for (int r = 0; r < c->tp; r++) c->src[o->join[r]].last = (long)i;
+            continue;
+        }
         uint64_t end = o->off + o->len;
         if (end > s->maxend) {
             o->hashes = 1;
@@ -565,7 +650,8 @@ static int plan(ex_ctx *c, uint64_t shard_size, wp_err *e)
         }
     }
     for (size_t i = 0; i < c->n_src; i++)
-        if (c->src[i].last >= 0 && c->src[i].maxend < c->src[i].t->size) c->out[c->src[i].last].hb = c->src[i].t->size;
+        if (c->src[i].last >= 0 && c->out[c->src[i].last].op != OP_JOIN && c->src[i].maxend < c->src[i].t->size)
+            c->out[c->src[i].last].hb = c->src[i].t->size;
     return 0;
 }
 
@@ -736,8 +822,75 @@ static int run_fp8_from_bf16(ex_worker *w, ex_out *o, ex_src *s, wp_st_writer *s
     return 0;
 }
 
+/* OP_JOIN: the pieces read whole and hashed (each is this output's alone),
+ * rows cut (dim 0) written one piece after the other, columns cut (dim 1)
+ * interleaved row by row in bands. */
+static int run_join(ex_worker *w, ex_out *o, wp_st_writer *sw)
+{
+    ex_ctx *c = w->c;
+    int n = c->tp, rc = 0, live = 0;
+    wp_sha256 *h = calloc((size_t)n, sizeof *h);
+    uint64_t *rb = calloc((size_t)n, sizeof *rb);
+    uint8_t *tmp = o->jdim == 1 ? malloc(CHUNK) : NULL;
+    if (!h || !rb || (o->jdim == 1 && !tmp)) rc = wp_oom(&w->e, "a join of %d pieces", n);
+    while (!rc && live < n)
+        if (!(rc = wp_sha256_init(&h[live], &w->e))) live++;
+    uint64_t full = 0;
+    for (int r = 0; !rc && r < n; r++) {
+        const ex_src *s = &c->src[o->join[r]];
+        rb[r] = o->rows ? s->t->size / o->rows : 0;
+        full += rb[r];
+        if (o->jdim == 1 && (!o->rows || s->t->size % o->rows))
+            rc = wp_fail(&w->e, WP_EINVAL, "%s: %s: %llu bytes are not %llu rows", s->part, s->t->name,
+                         (unsigned long long)s->t->size, (unsigned long long)o->rows);
+    }
+    if (!rc && o->jdim == 1 && (full == 0 || full > CHUNK))
+        rc = wp_fail(&w->e, WP_EINVAL, "%s: rows of %llu bytes: not joined in %u-byte bands", o->name,
+                     (unsigned long long)full, CHUNK);
+    if (o->jdim == 0) {
+        for (int r = 0; r < n && !rc; r++) {
+            const ex_src *s = &c->src[o->join[r]];
+            for (uint64_t pos = 0; pos < s->t->size && !rc;) {
+                size_t k = (size_t)(s->t->size - pos < CHUNK ? s->t->size - pos : CHUNK);
+                if ((rc = wpk_read(s->f, s->t, pos, w->buf, k, &w->e))) break;
+                wp_sha256_update(&h[r], w->buf, k);
+                rc = wp_st_writer_write(sw, w->buf, k, &w->e);
+                if (!rc) progress(c, k);
+                pos += k;
+            }
+        }
+    } else {
+        uint64_t band = full ? CHUNK / full : 0;
+        for (uint64_t r0 = 0; !rc && r0 < o->rows; r0 += band) {
+            uint64_t nr = o->rows - r0 < band ? o->rows - r0 : band, col = 0;
+            for (int r = 0; r < n && !rc; r++) {
+                const ex_src *s = &c->src[o->join[r]];
+                if ((rc = wpk_read(s->f, s->t, r0 * rb[r], tmp, (size_t)(nr * rb[r]), &w->e))) break;
+                wp_sha256_update(&h[r], tmp, (size_t)(nr * rb[r]));
+                for (uint64_t i = 0; i < nr; i++) memcpy(w->buf + i * full + col, tmp + i * rb[r], (size_t)rb[r]);
+                col += rb[r];
+            }
+            if (!rc) rc = wp_st_writer_write(sw, w->buf, (size_t)(nr * full), &w->e);
+            if (!rc) progress(c, nr * full);
+        }
+    }
+    for (int r = 0; r < live; r++) {
+        uint8_t d[WP_SHA256_LEN];
+        wp_sha256_final(&h[r], d);   /* frees the context */
+        const ex_src *s = &c->src[o->join[r]];
+        if (!rc && memcmp(d, s->t->sha256, WP_SHA256_LEN))
+            rc = wp_fail(&w->e, WP_EVERIFY, "%s: %s: sha256 mismatch: the build's bytes are not the ones it recorded",
+                         wpk_path(s->f), s->t->name);
+    }
+    free(tmp);
+    free(rb);
+    free(h);
+    return rc;
+}
+
 static int run_out(ex_worker *w, ex_out *o, wp_st_writer *sw)
 {
+    if (o->op == OP_JOIN) return run_join(w, o, sw);
     ex_ctx *c = w->c;
     ex_src *s = &c->src[o->src];
     int rc = 0;
@@ -1069,10 +1222,14 @@ static int read_source(ex_ctx *c, const char *source, const char *cfg_sha, char 
 
 static void ctx_free(ex_ctx *c)
 {
-    for (size_t i = 0; i < c->n_out; i++) free(c->out[i].name);
+    for (size_t i = 0; i < c->n_out; i++) {
+        free(c->out[i].name);
+        free(c->out[i].join);
+    }
     free(c->out);
     free(c->shards);
-    free(c->names);
+    wp_name_index_free(&c->names);
+    wp_tensor_list_free(&c->list);
     free(c->src);
     wp_build_close(c->b);
 }
@@ -1128,7 +1285,7 @@ done:
         st->tensors = c.n_out;
         st->total_size = c.total;
         for (size_t i = 0; i < c.n_out; i++) {
-            if (c.out[i].op == OP_COPY) st->copied++;
+            if (c.out[i].op == OP_COPY || c.out[i].op == OP_JOIN) st->copied++;
             else st->converted++;
         }
         for (size_t i = 0; i < c.n_src; i++)

@@ -37,6 +37,7 @@ typedef struct run {
     uint64_t done, total;      /* progress, output bytes */
     uint64_t items, in_bytes, max_item, cast_inexact;
     size_t *rec_of;            /* weight -> report record (SIZE_MAX: none) */
+    uint64_t *inexact;         /* per weight: elements an exact re-encode lost (one worker per weight) */
     int check;                 /* content checks on every band read (convert/check.c) */
 } run;
 
@@ -358,6 +359,8 @@ static int encode_band(worker *wk, const wp_plan_weight *w, const wp_plan_src *s
             memcpy(&u, &ref[i], 4);
             uint16_t h = (u & 0xFFFFu) == 0 && (u & 0x7F800000u) != 0x7F800000u ? (uint16_t)(u >> 16)
                                                                                 : wp_f32_to_bf16(ref[i]);
+            /* the run-time check of the exact class: a value BF16 does not hold */
+            if (h != (uint16_t)(u >> 16) || (u & 0xFFFFu)) *inexact += !isnan(ref[i]);
             memcpy(od + 2 * i, &h, 2);
         }
         break;
@@ -486,7 +489,8 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
                 uint64_t cast_lossy = 0;
                 if ((rc = encode_band(wk, w, s, ref, nr, cols, codes, ssc, base, a, global, od, osc, &cast_lossy)))
                     break;
-                wk->cast_inexact += cast_lossy;
+                if (w->method == WP_M_CAST37) wk->cast_inexact += cast_lossy;
+                if (w->loss == WP_LOSS_EXACT) r->inexact[wi] += cast_lossy;
                 if (rec) {
                     float *deq = scratch(wk, B_DEQ, (size_t)(nr * cols * 4));
                     if (!deq) {
@@ -587,9 +591,15 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     r.check = !o->no_content_check && !getenv("WPACK_BENCH_NO_CONTENT_CHECK");
     for (size_t i = 0; i < p->n_weights; i++)
         if (sink || !(p->weights[i].passthrough || p->weights[i].src == WP_SRC_RAW)) r.total += p->weights[i].out_bytes;
+    r.inexact = o->inexact ? o->inexact : calloc(p->n_weights ? p->n_weights : 1, sizeof *r.inexact);
+    if (!r.inexact) return wp_oom(e, "convert");
+    if (o->inexact) memset(o->inexact, 0, p->n_weights * sizeof *o->inexact);
     if (o->report) {
         r.rec_of = malloc((p->n_weights ? p->n_weights : 1) * sizeof *r.rec_of);
-        if (!r.rec_of) return wp_oom(e, "convert");
+        if (!r.rec_of) {
+            if (!o->inexact) free(r.inexact);
+            return wp_oom(e, "convert");
+        }
         for (size_t i = 0; i < p->n_weights; i++) r.rec_of[i] = SIZE_MAX;
         for (size_t i = 0; i < o->report->n; i++) r.rec_of[o->report->rec[i].weight] = i;
     }
@@ -598,6 +608,7 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     if (sink && (rc = sink->begin(sink->ud, p, e))) {
         sink->abort(sink->ud);
         free(r.rec_of);
+        if (!o->inexact) free(r.inexact);
         return rc;
     }
     pthread_mutex_init(&r.mu, NULL);
@@ -632,10 +643,15 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     free(wk);
     free(tid);
     if (sink) {
+        /* an exact re-encode that lost a value makes a lossy build: refused
+         * unless accepted, then recorded in the manifest (docs/profiles.md) */
+        if (!rc && !o->allow_lossy) rc = wp_plan_check_inexact(p, r.inexact, e);
+        if (!rc && sink->set_inexact) sink->set_inexact(sink->ud, r.inexact);
         if (!rc) rc = sink->commit(sink->ud, e);
         if (rc) sink->abort(sink->ud);
     }
     free(r.rec_of);
+    if (!o->inexact) free(r.inexact);
     pthread_mutex_destroy(&r.mu);
     st->out_bytes = r.done;
     st->threads = threads;

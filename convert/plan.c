@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "convert/convert_priv.h"
+#include "trust/manifest.h"
 
 /* One source weight: a tensor and, for FP8/FP4, its .scale. */
 typedef struct sweight {
@@ -259,6 +260,7 @@ static void decide(const wp_profile *p, wp_plan_weight *w, const sweight *sw)
     w->src_sfmt = sw->sfmt;
     w->passthrough = 1;
     w->method = WP_M_COPY;
+    w->loss = WP_LOSS_COPY;
     w->enc = sw->enc;
     w->br = sw->br;
     w->bc = sw->bc;
@@ -302,6 +304,7 @@ static void decide(const wp_profile *p, wp_plan_weight *w, const sweight *sw)
         break;
     }
     w->method = m;
+    w->loss = wp_method_loss(m);
 }
 
 static int cmp_sweight_expert(const void *a, const void *b)
@@ -1000,6 +1003,7 @@ cJSON *wp_plan_to_json(const wp_plan *p)
             }
             cJSON_AddStringToObject(j, "from", wp_src_kind_name(w->src));
             cJSON_AddStringToObject(j, "method", wp_method_name(w->method));
+            cJSON_AddStringToObject(j, "loss", wp_loss_name(w->loss));
             if (w->rule >= 0) cJSON_AddStringToObject(j, "rule", p->profile.rules[w->rule].pattern);
             if (w->indexer_path) cJSON_AddBoolToObject(j, "indexer_path", 1);
             cJSON *src = cJSON_AddArrayToObject(j, "sources");
@@ -1014,6 +1018,9 @@ cJSON *wp_plan_to_json(const wp_plan *p)
         }
         cJSON_AddItemToArray(ts, j);
     }
+    wp_loss_summary ls;
+    wp_plan_loss_summary(p, NULL, &ls);
+    cJSON_AddItemToObject(o, "loss", wp_loss_summary_json(&ls));
     cJSON *fam = cJSON_AddObjectToObject(o, "families");
     for (int f = 0; f < WP_FAM_COUNT; f++) {
         const wp_plan_family *x = &p->family[f];
@@ -1031,4 +1038,265 @@ cJSON *wp_plan_to_json(const wp_plan *p)
     cJSON_AddNumberToObject(tot, "output_bytes", (double)p->out_bytes);
     cJSON_AddNumberToObject(tot, "weights", (double)p->n_weights);
     return o;
+}
+
+/* ---- Loss (docs/profiles.md "Lossless builds") ------------------------------ */
+
+const char *wp_loss_name(wp_loss l)
+{
+    static const char *const n[] = {"copy", "exact", "lossy"};
+    return (unsigned)l < 3 ? n[l] : "?";
+}
+
+int wp_loss_parse(const char *s, wp_loss *out)
+{
+    for (int l = 0; l < 3; l++)
+        if (!strcmp(s, wp_loss_name((wp_loss)l))) {
+            *out = (wp_loss)l;
+            return 0;
+        }
+    return -1;
+}
+
+/* By rule: a copy keeps the bytes; the exact methods keep every dequantised
+ * value (E8M0 -> F32 widens a power of two; e4m3/e2m1 times a power of two
+ * fits in BF16 within its range; F32 holds the dequantised source itself;
+ * the §3.7 cast is exact within 14 exponents of the tile maximum), each
+ * checked element by element at run time; a re-quantisation is lossy. */
+wp_loss wp_method_loss(wp_method m)
+{
+    switch (m) {
+    case WP_M_COPY: return WP_LOSS_COPY;
+    case WP_M_EXACT: case WP_M_CAST37: return WP_LOSS_EXACT;
+    default: return WP_LOSS_LOSSY;
+    }
+}
+
+void wp_loss_family(const char *name, char *out, size_t sz)
+{
+    if (!sz) return;
+    const char *rel = rel_part(name);
+    int mtp = rel != name && !strncmp(name, "mtp.", 4);
+    const char *suf = ends_with(rel, ".weight");
+    if (!suf) suf = ends_with(rel, ".scale");
+    int n = suf ? (int)(suf - rel) : (int)strlen(rel);
+    snprintf(out, sz, "%s%.*s", mtp ? "mtp." : "", n, rel);
+    /* one routed expert is its stack: "ffn.experts.3.w1" -> "ffn.experts.w1" */
+    char *x = strstr(out, "experts.");
+    if (x) {
+        char *d = x + 8, *q = d;
+        while (*q >= '0' && *q <= '9') q++;
+        if (q > d && *q == '.') memmove(d, q + 1, strlen(q + 1) + 1);
+    }
+}
+
+/* Sensitive families, stated once: a lossy re-encode of these moves the
+ * logits far more than its per-tensor error says (issue 11: the router gate
+ * or the embedding in MXFP4 pass the NMSE gate at cosine 0.99+ while prefill
+ * logits fall to cosine 0.76 / 0.72).  Matched on the layer-relative name. */
+static const struct sensitive {
+    const char *what;
+    const char *prefix;        /* the layer-relative name starts with it ... */
+    const char *part;          /* ... or contains it */
+} sensitive[] = {
+    {"router gate", "ffn.gate.", NULL},              /* gate.weight, gate.bias */
+    {"embedding", "embed.", NULL},
+    {"head", "head.", NULL},
+    {"HC parameters", "hc_", NULL},                  /* hc_{attn,ffn,head}_{fn,base,scale} */
+    {"indexer", NULL, "indexer."},                   /* wq_b, weights_proj, its compressor */
+    {"compressor", NULL, "compressor."},             /* wkv, wgate, norm, ape */
+};
+
+const char *wp_sensitive_family(const char *name)
+{
+    const char *rel = rel_part(name);
+    for (size_t i = 0; i < sizeof sensitive / sizeof sensitive[0]; i++) {
+        const struct sensitive *x = &sensitive[i];
+        if ((x->prefix && !strncmp(rel, x->prefix, strlen(x->prefix))) || (x->part && strstr(rel, x->part)))
+            return x->what;
+    }
+    return NULL;
+}
+
+wp_loss wp_plan_weight_loss(const wp_plan *p, size_t i, const uint64_t *inexact)
+{
+    wp_loss l = p->weights[i].loss;
+    return l == WP_LOSS_EXACT && inexact && inexact[i] ? WP_LOSS_LOSSY : l;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+void wp_plan_loss_summary(const wp_plan *p, const uint64_t *inexact, wp_loss_summary *s)
+{
+    memset(s, 0, sizeof *s);
+    for (size_t i = 0; i < p->n_weights; i++) {
+        if (wp_plan_weight_loss(p, i, inexact) != WP_LOSS_LOSSY) continue;
+        s->lossy_weights++;
+        char f[96];
+        wp_loss_family(p->weights[i].name, f, sizeof f);
+        int seen = 0;
+        for (size_t j = 0; j < s->n_families && !seen; j++) seen = !strcmp(s->families[j], f);
+        if (seen) continue;
+        if (s->n_families < WP_LOSS_MAX_FAMILIES)
+            memcpy(s->families[s->n_families++], f, sizeof f);
+        else
+            s->more_families++;
+    }
+    qsort(s->families, s->n_families, sizeof s->families[0], cmp_str);
+    s->lossless = s->lossy_weights == 0;
+}
+
+void wp_loss_summary_line(const wp_loss_summary *s, char *out, size_t sz)
+{
+    if (s->lossless) {
+        snprintf(out, sz, "lossless");
+        return;
+    }
+    size_t o = (size_t)snprintf(out, sz, "lossy: %zu tensor%s (famil%s ", s->lossy_weights,
+                                s->lossy_weights == 1 ? "" : "s", s->n_families == 1 ? "y" : "ies");
+    for (size_t i = 0; i < s->n_families && o < sz; i++)
+        o += (size_t)snprintf(out + o, sz - o, "%s%s", i ? ", " : "", s->families[i]);
+    if (s->more_families && o < sz) o += (size_t)snprintf(out + o, sz - o, " and %zu more", s->more_families);
+    if (o < sz) snprintf(out + o, sz - o, ")");
+}
+
+cJSON *wp_loss_summary_json(const wp_loss_summary *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddBoolToObject(o, "lossless", s->lossless);
+    cJSON_AddNumberToObject(o, "lossy_tensors", (double)s->lossy_weights);
+    cJSON *f = cJSON_AddArrayToObject(o, "families");
+    for (size_t i = 0; f && i < s->n_families; i++) cJSON_AddItemToArray(f, cJSON_CreateString(s->families[i]));
+    return o;
+}
+
+/* "fp8 32x32 e8m0", "mxfp4", "bf16" */
+static void enc_desc(wp_enc enc, uint32_t br, uint32_t bc, wp_scale_fmt sf, char *out, size_t sz)
+{
+    if (enc == WP_ENC_FP8)
+        snprintf(out, sz, "fp8 %ux%u %s", br, bc, sf == WP_SCALE_F32 ? "f32" : "e8m0");
+    else
+        snprintf(out, sz, "%s", wp_enc_name(enc));
+}
+
+static void rule_desc(const wp_plan *p, const wp_plan_weight *w, char *out, size_t sz)
+{
+    const wp_rule *r = w->rule >= 0 ? &p->profile.rules[w->rule] : NULL;
+    if (!r)
+        snprintf(out, sz, "no rule");
+    else if (r->origin)
+        snprintf(out, sz, "override '%s'", r->pattern);
+    else
+        snprintf(out, sz, "rule %d ('%s') of profile %s", w->rule, r->pattern, p->profile.name);
+}
+
+static void step_desc(const wp_plan_weight *w, char *out, size_t sz)
+{
+    char a[48], b[48];
+    enc_desc(w->src_enc, w->src_br, w->src_bc, w->src_sfmt, a, sizeof a);
+    enc_desc(w->enc, w->br, w->bc, w->sfmt, b, sizeof b);
+    snprintf(out, sz, "%s -> %s", a, b);
+}
+
+int wp_plan_check_loss(const wp_plan *p, int allow_lossy, int allow_sensitive, wp_err *e)
+{
+    /* an undeclared lossy step first, then the sensitive families: a lossy
+     * re-encode of one is refused even when the profile or the user asks */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < p->n_weights; i++) {
+            const wp_plan_weight *w = &p->weights[i];
+            if (w->loss != WP_LOSS_LOSSY) continue;
+            const wp_rule *r = w->rule >= 0 ? &p->profile.rules[w->rule] : NULL;
+            const char *sens = wp_sensitive_family(w->name);
+            char step[128], rule[320];
+            step_desc(w, step, sizeof step);
+            rule_desc(p, w, rule, sizeof rule);
+            if (pass == 1 && sens && !allow_sensitive)
+                return wp_fail_setting(e, WP_EVERIFY, "allow-sensitive",
+                                       "%s: %s by %s re-quantises the %s, a sensitive family: its effect on the "
+                                       "model is far larger than its weight error shows; refused",
+                                       w->name, step, rule, sens);
+            if (pass == 0 && r && !r->origin && !r->lossy && !allow_lossy)
+                return wp_fail_setting(e, WP_EVERIFY, "allow-lossy",
+                                       "%s: %s by %s re-quantises (lossy) and the profile does not declare it "
+                                       "(\"lossy\": true); refused",
+                                       w->name, step, rule);
+        }
+    return 0;
+}
+
+int wp_plan_check_inexact(const wp_plan *p, const uint64_t *inexact, wp_err *e)
+{
+    for (size_t i = 0; inexact && i < p->n_weights; i++) {
+        const wp_plan_weight *w = &p->weights[i];
+        if (w->loss != WP_LOSS_EXACT || !inexact[i]) continue;
+        char step[128];
+        step_desc(w, step, sizeof step);
+        return wp_fail_setting(e, WP_EVERIFY, "allow-lossy",
+                               "%s: %llu element(s) not preserved by the exact %s re-encode (%s): the build "
+                               "would be lossy; refused",
+                               w->name, (unsigned long long)inexact[i], step,
+                               w->method == WP_M_CAST37 ? "spec §3.7: a group exponent more than 14 below its tile's"
+                                                        : "a value outside the target's range");
+    }
+    return 0;
+}
+
+/* plan tensors sorted by (file, name), for the manifest's lookups */
+static int cmp_tensor_idx(const void *a, const void *b, void *ctx)
+{
+    const wp_plan *p = ctx;
+    const wp_plan_tensor *x = &p->tensors[*(const size_t *)a], *y = &p->tensors[*(const size_t *)b];
+    if (x->file != y->file) return x->file < y->file ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+int wp_plan_manifest_loss(const wp_plan *p, const uint64_t *inexact, wp_manifest *m, wp_err *e)
+{
+    wp_loss_summary s;
+    wp_plan_loss_summary(p, inexact, &s);
+    if (s.more_families)
+        return wp_fail(e, WP_EINVAL, "manifest: more than %d lossy families", WP_LOSS_MAX_FAMILIES);
+    size_t *ix = malloc((p->n_tensors ? p->n_tensors : 1) * sizeof *ix);
+    if (!ix) return wp_oom(e, "the manifest");
+    for (size_t i = 0; i < p->n_tensors; i++) ix[i] = i;
+    qsort_r(ix, p->n_tensors, sizeof *ix, cmp_tensor_idx, (void *)p);
+    int rc = 0;
+    for (uint64_t i = 0; i < m->ntensors && !rc; i++) {
+        wp_mtensor *t = &m->tensors[i];
+        int f = 0;
+        while (f < p->n_files && strcmp(p->files[f].name, m->files[t->file].path)) f++;
+        size_t lo = 0, hi = p->n_tensors, ti = SIZE_MAX;
+        while (f < p->n_files && lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            const wp_plan_tensor *x = &p->tensors[ix[mid]];
+            int c = x->file != f ? (x->file < f ? -1 : 1) : strcmp(x->name, t->name);
+            if (!c) {
+                ti = ix[mid];
+                break;
+            }
+            if (c < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        if (ti == SIZE_MAX) {
+            rc = wp_fail(e, WP_EINVAL, "manifest: tensor %s of %s is not in the plan", t->name,
+                         m->files[t->file].path);
+            break;
+        }
+        static const wp_mloss map[] = {WP_MLOSS_COPY, WP_MLOSS_EXACT, WP_MLOSS_LOSSY};
+        t->loss = map[wp_plan_weight_loss(p, p->tensors[ti].weight, inexact)];
+    }
+    free(ix);
+    if (rc) return rc;
+    m->families = calloc(s.n_families + 1, sizeof *m->families);
+    if (!m->families) return wp_oom(e, "the manifest");
+    for (size_t i = 0; i < s.n_families; i++) {
+        if (!(m->families[i] = strdup(s.families[i]))) return wp_oom(e, "the manifest");
+        m->nfamilies++;
+    }
+    m->has_loss = 1;
+    m->lossless = s.lossless;
+    m->lossy_tensors = s.lossy_weights;
+    return 0;
 }

@@ -298,7 +298,7 @@ static int known_key(const char *k, const char *const *keys)
 
 static int parse_rule(wp_profile *p, const cJSON *j, size_t idx, const char *what, wp_err *e)
 {
-    static const char *const keys[] = {"match", "from", "to", "block", "scale", "comment", NULL};
+    static const char *const keys[] = {"match", "from", "to", "block", "scale", "lossy", "comment", NULL};
     char where[256];
     snprintf(where, sizeof where, "%s: rules[%zu]", what, idx);
     if (!cJSON_IsObject(j)) return wp_fail(e, WP_EINVAL, "%s: must be an object", where);
@@ -331,6 +331,9 @@ static int parse_rule(wp_profile *p, const cJSON *j, size_t idx, const char *wha
     int rc = parse_target(&r, to->valuestring, cJSON_GetObjectItemCaseSensitive(j, "block"),
                           cJSON_GetObjectItemCaseSensitive(j, "scale"), where, e);
     if (rc) return rc;
+    const cJSON *lossy = cJSON_GetObjectItemCaseSensitive(j, "lossy");
+    if (lossy && !cJSON_IsBool(lossy)) return wp_fail(e, WP_EINVAL, "%s: \"lossy\" must be true or false", where);
+    r.lossy = cJSON_IsTrue(lossy);
     if ((rc = compile_rule(&r, match->valuestring, where, e))) return rc;
     if ((rc = push_rule(p, &r, e))) rule_free(&r);
     return rc;
@@ -557,6 +560,7 @@ static cJSON *rule_to_json(const wp_rule *r)
         }
         cJSON_AddStringToObject(o, "scale", r->sfmt == WP_SCALE_F32 ? "f32" : "e8m0");
     }
+    if (r->lossy) cJSON_AddBoolToObject(o, "lossy", 1);
     if (r->origin) cJSON_AddStringToObject(o, "comment", "--tensor-type");
     return o;
 }

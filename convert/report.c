@@ -62,8 +62,10 @@ size_t wp_report_check(wp_report *r)
         wp_qrecord *q = &r->rec[i];
         const wp_plan_weight *w = &r->plan->weights[q->weight];
         double nmse = wp_qerr_nmse(&q->err);
-        if (w->method == WP_M_EXACT)
-            /* an exact method that lost a value is a defect, whatever its size */
+        if (w->loss == WP_LOSS_EXACT)
+            /* an exact method (the spec §3.7 cast included) that lost a value
+             * makes the build lossy where the plan said exact: a defect,
+             * whatever its size (docs/profiles.md "Lossless builds") */
             q->over = q->n_inexact > 0 || q->err.sum_sq_err != 0.0 || isnan(q->err.max_abs_err);
         else
             q->over = !(nmse <= q->nmse_max) || isnan(q->err.max_abs_err);
@@ -134,7 +136,8 @@ cJSON *wp_report_to_json(const wp_report *r)
         add_num(j, "cosine", wp_qerr_cosine(&q->err));
         add_num(j, "saturated_fraction", q->err.n ? (double)q->err.n_saturated / (double)q->err.n : 0.0);
         cJSON_AddNumberToObject(j, "inexact_elements", (double)q->n_inexact);
-        if (w->method == WP_M_EXACT)
+        cJSON_AddStringToObject(j, "loss", wp_loss_name(w->loss));
+        if (w->loss == WP_LOSS_EXACT)
             cJSON_AddStringToObject(j, "threshold", "exact");
         else
             add_num(j, "threshold", q->nmse_max);

@@ -29,11 +29,13 @@ typedef struct dsink {
     wpk_writer **w;       /* one per plan file; NULL once committed */
     size_t *id;           /* plan tensor -> writer id */
     volatile sig_atomic_t *cancel;   /* the pipeline's: honoured up to the claim */
+    const uint64_t *inexact;         /* per plan weight, for the manifest's "loss" */
 } dsink;
 
 static int cancelled(const dsink *s) { return s->cancel && *s->cancel; }
 
 static void ds_set_cancel(void *ud, volatile sig_atomic_t *cancel) { ((dsink *)ud)->cancel = cancel; }
+static void ds_set_inexact(void *ud, const uint64_t *inexact) { ((dsink *)ud)->inexact = inexact; }
 
 static void ds_abort(void *ud)
 {
@@ -332,6 +334,7 @@ static int ds_commit(void *ud, wp_err *e)
     pthread_mutex_destroy(&j.mu);
     free(base);
     rc = j.rc ? wp_fail(e, j.rc, "%s", j.e.msg) : 0;
+    if (!rc) rc = wp_plan_manifest_loss(p, s->inexact, &m, e);
     if (!rc) rc = wp_manifest_finish(&m, e);
     if (!rc && cancelled(s)) rc = wp_fail(e, WP_EUSAGE, "interrupted");
     if (!rc) rc = wp_manifest_write(s->tmp, &m, e);
@@ -366,6 +369,7 @@ int wp_dir_sink_new(wp_sink *sk, const char *out_dir, int force, wp_err *e)
     sk->commit = ds_commit;
     sk->abort = ds_abort;
     sk->set_cancel = ds_set_cancel;
+    sk->set_inexact = ds_set_inexact;
     return 0;
 }
 

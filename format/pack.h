@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "common/wp.h"
+#include "format/wpk.h"
 
 #define WPZ_CHUNK (64u << 20)   /* largest frame: 64 MiB of raw bytes */
 
@@ -62,5 +63,38 @@ int wpz_extract(const char *wpkz, const char *name, const char *out, const wpz_o
 /* Read and validate the index only (prefix, footer, index digest, records);
  * fills counts and per-class sizes without decompressing anything. */
 int wpz_stat(const char *wpkz, wpz_stats *stats, wp_err *e);
+
+/* ---- The tensors of a .wpkz (format/wpkz_list.c) ------------------------------
+ * The index is read with every check wpz_stat applies; then, for each .wpk in
+ * the archive, only the frames of its header region [0, data_offset) are
+ * decompressed and validated as wpk_open validates a container (header digest
+ * included), and the index's tensor records of that file must be its
+ * directory, entry for entry (name, offset, size, digest, encoding); a
+ * tensor record in a file that is not a .wpk is refused.  Memory: the index
+ * and the header regions (grown as bytes decompress, never from a size
+ * field alone).  Errors name the archive and the file: "X.wpkz:model.wpk:
+ * ...". */
+typedef struct wpz_list wpz_list;   /* opaque */
+typedef struct wpz_list_tensor {
+    const wpk_tensor *t;            /* its .wpk directory entry (strings live with the list) */
+    size_t file;                    /* index of its .wpk among the archive's files */
+    uint64_t comp_bytes;            /* compressed bytes of its frames */
+} wpz_list_tensor;
+int wpz_list_open(wpz_list **out, const char *wpkz, wp_err *e);
+void wpz_list_close(wpz_list *l);   /* NULL is fine */
+size_t wpz_list_files(const wpz_list *l);
+const char *wpz_list_file_name(const wpz_list *l, size_t i);   /* NULL if out of range */
+uint64_t wpz_list_file_size(const wpz_list *l, size_t i);
+/* Every tensor of every .wpk, in the index's order (file by file, each in
+ * directory order). */
+size_t wpz_list_count(const wpz_list *l);
+const wpz_list_tensor *wpz_list_tensor_at(const wpz_list *l, size_t i);   /* NULL if out of range */
+
+/* What the file at PATH is, from its first 8 bytes (the magic), whatever its
+ * name: a .wpk container, a .wpkz archive, or anything else (also a
+ * directory, or a file that cannot be read: the caller's open says why).
+ * Nothing else is checked: open it to use it. */
+typedef enum wpz_file_kind { WPZ_FILE_OTHER = 0, WPZ_FILE_WPK = 1, WPZ_FILE_WPKZ = 2 } wpz_file_kind;
+wpz_file_kind wpz_sniff(const char *path);
 
 #endif

@@ -472,3 +472,19 @@ done:
     return rc;
 }
 
+
+/* For format/wpkz_list.c: the index, read and checked exactly as unpack reads
+ * it; the descriptor and the index move to the caller. */
+int wpz_index_open(const char *wpkz, int *fd, uint64_t *size, zindex *x, wp_err *e)
+{
+    zarch a;
+    int rc = zarch_open(&a, wpkz, e);
+    if (rc) {
+        zarch_close(&a);
+        return rc;
+    }
+    *fd = a.fd;
+    *size = a.size;
+    *x = a.x;
+    return 0;
+}

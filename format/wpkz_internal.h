@@ -91,5 +91,9 @@ static inline const char *zname(const zindex *x, wpk_ref r) { return x->str + r.
 /* Attribute every frame of x to a class (encoding, "header", "other") and
  * fill st; archive_size is the whole .wpkz. */
 int wpz_fill_stats(const zindex *x, uint64_t archive_size, wpz_stats *st, wp_err *e);
+/* Open WPKZ and read its index with every check of docs/format.md §3.1-3.2
+ * (unpack.c); on success *fd (open, the caller closes it), *size (the
+ * archive's bytes) and *x (free with wpz_index_free) are the caller's. */
+int wpz_index_open(const char *wpkz, int *fd, uint64_t *size, zindex *x, wp_err *e);
 
 #endif

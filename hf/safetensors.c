@@ -572,6 +572,13 @@ int wp_st_open(wp_st_file **out, const char *path, wp_err *e)
         rc = wp_fail(e, WP_EINVAL, "%s: header length %" PRIu64 " is less than 2", path, f->hlen);
         goto fail;
     }
+    /* wpack's own containers (docs/format.md: .wpk, .wpkz magic) are not a
+     * header length: say what the file is rather than a length nonsense */
+    if (f->hlen > WP_ST_MAX_HEADER && (!memcmp(b, "\x89WPK\r\n\x1a\n", 8) || !memcmp(b, "\x89WPZ\r\n\x1a\n", 8))) {
+        rc = wp_fail(e, WP_EINVAL, "%s: a wpack %s, not a safetensors file", path,
+                     b[3] == 'K' ? ".wpk container (a build's file)" : ".wpkz archive (a packed build)");
+        goto fail;
+    }
     if (f->hlen > WP_ST_MAX_HEADER) {
         rc = wp_fail(e, WP_EINVAL, "%s: header length %" PRIu64 " exceeds the 100 MB limit",
                      path, f->hlen);

@@ -373,7 +373,7 @@ TEST(convert_export_f32_scales)
                        "{\"match\": \".\", \"from\": [\"fp8\"], \"to\": \"fp8\", \"block\": [64, 64], \"scale\": \"e8m0\"},"
                        "{\"match\": \".\", \"from\": [\"mxfp4\"], \"to\": \"fp8\", \"block\": [64, 64], \"scale\": \"f32\"}]}";
     REQUIRE(wpt_write_file(prof, text, strlen(text)) == 0);
-    const char *b = build(prof, NULL, "mixed");
+    const char *b = build(prof, "--allow-lossy --allow-sensitive", "mixed");   /* re-blocks: lossy */
     REQUIRE(b);
     const char *x = PATH("%s/x", wpt_tmpdir());
     REQUIRE(export_(b, x, "-q") == 0);
@@ -450,15 +450,77 @@ TEST(convert_export_refuses_nvfp4)
     CHECK(!exists(x));
 }
 
-TEST(convert_export_refuses_tensor_parallel_build)
+static void flip(const char *p, const char *name, double where);
+
+/* A tensor-parallel build (spec §2.5 item 3: embed, head, wq_b, wo_a,
+ * attn_sink, the indexer's wq_b and weights_proj cut along dim 0, wo_b along
+ * dim 1) exports to the very checkpoint its tp 1 build does: every cut
+ * tensor joined back from the ranks' pieces, byte for byte -- plain BF16
+ * (bf16), and FP8 pairs with their block scales (64x64 blocks, which a
+ * 2-way cut of tiny-a keeps whole); with expert parallelism too.  A
+ * flipped byte in a piece, a missing rank, a cut tensor the export would
+ * have to re-encode: refused in one line, nothing at -o. */
+TEST(convert_export_joins_tensor_parallel_build)
 {
-    const char *b = build("bf16", "--tp 2", "tp");
-    REQUIRE(b);
-    const char *x = PATH("%s/x", wpt_tmpdir());
-    CHECK_EQ_INT(export_(b, x, ""), 2);
-    CHECK_CONTAINS(out, "tensor-parallel build (tp 2)");
+    const char *prof = PATH("%s/fp8-64.json", wpt_tmpdir());
+    const char *text = "{\"name\": \"fp8-64\", \"rules\": ["
+                       "{\"match\": \".\", \"from\": [\"fp8\"], \"to\": \"fp8\", \"block\": [64, 64], \"scale\": \"e8m0\", \"lossy\": true}]}";
+    REQUIRE(wpt_write_file(prof, text, strlen(text)) == 0);
+    char pf[512];
+    snprintf(pf, sizeof pf, "%s", prof);
+    const char *profiles[] = {"bf16", pf};
+    for (int p = 0; p < 2; p++) {
+        const char *cases[] = {"", "--tp 2", "--tp 2 --ep 2"};
+        char first[512] = "";
+        for (int k = 0; k < 3; k++) {
+            /* the 64x64 re-blocking re-quantises the indexer too: asked for */
+            const char *b = build(profiles[p], PATH("%s%s", cases[k], p ? " --allow-sensitive" : ""), PATH("b%d%d", p, k));
+            REQUIRE(b);
+            char bd[512], x[512];
+            snprintf(bd, sizeof bd, "%s", b);
+            snprintf(x, sizeof x, "%s/x%d%d", wpt_tmpdir(), p, k);
+            CHECKF(export_(bd, x, "-q") == 0, "%s %s: %s", profiles[p], cases[k], out);
+            if (!k) {
+                snprintf(first, sizeof first, "%s", x);
+                continue;
+            }
+            CHECKF(wpt_run(out, sizeof out, "diff -r %s %s", first, x) == 0, "%s %s: the export differs from tp 1's: %s",
+                   profiles[p], cases[k], out);
+        }
+    }
+    /* the tp 2 bf16 build really holds pieces: wo_b [256, 128] is two [256, 64] */
+    const char *b = PATH("%s/b01", wpt_tmpdir());
+    char bd[512];
+    snprintf(bd, sizeof bd, "%s", b);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect %s | grep -c 'layers.0.attn.wo_b.weight  *bf16  *\\[256, 64\\]'",
+                         wpt_wpack(), bd), 0);
+    CHECK_CONTAINS(out, "2\n");
+    const char *x = PATH("%s/bad", wpt_tmpdir());
+    char xd[512];
+    snprintf(xd, sizeof xd, "%s", x);
+    /* a flipped byte in rank 1's piece of a column cut */
+    flip(wpt_path("%s/model-rank00001-of-00002.wpk", bd), "layers.0.attn.wo_b.weight", 0.5);
+    CHECK_EQ_INT(export_(bd, xd, ""), 1);
+    CHECK_CONTAINS(out, "model-rank00001-of-00002.wpk: layers.0.attn.wo_b.weight: sha256 mismatch");
     CHECK_EQ_INT(count_lines(out), 1);
-    CHECK(!exists(x));
+    CHECK(!exists(xd));
+    /* a missing rank */
+    REQUIRE(unlink(wpt_path("%s/model-rank00001-of-00002.wpk", bd)) == 0);
+    CHECK_EQ_INT(export_(bd, xd, ""), 2);
+    CHECK_CONTAINS(out, "a tensor-parallel build (tp 2) of 1 part: each cut tensor needs its piece from every rank");
+    CHECK_EQ_INT(count_lines(out), 1);
+    CHECK(!exists(xd));
+    /* a cut BF16 wo_a where the checkpoint holds an FP8 pair: joined as stored, never re-encoded */
+    const char *bw = build("blackwell", "--tp 2 --tensor-type 'attn\\.wo_b\\.weight$=bf16'", "bw");
+    REQUIRE(bw);
+    char bwd[512];
+    snprintf(bwd, sizeof bwd, "%s", bw);
+    CHECK_EQ_INT(export_(bwd, xd, ""), 2);
+    CHECK_CONTAINS(out, "layers.0.attn.wo_a.weight: bf16, cut by tensor parallelism, where the exported checkpoint "
+                        "holds an FP8 pair");
+    CHECK_EQ_INT(count_lines(out), 1);
+    CHECK(!exists(xd));
+    CHECK_EQ_INT(temps_in(wpt_tmpdir()), 0);
 }
 
 /* Flip one byte of a tensor's data in P (a .wpk). */

@@ -101,7 +101,7 @@ TEST(convert_family_broad_rule_skips)
     cvt_free(k, p);
     static char out[8192];
     const char *b = wpt_path("%s/b", wpt_tmpdir());
-    REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s --tensor-type '.=mxfp4'", wpt_wpack(), TINY, b) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s --tensor-type '.=mxfp4' --allow-sensitive", wpt_wpack(), TINY, b) == 0);
     int rc = wpt_run(out, sizeof out, "%s run %s --tokens 1,2,3 --max-new 1", wpt_wpack(), b);
     CHECKF(rc == 0, "run exit %d: %s", rc, out);
 }

@@ -37,7 +37,9 @@ TEST(convert_profiles_builtin)
     REQUIRE(wp_profile_load(&p, "hopper", &e) == 0);
     REQUIRE(p.n_rules == 2);
     const wp_rule *r = &p.rules[0];
-    CHECK(!r->passthrough && r->enc == WP_ENC_FP8 && r->br == 128 && r->bc == 128 && r->sfmt == WP_SCALE_F32);
+    /* the source's blocks (issue 11: a 32x32 checkpoint stays 32x32), F32 scales */
+    CHECK(!r->passthrough && r->enc == WP_ENC_FP8 && r->br == WP_BLOCK_SOURCE && r->bc == WP_BLOCK_SOURCE &&
+          r->sfmt == WP_SCALE_F32 && !r->lossy);
     CHECK(r->from == ((1u << WP_SRC_FP8) | (1u << WP_SRC_MXFP4)));
     CHECK(p.rules[1].enc == WP_ENC_BF16 && !strcmp(p.rules[1].pattern, "\\.attn\\.wo_a\\.weight$"));
     wp_profile_free(&p);

@@ -196,7 +196,7 @@ TEST(convert_quant_cli_gate)
     CHECK_CONTAINS(out, "... 17 more");
     CHECK_CONTAINS(out, "20 re-encoded tensor(s), 0 over threshold");
     const char *prof = "{\"name\": \"strict\", \"thresholds\": {\"nvfp4\": 1e-6},"
-                       " \"rules\": [{\"match\": \"ffn[.]experts[.]\", \"to\": \"nvfp4\"}]}";
+                       " \"rules\": [{\"match\": \"ffn[.]experts[.]\", \"to\": \"nvfp4\", \"lossy\": true}]}";
     REQUIRE(wpt_write_file(wpt_path("%s/strict.json", t), prof, strlen(prof)) == 0);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s quant %s --profile %s/strict.json --report %s/r.json", wpt_wpack(), TINY,
                          t, t),
@@ -230,7 +230,7 @@ TEST(convert_quant_cli_gate)
 TEST(convert_quant_indexer_flag)
 {
     CHECK_EQ_INT(wpt_run(out, sizeof out,
-                         "%s quant %s --profile hopper --tensor-type 'indexer\\.(wq_b|weights_proj|compressor\\.wkv)\\.weight$=mxfp4' --json",
+                         "%s quant %s --profile hopper --tensor-type 'indexer\\.(wq_b|weights_proj|compressor\\.wkv)\\.weight$=mxfp4' --allow-sensitive --json",
                          wpt_wpack(), TINY),
                  0);
     cJSON *j = cJSON_Parse(out);
@@ -247,7 +247,7 @@ TEST(convert_quant_indexer_flag)
     CHECK_EQ_INT(unflagged, 59 - 2);   /* hopper's 59, the 2 indexer wq_b now flagged */
     CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "summary"), "indexer_path")->valuedouble == 6);
     cJSON_Delete(j);
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s quant %s --profile hopper --tensor-type 'indexer\\.wq_b=mxfp4' --top 2",
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s quant %s --profile hopper --tensor-type 'indexer\\.wq_b=mxfp4' --allow-sensitive --top 2",
                          wpt_wpack(), TINY),
                  0);
     CHECK_CONTAINS(out, "[indexer]");
@@ -335,7 +335,7 @@ TEST(convert_quant_indexer_recall)
     cJSON_Delete(j);
     int rc = wpt_run(out, sizeof out,
                      "TMPDIR=%s %s quant %s --profile hopper --tensor-type 'indexer\\.(wq_b|weights_proj)\\.weight$=mxfp4' "
-                     "--indexer-recall",
+                     "--allow-sensitive --indexer-recall",
                      wpt_tmpdir(), wpt_wpack(), TINY);
     CHECK_EQ_INT(rc, 1);
     CHECK_CONTAINS(out, "0 over threshold");        /* the weights pass their NMSE gate ... */
@@ -343,7 +343,7 @@ TEST(convert_quant_indexer_recall)
     CHECK_CONTAINS(out, "FAIL");                    /* ... the selections do not */
     CHECK_EQ_INT(wpt_run(out, sizeof out,
                          "TMPDIR=%s %s quant %s --profile hopper --tensor-type 'indexer\\.wq_b\\.weight$=mxfp4' "
-                         "--indexer-recall --recall-min 0.5",
+                         "--allow-sensitive --indexer-recall --recall-min 0.5",
                          wpt_tmpdir(), wpt_wpack(), TINY),
                  0);
     /* the temporary build is gone */

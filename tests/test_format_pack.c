@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "format/pack.h"
 #include "format/wpk.h"
 #include "tests/harness.h"
@@ -419,4 +421,216 @@ TEST(format_pack_tiny_a_convert_sign_verify_roundtrip)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "ls %s/r | tr '\\n' ' '", t), 0);
     CHECK_CONTAINS(out, "manifest.dsse.json manifest.json manifest.sig");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/r --key %s/k.pub.pem --deep", w, t, t), 0);
+}
+
+/* ---- Listing (format/wpkz_list.c) --------------------------------------------- */
+
+/* Every tensor of every .wpk, as the .wpk's own directory has it, whatever
+ * the frame size (64-byte frames cut the header regions into many); the
+ * tensors' compressed bytes are the archive's bytes of every encoding class. */
+TEST(format_pack_list_matches_directories)
+{
+    char b[512];
+    snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
+    REQUIRE(make_build(b) == 0);
+    static const uint64_t chunks[] = {0, 4096, 64};
+    for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+        const char *z = wpt_path("%s/b%zu.wpkz", wpt_tmpdir(), c);
+        char zp[512];
+        snprintf(zp, sizeof zp, "%s", z);
+        wp_err e = {0};
+        wpz_stats st;
+        REQUIRE(wpz_pack(b, zp, &(wpz_opts){.chunk = chunks[c]}, &st, &e) == 0);
+        wpz_list *l = NULL;
+        REQUIRE(wpz_list_open(&l, zp, &e) == 0);
+        CHECK_EQ_INT(wpz_list_files(l), N_BUILD_FILES);
+        for (size_t i = 0; i < N_BUILD_FILES; i++) CHECK(!strcmp(wpz_list_file_name(l, i), build_files[i]));
+        CHECK(wpz_list_file_name(l, N_BUILD_FILES) == NULL);
+        size_t row = 0;
+        uint64_t comp = 0;
+        for (size_t fi = 2; fi < N_BUILD_FILES; fi++) {   /* zeros.wpk, zoo-2.wpk, zoo.wpk */
+            wpk_file *f;
+            REQUIRE(wpk_open(&f, wpt_path("%s/%s", b, build_files[fi]), &e) == 0);
+            CHECK_EQ_INT(wpz_list_file_size(l, fi), wpk_file_size(f));
+            for (size_t i = 0; i < wpk_count(f); i++, row++) {
+                const wpk_tensor *want = wpk_tensor_at(f, i);
+                const wpz_list_tensor *got = wpz_list_tensor_at(l, row);
+                REQUIRE(got);
+                const wpk_tensor *t = got->t;
+                CHECK_EQ_INT(got->file, fi);
+                CHECKF(!strcmp(t->name, want->name) && t->offset == want->offset && t->size == want->size &&
+                           !memcmp(t->sha256, want->sha256, 32) && t->kind == want->kind && t->enc == want->enc &&
+                           t->dtype == want->dtype && t->ndim == want->ndim &&
+                           !memcmp(t->shape, want->shape, sizeof t->shape) && t->stacked == want->stacked &&
+                           t->n_experts == want->n_experts && t->expert_stride == want->expert_stride &&
+                           t->scale == want->scale && t->owner == want->owner && t->n_sources == want->n_sources,
+                       "chunk %llu: %s: %s differs from its directory entry", (unsigned long long)chunks[c],
+                       build_files[fi], want->name);
+                for (uint32_t s = 0; s < t->n_sources && s < want->n_sources; s++)
+                    CHECK(!strcmp(t->sources[s], want->sources[s]));
+                comp += got->comp_bytes;
+            }
+            wpk_close(f);
+        }
+        CHECK_EQ_INT(wpz_list_count(l), row);
+        CHECK(wpz_list_tensor_at(l, row) == NULL);
+        uint64_t want = 0;
+        for (size_t i = 0; i < st.n_classes; i++)
+            if (strcmp(st.classes[i].name, "header") && strcmp(st.classes[i].name, "other")) want += st.classes[i].comp;
+        CHECK_EQ_INT(comp, want);
+        wpz_list_close(l);
+    }
+}
+
+/* Archives whose index passes every check of the index alone but lies about
+ * the .wpk it holds: listing refuses them in one line (and so does
+ * `wpack unpack --list`). */
+TEST(format_pack_list_refuses_lies)
+{
+    char b[512], z[512];
+    snprintf(b, sizeof b, "%s/build", wpt_tmpdir());
+    snprintf(z, sizeof z, "%s/build.wpkz", wpt_tmpdir());
+    REQUIRE(make_build(b) == 0);
+    wp_err e = {0};
+    REQUIRE(wpz_pack(b, z, &(wpz_opts){.chunk = 4096}, NULL, &e) == 0);
+    uint8_t *a;
+    size_t n;
+    REQUIRE(wpt_read_file(z, &a, &n) == 0);
+    const char *p = wpt_path("%s/lie.wpkz", wpt_tmpdir());
+    char lie[512];
+    snprintf(lie, sizeof lie, "%s", p);
+    uint8_t *m = malloc(n);
+    REQUIRE(m);
+    struct {
+        const char *what, *want;
+        int code;
+    } cases[] = {
+        {"a tensor record's digest", "tensor record 0 (ones.weight) is not directory entry 0 (ones.weight)", WP_EINVAL},
+        {"a tensor record's encoding", "is not directory entry 0", WP_EINVAL},
+        {"a header frame's bytes", "zeros.wpk", 0},
+    };
+    for (int k = 0; k < 3; k++) {
+        memcpy(m, a, n);
+        if (k == 0) tensor_rec(m, n, 0)[40] ^= 1;   /* ones.weight's sha256 */
+        if (k == 1) tensor_rec(m, n, 0)[20] ^= 3;   /* ones.weight: bf16 (code 1) -> code 2, another known one */
+        if (k < 2) {
+            reseal_index(m, n);
+        } else {
+            /* the middle of zeros.wpk's header frame (its first frame) */
+            uint64_t ff, off, cs;
+            memcpy(&ff, file_rec(m, n, 2) + 24, 8);
+            memcpy(&off, frame_rec(m, n, (int)ff), 8);
+            memcpy(&cs, frame_rec(m, n, (int)ff) + 8, 8);
+            m[off + cs / 2] ^= 0x40;
+        }
+        REQUIRE(wpt_write_file(lie, m, n) == 0);
+        wpz_stats st;
+        wp_err_clear(&e);
+        CHECKF(wpz_stat(lie, &st, &e) == 0, "%s: the index alone passes: %s", cases[k].what, e.msg);
+        wpz_list *l = (wpz_list *)1;
+        wp_err_clear(&e);
+        int rc = wpz_list_open(&l, lie, &e);
+        CHECKF(rc != 0 && l == NULL, "%s: listed (rc %d)", cases[k].what, rc);
+        if (cases[k].code) CHECK_EQ_INT(rc, cases[k].code);
+        CHECKF(strstr(e.msg, cases[k].want) != NULL, "%s: expected \"%s\" in: %s", cases[k].what, cases[k].want, e.msg);
+        CHECKF(!strncmp(e.msg, lie, strlen(lie)) && strchr(e.msg, '\n') == NULL, "%s: %s", cases[k].what, e.msg);
+        char out[4096];
+        CHECK_EQ_INT(wpt_run(out, sizeof out, "%s unpack %s --list 2>&1 >/dev/null", wpt_wpack(), lie),
+                     rc == WP_EVERIFY ? 1 : 2);
+        CHECK_CONTAINS(out, "wpack unpack: ");
+    }
+    free(m);
+    free(a);
+    /* not an archive at all, and a missing one */
+    wpz_list *l = NULL;
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wpz_list_open(&l, wpt_path("%s/zoo.wpk", b), &e), WP_EINVAL);
+    CHECK_CONTAINS(e.msg, "not a .wpkz archive");
+    wp_err_clear(&e);
+    CHECK(wpz_list_open(&l, wpt_path("%s/none.wpkz", b), &e) != 0);
+    CHECK(l == NULL);
+    /* what a file is, by its magic */
+    CHECK_EQ_INT(wpz_sniff(z), WPZ_FILE_WPKZ);
+    CHECK_EQ_INT(wpz_sniff(wpt_path("%s/zoo.wpk", b)), WPZ_FILE_WPK);
+    CHECK_EQ_INT(wpz_sniff(wpt_path("%s/manifest.json", b)), WPZ_FILE_OTHER);
+    CHECK_EQ_INT(wpz_sniff(b), WPZ_FILE_OTHER);
+    CHECK_EQ_INT(wpz_sniff(wpt_path("%s/none", b)), WPZ_FILE_OTHER);
+}
+
+/* A .wpkz written by hand: one file "x.wpk" of `size` bytes whose only
+ * frame holds `raw` (a .wpk header region as a liar would write it), the
+ * rest alignment padding; a valid index and footer. */
+static int write_archive(const char *path, const uint8_t *raw, size_t nraw, uint64_t size)
+{
+    uint8_t comp[8192];
+    ZSTD_CCtx *z = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 1);
+    size_t nc = ZSTD_compress2(z, comp, sizeof comp, raw, nraw);
+    ZSTD_freeCCtx(z);
+    if (ZSTD_isError(nc)) return -1;
+    static const char name[] = "x.wpk";
+    uint8_t idx[64 + 96 + 32 + sizeof name];
+    memset(idx, 0, sizeof idx);
+    uint32_t one = 1;
+    uint64_t nfr = 1, strsz = sizeof name, off0 = 0, len = sizeof name - 1, first = 0, at = 64, rawoff = 0;
+    uint64_t rawsz = nraw, csz = nc;
+    memcpy(idx, &one, 4);                         /* file_count; tensor_count 0 */
+    memcpy(idx + 8, &nfr, 8);
+    memcpy(idx + 16, &strsz, 8);
+    uint8_t *f = idx + 64;                        /* file record */
+    memcpy(f, &off0, 8), memcpy(f + 8, &len, 8), memcpy(f + 16, &size, 8), memcpy(f + 24, &first, 8);
+    memcpy(f + 32, &nfr, 8);
+    uint8_t *fr = idx + 64 + 96;                  /* frame record */
+    memcpy(fr, &at, 8), memcpy(fr + 8, &csz, 8), memcpy(fr + 16, &rawoff, 8), memcpy(fr + 24, &rawsz, 8);
+    memcpy(idx + 64 + 96 + 32, name, sizeof name);
+    uint8_t pre[64] = "\x89WPZ\r\n\x1a\n", foot[64] = {0};
+    uint16_t major = 1;
+    uint32_t endian = 0x0A0B0C0Du;
+    memcpy(pre + 8, &major, 2), memcpy(pre + 12, &endian, 4);
+    uint64_t io = 64 + nc, is = sizeof idx;
+    memcpy(foot, &io, 8), memcpy(foot + 8, &is, 8);
+    wp_err e = {0};
+    if (wp_sha256_buf(idx, sizeof idx, foot + 16, &e)) return -1;
+    memcpy(foot + 56, "WPZ-END\0", 8);
+    FILE *o = fopen(path, "wb");
+    if (!o) return -1;
+    int ok = fwrite(pre, 64, 1, o) == 1 && fwrite(comp, nc, 1, o) == 1 && fwrite(idx, sizeof idx, 1, o) == 1 &&
+             fwrite(foot, 64, 1, o) == 1;
+    return fclose(o) == 0 && ok ? 0 : -1;
+}
+
+/* The .wpk header inside an archive sizes nothing by itself: its counts are
+ * bounded and must add up to its data_offset before more is decompressed,
+ * and the frames must hold the whole region. */
+TEST(format_pack_list_bounds_the_header_region)
+{
+    uint8_t h[256];
+    struct {
+        uint64_t tensors, data_offset;
+        const char *want;
+    } cases[] = {
+        {0, 1ull << 40, "x.wpk: data_offset 1099511627776: its sections end at 256, the file has 4096 bytes"},
+        {1u << 21, 4096, "x.wpk: header counts out of range (2097152 tensors"},
+        {0, 4096, "x.wpk: its frames end at byte 256, inside the header region (4096 bytes)"},
+    };
+    for (int k = 0; k < 3; k++) {
+        memset(h, 0, sizeof h);
+        memcpy(h, "\x89WPK\r\n\x1a\n", 8);
+        uint32_t align_log2 = 12;
+        memcpy(h + 24, &align_log2, 4);
+        memcpy(h + 32, &cases[k].tensors, 8);
+        memcpy(h + 88, &cases[k].data_offset, 8);   /* wpk_hdr.data_offset */
+        const char *p = wpt_path("%s/h%d.wpkz", wpt_tmpdir(), k);
+        char z[512];
+        snprintf(z, sizeof z, "%s", p);
+        REQUIRE(write_archive(z, h, sizeof h, 4096) == 0);
+        wp_err e = {0};
+        wpz_stats st;
+        CHECKF(wpz_stat(z, &st, &e) == 0, "case %d: the index alone is fine: %s", k, e.msg);
+        wpz_list *l = NULL;
+        wp_err_clear(&e);
+        CHECK_EQ_INT(wpz_list_open(&l, z, &e), WP_EINVAL);
+        CHECK(l == NULL);
+        CHECKF(strstr(e.msg, cases[k].want) != NULL, "case %d: expected \"%s\" in: %s", k, cases[k].want, e.msg);
+    }
 }

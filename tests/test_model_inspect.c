@@ -1,8 +1,12 @@
 /* test_inspect.c — `wpack inspect` as a user runs it: the tiny-a numbers in
  * human and --json output, exit 1 on checkpoints with a tensor removed,
  * renamed, reshaped or retyped (written with the safetensors writer), exit 2
- * with the reader's one-line message on every malformed corpus case. */
+ * with the reader's one-line message on every malformed corpus case; a
+ * build, a .wpk whatever its name and a .wpkz listed tensor by tensor, the
+ * rows checked against the manifest and against extraction. */
 #include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "model/model.h"
@@ -306,7 +310,7 @@ TEST(model_inspect_malformed_corpus)
 TEST(model_inspect_build)
 {
     const char *d = wpt_tmpdir();
-    static char out[1 << 16];
+    static char out[1 << 20];   /* the document lists every tensor */
     REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --profile hopper -q", wpt_wpack(), WPT_TINY, d) == 0);
     REQUIRE(wpt_run(out, sizeof out, "%s inspect %s/b --json 2>/dev/null", wpt_wpack(), d) == 0);
     cJSON *j = cJSON_Parse(out);
@@ -344,4 +348,218 @@ TEST(model_inspect_build)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s inspect %s/cut.wpk 2>&1", wpt_wpack(), d), 2);
     CHECK_CONTAINS(out, "cut.wpk");
     CHECK(strchr(out, '\n') == out + strlen(out) - 1);
+}
+
+/* The table's rows after its heading ("name ... sha256 ..."): each row's
+ * digest prefix must sit under the heading's "sha256" and be the JSON row's. */
+static int check_table(const char *text, const cJSON *rows, const char *what)
+{
+    const char *h = strstr(text, "tensors:\nname ");
+    if (!h) return wpt_fail_at(__FILE__, __LINE__, "%s: no table", what), -1;
+    h += 9;
+    const char *nl = strchr(h, '\n');
+    const char *dcol = strstr(h, "sha256");
+    if (!nl || !dcol || dcol > nl) return wpt_fail_at(__FILE__, __LINE__, "%s: no sha256 column", what), -1;
+    size_t col = (size_t)(dcol - h), n = 0;
+    const char *line = nl + 1;
+    for (const cJSON *r = rows->child; r; r = r->next, n++) {
+        const char *end = strchr(line, '\n');
+        const char *name = cJSON_GetObjectItem(r, "name")->valuestring;
+        const char *dg = cJSON_GetObjectItem(r, "sha256")->valuestring;
+        if (!end || (size_t)(end - line) < col + 12 || strncmp(line, name, strlen(name)) || line[strlen(name)] != ' ' ||
+            strncmp(line + col, dg, 12) || line[col + 12] != ' ') {
+            wpt_fail_at(__FILE__, __LINE__, "%s: row %zu is not %s with %.12s under 'sha256': %.*s", what, n, name, dg,
+                        end ? (int)(end - line) : 80, line);
+            return -1;
+        }
+        line = end + 1;
+    }
+    return 0;
+}
+
+static cJSON *doc_of(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static cJSON *doc_of(const char *what, const char *fmt, ...)
+{
+    static char buf[1 << 21];
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = wpt_run(buf, sizeof buf, "%s 2>/dev/null", cmd);
+    cJSON *j = cJSON_Parse(buf);
+    if (rc || !j) wpt_fail_at(__FILE__, __LINE__, "%s: exit %d, %s", what, rc, j ? "" : "no JSON");
+    return j;
+}
+
+/* The rows a listing shares whatever it was read from. */
+static int same_rows(const cJSON *a, const cJSON *b, const char *what, int same_file_name)
+{
+    if (cJSON_GetArraySize(a) != cJSON_GetArraySize(b))
+        return wpt_fail_at(__FILE__, __LINE__, "%s: %d rows, expected %d", what, cJSON_GetArraySize(b),
+                           cJSON_GetArraySize(a)), -1;
+    static const char *keys[] = {"file", "name", "encoding", "shape", "bytes", "offset", "sha256", "scale", "scale_of",
+                                 "experts"};
+    for (const cJSON *x = a->child, *y = b->child; x && y; x = x->next, y = y->next)
+        for (size_t k = same_file_name ? 0 : 1; k < sizeof keys / sizeof keys[0]; k++)
+            if (!cJSON_Compare(cJSON_GetObjectItem(x, keys[k]), cJSON_GetObjectItem(y, keys[k]), 1))
+                return wpt_fail_at(__FILE__, __LINE__, "%s: %s: %s differs", what,
+                                   cJSON_GetObjectItem(x, "name")->valuestring, keys[k]), -1;
+    return 0;
+}
+
+/* issue 12 item 6: a build, a lone .wpk under any name and a .wpkz list every
+ * tensor; every row is the manifest's (name, file, offset, bytes, digest) and
+ * every listed name extracts from the .wpkz to bytes with the listed digest. */
+TEST(model_inspect_lists_tensors)
+{
+    const char *w = wpt_wpack();
+    char d[512];
+    snprintf(d, sizeof d, "%s", wpt_tmpdir());
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s/b --profile reference -q && %s pack -q %s/b -o %s/b.wpkz && "
+                    "cp %s/b/model.wpk %s/model.bin && cp %s/b.wpkz %s/archive.bin",
+                    w, TINY_HF, d, w, d, d, d, d, d, d) == 0);
+    cJSON *jb = doc_of("build", "%s inspect %s/b --json", w, d);
+    cJSON *jz = doc_of("wpkz", "%s inspect %s/b.wpkz --json", w, d);
+    cJSON *jw = doc_of("renamed wpk", "%s inspect %s/model.bin --json", w, d);
+    cJSON *ja = doc_of("renamed wpkz", "%s inspect %s/archive.bin --tensors --json", w, d);
+    cJSON *ju = doc_of("unpack --list", "%s unpack %s/b.wpkz --list --json", w, d);
+    REQUIRE(jb && jz && jw && ja && ju);
+    const cJSON *rows = cJSON_GetObjectItem(jb, "tensor_list");
+    REQUIRE(cJSON_IsArray(rows));
+    CHECK_EQ_INT(cJSON_GetArraySize(rows), 217);
+    CHECK_EQ_INT(num(jb, "tensors", NULL), 217);
+    CHECK(!strcmp(cJSON_GetObjectItem(jw, "kind")->valuestring, "wpk"));
+    CHECK(!strcmp(cJSON_GetObjectItem(jz, "kind")->valuestring, "wpkz"));
+    CHECK(!strcmp(cJSON_GetObjectItem(ja, "kind")->valuestring, "wpkz"));
+    same_rows(rows, cJSON_GetObjectItem(jz, "tensor_list"), "the .wpkz", 1);
+    same_rows(rows, cJSON_GetObjectItem(jw, "tensor_list"), "the renamed .wpk", 0);   /* its file is model.bin */
+    same_rows(rows, cJSON_GetObjectItem(ja, "tensor_list"), "the renamed .wpkz", 1);
+    same_rows(rows, cJSON_GetObjectItem(ju, "tensor_list"), "unpack --list", 1);
+    CHECK(cJSON_GetObjectItem(ju, "encodings") != NULL);   /* the per-encoding totals stay */
+    /* the manifest (written by convert) has every tensor: same file, offset, size, digest */
+    uint8_t *mb;
+    size_t mn;
+    REQUIRE(wpt_read_file(wpt_path("%s/b/manifest.json", d), &mb, &mn) == 0);
+    cJSON *man = cJSON_ParseWithLength((const char *)mb, mn);
+    free(mb);
+    REQUIRE(man);
+    const cJSON *mt = cJSON_GetObjectItem(man, "tensors");
+    CHECK_EQ_INT(cJSON_GetArraySize(mt), cJSON_GetArraySize(rows));
+    size_t stacks = 0;
+    for (const cJSON *r = rows->child; r; r = r->next) {
+        const char *name = cJSON_GetObjectItem(r, "name")->valuestring;
+        const cJSON *m = NULL;
+        for (const cJSON *x = mt->child; x && !m; x = x->next)
+            if (!strcmp(cJSON_GetObjectItem(x, "name")->valuestring, name)) m = x;
+        CHECKF(m != NULL, "%s: not in the manifest", name);
+        if (!m) continue;
+        CHECKF(!strcmp(cJSON_GetObjectItem(m, "sha256")->valuestring, cJSON_GetObjectItem(r, "sha256")->valuestring) &&
+                   !strcmp(cJSON_GetObjectItem(m, "file")->valuestring, cJSON_GetObjectItem(r, "file")->valuestring) &&
+                   num(m, "offset", NULL) == num(r, "offset", NULL) && num(m, "size", NULL) == num(r, "bytes", NULL),
+               "%s: the listing differs from the manifest", name);
+        const cJSON *x = cJSON_GetObjectItem(r, "experts");
+        if (!cJSON_IsNull(x)) {
+            stacks++;
+            /* tiny-a: 8 routed experts, sources layers.L.ffn.experts.E.wK.{weight,scale} */
+            CHECK_EQ_INT(num(x, "count", NULL), 8);
+            CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(x, "sources")), 8);
+            const char *rg = cJSON_GetObjectItem(x, "sources_range")->valuestring;
+            CHECKF(rg && strstr(rg, ".ffn.experts.{0..7}.w"), "%s: sources_range %s", name, rg ? rg : "null");
+            CHECK_EQ_INT(num(x, "stride", NULL) * 8, num(r, "bytes", NULL));
+        }
+    }
+    CHECK_EQ_INT(stacks, 5 * 3 * 2);   /* 4 layers + 1 MTP block, w1/w2/w3, weight and scale */
+    cJSON_Delete(man);
+    /* listed names extract, to bytes with the listed digest: every stacked
+     * tensor and every 4th other one, in one script (one shell, one sha256sum) */
+    FILE *sh = fopen(wpt_path("%s/x.sh", d), "w");
+    REQUIRE(sh);
+    size_t k = 0, tried = 0;
+    for (const cJSON *r = cJSON_GetObjectItem(jz, "tensor_list")->child; r; r = r->next, k++) {
+        CHECK(num(r, "compressed_bytes", NULL) > 0);
+        if (k % 4 && cJSON_IsNull(cJSON_GetObjectItem(r, "experts"))) continue;
+        fprintf(sh, "%s unpack -q %s/b.wpkz --tensor '%s' -o %s/x%03zu.bin >/dev/null || exit 1\n", w, d,
+                cJSON_GetObjectItem(r, "name")->valuestring, d, k);
+        tried++;
+    }
+    fprintf(sh, "cd %s && sha256sum x*.bin\n", d);
+    fclose(sh);
+    static char sums[1 << 16];
+    CHECK_EQ_INT(wpt_run(sums, sizeof sums, "sh %s/x.sh", d), 0);
+    k = 0;
+    size_t matched = 0;
+    for (const cJSON *r = cJSON_GetObjectItem(jz, "tensor_list")->child; r; r = r->next, k++) {
+        char line[128];
+        snprintf(line, sizeof line, "%.64s  x%03zu.bin\n", cJSON_GetObjectItem(r, "sha256")->valuestring, k);
+        matched += strstr(sums, line) != NULL;
+    }
+    CHECK(tried > 60);
+    CHECK_EQ_INT(matched, tried);
+    /* the human tables: one row per tensor under aligned columns */
+    static char text[1 << 20];
+    CHECK_EQ_INT(wpt_run(text, sizeof text, "%s inspect %s/b", w, d), 0);
+    CHECK_CONTAINS(text, "wpack build, 1 file, 217 tensors");
+    check_table(text, rows, "inspect BUILD");
+    CHECK_CONTAINS(text, "  8 x layers.0.ffn.experts.{0..7}.w1.weight\n");
+    CHECK_EQ_INT(wpt_run(text, sizeof text, "%s inspect %s/b.wpkz --tensors", w, d), 0);
+    CHECK_CONTAINS(text, ".wpkz archive, 2 files, 217 tensors in 1 .wpk file");
+    CHECK_CONTAINS(text, "compressed");
+    check_table(text, rows, "inspect X.wpkz");
+    CHECK_EQ_INT(wpt_run(text, sizeof text, "%s unpack %s/b.wpkz --list", w, d), 0);
+    CHECK_CONTAINS(text, "encoding    tensors          raw   compressed   ratio");
+    check_table(text, rows, "unpack --list");
+    cJSON_Delete(jb), cJSON_Delete(jz), cJSON_Delete(jw), cJSON_Delete(ja), cJSON_Delete(ju);
+
+    /* --deep is a checkpoint's: a .wpkz is refused like a build */
+    CHECK_EQ_INT(wpt_run(text, sizeof text, "%s inspect %s/b.wpkz --deep", w, d), 2);
+    CHECK_CONTAINS(text, "'wpack unpack");
+    /* the issue's failure: a .wpk (or .wpkz) given where a checkpoint goes is
+     * named as what it is, not read as a safetensors header length */
+    CHECK_EQ_INT(wpt_run(text, sizeof text, "%s plan %s/model.bin 2>&1", w, d), 2);
+    CHECK_CONTAINS(text, "model.bin: a wpack .wpk container (a build's file), not a safetensors file");
+    CHECK_EQ_INT(wpt_run(text, sizeof text, "%s convert %s/archive.bin -o %s/c 2>&1", w, d, d), 2);
+    CHECK_CONTAINS(text, "archive.bin: a wpack .wpkz archive (a packed build), not a safetensors file");
+    /* a truncated .wpkz is the archive reader's refusal, one line */
+    CHECK_EQ_INT(wpt_run(text, sizeof text, "head -c 1000 %s/b.wpkz > %s/cut.wpkz && %s inspect %s/cut.wpkz 2>&1", d, d,
+                         w, d), 2);
+    CHECK(!strcmp(text, wpt_path("wpack inspect: %s/cut.wpkz: no footer (truncated, or not a complete .wpkz)\n", d)));
+}
+
+/* --tensors on a checkpoint: every safetensors tensor with its shard; the
+ * bytes add up to the index's total_size, and the summary is unchanged. */
+TEST(model_inspect_checkpoint_tensors)
+{
+    static char text[1 << 20];
+    cJSON *j = doc_of("checkpoint", "%s inspect %s --tensors --json", wpt_wpack(), TINY_HF);
+    REQUIRE(j);
+    const cJSON *rows = cJSON_GetObjectItem(j, "tensor_list");
+    CHECK_EQ_INT(cJSON_GetArraySize(rows), 427);
+    CHECK_EQ_INT(num(j, "tensors", NULL), 427);
+    double bytes = 0;
+    size_t in_first = 0;
+    for (const cJSON *r = rows ? rows->child : NULL; r; r = r->next) {
+        bytes += num(r, "bytes", NULL);
+        const char *f = cJSON_GetObjectItem(r, "file")->valuestring;
+        CHECKF(!strcmp(f, "model-00001-of-00002.safetensors") || !strcmp(f, "model-00002-of-00002.safetensors"),
+               "file %s", f);
+        in_first += !strcmp(f, "model-00001-of-00002.safetensors");
+        CHECK(cJSON_GetObjectItem(r, "dtype") && cJSON_IsArray(cJSON_GetObjectItem(r, "shape")));
+    }
+    CHECK_EQ_INT(bytes, 7078066);   /* = index.json total_size */
+    CHECK_EQ_INT(in_first, 427 - 213);   /* the second shard holds 213 (model_inspect_single_file) */
+    cJSON_Delete(j);
+    /* without --tensors: no list */
+    j = doc_of("checkpoint", "%s inspect %s --json", wpt_wpack(), TINY_HF);
+    REQUIRE(j);
+    CHECK(cJSON_GetObjectItem(j, "tensor_list") == NULL);
+    cJSON_Delete(j);
+    CHECK_EQ_INT(wpt_run(text, sizeof text, "%s inspect %s --tensors", wpt_wpack(), TINY_HF), 0);
+    CHECK_CONTAINS(text, "inventory: ok (427 expected, 427 found)");
+    CHECK_CONTAINS(text, "tensors:\nname ");
+    const char *t = strstr(text, "tensors:\nname ");
+    size_t lines = 0;
+    for (const char *p = t ? t : ""; *p; p++) lines += *p == '\n';
+    CHECK_EQ_INT(lines, 1 + 1 + 427);
+    CHECK_CONTAINS(text, "embed.weight ");
 }

@@ -89,9 +89,9 @@ static void sample(wp_manifest *m)
     memset(m->files[1].nontensor_sha256, 0xB1, 32);
     m->ntensors = 3;
     m->tensors = calloc(3, sizeof *m->tensors);
-    m->tensors[0] = (wp_mtensor){strdup("w2"), 0, 8192, 1808, {0}};   /* z.wpk */
-    m->tensors[1] = (wp_mtensor){strdup("w1"), 0, 4096, 100, {0}};    /* z.wpk */
-    m->tensors[2] = (wp_mtensor){strdup("emb"), 1, 4096, 4096, {0}};  /* a.wpk */
+    m->tensors[0] = (wp_mtensor){strdup("w2"), 0, 8192, 1808, {0}, WP_MLOSS_NONE};   /* z.wpk */
+    m->tensors[1] = (wp_mtensor){strdup("w1"), 0, 4096, 100, {0}, WP_MLOSS_NONE};    /* z.wpk */
+    m->tensors[2] = (wp_mtensor){strdup("emb"), 1, 4096, 4096, {0}, WP_MLOSS_NONE};  /* a.wpk */
     for (int i = 0; i < 3; i++) memset(m->tensors[i].sha256, 0x10 + i, 32);
 }
 

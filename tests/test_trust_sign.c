@@ -447,7 +447,7 @@ TEST(trust_sign_interrupted_leftovers_reported_and_removed)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "ls -A %s/b", t), 0);
     CHECK(!strcmp(out, "manifest.dsse.json\nmanifest.json\nmanifest.sig\nmodel.wpk\n"));
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/kb.pub.pem --json", w, t, t), 0);
-    CHECK_CONTAINS(out, "\"verified\":\ttrue\n\t}");
+    CHECK_CONTAINS(out, "\"verified\":\ttrue,\n\t\t\"signer\":\t\"wpack\"\n\t}");   /* the bundle, wpack's */
     /* and `wpack clean BUILD` does the same on request */
     CHECK_EQ_INT(wpt_run(out, sizeof out, "WPACK_FAULT=rename:2:kill %s sign %s/b -k %s/ka.pem --dsse", w, t, t), 137);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --key %s/ka.pub.pem", w, t, t), 0);   /* new key, no bundle yet */

@@ -103,4 +103,72 @@ int wp_build_summarise(wp_build *b, wp_build_summary *s, wp_err *e);
 void wp_build_summary_free(wp_build_summary *s);
 cJSON *wp_build_summary_json(const char *path, const wp_build_summary *s);
 
+/* ---- The tensors of a build or a .wpkz (trust/build_list.c) --------------------
+ * One row per tensor: the parts in name order (a .wpkz: its .wpk files in
+ * archive order), each in directory order.  From the containers' directories
+ * (a .wpkz: its index and the .wpk header regions, format/pack.h): nothing
+ * is hashed here, digests are the recorded ones. */
+typedef struct wp_tensor_row {
+    const wpk_tensor *t;        /* name, encoding, logical shape, offset, size, sha256, experts */
+    const char *file;           /* the .wpk holding it: relative to the build, or its name in the archive */
+    size_t part;                /* its part (a build) or file (a .wpkz) index */
+    uint64_t comp_bytes;        /* from a .wpkz: compressed bytes of its frames; else 0 */
+    const char *scale;          /* a weight's scale tensor, or NULL */
+    const char *scale_of;       /* a scale's (or NVFP4 global's) weight, or NULL */
+} wp_tensor_row;
+typedef struct wp_tensor_list {
+    int packed;                 /* rows from a .wpkz */
+    size_t n_files;             /* .wpk files the rows come from */
+    size_t n;
+    wp_tensor_row *rows;
+    struct wpz_list *z;         /* a .wpkz's listing, which the rows point into */
+} wp_tensor_list;
+/* Every part is opened (wpk_open: structure and header digest checked). */
+int wp_build_list(wp_build *b, wp_tensor_list *l, wp_err *e);
+int wp_wpkz_list(const char *wpkz, wp_tensor_list *l, wp_err *e);
+void wp_tensor_list_free(wp_tensor_list *l);
+/* A stacked tensor's source names, compactly: for each of the `per` sources
+ * of an expert, "PREFIX{A..B}SUFFIX" when expert e's name is PREFIX(A+e)SUFFIX
+ * for every e (e.g. "layers.0.ffn.experts.{0..255}.w1.weight"), joined by
+ * " + "; "" when the names follow no such pattern (then list them).  0, or -1
+ * when out does not hold it (out is then "").  Bounded by the tensor's
+ * n_sources, itself bounded by the container's limits. */
+int wp_tensor_sources_range(const wpk_tensor *t, char *out, size_t n);
+/* The rows as a JSON array of {name, file, encoding, shape, bytes, offset,
+ * sha256, scale, scale_of, experts: null | {count, stride, per_expert,
+ * sources_range, sources}, compressed_bytes (.wpkz only)}; NULL when out of
+ * memory. */
+cJSON *wp_tensor_list_json(const wp_tensor_list *l);
+
+/* ---- The names a build provides (trust/build_list.c) ---------------------------
+ * Every weight's name (scales and NVFP4 globals come with their weight and
+ * are not indexed) and every source name of a stacked weight: expert e of
+ * the stack, and when `per` sources name one expert (a fused w13: w1, w3)
+ * its `slot`.  So an official name (layers.L.ffn.experts.E.w1.weight) finds
+ * the stack and the slice holding it.  Sorted by name; a name twice is
+ * allowed only for whole tensors with the same size and SHA-256 (what an
+ * expert-parallel build replicates in every part: the first is kept), else
+ * WP_EINVAL "WHAT: NAME: held twice, in FILE and in FILE, with different
+ * bytes"; a stack whose sources do not divide by its experts is WP_EINVAL
+ * "WHAT: FILE: NAME: a stack of N experts naming M source tensors: its
+ * experts cannot be told apart".  WHAT names the build in messages. */
+typedef struct wp_build_name {
+    const char *name;           /* owned by the listing's containers */
+    size_t row;                 /* the row of the listing that holds it */
+    long expert;                /* -1: the whole tensor; else its expert in the stack */
+    unsigned slot, per;         /* slot of `per` consecutive sources of one expert */
+} wp_build_name;
+typedef struct wp_name_index {
+    wp_build_name *v;
+    size_t n;
+} wp_name_index;
+int wp_name_index_build(const wp_tensor_list *l, const char *what, wp_name_index *x, wp_err *e);
+/* The same, keeping every entry of a name held several times (sorted by
+ * name, then row): a tensor-parallel build holds each cut tensor once per
+ * part under the same name; the caller decides what a repeat means. */
+int wp_name_index_build_all(const wp_tensor_list *l, const char *what, wp_name_index *x, wp_err *e);
+/* The entry for name (the first of its run), NULL if absent. */
+const wp_build_name *wp_name_index_find(const wp_name_index *x, const char *name);
+void wp_name_index_free(wp_name_index *x);
+
 #endif

@@ -217,9 +217,51 @@ void wp_manifest_free(wp_manifest *m)
     if (!m) return;
     for (uint32_t i = 0; i < m->nfiles; i++) free(m->files[i].path);
     for (uint64_t i = 0; i < m->ntensors; i++) free(m->tensors[i].name);
+    for (uint32_t i = 0; i < m->nfamilies; i++) free(m->families[i]);
     free(m->files);
     free(m->tensors);
+    free(m->families);
     memset(m, 0, sizeof *m);
+}
+
+const char *wp_mloss_name(wp_mloss l)
+{
+    static const char *const n[] = {"", "copy", "exact", "lossy"};
+    return (unsigned)l < 4 ? n[l] : "";
+}
+
+/* The "loss" fields agree with each other (docs/signing.md §2.2): every
+ * tensor has one exactly when the manifest has the summary; lossless exactly
+ * when no tensor is lossy, lossy_tensors is 0 and no family is named;
+ * families sorted, distinct, non-empty. */
+static int check_loss(const wp_manifest *m, const char *what, wp_err *e)
+{
+    uint64_t lossy = 0;
+    for (uint64_t i = 0; i < m->ntensors; i++) {
+        const wp_mtensor *t = &m->tensors[i];
+        if ((t->loss == WP_MLOSS_NONE) != !m->has_loss || (unsigned)t->loss > WP_MLOSS_LOSSY)
+            return wp_fail(e, WP_EINVAL, "%s: tensor %s: \"loss\" must be %s", what, t->name,
+                           m->has_loss ? "\"copy\", \"exact\" or \"lossy\" (the manifest has a \"loss\" summary)"
+                                       : "absent (the manifest has no \"loss\" summary)");
+        lossy += t->loss == WP_MLOSS_LOSSY;
+    }
+    if (!m->has_loss) return 0;
+    if (m->nfamilies > WP_MANIFEST_MAX_FAMILIES)
+        return wp_fail(e, WP_EINVAL, "%s: loss: more than %d families", what, WP_MANIFEST_MAX_FAMILIES);
+    for (uint32_t i = 0; i < m->nfamilies; i++) {
+        if (!m->families[i][0]) return wp_fail(e, WP_EINVAL, "%s: loss: families[%u] is empty", what, i);
+        if (i && strcmp(m->families[i - 1], m->families[i]) >= 0)
+            return wp_fail(e, WP_EINVAL, "%s: loss: family \"%s\": families not sorted or listed twice", what,
+                           m->families[i]);
+    }
+    if (m->lossless ? (lossy || m->lossy_tensors || m->nfamilies)
+                    : (!lossy || !m->lossy_tensors || !m->nfamilies || m->lossy_tensors > lossy))
+        return wp_fail(e, WP_EINVAL,
+                       "%s: loss: lossless %s with %llu lossy tensor(s) counted, %llu tensor entries marked "
+                       "lossy and %u famil%s: inconsistent",
+                       what, m->lossless ? "true" : "false", (unsigned long long)m->lossy_tensors,
+                       (unsigned long long)lossy, m->nfamilies, m->nfamilies == 1 ? "y" : "ies");
+    return 0;
 }
 
 int wp_rel_path_ok(const char *p)
@@ -372,6 +414,22 @@ void wp_manifest_root(const wp_manifest *m, uint8_t out[WP_SHA256_LEN])
         put_u64(&h, t->size);
         wp_sha256_update(&h, t->sha256, WP_SHA256_LEN);
     }
+    if (m->has_loss) {   /* §2.3: only when present, so older manifests keep their root */
+        uint8_t b = (uint8_t)(m->lossless ? 1 : 0);
+        wp_sha256_update(&h, "loss", 4);
+        wp_sha256_update(&h, &b, 1);
+        put_u64(&h, m->lossy_tensors);
+        put_u32(&h, m->nfamilies);
+        for (uint32_t i = 0; i < m->nfamilies; i++) {
+            size_t n = strlen(m->families[i]);
+            put_u32(&h, (uint32_t)n);
+            wp_sha256_update(&h, m->families[i], n);
+        }
+        for (uint64_t i = 0; i < m->ntensors; i++) {
+            b = (uint8_t)m->tensors[i].loss;
+            wp_sha256_update(&h, &b, 1);
+        }
+    }
     wp_sha256_final(&h, out);
 }
 
@@ -403,6 +461,7 @@ int wp_manifest_finish(wp_manifest *m, wp_err *e)
     qsort(m->tensors, (size_t)m->ntensors, sizeof *m->tensors, tensor_qcmp);
     rc = check_order(m, "manifest", e);
     if (!rc) rc = check_names(m, "manifest", e);
+    if (!rc) rc = check_loss(m, "manifest", e);
     if (!rc) wp_manifest_root(m, m->root);
     return rc;
 }
@@ -428,6 +487,17 @@ int wp_manifest_serialize(const wp_manifest *m, char **out, size_t *len, wp_err 
     }
     ok = ok && cJSON_AddStringToObject(doc, "format", "wpack-manifest") &&
          cJSON_AddNumberToObject(doc, "version", 1);
+    if (ok && m->has_loss) {
+        cJSON *lo = cJSON_AddObjectToObject(doc, "loss");
+        cJSON *fa = lo ? cJSON_AddArrayToObject(lo, "families") : NULL;
+        ok = fa && cJSON_AddBoolToObject(lo, "lossless", m->lossless) &&
+             cJSON_AddNumberToObject(lo, "lossy_tensors", (double)m->lossy_tensors);
+        for (uint32_t i = 0; ok && i < m->nfamilies; i++) {
+            cJSON *x = cJSON_CreateString(m->families[i]);
+            ok = x != NULL;
+            if (ok) cJSON_AddItemToArray(fa, x);
+        }
+    }
     cJSON *root = ok ? hex_item(m->root) : NULL;
     ok = ok && root;
     if (ok) cJSON_AddItemToObject(doc, "root_sha256", root);
@@ -462,6 +532,7 @@ int wp_manifest_serialize(const wp_manifest *m, char **out, size_t *len, wp_err 
              cJSON_AddStringToObject(o, "file", m->files[t->file].path) &&
              cJSON_AddNumberToObject(o, "offset", (double)t->offset) &&
              cJSON_AddNumberToObject(o, "size", (double)t->size);
+        if (ok && m->has_loss) ok = cJSON_AddStringToObject(o, "loss", wp_mloss_name(t->loss)) != NULL;
     }
     int rc = ok ? wp_json_canonical(doc, "manifest", out, len, e)
                 : wp_oom(e, "manifest (building JSON)");
@@ -526,11 +597,40 @@ int wp_manifest_parse(const char *buf, size_t len, const char *what, wp_manifest
     int rc = wp_json_parse_canonical(buf, len, what, &doc, e);
     if (rc) return rc;
     static const char *const top[] = {"files", "format", "root_sha256", "tensors", "version", NULL};
+    static const char *const top_loss[] = {"files", "format", "loss", "root_sha256", "tensors", "version", NULL};
     static const char *const fk[] = {"nontensor_sha256", "path", "sha256", "size", NULL};
     static const char *const tk[] = {"file", "name", "offset", "sha256", "size", NULL};
+    static const char *const tk_loss[] = {"file", "loss", "name", "offset", "sha256", "size", NULL};
+    static const char *const lk[] = {"families", "lossless", "lossy_tensors", NULL};
     uint8_t root[WP_SHA256_LEN];
     uint64_t version = 0;
-    rc = exact_keys(doc, top, what, "top level", e);
+    /* "loss" (docs/signing.md §2.1) is optional: builds before it have none */
+    const cJSON *loss = cJSON_GetObjectItemCaseSensitive(doc, "loss");
+    m->has_loss = loss != NULL;
+    rc = exact_keys(doc, m->has_loss ? top_loss : top, what, "top level", e);
+    if (!rc && loss) rc = exact_keys(loss, lk, what, "loss", e);
+    if (!rc && loss) {
+        const cJSON *ll = cJSON_GetObjectItemCaseSensitive(loss, "lossless");
+        const cJSON *fa = cJSON_GetObjectItemCaseSensitive(loss, "families");
+        if (!cJSON_IsBool(ll)) rc = wp_fail(e, WP_EINVAL, "%s: loss: \"lossless\" must be true or false", what);
+        if (!rc) rc = get_u64(loss, "lossy_tensors", &m->lossy_tensors, what, "loss", e);
+        if (!rc && !cJSON_IsArray(fa)) rc = wp_fail(e, WP_EINVAL, "%s: loss: \"families\" must be an array", what);
+        if (!rc && cJSON_GetArraySize(fa) > WP_MANIFEST_MAX_FAMILIES)
+            rc = wp_fail(e, WP_EINVAL, "%s: loss: more than %d families", what, WP_MANIFEST_MAX_FAMILIES);
+        if (!rc) {
+            m->lossless = cJSON_IsTrue(ll);
+            m->families = wp_calloc((size_t)cJSON_GetArraySize(fa) + 1, sizeof *m->families, e);
+            if (!m->families) rc = WP_ENOMEM;
+        }
+        for (const cJSON *x = rc ? NULL : fa->child; x && !rc; x = x->next) {
+            if (!cJSON_IsString(x))
+                rc = wp_fail(e, WP_EINVAL, "%s: loss: families[%u] must be a string", what, m->nfamilies);
+            else if (!(m->families[m->nfamilies] = wp_strdup(x->valuestring, e)))
+                rc = WP_ENOMEM;
+            else
+                m->nfamilies++;
+        }
+    }
     if (!rc && (!get_str(doc, "format") || strcmp(get_str(doc, "format"), "wpack-manifest")))
         rc = wp_fail(e, WP_EINVAL, "%s: \"format\" must be \"wpack-manifest\"", what);
     if (!rc) rc = get_u64(doc, "version", &version, what, "top level", e);
@@ -566,7 +666,7 @@ int wp_manifest_parse(const char *buf, size_t len, const char *what, wp_manifest
     for (const cJSON *t = rc ? NULL : tensors->child; t && !rc; t = t->next) {
         snprintf(obj, sizeof obj, "tensors[%llu]", (unsigned long long)m->ntensors);
         wp_mtensor *mt = &m->tensors[m->ntensors];
-        rc = exact_keys(t, tk, what, obj, e);
+        rc = exact_keys(t, m->has_loss ? tk_loss : tk, what, obj, e);
         if (!rc && (!get_str(t, "name") || !get_str(t, "file")))
             rc = wp_fail(e, WP_EINVAL, "%s: %s: \"name\" and \"file\" must be strings", what, obj);
         if (!rc && !(mt->name = wp_strdup(get_str(t, "name"), e))) rc = WP_ENOMEM;
@@ -581,9 +681,17 @@ int wp_manifest_parse(const char *buf, size_t len, const char *what, wp_manifest
         if (!rc) rc = get_u64(t, "offset", &mt->offset, what, obj, e);
         if (!rc) rc = get_u64(t, "size", &mt->size, what, obj, e);
         if (!rc) rc = get_hex(t, "sha256", mt->sha256, what, obj, e);
+        if (!rc && m->has_loss) {
+            const char *ls = get_str(t, "loss");
+            for (int l = WP_MLOSS_COPY; ls && l <= WP_MLOSS_LOSSY && !mt->loss; l++)
+                if (!strcmp(ls, wp_mloss_name((wp_mloss)l))) mt->loss = (wp_mloss)l;
+            if (!mt->loss)
+                rc = wp_fail(e, WP_EINVAL, "%s: %s: \"loss\" must be \"copy\", \"exact\" or \"lossy\"", what, obj);
+        }
     }
     if (!rc) rc = check_order(m, what, e);
     if (!rc) rc = check_names(m, what, e);
+    if (!rc) rc = check_loss(m, what, e);
     if (!rc) {
         wp_manifest_root(m, m->root);
         if (memcmp(root, m->root, WP_SHA256_LEN)) {

@@ -46,18 +46,31 @@ typedef struct wp_mfile {
     uint8_t nontensor_sha256[WP_SHA256_LEN]; /* bytes outside every tensor's range, in file order */
 } wp_mfile;
 
+/* How a tensor's values came from the source (docs/signing.md §2.1 "loss");
+ * NONE: not recorded (a manifest written before the field existed). */
+typedef enum wp_mloss { WP_MLOSS_NONE, WP_MLOSS_COPY, WP_MLOSS_EXACT, WP_MLOSS_LOSSY } wp_mloss;
+const char *wp_mloss_name(wp_mloss l);   /* "copy", "exact", "lossy"; "" for NONE */
+
 typedef struct wp_mtensor {
     char *name;
     uint32_t file;                       /* index into files[] */
     uint64_t offset, size;               /* absolute byte range in that file */
     uint8_t sha256[WP_SHA256_LEN];
+    wp_mloss loss;                       /* NONE exactly when the manifest has no "loss" */
 } wp_mtensor;
 
+#define WP_MANIFEST_MAX_FAMILIES 4096
 typedef struct wp_manifest {
     uint32_t nfiles;
     wp_mfile *files;
     uint64_t ntensors;
     wp_mtensor *tensors;
+    /* the top-level "loss" object; has_loss 0 for older manifests */
+    int has_loss;
+    int lossless;                        /* no tensor is lossy */
+    uint64_t lossy_tensors;              /* lossy output weights (a .scale is not counted) */
+    uint32_t nfamilies;
+    char **families;                     /* sorted, distinct (wp_loss_family names) */
     uint8_t root[WP_SHA256_LEN];         /* docs/signing.md §2.3 */
 } wp_manifest;
 

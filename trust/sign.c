@@ -1,6 +1,7 @@
 /* sign.c — keys, signatures, manifest.sig, DSSE and the in-toto statement
  * (docs/signing.md §3-4).  OpenSSL 3 EVP only; no home-made cryptography. */
 #include "trust/manifest.h"
+#include "trust/trust.h"
 #include "common/outdir.h"
 
 #include <errno.h>
@@ -627,6 +628,14 @@ static int resources_root(const wp_resource *r, size_t n, uint8_t out[WP_SHA256_
 int wp_intoto_statement(const char *model_name, const wp_resource *res, size_t nres, char **out, size_t *len,
                         wp_err *e)
 {
+    /* the signature files of a build are not part of what they sign */
+    static const char *const ign[] = {WP_MANIFEST_DSSE_NAME, WP_MANIFEST_SIG_NAME};
+    return wp_intoto_statement_ignoring(model_name, res, nres, ign, 2, out, len, e);
+}
+
+int wp_intoto_statement_ignoring(const char *model_name, const wp_resource *res, size_t nres,
+                                 const char *const *ignore, size_t nignore, char **out, size_t *len, wp_err *e)
+{
     *out = NULL;
     wp_resource *r = wp_calloc(nres, sizeof *r, e);
     if (!r) return WP_ENOMEM;
@@ -654,10 +663,8 @@ int wp_intoto_statement(const char *model_name, const wp_resource *res, size_t n
     cJSON_AddStringToObject(ser, "method", "files");
     cJSON_AddStringToObject(ser, "hash_type", "sha256");
     cJSON_AddBoolToObject(ser, "allow_symlinks", 0);
-    /* the signature files of a build are not part of what they sign */
     cJSON *ign = cJSON_AddArrayToObject(ser, "ignore_paths");
-    cJSON_AddItemToArray(ign, cJSON_CreateString(WP_MANIFEST_DSSE_NAME));
-    cJSON_AddItemToArray(ign, cJSON_CreateString(WP_MANIFEST_SIG_NAME));
+    for (size_t i = 0; ign && i < nignore; i++) cJSON_AddItemToArray(ign, cJSON_CreateString(ignore[i]));
     cJSON *ra = cJSON_AddArrayToObject(pred, "resources");
     for (size_t i = 0; i < nres; i++) {
         cJSON *o = cJSON_CreateObject();
@@ -671,7 +678,7 @@ int wp_intoto_statement(const char *model_name, const wp_resource *res, size_t n
     /* cJSON's adders return NULL on allocation failure; the canonical writer
      * would then see a partial tree, so count what must be there */
     int complete = st && subj && s0 && dg && pred && ser && ign && ra && cJSON_GetArraySize(ra) == (int)nres &&
-                   cJSON_GetArraySize(ign) == 2;
+                   cJSON_GetArraySize(ign) == (int)nignore;
     rc = complete ? wp_json_canonical(st, "in-toto statement", out, len, e)
                   : wp_oom(e, "building the in-toto statement");
     cJSON_Delete(st);

@@ -62,9 +62,11 @@ typedef struct wp_verify_opts {
 } wp_verify_opts;
 
 typedef struct wp_verify_report {
-    int is_build;             /* 1: a build directory; 0: a lone .wpk */
+    int is_build;             /* 1: a build directory; 0: a lone .wpk or a checkpoint */
+    int is_checkpoint;        /* 1: a directory signed with model.sig (no manifest.json) */
     int sig_present, sig_verified;
     int dsse_present, dsse_verified;
+    int dsse_foreign;         /* the bundle is another signer's (DSSE keyid empty or absent) */
     char keyid[2 * WP_SHA256_LEN + 1];   /* signer's key id, if signed */
     char root[2 * WP_SHA256_LEN + 1];    /* manifest root digest */
     uint32_t nfiles;
@@ -87,10 +89,11 @@ typedef struct wp_verify_report {
 int wp_verify_build(const char *path, const wp_verify_opts *o, wp_verify_report *r, wp_err *e);
 void wp_verify_report_free(wp_verify_report *r);
 /* The report of wp_verify_build(path, ...) == rc as `wpack verify --json`
- * prints it: {"path", "ok", "kind": "build"|"wpk", "error" (when rc != 0:
- * e->msg), "signature": {"present", "verified", "keyid"?}, "dsse":
- * {"present", "verified"}, "root_sha256" (build) or "header_sha256" (lone
- * .wpk) when known, "files", "tensors", "bytes_hashed", "seconds",
+ * prints it: {"path", "ok", "kind": "build"|"wpk"|"checkpoint", "error" (when
+ * rc != 0: e->msg), "signature": {"present", "verified", "keyid"?}, "dsse":
+ * {"present", "verified", "signer"?: "wpack"|"foreign"}, "root_sha256"
+ * (build; for a checkpoint the bundle's subject digest) or "header_sha256"
+ * (lone .wpk) when known, "files", "tensors", "bytes_hashed", "seconds",
  * "gb_per_s", "threads", "notice"?, "failures": [...], "failures_total",
  * "extra_files": [...]}.  The caller owns (cJSON_Delete) the result; NULL
  * only when out of memory. */
@@ -113,6 +116,66 @@ typedef struct wp_sign_opts {
 } wp_sign_opts;
 int wp_sign_build(const char *build_dir, const wp_sign_opts *o, char keyid[2 * WP_SHA256_LEN + 1],
                   wp_err *e);
+/* 1 if PATH is a directory that wp_sign_build signs as a checkpoint: no
+ * manifest.json and no .wpk at its top (e.g. what `wpack export` writes). */
+int wp_sign_is_checkpoint(const char *path);
+
+/* ---- OpenSSF model-signing bundles over a directory (trust/modelsign.c) -------------
+ * docs/signing.md §8.  A checkpoint directory is signed into DIR/model.sig:
+ * every regular file under DIR except the default ignores (.git,
+ * .gitattributes, .github, .gitignore at the top) and model.sig itself,
+ * whole-file SHA-256 ("files" serialisation), in wpack's canonical layout
+ * with the DSSE keyid set to the key id.  Any signer's bundle is checked:
+ * the signature over the payload bytes as they are, the statement in any
+ * JSON encoding, every resource against the file on disk, and no file on
+ * disk left out (unless ignored by the defaults, the bundle's own
+ * serialization.ignore_paths, or the caller). */
+#define WP_MODEL_SIG_NAME "model.sig"
+
+/* Statement over `res` with `ignore` recorded as serialization.ignore_paths
+ * (wp_intoto_statement is this with the build's two signature files). */
+int wp_intoto_statement_ignoring(const char *model_name, const wp_resource *res, size_t nres,
+                                 const char *const *ignore, size_t nignore, char **out, size_t *len,
+                                 wp_err *e);
+
+/* Sign the checkpoint directory DIR (o->dsse must be set; o->no_check is
+ * moot: every file is hashed now) into DIR/model.sig, replaced atomically. */
+int wp_msig_sign_dir(const char *dir, const wp_sign_opts *o, char keyid[2 * WP_SHA256_LEN + 1], wp_err *e);
+
+/* Who wrote a bundle: 1 when its DSSE signature names a key (wpack writes its
+ * key id there: checked in wpack's canonical layout), 0 when the keyid is
+ * empty, null or absent (another signer, e.g. model-signing: any JSON
+ * encoding), -1 when the document is not a bundle with a DSSE envelope. */
+int wp_msig_bundle_signer(const char *doc, size_t len);
+
+typedef struct wp_msig_opts {
+    const wp_key *key;            /* NULL: the signature is not checked (integrity only) */
+    const char *bundle_rel;       /* the bundle's name in DIR: never part of the model */
+    const char *const *skip;      /* more names at DIR's top the caller checks itself */
+    size_t nskip;
+    const wp_manifest *m;         /* a build's manifest: a resource it lists is compared
+                                     with its sha256 (the caller hashes the file), not hashed */
+    int threads;                  /* <= 0: wp_default_threads() */
+    wp_progress_fn progress;
+    void *progress_ud;
+} wp_msig_opts;
+
+typedef struct wp_msig_result {
+    int foreign;                  /* the DSSE keyid is empty/absent: another signer's layout */
+    int verified;                 /* the signature verified with o->key */
+    char root[2 * WP_SHA256_LEN + 1];   /* the subject digest */
+    size_t nresources;
+    uint64_t bytes_hashed;
+    wp_strv fails;                /* every file problem, one line each */
+} wp_msig_result;
+
+/* Check the bundle `doc` (read from DIR/o->bundle_rel) against DIR.  0: all
+ * good; WP_EVERIFY: file problems, all in r->fails (e: the first), or a
+ * signature that does not verify; WP_EINVAL: a malformed bundle or
+ * statement; others: could not run. */
+int wp_msig_verify(const char *dir, const char *doc, size_t len, const wp_msig_opts *o, wp_msig_result *r,
+                   wp_err *e);
+void wp_msig_result_free(wp_msig_result *r);
 
 /* ---- verify-source ----------------------------------------------------------------------
  * Check a downloaded checkpoint directory against a digests file (the format

@@ -2,6 +2,7 @@
  * (docs/signing.md §5). */
 #include "trust/trust.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -248,6 +249,7 @@ typedef struct vctx {
     wp_build *b;
     const wp_manifest *m;        /* from phase_manifest */
     vfile *vf;                   /* from phase_containers: one per manifest file */
+    wp_verify_opts o_deep;       /* o with deep set: a foreign bundle's whole-file digests */
 } vctx;
 
 static int hard(int rc) { return rc && rc != WP_EVERIFY; }
@@ -295,6 +297,49 @@ static int pair_check(vctx *c, const char *dssep, const char *sig_keyid)
     return rc;
 }
 
+/* A model-signing bundle another signer made (DSSE keyid empty or absent)
+ * in BUILD/manifest.dsse.json: its signature over the payload bytes as they
+ * are, its statement in any JSON encoding, every resource against the build
+ * (a manifest-listed file's signed digest against the manifest's whole-file
+ * sha256, which the digest phase then checks: deep), and no file of the
+ * build left out (docs/signing.md §8). */
+static int foreign_bundle(vctx *c, const char *dssep)
+{
+    wp_verify_report *r = c->r;
+    wp_err *e = c->e;
+    if (!c->key) {
+        if (r->sig_present || c->o->allow_unsigned) return 0;
+        return add_fail_setting(r, e, "key",
+                                "%s: signed with a model-signing bundle (%s) but no public key was given to check "
+                                "it (or accept it unchecked to check integrity only)",
+                                c->root, WP_MANIFEST_DSSE_NAME);
+    }
+    char *doc = NULL;
+    size_t len = 0;
+    wp_err se = {0};
+    int rc = wp_read_small_file(dssep, MAX_MANIFEST, &doc, &len, &se);
+    if (rc) return absorb(r, e, rc, &se);
+    static const char *const skip[] = {WP_MANIFEST_SIG_NAME};   /* checked by its own rules */
+    wp_msig_opts mo = {.key = c->key, .bundle_rel = WP_MANIFEST_DSSE_NAME, .skip = skip, .nskip = 1, .m = c->m,
+                       .threads = r->threads, .progress = c->o->progress, .progress_ud = c->o->progress_ud};
+    wp_msig_result mr;
+    rc = wp_msig_verify(c->root, doc, len, &mo, &mr, &se);
+    free(doc);
+    r->bytes_hashed += mr.bytes_hashed;
+    if (rc == WP_EVERIFY && mr.fails.n) {
+        for (size_t i = 0; i < mr.fails.n; i++) add_fail(r, e, "%s", mr.fails.v[i]);
+    } else if (rc) {
+        rc = absorb(r, e, rc, &se);
+    }
+    wp_msig_result_free(&mr);
+    if (rc) return rc;
+    r->dsse_verified = 1;
+    c->o_deep = *c->o;
+    c->o_deep.deep = 1;
+    c->o = &c->o_deep;
+    return 0;
+}
+
 /* 2. The signature policy, before any hashing: no point hashing 150 GB we
  * will reject anyway.  manifest.sig binds the exact manifest bytes; a
  * DSSE bundle, when present and a key is given, must verify too. */
@@ -313,6 +358,20 @@ static int phase_signature(vctx *c)
     r->sig_present = wp_build_has_sig(c->b);
     r->dsse_present = wp_build_has_dsse(c->b);
     if (c->skip_sig) return 0;
+    /* who wrote the bundle: wpack names its key in the DSSE keyid (strict
+     * path: byte-exact layout, paired with manifest.sig); another signer
+     * leaves it empty (lenient path: foreign_bundle) */
+    int foreign = 0;
+    if (r->dsse_present) {
+        char *bd = NULL;
+        size_t bl = 0;
+        wp_err be = {0};
+        rc = wp_read_small_file(dssep, MAX_MANIFEST, &bd, &bl, &be);
+        if (rc) return absorb(r, e, rc, &be);
+        foreign = r->dsse_foreign = wp_msig_bundle_signer(bd, bl) == 0;
+        free(bd);
+    }
+    if (!r->sig_present && foreign) return foreign_bundle(c, dssep);
     if (!r->sig_present) {
         if (key)
             return add_fail_setting(r, e, "key", "%s: not signed (no %s), but a public key was given to check it",
@@ -335,7 +394,7 @@ static int phase_signature(vctx *c)
     if (rc) return absorb(r, e, rc, &se);
     memcpy(r->keyid, info.keyid, sizeof r->keyid);
     r->sig_verified = info.verified;
-    if (r->dsse_present && (rc = pair_check(c, dssep, info.keyid))) return rc;
+    if (r->dsse_present && !foreign && (rc = pair_check(c, dssep, info.keyid))) return rc;
     if (!key) {
         if (!c->o->allow_unsigned)
             return add_fail_setting(r, e, "key",
@@ -345,6 +404,7 @@ static int phase_signature(vctx *c)
         return 0;
     }
     if (!r->dsse_present) return 0;
+    if (foreign) return foreign_bundle(c, dssep);
     /* the DSSE bundle must be valid too when it is there: a verifier that
      * trusts it (model-signing tools) must not see something we did not check */
     rc = wp_read_small_file(dssep, MAX_MANIFEST, &doc, &doclen, &se);
@@ -598,6 +658,44 @@ static int verify_dir(vctx *c)
     return rc;
 }
 
+/* A directory without manifest.json signed with an OpenSSF model-signing
+ * bundle, DIR/model.sig (e.g. an exported checkpoint): the bundle's
+ * signature, then every file against it (docs/signing.md §8). */
+static int verify_checkpoint(vctx *c, const char *msp)
+{
+    wp_verify_report *r = c->r;
+    wp_err *e = c->e;
+    r->is_checkpoint = 1;
+    r->dsse_present = 1;
+    if (!c->key && !c->o->allow_unsigned)
+        return add_fail_setting(r, e, "key",
+                                "%s: signed (%s) but no public key was given to check the signature (or accept it "
+                                "unchecked to check integrity only)",
+                                c->root, WP_MODEL_SIG_NAME);
+    char *doc = NULL;
+    size_t len = 0;
+    wp_err se = {0};
+    int rc = wp_read_small_file(msp, MAX_MANIFEST, &doc, &len, &se);
+    if (rc) return absorb(r, e, rc, &se);
+    wp_msig_opts mo = {.key = c->key, .bundle_rel = WP_MODEL_SIG_NAME, .threads = r->threads,
+                       .progress = c->o->progress, .progress_ud = c->o->progress_ud};
+    wp_msig_result mr;
+    rc = wp_msig_verify(c->root, doc, len, &mo, &mr, &se);
+    free(doc);
+    r->dsse_foreign = mr.foreign;
+    r->dsse_verified = mr.verified && !rc;
+    r->nfiles = mr.nresources > UINT32_MAX ? UINT32_MAX : (uint32_t)mr.nresources;
+    r->bytes_hashed = mr.bytes_hashed;
+    memcpy(r->root, mr.root, sizeof r->root);
+    if (rc == WP_EVERIFY && mr.fails.n) {
+        for (size_t i = 0; i < mr.fails.n; i++) add_fail(r, e, "%s", mr.fails.v[i]);
+    } else if (rc) {
+        rc = absorb(r, e, rc, &se);
+    }
+    wp_msig_result_free(&mr);
+    return rc;
+}
+
 /* A lone .wpk: structure, every tensor against its own directory, zero padding. */
 static int verify_lone(vctx *c)
 {
@@ -671,8 +769,15 @@ static int verify_impl(const char *path, const wp_verify_opts *o, wp_verify_repo
     if (brc) {
         rc = wp_fail(e, brc, "%s", be.msg);   /* neither a directory nor a file */
     } else if (wp_build_type(b) == WP_BUILD_DIR) {
-        r->is_build = 1;
-        rc = verify_dir(&c);
+        char msp[4096];
+        rc = join(msp, sizeof msp, path, WP_MODEL_SIG_NAME, e);
+        if (rc) {
+        } else if (!wp_build_has_manifest(b) && exists(msp) && !skip_sig) {
+            rc = verify_checkpoint(&c, msp);
+        } else {
+            r->is_build = 1;
+            rc = verify_dir(&c);
+        }
     } else {
         rc = key ? wp_fail_setting(e, WP_EUSAGE, "key",
                                    "%s: a lone .wpk has no signature to check with a public key; verify its build "
@@ -697,7 +802,7 @@ cJSON *wp_verify_report_json(const char *path, const wp_verify_report *r, int rc
     if (!j) return NULL;
     cJSON_AddStringToObject(j, "path", path);
     cJSON_AddBoolToObject(j, "ok", rc == 0);
-    cJSON_AddStringToObject(j, "kind", r->is_build ? "build" : "wpk");
+    cJSON_AddStringToObject(j, "kind", r->is_checkpoint ? "checkpoint" : r->is_build ? "build" : "wpk");
     if (rc) cJSON_AddStringToObject(j, "error", e ? e->msg : "");
     cJSON *s = cJSON_AddObjectToObject(j, "signature");
     cJSON_AddBoolToObject(s, "present", r->sig_present);
@@ -706,7 +811,9 @@ cJSON *wp_verify_report_json(const char *path, const wp_verify_report *r, int rc
     cJSON *d = cJSON_AddObjectToObject(j, "dsse");
     cJSON_AddBoolToObject(d, "present", r->dsse_present);
     cJSON_AddBoolToObject(d, "verified", r->dsse_verified);
-    if (r->root[0]) cJSON_AddStringToObject(j, r->is_build ? "root_sha256" : "header_sha256", r->root);
+    if (r->dsse_present) cJSON_AddStringToObject(d, "signer", r->dsse_foreign ? "foreign" : "wpack");
+    if (r->root[0])
+        cJSON_AddStringToObject(j, r->is_build || r->is_checkpoint ? "root_sha256" : "header_sha256", r->root);
     cJSON_AddNumberToObject(j, "files", r->nfiles);
     cJSON_AddNumberToObject(j, "tensors", (double)r->ntensors);
     cJSON_AddNumberToObject(j, "bytes_hashed", (double)r->bytes_hashed);
@@ -924,8 +1031,34 @@ static int swap_signature(const char *build, const char *sigp, const char *sig, 
     return rc;
 }
 
+int wp_sign_is_checkpoint(const char *path)
+{
+    struct stat st;
+    char mp[4096];
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || wp_path_join(mp, sizeof mp, path, WP_MANIFEST_NAME) ||
+        exists(mp))
+        return 0;
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    int wpk = 0;
+    struct dirent *de;
+    while (!wpk && (de = readdir(d))) wpk = de->d_name[0] != '.' && wp_str_ends_with(de->d_name, ".wpk");
+    closedir(d);
+    return !wpk;
+}
+
 int wp_sign_build(const char *build_dir, const wp_sign_opts *o, char keyid[2 * WP_SHA256_LEN + 1], wp_err *e)
 {
+    if (wp_sign_is_checkpoint(build_dir)) {
+        /* not a build: an OpenSSF model-signing bundle over its files, the
+         * only signature such a directory can carry (docs/signing.md §8) */
+        if (!o->dsse)
+            return wp_fail_setting(e, WP_EUSAGE, "dsse",
+                                   "%s: no manifest.json: a checkpoint directory is signed with an OpenSSF "
+                                   "model-signing bundle (%s) only",
+                                   build_dir, WP_MODEL_SIG_NAME);
+        return wp_msig_sign_dir(build_dir, o, keyid, e);
+    }
     wp_key *k = NULL;
     int rc = wp_key_load_private(o->key_path, &k, e);
     if (rc) return rc;

@@ -1,6 +1,6 @@
 /*
  * fuzz_wpkz.c — the .wpkz shipping form: the footer, the index and its
- * record rules (format/unpack.c), listing (wpz_stat), one-tensor extraction
+ * record rules (format/unpack.c), listing (wpz_stat, wpz_list_open), one-tensor extraction
  * and a whole unpack.  The input is written to a file in a scratch
  * directory (the reader takes a path).  Tensor names to extract are taken
  * from the input itself (every NUL-terminated run of printable bytes near
@@ -23,6 +23,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = wpz_stat(z, &st, &e);
     fz_check_refusal(rc, &e);
     if (rc) return 0;
+    /* the tensor listing: the index again, then the .wpk header regions */
+    wpz_list *l = NULL;
+    wp_err_clear(&e);
+    rc = wpz_list_open(&l, z, &e);
+    fz_check_refusal(rc, &e);
+    wpz_list_close(l);
     /* extraction: names found in the string area (and a FILE:NAME form) */
     size_t from = size > 4096 ? size - 4096 : 0, tried = 0;
     for (size_t i = from; i < size && tried < 8; i++) {
