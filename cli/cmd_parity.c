@@ -198,8 +198,9 @@ static int check_against(wp_tsrc *src, const char *build, const char *against, c
         o.gate = lb == 1 && lr == 1 ? WP_GATE_EXACT : WP_GATE_LOSSY;
         snprintf(why, sizeof why, "build %s, reference %s", lossless_word(lb), lossless_word(lr));
         if (!rc && (lb < 0 || lr < 0) && !doc)
-            cli_notice("%s: not known to be lossless (no \"loss\" record in its manifest): the lossy gate "
-                       "applies (--gate exact to demand identical values)", lb < 0 ? build : against);
+            cli_notice("%s: not known to be lossless (a lone .wpk, or a build whose manifest has no \"loss\" "
+                       "record): the lossy gate applies (--gate exact to demand identical values)",
+                       lb < 0 ? build : against);
     }
     wp_rt_opts ro = {.threads = threads, .flags = rt_flags};
     wp_compare_report r;

@@ -238,12 +238,21 @@ TEST(verify_against_nvfp4_gates)
     CHECK_EQ_INT(rc, 1);
     CHECK_CONTAINS(out, "exact gate: first mismatch: prompt 0, layer 0 (teacher-forced)");
     CHECK_CONTAINS(out, "\nFAIL");
-    /* auto: neither manifest has a "loss" record yet -> lossy, with a notice */
+    /* auto: the manifest's "loss" record says the NVFP4 build is lossy -> the lossy gate */
     rc = wpt_run(out, sizeof out, "%s parity %s --against %s --prompts %s --threads 2 2>&1", wpt_wpack(), nv, ref, pf);
     CHECKF(rc == 0, "exit %d: %s", rc, out);
-    CHECK_CONTAINS(out, "not known to be lossless");
+    CHECK_CONTAINS(out, "lossy gate (build lossy, reference lossless)");
     CHECK_CONTAINS(out, "lossy gate: KL mean ");
     CHECK_CONTAINS(out, "top-1 ");
+    CHECK(!strstr(out, "not known to be lossless"));
+    /* a lone .wpk carries no record: unknown -> the lossy gate, with a notice
+     * (the reference's own container still compares bit for bit) */
+    rc = wpt_run(out, sizeof out, "%s parity %s/model.wpk --against %s --prompts %s --threads 2 2>&1", wpt_wpack(), ref,
+                 ref, pf);
+    CHECKF(rc == 0, "exit %d: %s", rc, out);
+    CHECK_CONTAINS(out, "not known to be lossless");
+    CHECK_CONTAINS(out, "lossy gate (build unknown, reference lossless)");
+    CHECK_CONTAINS(out, "(and bit-identical)  PASS");
     int jrc;
     cJSON *j = parity_json(&jrc, "%s --against %s --prompts %s --gate lossy", nv, ref, pf);
     REQUIRE(j);
@@ -270,7 +279,7 @@ TEST(verify_against_nvfp4_gates)
     /* an unrelated model of the same shapes fails the default lossy gate */
     const char *other = wpt_path("%s/other", wpt_tmpdir());
     REQUIRE(wpt_run(out, sizeof out, "%s synth -p tiny -o %s --seed 1 -q", wpt_wpack(), other) == 0);
-    j = parity_json(&jrc, "%s --against %s --prompts %s", other, ref, pf);
+    j = parity_json(&jrc, "%s --against %s --prompts %s --gate lossy", other, ref, pf);
     REQUIRE(j);
     CHECK_EQ_INT(jrc, 1);
     CHECKF(num(j, "against.logits.kl_mean") > 0.5, "unrelated model: KL mean %.3g", num(j, "against.logits.kl_mean"));
@@ -293,6 +302,13 @@ TEST(verify_against_lossless_profiles)
         cJSON *j = parity_json(&rc, "%s --against %s --prompts %s --gate exact", b, ref, pf);
         REQUIRE(j);
         cJSON *a = cJSON_GetObjectItem(j, "against");
+        cJSON_Delete(j);
+        /* auto: both manifests say lossless -> the exact gate */
+        j = parity_json(&rc, "%s --against %s --prompts %s", b, ref, pf);
+        REQUIRE(j);
+        a = cJSON_GetObjectItem(j, "against");
+        CHECK(!strcmp(cJSON_GetObjectItem(a, "gate")->valuestring, "exact"));
+        CHECK(!strcmp(cJSON_GetObjectItem(a, "gate_reason")->valuestring, "build lossless, reference lossless"));
         const int same = cJSON_IsTrue(cJSON_GetObjectItem(a, "identical"));
         CHECK_EQ_INT(rc, same ? 0 : 1);
         CHECK(same || cJSON_IsString(cJSON_GetObjectItem(a, "first_mismatch")));
