@@ -12,13 +12,13 @@
 
 extern const cli_command cli_cmd_inspect, cli_cmd_plan, cli_cmd_convert, cli_cmd_quant, cli_cmd_synth,
     cli_cmd_keygen, cli_cmd_sign, cli_cmd_verify, cli_cmd_verify_source, cli_cmd_pack, cli_cmd_unpack,
-    cli_cmd_run, cli_cmd_parity, cli_cmd_export, cli_cmd_clean, cli_cmd_merge;
+    cli_cmd_run, cli_cmd_parity, cli_cmd_golden, cli_cmd_export, cli_cmd_clean, cli_cmd_merge;
 
 const cli_command *const cli_commands[] = {
     &cli_cmd_inspect, &cli_cmd_plan,   &cli_cmd_convert,       &cli_cmd_merge, &cli_cmd_quant, &cli_cmd_synth,
     &cli_cmd_export,
     &cli_cmd_keygen,  &cli_cmd_sign,   &cli_cmd_verify,        &cli_cmd_verify_source,
-    &cli_cmd_pack,    &cli_cmd_unpack, &cli_cmd_run,           &cli_cmd_parity, &cli_cmd_clean, NULL,
+    &cli_cmd_pack,    &cli_cmd_unpack, &cli_cmd_run,           &cli_cmd_parity, &cli_cmd_golden, &cli_cmd_clean, NULL,
 };
 
 static void print_version(void)

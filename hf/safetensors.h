@@ -111,6 +111,10 @@ const void *wp_ckpt_data(wp_ckpt *c, const wp_tensor_info *t, wp_err *e);
 typedef struct wp_st_writer wp_st_writer;   /* opaque */
 
 int wp_st_writer_open(wp_st_writer **out, const char *path, wp_err *e);
+/* The same at a path the user named (wp_out_create): an existing PATH is
+ * refused (WP_EEXIST, setting "force") unless force, and never replaced by
+ * a file that appeared meanwhile. */
+int wp_st_writer_create(wp_st_writer **out, const char *path, int force, wp_err *e);
 /* Metadata (string -> string); a key given twice is an error. */
 int wp_st_writer_meta(wp_st_writer *w, const char *key, const char *val, wp_err *e);
 /* Declare the next tensor.  Names must be non-empty UTF-8, unique, not

@@ -25,12 +25,12 @@ struct wp_st_writer {
     int header_done;
 };
 
-int wp_st_writer_open(wp_st_writer **out, const char *path, wp_err *e)
+static int writer_new(wp_st_writer **out, const char *path, int create, int force, wp_err *e)
 {
     *out = NULL;
     wp_st_writer *w = wp_calloc(1, sizeof *w, e);
     if (!w) return WP_ENOMEM;
-    int rc = wp_out_open(&w->out, path, e);
+    int rc = create ? wp_out_create(&w->out, path, force, e) : wp_out_open(&w->out, path, e);
     if (rc) {
         free(w);
         return rc;
@@ -38,6 +38,16 @@ int wp_st_writer_open(wp_st_writer **out, const char *path, wp_err *e)
     w->opened = 1;
     *out = w;
     return 0;
+}
+
+int wp_st_writer_open(wp_st_writer **out, const char *path, wp_err *e)
+{
+    return writer_new(out, path, 0, 0, e);
+}
+
+int wp_st_writer_create(wp_st_writer **out, const char *path, int force, wp_err *e)
+{
+    return writer_new(out, path, 1, force, e);
 }
 
 void wp_st_writer_abort(wp_st_writer *w)

@@ -636,6 +636,25 @@ static int forward_chunk(wp_model *m, wp_seq *s, const int32_t *tokens, int n, f
     return rc;
 }
 
+int wp_model_embed(wp_model *m, const int32_t *tokens, int n, float *h, wp_err *e)
+{
+    int rc = check_tokens(m, tokens, n, e);
+    if (!rc) embed(m, tokens, n, h);
+    return rc;
+}
+
+int wp_model_head(wp_model *m, const float *h, int n, float *logits, wp_err *e)
+{
+    const wp_config *c = &m->cfg;
+    const size_t row = (size_t)c->hc_mult * c->dim;
+    for (int i = 0; i < n; i++) {
+        int rc = head(m, h + row * i, m->hc_head_fn, m->hc_head_scale, m->hc_head_base, m->norm,
+                      logits + (size_t)i * c->vocab_size);
+        if (rc) return wp_fail(e, rc, "head: out of memory");
+    }
+    return 0;
+}
+
 int wp_model_forward(wp_model *m, wp_seq *s, const int32_t *tokens, int n, float *logits,
                      float *h_last, wp_err *e)
 {

@@ -168,6 +168,15 @@ int wp_model_decode_batch(wp_model *m, wp_seq *const *seqs, const int32_t *token
 int wp_model_layer(wp_model *m, wp_seq *s, int layer, float *h, const int32_t *tokens, int n,
                    wp_err *e);
 
+/* The pieces of wp_model_forward, for a caller that runs the layers one at a
+ * time (wp_model_layer) and compares them (verify/'s teacher-forced parity
+ * between builds): the embedding of n tokens copied to every HC stream ->
+ * h [n, hc, dim] (layer 0's input), and the head (HC collapse, final norm,
+ * logits) of each of n rows of the last layer's output -> logits [n, vocab].
+ * The same functions as the forward pass, so the bits are the same. */
+int wp_model_embed(wp_model *m, const int32_t *tokens, int n, float *h, wp_err *e);
+int wp_model_head(wp_model *m, const float *h, int n, float *logits, wp_err *e);
+
 /* The MTP block (spec §4.11) on n positions: h [n, hc, dim] from the last main
  * layer, ids the tokens given to the block (the next tokens).  logits of the
  * last position -> [vocab].  Uses and advances the sequence's MTP caches. */

@@ -12,13 +12,13 @@
 
 static const char *const commands[] = {
     "inspect", "plan", "convert", "quant", "synth", "keygen", "sign",
-    "verify", "verify-source", "pack", "unpack", "run", "parity", "export", "clean", "merge",
+    "verify", "verify-source", "pack", "unpack", "run", "parity", "golden", "export", "clean", "merge",
 };
 #define NCMD (sizeof commands / sizeof *commands)
 /* the ones that write an output, hence take -f/--force */
 static int writes(const char *c)
 {
-    static const char *const w[] = {"convert", "quant", "synth", "keygen", "pack", "unpack", "export", "merge"};
+    static const char *const w[] = {"convert", "quant", "synth", "keygen", "pack", "unpack", "export", "golden", "merge"};
     for (size_t i = 0; i < sizeof w / sizeof *w; i++)
         if (!strcmp(c, w[i])) return 1;
     return 0;
@@ -106,6 +106,7 @@ TEST(cli_json_failure_document_for_every_command)
         {"unpack", "%s/none.wpkz -o %s/out"},
         {"run", "%s/none --tokens 1"},
         {"parity", "%s/none --golden %s/g.safetensors"},
+        {"golden", "%s/none --prompts %s/none.txt -o /dev/null/g.safetensors"},
         {"export", "%s/none -o %s/out"},
         {"clean", "%s/none"},
         {"merge", "%s/none -o %s/out"},

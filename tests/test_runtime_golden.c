@@ -443,13 +443,17 @@ TEST(runtime_cli_parity_recall)
     CHECK_EQ_INT(rc, 0);
     cJSON *j = cJSON_Parse(out);
     REQUIRE(j);
-    cJSON *layers = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "recall"), "layers");
+    cJSON *against = cJSON_GetObjectItem(j, "against");
+    cJSON *layers = cJSON_GetObjectItem(against, "indexer_recall");
     CHECK_EQ_INT(cJSON_GetArraySize(layers), 2);
     cJSON *l;
     cJSON_ArrayForEach(l, layers) {   /* the same build is identical to itself */
         CHECK(cJSON_GetObjectItem(l, "mean")->valuedouble == 1.0);
         CHECK(cJSON_GetObjectItem(l, "worst")->valuedouble == 1.0);
     }
+    /* the same path: the exact gate, and every value identical */
+    CHECK(!strcmp(cJSON_GetObjectItem(against, "gate")->valuestring, "exact"));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(against, "identical")));
     cJSON_Delete(j);
     rc = wpt_run(out, sizeof out, "%s parity %s --indexer-precision bf16 --prompts %s --json",
                  wpt_wpack(), TINY_HF, pf);

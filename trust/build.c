@@ -131,6 +131,31 @@ const char *wp_build_manifest_bytes(const wp_build *b, size_t *len)
     return b->have_m ? b->raw : NULL;
 }
 
+int wp_build_lossless(const wp_build *b)
+{
+    if (b->kind != WP_BUILD_DIR || !b->has_manifest) return -1;
+    char *raw = NULL;
+    size_t len = 0;
+    const char *bytes = b->raw;
+    if (b->have_m) {
+        len = b->rawlen;
+    } else {
+        char mpath[4096];
+        wp_err e = {0};
+        if (wp_build_join(b, WP_MANIFEST_NAME, mpath, sizeof mpath, &e) ||
+            wp_read_small_file(mpath, MAX_MANIFEST, &raw, &len, &e))
+            return -1;
+        bytes = raw;
+    }
+    cJSON *j = cJSON_ParseWithLength(bytes, len);
+    free(raw);
+    const cJSON *loss = cJSON_GetObjectItemCaseSensitive(j, "loss");
+    const cJSON *ll = cJSON_GetObjectItemCaseSensitive(loss, "lossless");
+    int v = cJSON_IsBool(ll) ? cJSON_IsTrue(ll) : -1;
+    cJSON_Delete(j);
+    return v;
+}
+
 int wp_build_files(wp_build *b, const wp_strv **files, wp_err *e)
 {
     *files = NULL;

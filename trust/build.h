@@ -55,6 +55,14 @@ int wp_build_manifest(wp_build *b, const wp_manifest **m, wp_err *e);
  * succeeded. */
 const char *wp_build_manifest_bytes(const wp_build *b, size_t *len);
 
+/* Whether the build reproduces its source's values exactly, as convert
+ * recorded it in manifest.json's top-level "loss": {"lossless": true|false,
+ * "lossy_tensors": N, "families": [...]}: 1 lossless, 0 lossy, -1 unknown (a
+ * lone .wpk, no manifest, a build made before the field, or a manifest that
+ * cannot be read: the caller treats unknown as "not known lossless").  Reads
+ * the bytes wp_build_manifest read if it ran, else the file itself. */
+int wp_build_lossless(const wp_build *b);
+
 /* Every file of the directory (common's wp_list_files: relative paths,
  * sorted, dot files skipped), listed once; for a lone .wpk its file name. */
 int wp_build_files(wp_build *b, const wp_strv **files, wp_err *e);

@@ -122,6 +122,12 @@ typedef struct golden {
     uint64_t B, S, ND, V, hc, d, nL, row, K;   /* batch, prompt, decode steps, ... */
     int32_t *tokens, *dtok, *mids;
     float *hin0, *lh, *plog, *dlog, *mlog;
+    /* a reduced golden (`wpack golden --topk K`): each logits row as its K
+     * largest entries' ids and values and its log-sum-exp (verify/golden.h) */
+    int LK;
+    int32_t *pk_ids, *dk_ids, *mk_ids;
+    float *pk_val, *dk_val, *mk_val;
+    double *pk_lse, *dk_lse, *mk_lse;
 } golden;
 
 /* A copy of a golden tensor (the mapping need not be aligned for floats),
@@ -160,6 +166,24 @@ static void *gload(const golden *g, const char *name, wp_dtype dt, int ndim, con
     return buf;
 }
 
+/* The three fields of a reduced logits tensor NAME: NAME_topk_ids and
+ * NAME_topk [lead..., K], NAME_lse [lead...] (f64).  All absent and optional:
+ * *ids stays NULL. */
+static int gload_topk(const golden *g, const char *name, int nd, const uint64_t *shape, int optional,
+                      int32_t **ids, float **val, double **lse, wp_err *e)
+{
+    char n[96];
+    int rc;
+    snprintf(n, sizeof n, "%s_topk_ids", name);
+    *ids = gload(g, n, WP_I32, nd + 1, shape, optional, &rc, e);
+    if (rc || !*ids) return rc;
+    snprintf(n, sizeof n, "%s_topk", name);
+    *val = gload(g, n, WP_F32, nd + 1, shape, 0, &rc, e);
+    snprintf(n, sizeof n, "%s_lse", name);
+    if (!rc) *lse = gload(g, n, WP_F64, nd, shape, 0, &rc, e);
+    return rc;
+}
+
 /* Open the golden file and read what the checks compare against: the
  * dimensions from `tokens` and the config, then every tensor. */
 static int golden_open(golden *g, const char *path, const wp_config *c, wp_err *e)
@@ -183,17 +207,34 @@ static int golden_open(golden *g, const char *path, const wp_config *c, wp_err *
     if (rc) return rc;
     g->lh = gload(g, "layer_h", WP_F32, 5, (uint64_t[]){nL, B, S, hc, d}, 1, &rc, e);
     if (rc) return rc;
-    g->plog = gload(g, "prefill_logits", WP_F32, 2, (uint64_t[]){B, V}, 0, &rc, e);
+    const wp_tensor_info *pk = wp_st_find(g->f, "prefill_logits_topk");
+    const int reduced = pk && !wp_st_find(g->f, "prefill_logits");
+    if (reduced) {
+        if (pk->ndim != 2 || pk->shape[1] < 1 || pk->shape[1] > WP_STATS_TOPK_MAX || pk->shape[1] > V)
+            return wp_fail(e, WP_EINVAL, "%s: prefill_logits_topk: expected [batch, K] with K in 1..%d",
+                           path, WP_STATS_TOPK_MAX);
+        g->LK = (int)pk->shape[1];
+    }
+    const uint64_t K = (uint64_t)g->LK;
+    if (!reduced) g->plog = gload(g, "prefill_logits", WP_F32, 2, (uint64_t[]){B, V}, 0, &rc, e);
+    else if (!(rc = gload_topk(g, "prefill_logits", 1, (uint64_t[]){B, K}, 0, &g->pk_ids, &g->pk_val,
+                               &g->pk_lse, e)) && !g->pk_ids)
+        rc = wp_fail(e, WP_EINVAL, "%s: prefill_logits_topk_ids: missing", path);
     if (rc) return rc;
     const wp_tensor_info *dt = wp_st_find(g->f, "decode_tokens");
     g->ND = dt && dt->ndim == 2 ? dt->shape[1] : 0;
     if (g->ND) {
         g->dtok = gload(g, "decode_tokens", WP_I32, 2, (uint64_t[]){B, g->ND}, 0, &rc, e);
-        if (!rc) g->dlog = gload(g, "decode_logits", WP_F32, 3, (uint64_t[]){B, g->ND, V}, 0, &rc, e);
+        if (!rc && !reduced)
+            g->dlog = gload(g, "decode_logits", WP_F32, 3, (uint64_t[]){B, g->ND, V}, 0, &rc, e);
+        else if (!rc && !(rc = gload_topk(g, "decode_logits", 2, (uint64_t[]){B, g->ND, K}, 0, &g->dk_ids,
+                                          &g->dk_val, &g->dk_lse, e)) && !g->dk_ids)
+            rc = wp_fail(e, WP_EINVAL, "%s: decode_logits_topk_ids: missing", path);
         if (rc) return rc;
     }
     g->mids = gload(g, "mtp_input_ids", WP_I32, 2, (uint64_t[]){B, S}, 1, &rc, e);
-    if (!rc) g->mlog = gload(g, "mtp_logits", WP_F32, 2, (uint64_t[]){B, V}, 1, &rc, e);
+    if (!rc && !reduced) g->mlog = gload(g, "mtp_logits", WP_F32, 2, (uint64_t[]){B, V}, 1, &rc, e);
+    else if (!rc) rc = gload_topk(g, "mtp_logits", 1, (uint64_t[]){B, K}, 1, &g->mk_ids, &g->mk_val, &g->mk_lse, e);
     return rc;
 }
 
@@ -208,6 +249,9 @@ static void golden_close(golden *g)
     free(g->plog);
     free(g->dlog);
     free(g->mlog);
+    free(g->pk_ids), free(g->dk_ids), free(g->mk_ids);
+    free(g->pk_val), free(g->dk_val), free(g->mk_val);
+    free(g->pk_lse), free(g->dk_lse), free(g->mk_lse);
 }
 
 /* ---- Golden checks ------------------------------------------------------------------ */
@@ -325,9 +369,8 @@ static int layer_check(prun *r, uint64_t l, wp_parity_report *rep, wp_err *e)
     return 0;
 }
 
-static void logits_add(wp_parity_logits *L, const float *ref, const float *a, size_t V)
+static void logits_add_measured(wp_parity_logits *L, double c, double r, double kl, int agree, int clear)
 {
-    double c = wp_cosine(a, ref, V), r = wp_rel_err(a, ref, V), kl = wp_kl_logits(ref, a, V);
     if (L->rows == 0) {
         L->cos_min = c;
         L->rel_rms_max = r;
@@ -338,19 +381,54 @@ static void logits_add(wp_parity_logits *L, const float *ref, const float *a, si
         L->kl_max = kl > L->kl_max ? kl : L->kl_max;
     }
     L->cos_mean = (L->cos_mean * L->rows + c) / (L->rows + 1);
-    const size_t top = wp_argmax(ref, V);
-    const int agree = wp_argmax(a, V) == top;
     L->top1_agree += agree;
+    if (clear) {
+        L->top1_clear_rows++;
+        L->top1_clear_agree += agree;
+    }
+    L->rows++;
+}
+
+static void logits_add(wp_parity_logits *L, const float *ref, const float *a, size_t V)
+{
+    const size_t top = wp_argmax(ref, V);
     double ss = 0, second = -INFINITY;
     for (size_t i = 0; i < V; i++) {
         ss += (double)ref[i] * ref[i];
         if (i != top && ref[i] > second) second = ref[i];
     }
-    if (ref[top] - second >= WP_PARITY_CLEAR * sqrt(ss / V)) {
-        L->top1_clear_rows++;
-        L->top1_clear_agree += agree;
+    logits_add_measured(L, wp_cosine(a, ref, V), wp_rel_err(a, ref, V), wp_kl_rows(ref, a, V),
+                        wp_argmax(a, V) == top, ref[top] - second >= WP_PARITY_CLEAR * sqrt(ss / V));
+}
+
+/* A reduced golden row: cosine and relative RMS over the K stored entries,
+ * KL of the coarsened distributions (wp_kl_topk), top-1 against ids[0], a
+ * clear choice measured against the RMS of the K stored values. */
+static void logits_add_topk(wp_parity_logits *L, const int32_t *ids, const float *vals, int K, double lse,
+                            const float *a, size_t V)
+{
+    float sa[WP_STATS_TOPK_MAX], sr[WP_STATS_TOPK_MAX];
+    int n = 0;
+    double ss = 0;
+    for (int i = 0; i < K; i++) {
+        if (ids[i] < 0 || (size_t)ids[i] >= V) continue;
+        sa[n] = a[ids[i]];
+        sr[n++] = vals[i];
+        ss += (double)vals[i] * vals[i];
     }
-    L->rows++;
+    const int valid = ids[0] >= 0 && (size_t)ids[0] < V;
+    const int clear = valid && K > 1 && vals[0] - vals[1] >= WP_PARITY_CLEAR * sqrt(ss / K);
+    logits_add_measured(L, wp_cosine(sa, sr, (size_t)n), wp_rel_err(sa, sr, (size_t)n),
+                        wp_kl_topk(ids, vals, K, lse, a, V), valid && wp_argmax(a, V) == (size_t)ids[0],
+                        clear);
+}
+
+/* row r of a golden logits field, full or reduced */
+static void logits_row(const golden *g, wp_parity_logits *L, const float *full, const int32_t *ids,
+                       const float *vals, const double *lse, uint64_t r, const float *a)
+{
+    if (full) logits_add(L, full + r * g->V, a, g->V);
+    else logits_add_topk(L, ids + r * g->LK, vals + r * g->LK, g->LK, lse[r], a, g->V);
 }
 
 /* Prompt b's logits: the prefill's last position, the decode teacher-forced
@@ -359,22 +437,22 @@ static void logits_add(wp_parity_logits *L, const float *ref, const float *a, si
 static int logits_check(prun *r, uint64_t b, wp_parity_report *rep, wp_err *e)
 {
     const golden *g = r->g;
-    const uint64_t S = g->S, V = g->V, ND = g->ND;
+    const uint64_t S = g->S, ND = g->ND;
     wp_seq_reset(r->seq);
     int rc = wp_model_forward(r->m, r->seq, g->tokens + b * S, (int)S, r->logits, NULL, e);
     if (rc) return rc;
-    logits_add(&rep->prefill, g->plog + b * V, r->logits, V);
+    logits_row(g, &rep->prefill, g->plog, g->pk_ids, g->pk_val, g->pk_lse, b, r->logits);
     for (uint64_t k = 0; k < ND; k++) {
         if ((rc = wp_model_forward(r->m, r->seq, g->dtok + b * ND + k, 1, r->logits, NULL, e)))
             return rc;
-        logits_add(&rep->decode, g->dlog + (b * ND + k) * V, r->logits, V);
+        logits_row(g, &rep->decode, g->dlog, g->dk_ids, g->dk_val, g->dk_lse, b * ND + k, r->logits);
     }
-    if (!g->mids || !g->mlog || !g->lh || r->c->n_mtp_layers <= 0) return 0;
+    if (!g->mids || !(g->mlog || g->mk_ids) || !g->lh || r->c->n_mtp_layers <= 0) return 0;
     wp_seq_reset(r->seq);
     const float *trunk = g->lh + ((g->nL - 1) * g->B + b) * S * g->row;
     if ((rc = wp_model_mtp(r->m, r->seq, trunk, g->mids + b * S, (int)S, r->logits, e)))
         return rc;
-    logits_add(&rep->mtp, g->mlog + b * V, r->logits, V);
+    logits_row(g, &rep->mtp, g->mlog, g->mk_ids, g->mk_val, g->mk_lse, b, r->logits);
     return 0;
 }
 
@@ -401,6 +479,7 @@ int wp_parity_golden(wp_tsrc *src, const char *golden_path, const wp_parity_opts
     int rc = golden_open(&g, golden_path, &src->cfg, e);
     if (!rc) rc = prun_open(&run, src, &g, o, e);
     if (!rc) r->pass = 1;
+    r->golden_topk = g.LK;
     for (uint64_t l = 0; !rc && g.hin0 && g.lh && l < g.nL; l++) rc = layer_check(&run, l, r, e);
     for (uint64_t b = 0; !rc && b < g.B; b++) rc = logits_check(&run, b, r, e);
     if (!rc) logits_gates(r, o);
@@ -530,6 +609,7 @@ cJSON *wp_parity_golden_json(const wp_parity_report *r, const char *golden)
     cJSON *g = cJSON_CreateObject();
     if (!g) return NULL;
     cJSON_AddStringToObject(g, "file", golden);
+    if (r->golden_topk) cJSON_AddNumberToObject(g, "topk", r->golden_topk);   /* a reduced golden */
     cJSON *ls = cJSON_AddArrayToObject(g, "layers");
     for (int i = 0; i < r->n_layers; i++) {
         cJSON *l = cJSON_CreateObject();

@@ -23,6 +23,7 @@
 
 #include "common/wp.h"
 #include "runtime/runtime.h"
+#include "verify/stats.h"
 
 typedef struct wp_parity_opts {
     int threads;
@@ -67,6 +68,7 @@ typedef struct wp_parity_report {
     wp_parity_logits prefill, decode, mtp;
     int n_recall;
     wp_parity_recall recall[WP_PARITY_MAX];
+    int golden_topk;          /* 0, or K of a reduced golden (verify/golden.h) */
     int pass;
     double seconds;
 } wp_parity_report;
@@ -85,8 +87,77 @@ int wp_parity_against(wp_tsrc *src, const wp_rt_opts *src_opts, wp_tsrc *ref,
                       const int *lens, int n_prompts, double recall_min, wp_parity_report *r,
                       wp_err *e);
 
+/* ---- One build against a reference build (`parity --against`, compare.c) ---------
+ * Both run in this process on the same prompts, each prompt from position 0,
+ * one prompt at a time (memory: a few [tokens, hc, dim] buffers and two
+ * logits rows, whatever the number of layers or prompts):
+ *  - per layer, teacher-forced: REF's layer l input is fed to BUILD's layer l
+ *    and the outputs compared per position (relative error, as for golden);
+ *    a CSA layer's indexer selections on that same input give the recall;
+ *  - logits at every prompt position, each model on its own trunk (end to
+ *    end): verify/stats.h's KL, top-1, same top-k, cosine, rel RMS;
+ *  - MTP, teacher-forced from REF's trunk with ids = the prompt shifted left
+ *    by one and REF's greedy next token last: the last position's logits.
+ * The exact gate passes when every compared value is bit-identical (the
+ * first one that is not is named); the lossy gate on mean KL, p99 KL, top-1
+ * agreement and indexer recall (docs/parity.md says why these values). */
+enum { WP_GATE_EXACT = 1, WP_GATE_LOSSY = 2 };
+
+typedef struct wp_compare_opts {
+    int topk;                 /* k of "same top-k"; default WP_STATS_TOPK */
+    int gate;                 /* WP_GATE_*; default WP_GATE_LOSSY */
+    double kl_mean_max;       /* lossy gate, defaults in wp_compare_opts_default */
+    double kl_p99_max;
+    double top1_min;
+    double recall_min;
+} wp_compare_opts;
+void wp_compare_opts_default(wp_compare_opts *o);
+
+typedef struct wp_compare_prompt {
+    int tokens;
+    wp_lsummary logits;       /* over the prompt's positions */
+    int mtp;                  /* 1: MTP compared */
+    double mtp_kl, mtp_cos;
+    int mtp_top1;
+    double layer_median[WP_PARITY_MAX], layer_max[WP_PARITY_MAX];   /* by layer */
+    double recall[WP_PARITY_MAX];   /* mean recall by CSA layer (report order) */
+    int identical;            /* every value of this prompt bit-identical */
+} wp_compare_prompt;
+
+typedef struct wp_compare_report {
+    int n_prompts;
+    wp_compare_prompt *prompts;
+    int n_layers;
+    wp_parity_layer layers[WP_PARITY_MAX];   /* over every position of every prompt */
+    wp_lsummary logits, mtp;
+    int n_recall;
+    wp_parity_recall recall[WP_PARITY_MAX];
+    int topk;
+    int gate;                 /* the gate applied */
+    wp_compare_opts opts;     /* its thresholds */
+    int identical;            /* every compared value bit-identical */
+    char mismatch[256];       /* the first that was not ("" if none) */
+    int pass;
+    double seconds;
+} wp_compare_report;
+
+/* Compare src with ref on n_prompts prompts (prompts[p] of lens[p] >= 1 ids).
+ * 0 when it ran (r->pass); free r with wp_compare_report_free either way. */
+int wp_parity_compare(wp_tsrc *src, const wp_rt_opts *src_opts, wp_tsrc *ref,
+                      const wp_rt_opts *ref_opts, const int32_t *const *prompts, const int *lens,
+                      int n_prompts, const wp_compare_opts *o, wp_compare_report *r, wp_err *e);
+void wp_compare_report_free(wp_compare_report *r);
+/* {reference, gate: "exact"|"lossy", thresholds: {...}, identical, first_mismatch,
+ * layers: [{layer, median, p90, max}], logits: {rows, kl_mean, kl_p99, kl_max,
+ * top1_agree, top1_rate, topk, topk_same, topk_rate, cosine_min, cosine_mean,
+ * rel_rms_mean, rel_rms_max}, mtp: {same}, indexer_recall: [...], prompts:
+ * [{tokens, identical, logits: {...}, mtp: {kl, cosine, top1}, layers:
+ * [{layer, median, max}], recall: [..]}], seconds, pass}. */
+struct cJSON *wp_compare_json(const wp_compare_report *r, const char *reference);
+struct cJSON *wp_lsummary_json(const wp_lsummary *s);
+
 /* ---- Reports as JSON (what `wpack parity --json` prints) ------------------------
- * The golden checks of r: {file, layers: [{layer, median, p90, max, pass}],
+ * The golden checks of r: {file, topk (a reduced golden only), layers: [{layer, median, p90, max, pass}],
  * prefill/decode/mtp: {rows, cosine_min, cosine_mean, rel_rms_max, kl_max,
  * top1_agree, top1_clear_rows, top1_clear_agree, pass}, indexer_recall:
  * [{layer, queries, mean, worst, pass}], seconds, pass}.  NULL if out of memory. */

@@ -322,6 +322,25 @@ static void golden_seeds(void)
     };
     if (wp_st_write_file(p, full, sizeof full / sizeof full[0], NULL, 0, &e)) die("golden", &e);
     copy_seed("golden", "full.safetensors", p, 1 << 20);
+    /* a reduced golden (`wpack golden --topk 2`): logits as top-k ids, values, lse */
+    int32_t ids[4] = {7, 3, 1, 0};
+    double lse[2] = {6.5, 6.5};
+    wp_st_entry reduced[] = {
+        {.name = "tokens", .dtype = WP_I32, .ndim = 2, .shape = {1, 1}, .data = tok},
+        {.name = "prefill_logits_topk_ids", .dtype = WP_I32, .ndim = 2, .shape = {1, 2}, .data = ids},
+        {.name = "prefill_logits_topk", .dtype = WP_F32, .ndim = 2, .shape = {1, 2}, .data = f},
+        {.name = "prefill_logits_lse", .dtype = WP_F64, .ndim = 1, .shape = {1}, .data = lse},
+        {.name = "decode_tokens", .dtype = WP_I32, .ndim = 2, .shape = {1, 1}, .data = tok},
+        {.name = "decode_logits_topk_ids", .dtype = WP_I32, .ndim = 3, .shape = {1, 1, 2}, .data = ids},
+        {.name = "decode_logits_topk", .dtype = WP_F32, .ndim = 3, .shape = {1, 1, 2}, .data = f},
+        {.name = "decode_logits_lse", .dtype = WP_F64, .ndim = 2, .shape = {1, 1}, .data = lse},
+        {.name = "mtp_input_ids", .dtype = WP_I32, .ndim = 2, .shape = {1, 1}, .data = tok},
+        {.name = "mtp_logits_topk_ids", .dtype = WP_I32, .ndim = 2, .shape = {1, 2}, .data = ids + 2},
+        {.name = "mtp_logits_topk", .dtype = WP_F32, .ndim = 2, .shape = {1, 2}, .data = f},
+        {.name = "mtp_logits_lse", .dtype = WP_F64, .ndim = 1, .shape = {1}, .data = lse},
+    };
+    if (wp_st_write_file(p, reduced, sizeof reduced / sizeof reduced[0], NULL, 0, &e)) die("golden", &e);
+    copy_seed("golden", "reduced.safetensors", p, 1 << 20);
     free(f);
 }
 
