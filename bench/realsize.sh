@@ -18,7 +18,8 @@
 # skips the conversion and runs the synthetic checkpoint itself (~1x: the runtime maps
 # an HF checkpoint's shards exactly as it maps a build's .wpk parts, but nothing is
 # verified, a checkpoint has no digests).
-#   LAYERS=6 PROMPT=32 NEW=4 THREADS=$(nproc) FORM=build
+#   LAYERS=6 PROMPT=32 NEW=4 THREADS=$(nproc) FORM=build SKIP_STREAM=0 (1: skip the
+# read-ahead off/on comparison, four cold runs)
 # Run from the repository root (it builds bench/rt_stream.c against WPACK's libwpack.a).
 set -eu
 WPACK=${1:-build/wpack}
@@ -119,24 +120,26 @@ printf '  prefill %.3f tokens/s, decode %.3f tokens/s\n' "$pre" "$dec"
 # Read-ahead on and off (bench/rt_stream.c, no verification), each run from a page cache
 # emptied of the model's files (dd iflag=nocache count=0 drops a file's clean pages), so
 # both start alike; alternated, twice.
-cc -O2 -std=c11 -D_GNU_SOURCE -pthread -I. bench/rt_stream.c "$(dirname "$WPACK")/libwpack.a" \
-    -lzstd -lcrypto -lcjson -lhugetlbfs -lpthread -lm -o "$DIR/rt_stream"
-echo "read-ahead off / on, $PROMPT prompt tokens and $NEW decode steps from a cold page cache:"
-for rep in 1 2; do
-    for flags in 32 16; do
-        for f in "$BUILD"/*.wpk "$BUILD"/*.safetensors; do
-            [ -f "$f" ] && dd if="$f" iflag=nocache count=0 status=none
+if [ "${SKIP_STREAM:-0}" != 1 ]; then
+    cc -O2 -std=c11 -D_GNU_SOURCE -pthread -I. bench/rt_stream.c "$(dirname "$WPACK")/libwpack.a" \
+        -lzstd -lcrypto -lcjson -lhugetlbfs -lpthread -lm -o "$DIR/rt_stream"
+    echo "read-ahead off / on, $PROMPT prompt tokens and $NEW decode steps from a cold page cache:"
+    for rep in 1 2; do
+        for flags in 32 16; do
+            for f in "$BUILD"/*.wpk "$BUILD"/*.safetensors; do
+                [ -f "$f" ] && dd if="$f" iflag=nocache count=0 status=none
+            done
+            printf '  '
+            "$DIR/rt_stream" "$BUILD" "$PROMPT" "$NEW" "$THREADS" $flags
         done
-        printf '  '
-        "$DIR/rt_stream" "$BUILD" "$PROMPT" "$NEW" "$THREADS" $flags
     done
-done
-rm -f "$DIR/rt_stream"
+    rm -f "$DIR/rt_stream"
+fi
 
 # golden and parity --against come from another change; measured only where present
 if "$WPACK" help golden > /dev/null 2>&1; then
     echo "wpack golden: $PROMPT prompt tokens"
-    if measure "$WPACK" golden "$BUILD" --tokens-file "$DIR/prompt.txt" \
+    if measure "$WPACK" golden "$BUILD" --prompts "$DIR/prompt.txt" --topk 32 \
         -o "$DIR/golden.safetensors" --threads "$THREADS" --json; then :; fi
     echo "wpack parity --against (the build against itself), per prompt token:"
     t0=$(date +%s.%N)
