@@ -4,6 +4,7 @@
  * bytes as they are, the statement in any JSON encoding, every resource
  * against the file on disk, and no unsigned file left out. */
 #include "trust/trust.h"
+#include "trust/trust_priv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,20 +27,6 @@
 /* model-signing's default exclusions: top-level path components only */
 static const char *const default_ignores[] = {".git", ".gitattributes", ".github", ".gitignore"};
 #define NDEFAULT (sizeof default_ignores / sizeof *default_ignores)
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(it) ? it->valuestring : NULL;
-}
-
-static int is_hex64(const char *s)
-{
-    if (!s || strlen(s) != 64) return 0;
-    for (; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return 0;
-    return 1;
-}
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -317,19 +304,6 @@ static const char *unknown_key(const cJSON *o, const char *const *known)
     return NULL;
 }
 
-static int b64_canonical(const char *s)
-{
-    uint8_t *d = NULL;
-    size_t n = 0;
-    wp_err e = {0};
-    if (wp_base64_decode(s, &d, &n, &e)) return 0;
-    char *again = wp_base64_encode(d, n, &e);
-    int ok = again && !strcmp(again, s);
-    free(again);
-    free(d);
-    return ok;
-}
-
 /* Another signer's bundle: any JSON encoding, but only the fields of a
  * key-signed Sigstore bundle, each one checked or empty. */
 static int foreign_shape(const cJSON *b, const char *what, wp_err *e)
@@ -362,16 +336,16 @@ static int foreign_shape(const cJSON *b, const char *what, wp_err *e)
                        what);
     if (ts && (!cJSON_IsObject(ts) || ts->child))
         return wp_fail(e, WP_EINVAL, "%s: timestampVerificationData is not checked by wpack", what);
-    if (!jstr(env, "payload") || !jstr(env, "payloadType") || !cJSON_IsArray(sigs) || !cJSON_GetArraySize(sigs))
+    if (!wp_jstr(env, "payload") || !wp_jstr(env, "payloadType") || !cJSON_IsArray(sigs) || !cJSON_GetArraySize(sigs))
         return wp_fail(e, WP_EINVAL, "%s: DSSE envelope needs payload, payloadType and signatures", what);
-    if (!b64_canonical(jstr(env, "payload")))
+    if (!wp_b64_canonical(wp_jstr(env, "payload")))
         return wp_fail(e, WP_EINVAL, "%s: payload base64 is not in canonical form", what);
     for (const cJSON *s = sigs->child; s; s = s->next) {
         const cJSON *kid = cJSON_GetObjectItemCaseSensitive(s, "keyid");
-        if (!cJSON_IsObject(s) || (u = unknown_key(s, sigk)) || !jstr(s, "sig") ||
+        if (!cJSON_IsObject(s) || (u = unknown_key(s, sigk)) || !wp_jstr(s, "sig") ||
             (kid && !cJSON_IsNull(kid) && !cJSON_IsString(kid)))
             return wp_fail(e, WP_EINVAL, "%s: each DSSE signature is {\"sig\", \"keyid\"?}", what);
-        if (!b64_canonical(jstr(s, "sig")))
+        if (!wp_b64_canonical(wp_jstr(s, "sig")))
             return wp_fail(e, WP_EINVAL, "%s: signature base64 is not in canonical form", what);
     }
     return 0;
@@ -396,21 +370,21 @@ static int wpack_shape(const char *doc, size_t len, const char *what, const wp_k
     const cJSON *sigs = cJSON_GetObjectItemCaseSensitive(env, "signatures");
     const cJSON *s0 = cJSON_GetArrayItem(sigs, 0);
     int ok = cJSON_GetArraySize(b) == 3 && !unknown_key(b, top) && cJSON_GetArraySize(vm) == 2 &&
-             !unknown_key(vm, vmk) && cJSON_GetArraySize(pk) == 1 && !unknown_key(pk, pkk) && jstr(pk, "hint") &&
+             !unknown_key(vm, vmk) && cJSON_GetArraySize(pk) == 1 && !unknown_key(pk, pkk) && wp_jstr(pk, "hint") &&
              cJSON_IsArray(tl) && !cJSON_GetArraySize(tl) && cJSON_GetArraySize(env) == 3 &&
-             !unknown_key(env, envk) && jstr(env, "payload") && jstr(env, "payloadType") &&
+             !unknown_key(env, envk) && wp_jstr(env, "payload") && wp_jstr(env, "payloadType") &&
              cJSON_GetArraySize(sigs) == 1 && cJSON_GetArraySize(s0) == 2 && !unknown_key(s0, sigk) &&
-             jstr(s0, "sig") && jstr(s0, "keyid") && jstr(b, "mediaType") &&
-             !strcmp(jstr(b, "mediaType"), WP_SIGSTORE_BUNDLE_TYPE);
+             wp_jstr(s0, "sig") && wp_jstr(s0, "keyid") && wp_jstr(b, "mediaType") &&
+             !strcmp(wp_jstr(b, "mediaType"), WP_SIGSTORE_BUNDLE_TYPE);
     if (!ok) rc = wp_fail(e, WP_EINVAL, "%s: not the bundle layout wpack sign writes (docs/signing.md §4)", what);
-    else if (!b64_canonical(jstr(env, "payload")) || !b64_canonical(jstr(s0, "sig")))
+    else if (!wp_b64_canonical(wp_jstr(env, "payload")) || !wp_b64_canonical(wp_jstr(s0, "sig")))
         rc = wp_fail(e, WP_EINVAL, "%s: base64 is not in canonical form", what);
     else if (k) {
         char kid[65];
         rc = wp_key_id(k, kid, e);
-        if (!rc && strcmp(jstr(s0, "keyid"), kid))
+        if (!rc && strcmp(wp_jstr(s0, "keyid"), kid))
             rc = wp_fail(e, WP_EVERIFY, "%s: signature keyid %.16s... is not the given key's (%.16s...)", what,
-                         jstr(s0, "keyid"), kid);
+                         wp_jstr(s0, "keyid"), kid);
     }
     cJSON_Delete(b);
     return rc;
@@ -422,7 +396,7 @@ static int payload_unchecked(const char *doc, size_t len, const char *what, char
 {
     cJSON *b = cJSON_ParseWithLength(doc, len);
     const cJSON *env = cJSON_GetObjectItemCaseSensitive(b, "dsseEnvelope");
-    const char *pay = jstr(env, "payload"), *type = jstr(env, "payloadType");
+    const char *pay = wp_jstr(env, "payload"), *type = wp_jstr(env, "payloadType");
     uint8_t *body = NULL;
     size_t n = 0;
     wp_err be = {0};
@@ -494,7 +468,7 @@ int wp_msig_verify(const char *dir, const char *doc, size_t len, const wp_msig_o
     /* the statement: what was signed, read as it is (wpack's own is canonical) */
     if (!rc) rc = r->foreign ? parse_any(payload, plen, what, "the statement", &st, e)
                              : wp_json_parse_canonical(payload, plen, what, &st, e);
-    const char *t = rc ? NULL : jstr(st, "_type"), *pt = rc ? NULL : jstr(st, "predicateType");
+    const char *t = rc ? NULL : wp_jstr(st, "_type"), *pt = rc ? NULL : wp_jstr(st, "predicateType");
     const cJSON *subj = cJSON_GetObjectItemCaseSensitive(st, "subject");
     const cJSON *pred = cJSON_GetObjectItemCaseSensitive(st, "predicate");
     const cJSON *ser = cJSON_GetObjectItemCaseSensitive(pred, "serialization");
@@ -502,7 +476,7 @@ int wp_msig_verify(const char *dir, const char *doc, size_t len, const wp_msig_o
     const cJSON *sym = cJSON_GetObjectItemCaseSensitive(ser, "allow_symlinks");
     const cJSON *ign = cJSON_GetObjectItemCaseSensitive(ser, "ignore_paths");
     const char *sd = cJSON_GetArraySize(subj) == 1
-                         ? jstr(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(subj, 0), "digest"), "sha256")
+                         ? wp_jstr(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(subj, 0), "digest"), "sha256")
                          : NULL;
     static const char *const serk[] = {"method", "hash_type", "allow_symlinks", "ignore_paths", NULL};
     const char *u = NULL;
@@ -511,16 +485,16 @@ int wp_msig_verify(const char *dir, const char *doc, size_t len, const wp_msig_o
         rc = wp_fail(e, WP_EINVAL, "%s: payload is not an in-toto Statement v1", what);
     } else if (!pt || strcmp(pt, WP_MODEL_SIGNING_PREDICATE)) {
         rc = wp_fail(e, WP_EINVAL, "%s: predicateType is not %s", what, WP_MODEL_SIGNING_PREDICATE);
-    } else if (!is_hex64(sd)) {
+    } else if (!wp_is_hex64(sd)) {
         rc = wp_fail(e, WP_EINVAL, "%s: statement needs one subject with a sha256 digest", what);
-    } else if (!cJSON_IsObject(ser) || !jstr(ser, "method") || !jstr(ser, "hash_type") || !cJSON_IsBool(sym)) {
+    } else if (!cJSON_IsObject(ser) || !wp_jstr(ser, "method") || !wp_jstr(ser, "hash_type") || !cJSON_IsBool(sym)) {
         rc = wp_fail(e, WP_EINVAL, "%s: predicate.serialization needs method, hash_type and allow_symlinks", what);
-    } else if (strcmp(jstr(ser, "method"), "files")) {
+    } else if (strcmp(wp_jstr(ser, "method"), "files")) {
         rc = wp_fail(e, WP_EINVAL, "%s: serialization method \"%.32s\" is not supported (only \"files\")", what,
-                     jstr(ser, "method"));
-    } else if (strcmp(jstr(ser, "hash_type"), "sha256")) {
+                     wp_jstr(ser, "method"));
+    } else if (strcmp(wp_jstr(ser, "hash_type"), "sha256")) {
         rc = wp_fail(e, WP_EINVAL, "%s: hash_type \"%.32s\" is not supported (only \"sha256\")", what,
-                     jstr(ser, "hash_type"));
+                     wp_jstr(ser, "hash_type"));
     } else if ((u = unknown_key(ser, serk))) {
         rc = wp_fail(e, WP_EINVAL, "%s: serialization parameter \"%.64s\" is not known to wpack", what, u);
     } else if (ign && !cJSON_IsArray(ign)) {
@@ -550,8 +524,8 @@ int wp_msig_verify(const char *dir, const char *doc, size_t len, const wp_msig_o
     if (!rc && !(rc = wp_sha256_init(&h, e))) hashing = 1;
     size_t i = 0;
     for (const cJSON *x = rc ? NULL : ra->child; x && !rc; x = x->next, i++) {
-        const char *nm = jstr(x, "name"), *alg = jstr(x, "algorithm"), *dg = jstr(x, "digest");
-        if (!nm || !alg || strcmp(alg, "sha256") || !is_hex64(dg) || wp_unhex(dg, res[i].d, WP_SHA256_LEN))
+        const char *nm = wp_jstr(x, "name"), *alg = wp_jstr(x, "algorithm"), *dg = wp_jstr(x, "digest");
+        if (!nm || !alg || strcmp(alg, "sha256") || !wp_is_hex64(dg) || wp_unhex(dg, res[i].d, WP_SHA256_LEN))
             rc = wp_fail(e, WP_EINVAL, "%s: resources[%zu] needs name, algorithm \"sha256\" and a lowercase hex digest",
                          what, i);
         else if (!wp_rel_path_ok(nm))

@@ -2,6 +2,7 @@
  * (docs/signing.md §3-4).  OpenSSL 3 EVP only; no home-made cryptography. */
 #include "trust/manifest.h"
 #include "trust/trust.h"
+#include "trust/trust_priv.h"
 #include "common/outdir.h"
 
 #include <errno.h>
@@ -470,21 +471,36 @@ int wp_base64_decode(const char *s, uint8_t **out, size_t *n, wp_err *e)
     return 0;
 }
 
-/* ---- manifest.sig ----------------------------------------------------------- */
+/* ---- helpers the trust/ sources share (trust_priv.h) ------------------------ */
 
-static const char *jstr(const cJSON *o, const char *k)
+const char *wp_jstr(const cJSON *o, const char *k)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
-static int is_hex64(const char *s)
+int wp_is_hex64(const char *s)
 {
     if (!s || strlen(s) != 64) return 0;
     for (; *s; s++)
         if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return 0;
     return 1;
 }
+
+int wp_b64_canonical(const char *s)
+{
+    uint8_t *d = NULL;
+    size_t n = 0;
+    wp_err e = {0};
+    if (wp_base64_decode(s, &d, &n, &e)) return 0;
+    char *again = wp_base64_encode(d, n, &e);
+    int ok = again && !strcmp(again, s);
+    free(again);
+    free(d);
+    return ok;
+}
+
+/* ---- manifest.sig ----------------------------------------------------------- */
 
 int wp_sig_make(const wp_key *k, const void *manifest, size_t n, char **doc, size_t *len, wp_err *e)
 {
@@ -530,8 +546,8 @@ int wp_sig_check(const wp_key *k, const char *doc, size_t doclen, const char *wh
             goto out;
         }
     }
-    const char *alg = jstr(o, "algorithm"), *fmt = jstr(o, "format"), *keyid = jstr(o, "keyid");
-    const char *mhex = jstr(o, "manifest_sha256"), *b64 = jstr(o, "signature");
+    const char *alg = wp_jstr(o, "algorithm"), *fmt = wp_jstr(o, "format"), *keyid = wp_jstr(o, "keyid");
+    const char *mhex = wp_jstr(o, "manifest_sha256"), *b64 = wp_jstr(o, "signature");
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version");
     if (nk != sizeof keys / sizeof *keys || !alg || !fmt || !keyid || !mhex || !b64 || !cJSON_IsNumber(ver)) {
         rc = wp_fail(e, WP_EINVAL, "%s: expected the keys algorithm, format, keyid, manifest_sha256, signature, version",
@@ -548,7 +564,7 @@ int wp_sig_check(const wp_key *k, const char *doc, size_t doclen, const char *wh
         rc = wp_fail(e, WP_EINVAL, "%s: unknown algorithm \"%s\"", what, alg);
         goto out;
     }
-    if (!is_hex64(keyid) || !is_hex64(mhex)) {
+    if (!wp_is_hex64(keyid) || !wp_is_hex64(mhex)) {
         rc = wp_fail(e, WP_EINVAL, "%s: keyid and manifest_sha256 must be 64 lowercase hex digits", what);
         goto out;
     }
@@ -775,14 +791,14 @@ int wp_dsse_bundle_verify(const wp_key *k, const char *doc, size_t len, const ch
     const cJSON *env = j;
     const cJSON *bundle_env = cJSON_GetObjectItemCaseSensitive(j, "dsseEnvelope");
     if (bundle_env) {   /* a Sigstore bundle around the envelope */
-        const char *mt = jstr(j, "mediaType");
+        const char *mt = wp_jstr(j, "mediaType");
         if (!mt || strncmp(mt, "application/vnd.dev.sigstore.bundle", 35)) {
             rc = wp_fail(e, WP_EINVAL, "%s: mediaType is not a Sigstore bundle", what);
             goto out;
         }
         const cJSON *vm = cJSON_GetObjectItemCaseSensitive(j, "verificationMaterial");
         const cJSON *pk = cJSON_GetObjectItemCaseSensitive(vm, "publicKey");
-        const char *hint = jstr(pk, "hint");
+        const char *hint = wp_jstr(pk, "hint");
         if (hint && *hint) {
             char want[65];
             rc = pem_hint(k, want, e);
@@ -795,7 +811,7 @@ int wp_dsse_bundle_verify(const wp_key *k, const char *doc, size_t len, const ch
         }
         env = bundle_env;
     }
-    const char *type = jstr(env, "payloadType"), *pay64 = jstr(env, "payload");
+    const char *type = wp_jstr(env, "payloadType"), *pay64 = wp_jstr(env, "payload");
     const cJSON *sigs = cJSON_GetObjectItemCaseSensitive(env, "signatures");
     if (!type || !pay64 || !cJSON_IsArray(sigs) || !cJSON_GetArraySize(sigs)) {
         rc = wp_fail(e, WP_EINVAL, "%s: DSSE envelope needs payload, payloadType and signatures", what);
@@ -814,7 +830,7 @@ int wp_dsse_bundle_verify(const wp_key *k, const char *doc, size_t len, const ch
     /* DSSE protocol: accept if any signature verifies with the trusted key */
     int good = 0;
     for (const cJSON *s = rc ? NULL : sigs->child; s && !good; s = s->next) {
-        const char *sig64 = jstr(s, "sig");
+        const char *sig64 = wp_jstr(s, "sig");
         uint8_t *sig = NULL;
         size_t siglen = 0;
         wp_err ve = {0};
@@ -862,7 +878,7 @@ int wp_intoto_check_sharded(const char *payload, size_t plen, const char *what, 
     else snprintf(want_alg, sizeof want_alg, "sha256");
     cJSON *st = cJSON_ParseWithLength(payload, plen);
     int rc = 0;
-    const char *t = jstr(st, "_type"), *pt = jstr(st, "predicateType");
+    const char *t = wp_jstr(st, "_type"), *pt = wp_jstr(st, "predicateType");
     if (!st || !t || strcmp(t, WP_INTOTO_STATEMENT_TYPE)) {
         rc = wp_fail(e, WP_EINVAL, "%s: payload is not an in-toto Statement v1", what);
         goto out;
@@ -875,15 +891,15 @@ int wp_intoto_check_sharded(const char *payload, size_t plen, const char *what, 
     const cJSON *pred = cJSON_GetObjectItemCaseSensitive(st, "predicate");
     const cJSON *ra = cJSON_GetObjectItemCaseSensitive(pred, "resources");
     const char *sd = cJSON_GetArraySize(subj) == 1
-                         ? jstr(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(subj, 0), "digest"), "sha256")
+                         ? wp_jstr(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(subj, 0), "digest"), "sha256")
                          : NULL;
-    if (!is_hex64(sd) || !cJSON_IsArray(ra)) {
+    if (!wp_is_hex64(sd) || !cJSON_IsArray(ra)) {
         rc = wp_fail(e, WP_EINVAL, "%s: statement needs one subject with a sha256 digest and predicate.resources", what);
         goto out;
     }
     const cJSON *ser = cJSON_GetObjectItemCaseSensitive(pred, "serialization");
     const cJSON *ssz = cJSON_GetObjectItemCaseSensitive(ser, "shard_size");
-    const char *meth = jstr(ser, "method");
+    const char *meth = wp_jstr(ser, "method");
     if (!meth || strcmp(meth, shard_size ? "shards" : "files") ||
         (shard_size && (!cJSON_IsNumber(ssz) || ssz->valuedouble != (double)shard_size))) {
         rc = wp_fail(e, WP_EVERIFY, "%s: predicate.serialization is not the manifest's (method \"%s\", shard_size %llu)",
@@ -901,9 +917,9 @@ int wp_intoto_check_sharded(const char *payload, size_t plen, const char *what, 
     rc = wp_sha256_init(&h, e);
     size_t i = 0;
     for (const cJSON *r = rc ? NULL : ra->child; r && !rc; r = r->next, i++) {
-        const char *name = jstr(r, "name"), *alg = jstr(r, "algorithm"), *dg = jstr(r, "digest");
+        const char *name = wp_jstr(r, "name"), *alg = wp_jstr(r, "algorithm"), *dg = wp_jstr(r, "digest");
         uint8_t d[WP_SHA256_LEN];
-        if (!name || !alg || strcmp(alg, want_alg) || !is_hex64(dg) || wp_unhex(dg, d, WP_SHA256_LEN)) {
+        if (!name || !alg || strcmp(alg, want_alg) || !wp_is_hex64(dg) || wp_unhex(dg, d, WP_SHA256_LEN)) {
             rc = wp_fail(e, WP_EINVAL, "%s: resources[%zu] needs name, algorithm \"%s\" and a hex digest", what, i,
                          want_alg);
             break;
@@ -915,7 +931,7 @@ int wp_intoto_check_sharded(const char *payload, size_t plen, const char *what, 
             if (i < nres) {
                 int found = 0;
                 for (const cJSON *q = ra->child; q && !found; q = q->next)
-                    found = jstr(q, "name") && !strcmp(jstr(q, "name"), want[i].name);
+                    found = wp_jstr(q, "name") && !strcmp(wp_jstr(q, "name"), want[i].name);
                 if (!found) missing = want[i].name;
             }
             rc = missing ? wp_fail(e, WP_EVERIFY, "%s: statement does not cover file %s", what, missing)

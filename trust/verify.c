@@ -1,6 +1,7 @@
 /* verify.c — `wpack verify`, manifest creation and `wpack sign` over a build
  * (docs/signing.md §5). */
 #include "trust/trust.h"
+#include "trust/trust_priv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -110,28 +111,6 @@ static void hexs(const uint8_t *d, char out[65]) { wp_hex(d, WP_SHA256_LEN, out)
 
 /* ---- strictness for files wpack itself wrote -------------------------------------- */
 
-/* base64 must be the one canonical spelling of its bytes: otherwise the unused
- * low bits of the last character could change without changing what is
- * signed, and a flipped byte would go unnoticed. */
-static int b64_canonical(const char *s)
-{
-    uint8_t *d = NULL;
-    size_t n = 0;
-    wp_err e = {0};
-    if (wp_base64_decode(s, &d, &n, &e)) return 0;
-    char *again = wp_base64_encode(d, n, &e);
-    int ok = again && !strcmp(again, s);
-    free(again);
-    free(d);
-    return ok;
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(it) ? it->valuestring : NULL;
-}
-
 static int nkeys(const cJSON *o)
 {
     return cJSON_IsObject(o) ? cJSON_GetArraySize(o) : -1;
@@ -152,17 +131,17 @@ static int dsse_shape(const char *doc, size_t len, const char *what, const char 
     const cJSON *env = cJSON_GetObjectItemCaseSensitive(b, "dsseEnvelope");
     const cJSON *sigs = cJSON_GetObjectItemCaseSensitive(env, "signatures");
     const cJSON *s0 = cJSON_GetArrayItem(sigs, 0);
-    int ok = nkeys(b) == 3 && jstr(b, "mediaType") && !strcmp(jstr(b, "mediaType"), WP_SIGSTORE_BUNDLE_TYPE) &&
-             nkeys(vm) == 2 && nkeys(pk) == 1 && jstr(pk, "hint") && cJSON_IsArray(tl) &&
-             cJSON_GetArraySize(tl) == 0 && nkeys(env) == 3 && jstr(env, "payload") && jstr(env, "payloadType") &&
-             cJSON_IsArray(sigs) && cJSON_GetArraySize(sigs) == 1 && nkeys(s0) == 2 && jstr(s0, "sig") &&
-             jstr(s0, "keyid");
+    int ok = nkeys(b) == 3 && wp_jstr(b, "mediaType") && !strcmp(wp_jstr(b, "mediaType"), WP_SIGSTORE_BUNDLE_TYPE) &&
+             nkeys(vm) == 2 && nkeys(pk) == 1 && wp_jstr(pk, "hint") && cJSON_IsArray(tl) &&
+             cJSON_GetArraySize(tl) == 0 && nkeys(env) == 3 && wp_jstr(env, "payload") && wp_jstr(env, "payloadType") &&
+             cJSON_IsArray(sigs) && cJSON_GetArraySize(sigs) == 1 && nkeys(s0) == 2 && wp_jstr(s0, "sig") &&
+             wp_jstr(s0, "keyid");
     if (!ok) rc = wp_fail(e, WP_EINVAL, "%s: not the bundle layout wpack sign writes (docs/signing.md §4)", what);
-    else if (!b64_canonical(jstr(env, "payload")) || !b64_canonical(jstr(s0, "sig")))
+    else if (!wp_b64_canonical(wp_jstr(env, "payload")) || !wp_b64_canonical(wp_jstr(s0, "sig")))
         rc = wp_fail(e, WP_EINVAL, "%s: base64 is not in canonical form", what);
-    else if (strcmp(jstr(s0, "keyid"), keyid))
+    else if (strcmp(wp_jstr(s0, "keyid"), keyid))
         rc = wp_fail(e, WP_EVERIFY, "%s: signature keyid %.16s... is not the given key's (%.16s...)", what,
-                     jstr(s0, "keyid"), keyid);
+                     wp_jstr(s0, "keyid"), keyid);
     cJSON_Delete(b);
     return rc;
 }
@@ -170,8 +149,8 @@ static int dsse_shape(const char *doc, size_t len, const char *what, const char 
 static int sig_b64_canonical(const char *doc, size_t len, const char *what, wp_err *e)
 {
     cJSON *o = cJSON_ParseWithLength(doc, len);
-    const char *s = jstr(o, "signature");
-    int rc = s && !b64_canonical(s) ? wp_fail(e, WP_EINVAL, "%s: signature base64 is not in canonical form", what) : 0;
+    const char *s = wp_jstr(o, "signature");
+    int rc = s && !wp_b64_canonical(s) ? wp_fail(e, WP_EINVAL, "%s: signature base64 is not in canonical form", what) : 0;
     cJSON_Delete(o);
     return rc;
 }
@@ -286,7 +265,7 @@ static int pair_check(vctx *c, const char *dssep, const char *sig_keyid)
     cJSON *b = cJSON_ParseWithLength(doc, len);
     free(doc);
     const cJSON *sigs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(b, "dsseEnvelope"), "signatures");
-    const char *kid = jstr(cJSON_GetArrayItem(sigs, 0), "keyid");
+    const char *kid = wp_jstr(cJSON_GetArrayItem(sigs, 0), "keyid");
     if (!kid)
         rc = add_fail(c->r, c->e, "%s: names no signing key: not the bundle wpack sign writes (docs/signing.md §4), "
                                   "so it cannot be matched with %s", dssep, WP_MANIFEST_SIG_NAME);

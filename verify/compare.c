@@ -328,15 +328,7 @@ cJSON *wp_compare_json(const wp_compare_report *r, const char *reference)
     cJSON_AddBoolToObject(a, "identical", r->identical);
     if (r->mismatch[0]) cJSON_AddStringToObject(a, "first_mismatch", r->mismatch);
     else cJSON_AddNullToObject(a, "first_mismatch");
-    cJSON *ls = cJSON_AddArrayToObject(a, "layers");
-    for (int i = 0; i < r->n_layers; i++) {
-        cJSON *l = cJSON_CreateObject();
-        cJSON_AddNumberToObject(l, "layer", r->layers[i].layer);
-        cJSON_AddNumberToObject(l, "median", r->layers[i].median);
-        cJSON_AddNumberToObject(l, "p90", r->layers[i].p90);
-        cJSON_AddNumberToObject(l, "max", r->layers[i].max);
-        cJSON_AddItemToArray(ls, l);
-    }
+    cJSON_AddItemToObject(a, "layers", wp_parity_layers_json(r->layers, r->n_layers, 0));
     cJSON_AddItemToObject(a, "logits", wp_lsummary_json(&r->logits));
     cJSON_AddItemToObject(a, "mtp", wp_lsummary_json(&r->mtp));
     cJSON *rec = cJSON_AddArrayToObject(a, "indexer_recall");

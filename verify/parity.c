@@ -604,22 +604,29 @@ static cJSON *recall_json(const wp_parity_report *r)
     return a;
 }
 
+cJSON *wp_parity_layers_json(const wp_parity_layer *layers, int n, int with_pass)
+{
+    cJSON *ls = cJSON_CreateArray();
+    for (int i = 0; ls && i < n; i++) {
+        cJSON *l = cJSON_CreateObject();
+        if (!l) break;
+        cJSON_AddNumberToObject(l, "layer", layers[i].layer);
+        cJSON_AddNumberToObject(l, "median", layers[i].median);
+        cJSON_AddNumberToObject(l, "p90", layers[i].p90);
+        cJSON_AddNumberToObject(l, "max", layers[i].max);
+        if (with_pass) cJSON_AddBoolToObject(l, "pass", layers[i].pass);
+        cJSON_AddItemToArray(ls, l);
+    }
+    return ls;
+}
+
 cJSON *wp_parity_golden_json(const wp_parity_report *r, const char *golden)
 {
     cJSON *g = cJSON_CreateObject();
     if (!g) return NULL;
     cJSON_AddStringToObject(g, "file", golden);
     if (r->golden_topk) cJSON_AddNumberToObject(g, "topk", r->golden_topk);   /* a reduced golden */
-    cJSON *ls = cJSON_AddArrayToObject(g, "layers");
-    for (int i = 0; i < r->n_layers; i++) {
-        cJSON *l = cJSON_CreateObject();
-        cJSON_AddNumberToObject(l, "layer", r->layers[i].layer);
-        cJSON_AddNumberToObject(l, "median", r->layers[i].median);
-        cJSON_AddNumberToObject(l, "p90", r->layers[i].p90);
-        cJSON_AddNumberToObject(l, "max", r->layers[i].max);
-        cJSON_AddBoolToObject(l, "pass", r->layers[i].pass);
-        cJSON_AddItemToArray(ls, l);
-    }
+    cJSON_AddItemToObject(g, "layers", wp_parity_layers_json(r->layers, r->n_layers, 1));
     cJSON_AddItemToObject(g, "prefill", logits_json(&r->prefill));
     cJSON_AddItemToObject(g, "decode", logits_json(&r->decode));
     cJSON_AddItemToObject(g, "mtp", logits_json(&r->mtp));

@@ -156,6 +156,8 @@ void wp_compare_report_free(wp_compare_report *r);
 struct cJSON *wp_compare_json(const wp_compare_report *r, const char *reference);
 struct cJSON *wp_lsummary_json(const wp_lsummary *s);
 
+/* Per-layer errors as a JSON array [{layer, median, p90, max[, pass]}]. */
+struct cJSON *wp_parity_layers_json(const wp_parity_layer *layers, int n, int with_pass);
 /* ---- Reports as JSON (what `wpack parity --json` prints) ------------------------
  * The golden checks of r: {file, topk (a reduced golden only), layers: [{layer, median, p90, max, pass}],
  * prefill/decode/mtp: {rows, cosine_min, cosine_mean, rel_rms_max, kl_max,
