@@ -238,6 +238,8 @@ static float fused(const lin_job *j, uint64_t r, const float *xr, const float *x
                   : j->k->qdot_e2m1(wr + r * (w->cols / 2), xr, xs, ws, K, j->seg);
     }
     if (w->enc == WP_ENC_F32) return j->k->dot(xr, (const float *)w->data + r * w->cols, K);
+    if (w->enc == WP_ENC_FP8)   /* dense: dot over the exact values, decoded in registers */
+        return j->k->dot_e4m3((const uint8_t *)w->data + r * w->cols, ws, j->seg, xr, K);
     return j->k->dot_bf16((const uint16_t *)w->data + r * w->cols, xr, K);
 }
 
@@ -248,7 +250,7 @@ static int fusable(const lin_job *j)
     if (j->quant)
         return e == WP_ENC_FP8 || e == WP_ENC_MXFP4 || e == WP_ENC_NVFP4 ||
                (e == WP_ENC_BF16 && bf_ok(j));
-    return e == WP_ENC_F32 || e == WP_ENC_BF16;
+    return e == WP_ENC_F32 || e == WP_ENC_BF16 || (e == WP_ENC_FP8 && j->seg % 16 == 0);
 }
 
 /* many activation rows on the bf16 kernels: RT_NB weight rows decoded to bf16 */
@@ -302,7 +304,7 @@ static void lin_task(void *ctx, int t0, int t1)
         if (fuse) {
             for (int i = 0; i < nr; i++) {
                 uint64_t r = j->r0 + (uint64_t)(r0 + i);
-                if (j->quant) weight_scales(j->k, j->w, r, ws, j->seg);
+                if (j->quant || j->w->enc == WP_ENC_FP8) weight_scales(j->k, j->w, r, ws, j->seg);
                 for (int m = 0; m < j->M; m++)
                     j->y[(size_t)m * j->ldy + r0 + i] =
                         fused(j, r, j->x + (size_t)m * K, j->xs + (size_t)m * j->nb, ws);
@@ -460,7 +462,7 @@ int rt_linear_dense_many(const rt_ctx *c, const rt_lin_spec *sp, int n)
         const int K = (int)w->cols, nr = sp[i].nr ? sp[i].nr : (int)w->rows;
         lin_job *j = &jobs[i];
         *j = (lin_job){.k = c->k, .w = w, .x = sp[i].x, .M = sp[i].M, .K = K, .N = nr,
-                       .seg = 1, .r0 = sp[i].r0, .ldy = sp[i].ldy ? sp[i].ldy : nr, .y = sp[i].y};
+                       .seg = rt_weight_seg(w), .r0 = sp[i].r0, .ldy = sp[i].ldy ? sp[i].ldy : nr, .y = sp[i].y};
         atomic_init(&j->oom, 0);
         t0[i + 1] = t0[i] + (nr + RT_NB - 1) / RT_NB;
         work += (double)sp[i].M * nr * K;
@@ -478,7 +480,7 @@ out:
 int rt_linear_dense_rows(const rt_ctx *c, const wp_qweight *w, uint64_t r0, int nr,
                          const float *x, int M, float *y, int ldy)
 {
-    lin_job j = {.k = c->k, .w = w, .x = x, .M = M, .K = (int)w->cols, .N = nr, .seg = 1,
+    lin_job j = {.k = c->k, .w = w, .x = x, .M = M, .K = (int)w->cols, .N = nr, .seg = rt_weight_seg(w),
                  .r0 = r0, .ldy = ldy, .y = y};
     return lin_run(c, &j);
 }
