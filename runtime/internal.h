@@ -75,6 +75,9 @@ typedef struct rt_kernels {
                             const float *ws, int K, int seg);
     float (*segdot_bf_e2m1)(const uint16_t *xb, const float *xs, const uint16_t *wb,
                             const float *ws, int K, int seg);
+    /* Dense x . w of one FP8 row fused with its decode: exactly dot(x, v) where
+     * v[i] = E4M3(w[i]) * ws[i / seg] (the row's exact values); seg % 16 == 0. */
+    float (*dot_e4m3)(const uint8_t *w, const float *ws, int seg, const float *x, int n);
 } rt_kernels;
 
 /* The scalar kernels (the reference the vector ones are tested against) and

@@ -215,7 +215,8 @@ typedef struct lin_job {
 static int bf_ok(const lin_job *j)
 {
     if (!j->xb) return 0;
-    if (j->w->enc == WP_ENC_FP8) return j->seg % 64 == 0;
+    /* a bf16 weight is its own bf16 operand: the FP8 kernel's loops with scale 1 */
+    if (j->w->enc == WP_ENC_FP8 || j->w->enc == WP_ENC_BF16) return j->seg % 64 == 0;
     return (j->w->enc == WP_ENC_MXFP4 || j->w->enc == WP_ENC_NVFP4) && j->seg % 32 == 0;
 }
 
@@ -227,6 +228,9 @@ static float fused(const lin_job *j, uint64_t r, const float *xr, const float *x
     if (j->quant) {
         const uint8_t *wr = (const uint8_t *)w->data;
         const uint16_t *xb = bf_ok(j) ? j->xb + (xr - j->x) : NULL;
+        if (w->enc == WP_ENC_BF16)      /* fusable only with xb (bf_ok) */
+            return j->k->segdot_bf_e4m3(xb, xs, (const uint16_t *)w->data + r * w->cols, ws, K,
+                                        j->seg);
         if (w->enc == WP_ENC_FP8)
             return xb ? j->k->qdot_e4m3_bf(wr + r * w->cols, xr, xb, xs, ws, K, j->seg)
                       : j->k->qdot_e4m3(wr + r * w->cols, xr, xs, ws, K, j->seg);
@@ -234,6 +238,8 @@ static float fused(const lin_job *j, uint64_t r, const float *xr, const float *x
                   : j->k->qdot_e2m1(wr + r * (w->cols / 2), xr, xs, ws, K, j->seg);
     }
     if (w->enc == WP_ENC_F32) return j->k->dot(xr, (const float *)w->data + r * w->cols, K);
+    if (w->enc == WP_ENC_FP8)   /* dense: dot over the exact values, decoded in registers */
+        return j->k->dot_e4m3((const uint8_t *)w->data + r * w->cols, ws, j->seg, xr, K);
     return j->k->dot_bf16((const uint16_t *)w->data + r * w->cols, xr, K);
 }
 
@@ -241,21 +247,25 @@ static int fusable(const lin_job *j)
 {
     wp_enc e = j->w->enc;
     if (j->M > RT_FUSED_MAX_M) return 0;
-    if (j->quant) return e == WP_ENC_FP8 || e == WP_ENC_MXFP4 || e == WP_ENC_NVFP4;
-    return e == WP_ENC_F32 || e == WP_ENC_BF16;
+    if (j->quant)
+        return e == WP_ENC_FP8 || e == WP_ENC_MXFP4 || e == WP_ENC_NVFP4 ||
+               (e == WP_ENC_BF16 && bf_ok(j));
+    return e == WP_ENC_F32 || e == WP_ENC_BF16 || (e == WP_ENC_FP8 && j->seg % 16 == 0);
 }
 
 /* many activation rows on the bf16 kernels: RT_NB weight rows decoded to bf16 */
 static void lin_task_bf(lin_job *j, int t0, int t1, uint16_t *wb, float *ws)
 {
-    const int K = j->K, ns = K / j->seg, fp8 = j->w->enc == WP_ENC_FP8;
+    const int K = j->K, ns = K / j->seg, fp8 = j->w->enc != WP_ENC_MXFP4 && j->w->enc != WP_ENC_NVFP4;
     const wp_qweight *w = j->w;
     for (int t = t0; t < t1; t++) {
         int r0 = t * RT_NB, nr = j->N - r0 < RT_NB ? j->N - r0 : RT_NB;
         for (int i = 0; i < nr; i++) {
             uint64_t r = j->r0 + (uint64_t)(r0 + i);
             weight_scales(j->k, w, r, ws + (size_t)i * ns, j->seg);
-            if (fp8) j->k->dec_e4m3_bf((const uint8_t *)w->data + r * w->cols, wb + (size_t)i * K, K);
+            if (w->enc == WP_ENC_BF16)
+                memcpy(wb + (size_t)i * K, (const uint16_t *)w->data + r * w->cols, (size_t)K * 2);
+            else if (fp8) j->k->dec_e4m3_bf((const uint8_t *)w->data + r * w->cols, wb + (size_t)i * K, K);
             else j->k->dec_e2m1_bf((const uint8_t *)w->data + r * (w->cols / 2), wb + (size_t)i * K, K);
         }
         for (int m = 0; m < j->M; m++) {
@@ -294,7 +304,7 @@ static void lin_task(void *ctx, int t0, int t1)
         if (fuse) {
             for (int i = 0; i < nr; i++) {
                 uint64_t r = j->r0 + (uint64_t)(r0 + i);
-                if (j->quant) weight_scales(j->k, j->w, r, ws, j->seg);
+                if (j->quant || j->w->enc == WP_ENC_FP8) weight_scales(j->k, j->w, r, ws, j->seg);
                 for (int m = 0; m < j->M; m++)
                     j->y[(size_t)m * j->ldy + r0 + i] =
                         fused(j, r, j->x + (size_t)m * K, j->xs + (size_t)m * j->nb, ws);
@@ -413,7 +423,7 @@ int rt_linear_many(const rt_ctx *c, const rt_lin_spec *sp, int n)
                 hp += (size_t)M * K;
             }
         }
-        if (!rt_enc_quantised(w->enc)) j->xb = NULL;    /* as rt_linear: fp32 kernels */
+        if (!rt_enc_quantised(w->enc) && w->enc != WP_ENC_BF16) j->xb = NULL;   /* as rt_linear */
         t0[i + 1] = t0[i] + (j->N + RT_NB - 1) / RT_NB;
         work += (double)M * j->N * K;
     }
@@ -430,25 +440,21 @@ out:
     return rc;
 }
 
+/* A dense site (no activation quantisation) sums x . w over the weight's
+ * values whatever their storage: a quantised weight's row is decoded to its
+ * exact fp32 values (code x power-of-two scale) and takes the same dot kernel
+ * as a bf16/f32 row (dot_bf16 does the FMAs of dot over the decoded row), so
+ * the same values give the same bits in any encoding. */
 int rt_linear_dense_many(const rt_ctx *c, const rt_lin_spec *sp, int n)
 {
     if (n <= 0) return 0;
-    /* quantised weights at dense sites take the block-scaled kernels with
-     * scale-1 activations (rt_linear_dense_rows): one array of ones serves all */
-    size_t ones_n = 1;
-    for (int i = 0; i < n; i++) {
-        const size_t nb = (sp[i].w->cols + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
-        if ((size_t)sp[i].M * nb > ones_n) ones_n = (size_t)sp[i].M * nb;
-    }
     lin_job *jobs = calloc((size_t)n, sizeof *jobs);
     int *t0 = malloc(sizeof(int) * ((size_t)n + 1));
-    float *ones = malloc(sizeof(float) * ones_n);
     int rc = 0;
-    if (!jobs || !t0 || !ones) {
+    if (!jobs || !t0) {
         rc = WP_ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < ones_n; i++) ones[i] = 1.0f;
     double work = 0;
     t0[0] = 0;
     for (int i = 0; i < n; i++) {
@@ -456,14 +462,8 @@ int rt_linear_dense_many(const rt_ctx *c, const rt_lin_spec *sp, int n)
         const int K = (int)w->cols, nr = sp[i].nr ? sp[i].nr : (int)w->rows;
         lin_job *j = &jobs[i];
         *j = (lin_job){.k = c->k, .w = w, .x = sp[i].x, .M = sp[i].M, .K = K, .N = nr,
-                       .seg = 1, .r0 = sp[i].r0, .ldy = sp[i].ldy ? sp[i].ldy : nr, .y = sp[i].y};
+                       .seg = rt_weight_seg(w), .r0 = sp[i].r0, .ldy = sp[i].ldy ? sp[i].ldy : nr, .y = sp[i].y};
         atomic_init(&j->oom, 0);
-        if (rt_enc_quantised(w->enc)) {
-            j->xs = ones;
-            j->nb = (K + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
-            j->quant = 1;
-            j->seg = rt_weight_seg(w);
-        }
         t0[i + 1] = t0[i] + (nr + RT_NB - 1) / RT_NB;
         work += (double)sp[i].M * nr * K;
     }
@@ -474,30 +474,15 @@ int rt_linear_dense_many(const rt_ctx *c, const rt_lin_spec *sp, int n)
 out:
     free(jobs);
     free(t0);
-    free(ones);
     return rc;
 }
 
 int rt_linear_dense_rows(const rt_ctx *c, const wp_qweight *w, uint64_t r0, int nr,
                          const float *x, int M, float *y, int ldy)
 {
-    lin_job j = {.k = c->k, .w = w, .x = x, .M = M, .K = (int)w->cols, .N = nr, .seg = 1,
+    lin_job j = {.k = c->k, .w = w, .x = x, .M = M, .K = (int)w->cols, .N = nr, .seg = rt_weight_seg(w),
                  .r0 = r0, .ldy = ldy, .y = y};
-    if (!rt_enc_quantised(w->enc)) return lin_run(c, &j);
-    /* a quantised weight at a dense site: the block-scaled kernels with the
-     * activations as they are (scale 1), so the weight is still read once and
-     * its scales factored out of each block (powers of two: exact) */
-    const int nb = (j.K + RT_ACT_BLOCK - 1) / RT_ACT_BLOCK;
-    float *ones = malloc(sizeof(float) * (size_t)M * nb);
-    if (!ones) return WP_ENOMEM;
-    for (size_t i = 0; i < (size_t)M * nb; i++) ones[i] = 1.0f;
-    j.xs = ones;
-    j.nb = nb;
-    j.quant = 1;
-    j.seg = rt_weight_seg(w);
-    int rc = lin_run(c, &j);
-    free(ones);
-    return rc;
+    return lin_run(c, &j);
 }
 
 int rt_linear_dense(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float *y)
@@ -520,7 +505,7 @@ int rt_linear(const rt_ctx *c, const wp_qweight *w, const float *x, int M, float
                      .seg = rt_weight_seg(w), .nb = nb, .quant = 1, .ldy = (int)w->rows,
                      .y = y};
         uint16_t *xb = NULL;
-        if (c->k->qdot_e4m3_bf && rt_enc_quantised(w->enc)) {
+        if (c->k->qdot_e4m3_bf && (rt_enc_quantised(w->enc) || w->enc == WP_ENC_BF16)) {
             if (!(xb = malloc(sizeof(uint16_t) * (size_t)M * K))) {
                 free(xq);
                 return WP_ENOMEM;

@@ -74,6 +74,24 @@ RT_AVX2 static float dot_avx2(const float *a, const float *b, int n)
     return s;
 }
 
+/* dot_avx2 over the row's values, decoded in registers (exact: code x power of two) */
+RT_AVX2 static float dot_e4m3_avx2(const uint8_t *w, const float *ws, int seg, const float *x, int n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 sc = _mm256_set1_ps(ws[i / seg]);
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_mul_ps(e4m3x8(w + i), sc), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_mul_ps(e4m3x8(w + i + 8), sc), s1);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i),
+                             _mm256_mul_ps(e4m3x8(w + i), _mm256_set1_ps(ws[i / seg])), s0);
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += x[i] * (rt_lut_e4m3[w[i]] * ws[i / seg]);
+    return s;
+}
+
 RT_AVX2 float rt_segdot_avx2(const float *xq, const float *xs, const float *wv, const float *ws,
                              int K, int seg)
 {
@@ -175,5 +193,5 @@ RT_AVX2 void rt_dec_e8m0_avx2(const uint8_t *c, float *out, int n)
 const rt_kernels rt_k_avx2 = {
     "avx2", dot_avx2, rt_segdot_avx2, rt_qdot_e4m3_avx2, rt_qdot_e2m1_avx2, dot_bf16_avx2,
     rt_dec_e4m3_avx2, rt_dec_e2m1_avx2, rt_dec_bf16_avx2, rt_dec_e8m0_avx2, NULL, NULL,
-    NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, dot_e4m3_avx2,
 };

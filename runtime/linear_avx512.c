@@ -61,6 +61,26 @@ RT_AVX512 static float dot_avx512(const float *a, const float *b, int n)
     return s;
 }
 
+/* dot_avx512 over the row's values, decoded in registers (exact: code x power of two) */
+RT_AVX512 static float dot_e4m3_avx512(const uint8_t *w, const float *ws, int seg, const float *x,
+                                       int n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i),
+                             _mm512_mul_ps(e4m3x16(w + i), _mm512_set1_ps(ws[i / seg])), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16),
+                             _mm512_mul_ps(e4m3x16(w + i + 16), _mm512_set1_ps(ws[(i + 16) / seg])), s1);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i),
+                             _mm512_mul_ps(e4m3x16(w + i), _mm512_set1_ps(ws[i / seg])), s0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) s += x[i] * (rt_lut_e4m3[w[i]] * ws[i / seg]);
+    return s;
+}
+
 RT_AVX512 static float segdot_avx512(const float *xq, const float *xs, const float *wv,
                                      const float *ws, int K, int seg)
 {
@@ -143,7 +163,7 @@ RT_AVX512 static void dec_bf16_avx512(const uint16_t *c, float *out, int n)
 const rt_kernels rt_k_avx512 = {
     "avx512", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, rt_dec_e8m0_avx2, NULL, NULL,
-    NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, dot_e4m3_avx512,
 };
 
 /* ---- AVX-512 BF16 + VBMI ---------------------------------------------------------------------
@@ -336,5 +356,5 @@ RT_AVX512BF static void dec_e2m1_bf(const uint8_t *c, uint16_t *out, int n)
 const rt_kernels rt_k_avx512bf = {
     "avx512bf16", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, rt_dec_e8m0_avx2, qdot_e4m3_bf, qdot_e2m1_bf,
-    dec_e4m3_bf, dec_e2m1_bf, segdot_bf_e4m3, segdot_bf_e2m1,
+    dec_e4m3_bf, dec_e2m1_bf, segdot_bf_e4m3, segdot_bf_e2m1, dot_e4m3_avx512,
 };

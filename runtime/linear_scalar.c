@@ -59,8 +59,15 @@ void rt_dec_e8m0_scalar(const uint8_t *c, float *out, int n)
     for (int i = 0; i < n; i++) out[i] = rt_lut_e8m0[c[i]];
 }
 
+static float dot_e4m3_scalar(const uint8_t *w, const float *ws, int seg, const float *x, int n)
+{
+    float s = 0;
+    for (int i = 0; i < n; i++) s += x[i] * (rt_lut_e4m3[w[i]] * ws[i / seg]);
+    return s;
+}
+
 const rt_kernels rt_k_scalar = {
     "scalar", dot_scalar, rt_segdot_scalar, rt_qdot_e4m3_scalar, rt_qdot_e2m1_scalar,
     dot_bf16_scalar, rt_dec_e4m3_scalar, rt_dec_e2m1_scalar, rt_dec_bf16_scalar,
-    rt_dec_e8m0_scalar, NULL, NULL, NULL, NULL, NULL, NULL,
+    rt_dec_e8m0_scalar, NULL, NULL, NULL, NULL, NULL, NULL, dot_e4m3_scalar,
 };

@@ -210,9 +210,10 @@ TEST(convert_lossless_forced_requant)
     REQUIRE(wpt_write_file(pr, line, o) == 0);
     const char *lossless = wpt_path("%s/ll", wpt_tmpdir());
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s convert %s --profile hopper -o %s", wpt_wpack(), ck, lossless), 0);
-    /* (the lossy gate: the exact one also compares BF16 wo_a's last bits, docs/parity.md) */
-    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s parity %s --against %s --prompts %s --gate lossy", wpt_wpack(), lossless,
+    /* lossless: bit for bit (docs/parity.md "Lossless profiles and the exact gate") */
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "%s parity %s --against %s --prompts %s --gate exact", wpt_wpack(), lossless,
                          ck, pr), 0);
+    CHECK_CONTAINS(out, "every compared value bit-identical  PASS");
     CHECK_CONTAINS(out, "indexer layer 1 (teacher-forced): top-k recall mean 1.0000, worst query 1.0000");
     CHECK_CONTAINS(out, "indexer layer 3 (teacher-forced): top-k recall mean 1.0000, worst query 1.0000");
     /* measured, teacher-forced: mean 0.962 and 0.960 (worst queries 0.81) */
