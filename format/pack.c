@@ -636,12 +636,12 @@ int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *s
         rc = wp_fail(e, WP_EUSAGE, "%s: zstd parameters (level %d): %s", out, level, ZSTD_getErrorName(r));
         goto done;
     }
-    /* threads workers, one frame each, the one being read, and one more so
-     * that a worker finding the oldest frame still compressing (or being
-     * hashed) has the next one to take: at most threads + 2 frames (input
-     * and bound-sized output) in memory */
+    /* threads workers, one frame each, plus the one being read: at most
+     * threads + 1 frames (input and bound-sized output) in memory (pack.h);
+     * a slot is free again once written and passed by both digest chains
+     * (threads + 2 measured no faster, within the noise of a loaded machine) */
     static const wpz_pool_ops ops = {ctls_new, ctls_free, compress_work};
-    if ((rc = wpz_pool_start(&z.pool, o->threads, (size_t)(o->threads > 0 ? o->threads + 2 : 1), &ops, &z, e)))
+    if ((rc = wpz_pool_start(&z.pool, o->threads, (size_t)(o->threads > 0 ? o->threads + 1 : 1), &ops, &z, e)))
         goto done;
     chain_start(&z.fc, wpz_pool_threads(z.pool) > 0);
     chain_start(&z.tc, wpz_pool_threads(z.pool) > 0);
