@@ -109,6 +109,7 @@ typedef struct wpz_job {
     uint64_t frame;          /* the caller's: frame index */
     uint64_t raw_off;        /* the caller's: raw offset of the frame */
     int mode;                /* the caller's */
+    uint64_t seq[2];         /* the caller's: pack's digest-chain positions */
     int state;               /* the pool's */
     int rc;                  /* set by work: 0 or a WP_E* code with e */
     wp_err e;

@@ -410,6 +410,14 @@ TEST(format_pack_refuses_corrupt_build)
     CHECK_EQ_INT(wpz_pack(b, z, NULL, NULL, &e), WP_EVERIFY);
     CHECK_CONTAINS(e.msg, "zoo.wpk: hc_head_fn: sha256 mismatch in bytes");
     CHECK(access(z, F_OK) != 0);
+    /* the same refusal and words when the digest chains run on their own
+     * threads (the tensor's check fails a later frame, or the end) */
+    for (int t = 1; t <= 3; t++) {
+        wp_err_clear(&e);
+        CHECK_EQ_INT(wpz_pack(b, z, &(wpz_opts){.threads = t}, NULL, &e), WP_EVERIFY);
+        CHECK_CONTAINS(e.msg, "zoo.wpk: hc_head_fn: sha256 mismatch in bytes");
+        CHECK(access(z, F_OK) != 0);
+    }
     wp_err_clear(&e);
     CHECK_EQ_INT(wpz_pack(wpt_path("%s/none", b), z, NULL, NULL, &e), WP_EIO);
     wp_err_clear(&e);
