@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,9 +92,14 @@ TEST(runtime_pool_small_work_stays_on_caller)
     int bad = 0;
     for (int i = 0; i < 512; i++) bad += atomic_load(&hits[i]) != 201;
     CHECK_EQ_INT(bad, 0);
-    /* big jobs: some item runs on a worker (retry: a worker may be descheduled) */
-    for (int r = 0; r < 2000 && !atomic_load(&c.off_caller); r++)
+    /* big jobs: some item runs on a worker.  Retry for up to 20 s, yielding
+     * between tries: on a loaded machine a worker may not be scheduled before
+     * the caller has taken every item of a job (late workers never hold it). */
+    double t0 = wp_now();
+    while (!atomic_load(&c.off_caller) && wp_now() - t0 < 20) {
         rt_pool_for_work(p, 512, 1, 1e9, cover_fn, &c);
+        if (!atomic_load(&c.off_caller)) sched_yield();
+    }
     CHECK(atomic_load(&c.off_caller) > 0);
     rt_pool_free(p);
 }
