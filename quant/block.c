@@ -99,7 +99,6 @@ void wp_act_quant(const float *x, size_t n, size_t block, uint8_t *q, uint8_t *s
  * scale; it gets 1 (code 127), the same as the F32 rule
  * (wp_fp8_weight_scale_e8m0, quant_priv.h). */
 
-#define TILE_CHUNK 256   /* column blocks handled per pass (amax on the stack) */
 
 static void fp8_block_quant_scalar(const float *w, size_t rows, size_t cols, size_t br, size_t bc,
                                    wp_scale_fmt fmt, uint8_t *q, void *scales)
@@ -109,9 +108,9 @@ static void fp8_block_quant_scalar(const float *w, size_t rows, size_t cols, siz
     for (size_t r0 = 0; r0 < rows; r0 += br) {
         size_t r1 = r0 + br < rows ? r0 + br : rows;
         size_t bi = r0 / br;
-        for (size_t j0 = 0; j0 < nbc; j0 += TILE_CHUNK) {
-            size_t j1 = j0 + TILE_CHUNK < nbc ? j0 + TILE_CHUNK : nbc;
-            float amax[TILE_CHUNK] = {0};
+        for (size_t j0 = 0; j0 < nbc; j0 += WP_FP8_TILE_CHUNK) {
+            size_t j1 = j0 + WP_FP8_TILE_CHUNK < nbc ? j0 + WP_FP8_TILE_CHUNK : nbc;
+            float amax[WP_FP8_TILE_CHUNK] = {0};
             size_t c1 = j1 * bc < cols ? j1 * bc : cols;
             /* Pass 1: amax of each block of this band, walking rows in order. */
             for (size_t r = r0; r < r1; r++) {
@@ -123,30 +122,19 @@ static void fp8_block_quant_scalar(const float *w, size_t rows, size_t cols, siz
                 }
             }
             /* Pass 2: scales, then codes. */
-            float mul[TILE_CHUNK], div[TILE_CHUNK];
-            for (size_t j = j0; j < j1; j++) {
-                float m = amax[j - j0];
-                if (fmt == WP_SCALE_E8M0) {
-                    uint8_t c = wp_fp8_weight_scale_e8m0(m);
-                    ((uint8_t *)scales)[bi * nbc + j] = c;
-                    mul[j - j0] = 1.0f / wp_e8m0_dec(c);   /* exact: power of two */
-                } else {
-                    float s = m == 0.0f ? 1.0f : m / 448.0f;
-                    memcpy((uint8_t *)scales + 4 * (bi * nbc + j), &s, 4);   /* any alignment */
-                    div[j - j0] = s;
-                }
-            }
+            float kf[WP_FP8_TILE_CHUNK];   /* per block: the factor its values take */
+            wp_fp8_block_scales(amax, j1 - j0, fmt, scales, bi * nbc + j0, kf);
             for (size_t r = r0; r < r1; r++) {
                 const float *row = w + r * cols;
                 uint8_t *qr = q + r * cols;
                 for (size_t j = j0; j < j1; j++) {
                     size_t a = j * bc, b = a + bc < c1 ? a + bc : c1;
                     if (fmt == WP_SCALE_E8M0) {
-                        float k = mul[j - j0];
+                        float k = kf[j - j0];
                         for (size_t c = a; c < b; c++)
                             qr[c] = wp_e4m3_enc(row[c] * k);
                     } else {
-                        float s = div[j - j0];
+                        float s = kf[j - j0];
                         for (size_t c = a; c < b; c++)
                             qr[c] = wp_e4m3_enc(row[c] / s);
                     }

@@ -112,7 +112,6 @@ QK2 static float amax_avx2(const float *x, size_t n)
     return m;
 }
 
-#define TILE_CHUNK 256
 
 QK2 static void fp8_block_quant_avx2(const float *w, size_t rows, size_t cols, size_t br, size_t bc,
                                      wp_scale_fmt fmt, uint8_t *q, void *scales)
@@ -121,9 +120,9 @@ QK2 static void fp8_block_quant_avx2(const float *w, size_t rows, size_t cols, s
     for (size_t r0 = 0; r0 < rows; r0 += br) {
         size_t r1 = r0 + br < rows ? r0 + br : rows;
         size_t bi = r0 / br;
-        for (size_t j0 = 0; j0 < nbc; j0 += TILE_CHUNK) {
-            size_t j1 = j0 + TILE_CHUNK < nbc ? j0 + TILE_CHUNK : nbc;
-            float amax[TILE_CHUNK] = {0};
+        for (size_t j0 = 0; j0 < nbc; j0 += WP_FP8_TILE_CHUNK) {
+            size_t j1 = j0 + WP_FP8_TILE_CHUNK < nbc ? j0 + WP_FP8_TILE_CHUNK : nbc;
+            float amax[WP_FP8_TILE_CHUNK] = {0};
             size_t c1 = j1 * bc < cols ? j1 * bc : cols;
             for (size_t r = r0; r < r1; r++) {
                 const float *row = w + r * cols;
@@ -133,32 +132,21 @@ QK2 static void fp8_block_quant_avx2(const float *w, size_t rows, size_t cols, s
                     amax[j - j0] = m > amax[j - j0] ? m : amax[j - j0];
                 }
             }
-            float mul[TILE_CHUNK], div[TILE_CHUNK];
-            for (size_t j = j0; j < j1; j++) {
-                float m = amax[j - j0];
-                if (fmt == WP_SCALE_E8M0) {
-                    uint8_t c = wp_fp8_weight_scale_e8m0(m);
-                    ((uint8_t *)scales)[bi * nbc + j] = c;
-                    mul[j - j0] = 1.0f / wp_e8m0_dec(c);
-                } else {
-                    float s = m == 0.0f ? 1.0f : m / 448.0f;
-                    memcpy((uint8_t *)scales + 4 * (bi * nbc + j), &s, 4);
-                    div[j - j0] = s;
-                }
-            }
+            float kf[WP_FP8_TILE_CHUNK];   /* per block: the factor its values take */
+            wp_fp8_block_scales(amax, j1 - j0, fmt, scales, bi * nbc + j0, kf);
             for (size_t r = r0; r < r1; r++) {
                 const float *row = w + r * cols;
                 uint8_t *qr = q + r * cols;
                 for (size_t j = j0; j < j1; j++) {
                     size_t a = j * bc, b = a + bc < c1 ? a + bc : c1, c = a;
                     if (fmt == WP_SCALE_E8M0) {
-                        float kk = mul[j - j0];
+                        float kk = kf[j - j0];
                         __m256 k = _mm256_set1_ps(kk);
                         for (; c + 8 <= b; c += 8)
                             _mm_storel_epi64((__m128i *)(qr + c), bytes8(e4m3_8(_mm256_mul_ps(_mm256_loadu_ps(row + c), k))));
                         for (; c < b; c++) qr[c] = wp_e4m3_enc(row[c] * kk);
                     } else {
-                        float ss = div[j - j0];
+                        float ss = kf[j - j0];
                         __m256 s = _mm256_set1_ps(ss);
                         for (; c + 8 <= b; c += 8)
                             _mm_storel_epi64((__m128i *)(qr + c), bytes8(e4m3_8(_mm256_div_ps(_mm256_loadu_ps(row + c), s))));

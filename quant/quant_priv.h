@@ -132,6 +132,29 @@ static inline uint8_t wp_fp8_weight_scale_e8m0(float amax)
     return wp_e8m0_clamp_code(wp_pow2ceil_inl(amax * wp_f32_from_bits(WP_INV448_BITS)));
 }
 
+/* FP8 block quantisation works on bands of up to WP_FP8_TILE_CHUNK column
+ * blocks.  The scale pass, shared by every kernel set: block j's scale from
+ * its amax[j] (written at scales[first + j], E8M0 byte or F32) and the factor
+ * its values take: k[j] multiplies (E8M0: 1/scale, exact for a power of two)
+ * or divides (F32: the scale itself). */
+#define WP_FP8_TILE_CHUNK 256
+static inline void wp_fp8_block_scales(const float *amax, size_t n, wp_scale_fmt fmt, void *scales, size_t first,
+                                       float *k)
+{
+    for (size_t j = 0; j < n; j++) {
+        float m = amax[j];
+        if (fmt == WP_SCALE_E8M0) {
+            uint8_t c = wp_fp8_weight_scale_e8m0(m);
+            ((uint8_t *)scales)[first + j] = c;
+            k[j] = 1.0f / wp_e8m0_dec(c);   /* exact: power of two */
+        } else {
+            float s = m == 0.0f ? 1.0f : m / 448.0f;
+            memcpy((uint8_t *)scales + 4 * (first + j), &s, 4);   /* any alignment */
+            k[j] = s;
+        }
+    }
+}
+
 static inline uint8_t wp_fp4_weight_scale_e8m0(float amax)
 {
     if (amax == 0.0f)

@@ -331,17 +331,7 @@ cJSON *wp_compare_json(const wp_compare_report *r, const char *reference)
     cJSON_AddItemToObject(a, "layers", wp_parity_layers_json(r->layers, r->n_layers, 0));
     cJSON_AddItemToObject(a, "logits", wp_lsummary_json(&r->logits));
     cJSON_AddItemToObject(a, "mtp", wp_lsummary_json(&r->mtp));
-    cJSON *rec = cJSON_AddArrayToObject(a, "indexer_recall");
-    for (int i = 0; i < r->n_recall; i++) {
-        const wp_parity_recall *p = &r->recall[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "layer", p->layer);
-        cJSON_AddNumberToObject(o, "queries", p->queries);
-        cJSON_AddNumberToObject(o, "mean", p->mean);
-        cJSON_AddNumberToObject(o, "worst", p->worst);
-        cJSON_AddBoolToObject(o, "pass", p->pass);
-        cJSON_AddItemToArray(rec, o);
-    }
+    cJSON_AddItemToObject(a, "indexer_recall", wp_parity_recall_list_json(r->recall, r->n_recall));
     cJSON *ps = cJSON_AddArrayToObject(a, "prompts");
     for (int p = 0; p < r->n_prompts; p++) {
         const wp_compare_prompt *pp = &r->prompts[p];

@@ -588,11 +588,11 @@ static cJSON *logits_json(const wp_parity_logits *l)
     return o;
 }
 
-static cJSON *recall_json(const wp_parity_report *r)
+cJSON *wp_parity_recall_list_json(const wp_parity_recall *recall, int n)
 {
     cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < r->n_recall; i++) {
-        const wp_parity_recall *p = &r->recall[i];
+    for (int i = 0; a && i < n; i++) {
+        const wp_parity_recall *p = &recall[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "layer", p->layer);
         cJSON_AddNumberToObject(o, "queries", p->queries);
@@ -630,7 +630,7 @@ cJSON *wp_parity_golden_json(const wp_parity_report *r, const char *golden)
     cJSON_AddItemToObject(g, "prefill", logits_json(&r->prefill));
     cJSON_AddItemToObject(g, "decode", logits_json(&r->decode));
     cJSON_AddItemToObject(g, "mtp", logits_json(&r->mtp));
-    cJSON_AddItemToObject(g, "indexer_recall", recall_json(r));
+    cJSON_AddItemToObject(g, "indexer_recall", wp_parity_recall_list_json(r->recall, r->n_recall));
     cJSON_AddNumberToObject(g, "seconds", r->seconds);
     cJSON_AddBoolToObject(g, "pass", r->pass);
     return g;
@@ -644,7 +644,7 @@ cJSON *wp_parity_recall_json(const wp_parity_report *r, const char *reference, i
     cJSON_AddStringToObject(a, "reference", reference);
     cJSON_AddNumberToObject(a, "prompts", n_prompts);
     cJSON_AddNumberToObject(a, "gate", gate);
-    cJSON_AddItemToObject(a, "layers", recall_json(r));
+    cJSON_AddItemToObject(a, "layers", wp_parity_recall_list_json(r->recall, r->n_recall));
     cJSON_AddBoolToObject(a, "pass", r->pass);
     return a;
 }

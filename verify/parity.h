@@ -158,6 +158,8 @@ struct cJSON *wp_lsummary_json(const wp_lsummary *s);
 
 /* Per-layer errors as a JSON array [{layer, median, p90, max[, pass]}]. */
 struct cJSON *wp_parity_layers_json(const wp_parity_layer *layers, int n, int with_pass);
+/* Per-CSA-layer recall as a JSON array [{layer, queries, mean, worst, pass}]. */
+struct cJSON *wp_parity_recall_list_json(const wp_parity_recall *recall, int n);
 /* ---- Reports as JSON (what `wpack parity --json` prints) ------------------------
  * The golden checks of r: {file, topk (a reduced golden only), layers: [{layer, median, p90, max, pass}],
  * prefill/decode/mtp: {rows, cosine_min, cosine_mean, rel_rms_max, kl_max,
