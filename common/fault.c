@@ -10,6 +10,7 @@
  *               kill (SIGKILL), term / int / hup (the signal: cleanup runs),
  *               stop (SIGSTOP, for race tests; the step runs once continued)
  *       norenameat2  behave as if renameat2 were missing (the fallbacks)
+ *       nolink       behave as if every wp_link crossed filesystems (EXDEV)
  *   WPACK_FAULT_LOG=FILE   append "N OP PATH" for every step (N counts all
  *       steps), so a test can learn the steps of a run before driving them.
  */
@@ -34,6 +35,7 @@ static unsigned long g_n;     /* ... at its Nth occurrence */
 static int g_action;          /* 0 fail, else the signal to raise */
 static int g_log = -1;
 static unsigned long g_count[WP_STEP_COUNT + 1];
+static int g_no_link;
 
 const char *wp_step_name(wp_step op) { return (unsigned)op < WP_STEP_COUNT ? g_names[op] : "any"; }
 
@@ -45,6 +47,10 @@ static int parse(const char *spec)
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         if (!strcmp(tok, "norenameat2")) {
             wp_no_renameat2 = 1;
+            continue;
+        }
+        if (!strcmp(tok, "nolink")) {
+            g_no_link = 1;
             continue;
         }
         char *c1 = strchr(tok, ':');
@@ -91,6 +97,7 @@ void wp_fault_set(const char *spec)
     g_op = -1;
     g_on = 0;
     wp_no_renameat2 = 0;
+    g_no_link = 0;
     memset(g_count, 0, sizeof g_count);
     if (spec && parse(spec) == 0 && g_op >= 0) g_on = 1;
     if (g_log >= 0) g_on = 1;
@@ -116,4 +123,14 @@ int wp_fault(wp_step op, const char *path)
     }
     raise(g_action);
     return 0;   /* SIGTERM, ... with a handler that returns (convert's), SIGSTOP once continued */
+}
+
+int wp_link(const char *from, const char *to)
+{
+    pthread_once(&g_once, init);
+    if (g_no_link) {
+        errno = EXDEV;
+        return -1;
+    }
+    return link(from, to);
 }

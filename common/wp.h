@@ -173,12 +173,15 @@ void wp_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * Nth step of kind OP (create, write, fsync, rename, remove, or any) fail
  * with EIO (ACTION fail, the default: wp_fault returns -1 and the step is not
  * done) or to raise a signal before it (kill, term, int, hup, stop); adding
- * ",norenameat2" walks the fallbacks for filesystems without renameat2.
+ * ",norenameat2" walks the fallbacks for filesystems without renameat2, and
+ * ",nolink" makes wp_link fail with EXDEV (an output on another filesystem).
  * WPACK_FAULT_LOG=FILE appends "N OP PATH" per step.  Read once per process;
  * never set in production. */
 typedef enum wp_step { WP_STEP_CREATE, WP_STEP_WRITE, WP_STEP_FSYNC, WP_STEP_RENAME, WP_STEP_REMOVE,
                        WP_STEP_COUNT } wp_step;
 int wp_fault(wp_step op, const char *path);
+/* link(2), which fails with EXDEV while WPACK_FAULT holds ",nolink". */
+int wp_link(const char *from, const char *to);
 const char *wp_step_name(wp_step op);
 
 /* ---- SHA-256 (OpenSSL EVP) ------------------------------------------------- */

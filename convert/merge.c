@@ -219,7 +219,15 @@ static int merge_loss(wp_manifest *m, const mpart *pt, int n, wp_err *e)
     return 0;
 }
 
-static int copy_file(const char *src, const char *dst, wp_err *e)
+/* Copy a part's .wpk into the build when it cannot be linked (another
+ * filesystem).  The part was verified before, but it could change between
+ * that check and this read, so the copy is checked as it is made: every
+ * 64 MiB shard's SHA-256 against the part's manifest (f), and the size.  A
+ * reflink (btrfs, xfs) shares the blocks without reading them; it is not
+ * re-hashed: it is the file the check read, unless the part was replaced in
+ * between, which `verify --deep` of the build would name.
+ * 1 = reflinked, 2 = copied, or an error code. */
+static int copy_file(const char *src, const char *dst, const wp_mfile *f, uint64_t shard, wp_err *e)
 {
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0) return wp_fail_errno(e, "%s: cannot open", src);
@@ -229,7 +237,6 @@ static int copy_file(const char *src, const char *dst, wp_err *e)
         close(in);
         return rc;
     }
-    /* a reflink shares the blocks (btrfs, xfs): no data copied */
     if (ioctl(o.fd, FICLONE, in) == 0) {
         close(in);
         rc = wp_out_commit(&o, e);
@@ -237,15 +244,42 @@ static int copy_file(const char *src, const char *dst, wp_err *e)
     }
     size_t cap = 8u << 20;
     uint8_t *buf = wp_malloc(cap, e);
+    wp_sha256 h = {0};
     rc = buf ? 0 : WP_ENOMEM;
-    for (uint64_t off = 0; !rc;) {
-        ssize_t k = pread(in, buf, cap, (off_t)off);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) rc = wp_fail_errno(e, "%s: read failed", src);
-        if (k <= 0) break;
-        rc = wp_out_write(&o, buf, (size_t)k, e);
-        off += (uint64_t)k;
+    uint64_t off = 0, k = 0;
+    while (!rc && off < f->size) {
+        if (!h.ctx && (rc = wp_sha256_init(&h, e))) break;
+        uint64_t end = (k + 1) * shard < f->size ? (k + 1) * shard : f->size;
+        size_t want = end - off < cap ? (size_t)(end - off) : cap;
+        ssize_t n = pread(in, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = wp_fail_errno(e, "%s: read failed", src);
+            break;
+        }
+        if (n == 0) {
+            rc = wp_fail(e, WP_EVERIFY, "%s: %llu bytes, its manifest says %llu: changed since it was checked", src,
+                         (unsigned long long)off, (unsigned long long)f->size);
+            break;
+        }
+        wp_sha256_update(&h, buf, (size_t)n);
+        if ((rc = wp_out_write(&o, buf, (size_t)n, e))) break;
+        off += (uint64_t)n;
+        if (off == end) {
+            uint8_t d[WP_SHA256_LEN];
+            wp_sha256_final(&h, d);
+            h.ctx = NULL;
+            if (k >= f->nshards || memcmp(d, f->shards[k], WP_SHA256_LEN))
+                rc = wp_fail(e, WP_EVERIFY, "%s: shard %llu does not match its manifest: changed since it was checked",
+                             src, (unsigned long long)k);
+            k++;
+        }
     }
+    char extra;
+    if (!rc && pread(in, &extra, 1, (off_t)off) == 1)
+        rc = wp_fail(e, WP_EVERIFY, "%s: longer than its manifest's %llu bytes: changed since it was checked", src,
+                     (unsigned long long)f->size);
+    if (h.ctx) wp_sha256_free(&h);
     free(buf);
     close(in);
     if (!rc) rc = wp_out_commit(&o, e);
@@ -319,7 +353,7 @@ int wp_merge(const char *const *parts, int nparts, const char *out_dir, const wp
             rc = wp_fail(e, WP_EUSAGE, "%s: path too long", tmp);
             break;
         }
-        if (link(pt[i].wpk_path, dst) == 0) {
+        if (wp_link(pt[i].wpk_path, dst) == 0) {
             st->linked++;
             continue;
         }
@@ -327,7 +361,7 @@ int wp_merge(const char *const *parts, int nparts, const char *out_dir, const wp
             rc = wp_fail_errno(e, "%s: cannot link into %s", pt[i].wpk_path, tmp);
             break;
         }
-        int how = copy_file(pt[i].wpk_path, dst, e);
+        int how = copy_file(pt[i].wpk_path, dst, &pt[i].m.files[0], m.shard_size, e);
         if (how < 0) rc = how;
         else if (how == 1) st->reflinked++;
         else st->copied++;

@@ -180,6 +180,57 @@ TEST(convert_rank_merge_refuses_bad_parts_by_name)
     CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s merge p1 p0 -o out -f 2>&1", d, W()), 0);
 }
 
+/* Parts on another filesystem than the build (WPACK_FAULT=nolink makes every
+ * link fail with EXDEV, as across filesystems): the containers are copied,
+ * and each copy is checked shard by shard as it is made, so a part changed
+ * after the check (here: --no-check and a flipped byte) is refused by name
+ * and nothing is written. */
+TEST(convert_rank_merge_copies_across_filesystems)
+{
+    static char out[8192];
+    const char *d = wpt_tmpdir();
+    REQUIRE(make_parts(d) == 0);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && WPACK_FAULT=nolink %s merge p1 p0 -o out --json", d, W()), 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j);
+    CHECK_EQ_INT((int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "copied")), 2);
+    CHECK_EQ_INT((int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "linked")), 0);
+    cJSON_Delete(j);
+    CHECK_EQ_INT(wpt_run(out, sizeof out, "cd %s && %s merge p1 p0 -o linked", d, W()), 0);
+    CHECKF(wpt_run(out, sizeof out, "diff -r %s/out %s/linked 2>&1", d, d) == 0, "copied != linked: %s", out);
+    struct stat a, b;
+    REQUIRE(stat(wpt_path("%s/p0/model-rank00000-of-00002.wpk", d), &a) == 0);
+    REQUIRE(stat(wpt_path("%s/out/model-rank00000-of-00002.wpk", d), &b) == 0);
+    CHECK(a.st_ino != b.st_ino);   /* a copy, not a link */
+    CHECK(wpt_run(out, sizeof out, "%s verify %s/out --allow-unsigned --deep", W(), d) == 0);
+
+    /* changed after the check: the copy's own shard check names it */
+    REQUIRE(wpt_run(out, sizeof out, "cp -r %s/p1 %s/t1", d, d) == 0);
+    const char *w = wpt_path("%s/t1/model-rank00001-of-00002.wpk", d);
+    uint8_t *x;
+    size_t n;
+    REQUIRE(wpt_read_file(w, &x, &n) == 0);
+    x[n - 1] ^= 0x01;
+    REQUIRE(wpt_write_file(w, x, n) == 0);
+    free(x);
+    int rc = wpt_run(out, sizeof out, "cd %s && WPACK_FAULT=nolink %s merge --no-check p0 t1 -o out2 2>&1", d, W());
+    CHECK_EQ_INT(rc, 1);
+    CHECK_CONTAINS(out, "t1/model-rank00001-of-00002.wpk: shard 0 does not match its manifest");
+    CHECK(access(wpt_path("%s/out2", d), F_OK) != 0);
+    CHECKF(!strcmp(wpt_hidden_names(d), ""), "left %s", wpt_hidden_names(d));
+    /* a part shorter or longer than its manifest: refused by name either way */
+    REQUIRE(truncate(w, (off_t)(n - 10)) == 0);
+    rc = wpt_run(out, sizeof out, "cd %s && WPACK_FAULT=nolink %s merge --no-check p0 t1 -o out2 2>&1", d, W());
+    CHECK_EQ_INT(rc, 1);
+    CHECK_CONTAINS(out, "t1/model-rank00001-of-00002.wpk: ");
+    CHECK(access(wpt_path("%s/out2", d), F_OK) != 0);
+    REQUIRE(truncate(w, (off_t)(n + 10)) == 0);
+    rc = wpt_run(out, sizeof out, "cd %s && WPACK_FAULT=nolink %s merge --no-check p0 t1 -o out2 2>&1", d, W());
+    CHECK_EQ_INT(rc, 1);
+    CHECK_CONTAINS(out, "t1/model-rank00001-of-00002.wpk: ");
+    CHECK(access(wpt_path("%s/out2", d), F_OK) != 0);
+}
+
 /* --rank > the scheduler's variable; both variables set and different are
  * refused; a plan of one rank ignores them; a rank past the plan is refused. */
 TEST(convert_rank_from_environment)
