@@ -121,7 +121,7 @@ for tool in "$WPACK" $BASE; do
         for i in $(seq "$REPS"); do
             dd_once
             evict
-            set -- $(env WPACK_HASH_IO="$mode" "$tool" verify "$B" --allow-unsigned --threads "$THREADS" -q)
+            set -- $(run env WPACK_HASH_IO="$mode" "$tool" verify "$B" --allow-unsigned --threads "$THREADS" -q)
             bw=$(max "$bw" "$(gbs "$BYTES" "$1")"); bc=$(max "$bc" "$(gbs "$BYTES" "$2")")
         done
         label="$name verify cold"; [ "$name" = base ] || label="$label ($mode)"

@@ -305,7 +305,12 @@ static void produce(stream *s, unsigned i, slot *o)
     }
     if (m) {
         /* fault the window in here, ahead of the hash; a page that cannot be
-         * read (the file shrank) is left for the hash to meet as SIGBUS */
+         * read (the file shrank) is left for the hash to meet as SIGBUS.  What
+         * is not cached yet is asked for first as read-ahead of this window
+         * and the next (large reads, queued at once; faulting alone reads a
+         * window in small pieces, one after another) */
+        uint64_t ahead = s->n - k < WINDOW ? s->n - k : WINDOW;
+        posix_fadvise(j->fd, (off_t)off, (off_t)(k + ahead), POSIX_FADV_WILLNEED);
         if (madvise(m, len, MADV_POPULATE_READ) != 0 && errno == EINVAL) madvise(m, len, MADV_WILLNEED);
         o->kind = K_MAP;
         o->map = m;
