@@ -1,82 +1,141 @@
 #!/bin/sh
 # bench/verify.sh — `wpack verify` throughput on a >= 4 GB build, cached and
-# cold, next to what the same machine can hash: `openssl speed sha256` (one
-# core x cores, and -multi) and coreutils `sha256sum` over the same bytes.
+# cold, each figure next to its limit measured in the same run:
+#   cached: `openssl speed sha256` (one core, 16 KiB blocks) x threads, in wall
+#           time, and per CPU-second (user + sys: what the engine costs,
+#           whatever else runs on the machine);
+#   cold:   `dd iflag=direct bs=8M` of the same files (the disk's read rate),
+#           and min(dd, verify cached) (cold cannot beat cached: on a busy
+#           machine the CPU share, not the disk, is the limit).
+# Each row is run REPS times, interleaved with its peer (and with BASE's
+# wpack when given), best of the REPS; the load average is printed per row.
 #
-#   bench/verify.sh [WORKDIR]      (default /tmp/wpack-bench-verify; reused if present)
-#   env: WPACK=build/wpack  THREADS=$(nproc)  EXPERTS=96 (size of the synthetic build)
+#   sh bench/verify.sh [WORKDIR]      (default /tmp/wpack-bench-verify; the build is reused if present)
+#   env: WPACK=build/wpack  THREADS=$(nproc)  EXPERTS=96 (size of the synthetic build)  REPS=2
+#        BASE=PATH     another wpack (e.g. main's) measured in the same rows, interleaved
+#        MODES="auto map"   WPACK_HASH_IO values for the cold rows (auto: mapped windows for
+#                      what the page cache holds, O_DIRECT for what it does not; map: mapped
+#                      windows only, the engine before O_DIRECT)
+#        DROP_CACHES=1 drop the whole page cache for cold rows (root; evicts everyone's cache)
 #
 # The build is made once: `wpack synth --preset flash --layers 1 --experts $EXPERTS`
 # (real V4-Flash shapes, random values) converted with the reference profile.
 # Cold runs evict the build's own pages first (`dd iflag=nocache count=0`,
-# POSIX_FADV_DONTNEED: no root needed, nobody else's cache touched); with
-# DROP_CACHES=1 (root) the whole page cache is dropped instead.
+# POSIX_FADV_DONTNEED: no root needed, nobody else's cache touched).
 # Prints measured figures only; nothing is asserted.
 set -eu
 WPACK=${WPACK:-build/wpack}
 WORK=${1:-/tmp/wpack-bench-verify}
 THREADS=${THREADS:-$(nproc)}
 EXPERTS=${EXPERTS:-96}
+REPS=${REPS:-2}
+BASE=${BASE:-}
+MODES=${MODES:-auto map}
 B=$WORK/build
-
-now() { date +%s.%N; }
-rate() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.2f", b / t / 1e9 }'; }
-json_num() { sed -n "s/.*\"$1\":[[:space:]]*\([0-9.e+-]*\).*/\1/p" | head -1; }
 
 mkdir -p "$WORK"
 if [ ! -f "$B/manifest.json" ]; then
-    echo "making the build in $WORK (once) ..."
+    echo "# making the build in $WORK (once) ..."
     rm -rf "$WORK/ckpt" "$B"
-    "$WPACK" synth --preset flash --layers 1 --experts "$EXPERTS" -o "$WORK/ckpt" >/dev/null
-    "$WPACK" convert "$WORK/ckpt" -o "$B" --threads "$THREADS" >/dev/null
+    "$WPACK" synth --preset flash --layers 1 --experts "$EXPERTS" -o "$WORK/ckpt" -q >/dev/null
+    "$WPACK" convert "$WORK/ckpt" -o "$B" --threads "$THREADS" -q >/dev/null
     rm -rf "$WORK/ckpt"
 fi
-BYTES=$(cat "$B"/*.wpk | wc -c)
-NT=$(grep -o '"name":' "$B/manifest.json" | wc -l)
-echo "build: $B: $(ls "$B"/*.wpk | wc -l) .wpk file(s), $NT tensors, $BYTES bytes ($(rate "$BYTES" 1) GB)"
-echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); verify threads: $THREADS"
-[ "$BYTES" -ge 4000000000 ] || echo "WARNING: build is smaller than 4 GB (raise EXPERTS)"
+FILES=$(ls "$B"/*.wpk)
+BYTES=$(cat $FILES | wc -c)
+echo "# build $B: $(echo $FILES | wc -w) .wpk file(s), $BYTES bytes; $(nproc) CPUs, $(uname -r), verify threads $THREADS"
+[ "$BYTES" -ge 4000000000 ] || echo "# WARNING: build is smaller than 4 GB (raise EXPERTS)"
 
-# openssl: the SHA-256 rate of one core on 16 KiB blocks (kB/s, k = 1000)
-one=$(openssl speed -seconds 3 -bytes 16384 sha256 2>/dev/null | awk '/^sha256/ { v = $NF; sub(/k$/, "", v); print v * 1000 }')
-multi=$(openssl speed -seconds 3 -bytes 16384 -multi "$(nproc)" sha256 2>/dev/null |
-        awk '/^sha256/ { v = $NF; sub(/k$/, "", v); print v * 1000 }' | tail -1)
-cores=$(awk -v a="$one" -v n="$(nproc)" 'BEGIN { print a * n }')
-echo "openssl speed sha256 (16 KiB): $(rate "$one" 1) GB/s one core; x $(nproc) cores = $(rate "$cores" 1) GB/s; -multi $(nproc): $(rate "${multi:-0}" 1) GB/s"
-
-drop() {
+# run CMD...: prints "wall cpu" (seconds; cpu = user + sys of the command and its children)
+run() {
+    python3 - "$@" <<'PY'
+import os, resource, subprocess, sys, time
+r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+t0 = time.monotonic()
+rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
+t1 = time.monotonic()
+r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+if rc: sys.exit("bench/verify.sh: %s failed (exit %d)" % (sys.argv[1], rc))
+print("%.6f %.6f" % (t1 - t0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)))
+PY
+}
+gbs() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.3f", b / t / 1e9 }'; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b) ? a : b }'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+row() {   # figure value peer peer_value load
+    r=$(awk -v a="$2" -v b="$4" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }')
+    printf '%-34s %8s  %-30s %8s  %5s  %5s\n' "$1" "$2" "$3" "$4" "$r" "$5"
+}
+evict() {
     sync
     if [ "${DROP_CACHES:-0}" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches
-    else for f in "$B"/*; do dd if="$f" iflag=nocache count=0 status=none; done; fi
+    else for f in $FILES; do dd if="$f" iflag=nocache count=0 status=none; done; fi
+}
+cached_pct() {
+    command -v fincore > /dev/null || { echo "?"; return; }
+    fincore -b -n -o RES $FILES | awk -v t="$BYTES" '{ s += $1 } END { printf "%.0f%%", 100 * s / t }'
 }
 
-cat "$B"/*.wpk > /dev/null   # warm the page cache
-t0=$(now); cat "$B"/*.wpk | sha256sum > /dev/null; t1=$(now)
-s_cached=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-echo "sha256sum, cached:            $(rate "$BYTES" "$s_cached") GB/s ($s_cached s)"
+one=$(openssl speed -seconds 3 -bytes 16384 sha256 2>/dev/null | awk '/^sha256/ { v = $NF; sub(/k$/, "", v); printf "%.3f", v * 1000 / 1e9 }')
+cores=$(awk -v a="$one" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')
+echo "# openssl speed sha256 (16 KiB): $one GB/s one core (per CPU-second); x $THREADS = $cores GB/s"
+printf '%-34s %8s  %-30s %8s  %5s  %5s\n' figure GB/s peer/limit GB/s ratio load
 
-run_verify() {   # $1 = label, rest = extra flags
-    label=$1; shift
-    t0=$(now)
-    out=$("$WPACK" verify "$B" --allow-unsigned --threads "$THREADS" --json "$@")
-    t1=$(now)
-    hashed=$(echo "$out" | json_num bytes_hashed)
-    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-    echo "wpack verify $label $(rate "$hashed" "$wall") GB/s ($hashed bytes hashed, $wall s wall)"
-    LAST=$(rate "$hashed" "$wall")
+# ---- cached --------------------------------------------------------------------------
+cat $FILES > /dev/null
+echo "# build in the page cache before the cached rows: $(cached_pct)"
+for tool in "$WPACK" $BASE; do
+    name=wpack; [ "$tool" = "$WPACK" ] || name=base
+    for deep in "" --deep; do
+        bw=0 bc=0 l=$(load) hashed=$BYTES
+        [ -z "$deep" ] || hashed=$((2 * BYTES))   # --deep hashes every byte twice (tensors, shards)
+        for i in $(seq "$REPS"); do
+            set -- $(run "$tool" verify "$B" --allow-unsigned --threads "$THREADS" -q $deep)
+            bw=$(max "$bw" "$(gbs "$hashed" "$1")"); bc=$(max "$bc" "$(gbs "$hashed" "$2")")
+        done
+        [ "$name$deep" = wpack ] && cached_wall=$bw
+        row "$name verify cached $deep" "$bw" "openssl 1 core x $THREADS" "$cores" "$l"
+        row "$name verify cached $deep /CPU-s" "$bc" "openssl per CPU-s" "$one" "$l"
+    done
+done
+echo "# build in the page cache after the cached rows: $(cached_pct)"
+
+# ---- cold ----------------------------------------------------------------------------
+# dd iflag=direct is measured beside each verify run (interleaved), best of REPS
+dd_best=0
+dd_once() {
+    evict
+    t=0
+    for f in $FILES; do
+        set -- $(run dd if="$f" of=/dev/null bs=8M iflag=direct status=none)
+        t=$(awk -v a="$t" -v b="$1" 'BEGIN { print a + b }')
+    done
+    dd_best=$(max "$dd_best" "$(gbs "$BYTES" "$t")")
 }
-run_verify "cached:        "
-v_cached=$LAST
-run_verify "cached --deep: " --deep
-if drop; then
-    run_verify "cold:          "
-    drop
-    t0=$(now); cat "$B"/*.wpk | sha256sum > /dev/null; t1=$(now)
-    s_cold=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-    echo "sha256sum, cold:              $(rate "$BYTES" "$s_cold") GB/s"
-else
-    echo "cold-cache runs skipped (cannot evict the build's pages)"
-fi
-awk -v v="$v_cached" -v c="$cores" -v s="$(rate "$BYTES" "$s_cached")" 'BEGIN {
-    printf "ratios (cached): verify / (openssl x cores) = %.2f (target >= 0.9); verify / sha256sum = %.1fx (target >= 5)\n",
-           v * 1e9 / c, v / s }'
+for tool in "$WPACK" $BASE; do
+    name=wpack; [ "$tool" = "$WPACK" ] || name=base
+    for mode in $MODES; do
+        [ "$name" = base ] && [ "$mode" != auto ] && continue   # base has one way
+        bw=0 bc=0 l=$(load)
+        for i in $(seq "$REPS"); do
+            dd_once
+            evict
+            set -- $(run env WPACK_HASH_IO="$mode" "$tool" verify "$B" --allow-unsigned --threads "$THREADS" -q)
+            bw=$(max "$bw" "$(gbs "$BYTES" "$1")"); bc=$(max "$bc" "$(gbs "$BYTES" "$2")")
+        done
+        label="$name verify cold"; [ "$name" = base ] || label="$label ($mode)"
+        row "$label" "$bw" "dd iflag=direct (disk)" "$dd_best" "$l"
+        row "$label vs min(dd, cached)" "$bw" "min(dd direct, verify cached)" "$(min "$dd_best" "$cached_wall")" "$l"
+        row "$label /CPU-s" "$bc" "openssl per CPU-s" "$one" "$l"
+    done
+done
+echo "# cold --deep (every byte twice: tensors and shards read through the page cache)"
+bw=0 l=$(load)
+for i in $(seq "$REPS"); do
+    evict
+    set -- $(run "$WPACK" verify "$B" --allow-unsigned --threads "$THREADS" -q --deep)
+    bw=$(max "$bw" "$(gbs "$BYTES" "$1")")
+done
+row "wpack verify cold --deep" "$bw" "dd iflag=direct (disk)" "$dd_best" "$l"
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

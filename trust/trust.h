@@ -43,8 +43,9 @@ typedef struct wp_hash_job {
 
 int wp_hash_jobs(wp_hash_job *jobs, size_t n, int threads, wp_progress_fn progress, void *ud,
                  const char *what, wp_err *e);
-/* Tests only: called on a worker thread after each window of a file is
- * mapped, before it is hashed (to shrink the file under the engine). */
+/* Tests only: called on a hashing thread (a worker or its reader) for each
+ * window of a file, once it is mapped or before it is read, before it is
+ * hashed (to shrink the file under the engine). */
 extern void (*wp_hash_window_hook)(const wp_hash_job *j, uint64_t off, size_t len);
 /* Number of online CPUs (>= 1): the default thread count. */
 int wp_default_threads(void);

@@ -1,0 +1,396 @@
+/* test_verify_io.c — how the hashing engine (trust/digests.c) reads: mapped
+ * windows for what the page cache holds, O_DIRECT for what it does not, pread
+ * for what cannot be mapped.  Every way gives OpenSSL's digest of the same
+ * bytes at sizes that are not multiples of the O_DIRECT alignment; a file cut
+ * short before or while it is hashed is a one-line error naming it, never a
+ * crash; verify of v1 and v2 builds, --deep too, passes in every mode.
+ * WPACK_HASH_IO=map|direct|pread forces the way (the engine reads it at each
+ * wp_hash_jobs call). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+#include "trust/manifest.h"
+#include "trust/trust.h"
+
+#define MiB (1u << 20)
+
+static const char *W(void)
+{
+    static char abs_[4096];
+    if (!abs_[0]) {
+        const char *w = wpt_wpack();
+        if (w[0] == '/' || !realpath(w, abs_)) snprintf(abs_, sizeof abs_, "%s", w);
+    }
+    return abs_;
+}
+
+/* A file of n pseudo-random bytes (seeded by n), fsynced so its pages can
+ * be dropped; the bytes, or NULL. */
+static uint8_t *make_file(const char *path, size_t n)
+{
+    uint8_t *b = malloc(n ? n : 1);
+    if (!b) return NULL;
+    uint64_t x = 0x9E3779B97F4A7C15ull ^ n;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        b[i] = (uint8_t)(x >> 24);
+    }
+    int fd = wpt_write_file(path, b, n) ? -1 : open(path, O_RDONLY);
+    if (fd < 0 || fsync(fd)) {
+        if (fd >= 0) close(fd);
+        free(b);
+        return NULL;
+    }
+    close(fd);
+    return b;
+}
+
+/* Drop the file's pages from the page cache; how much of [off, off + n) the
+ * page cache holds afterwards, in pages (mincore: the file is ours). */
+static size_t resident(const char *path, uint64_t off, uint64_t n)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return (size_t)-1;
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t a = off / (uint64_t)pg * (uint64_t)pg;
+    size_t len = (size_t)(off + n - a), np = (len + (size_t)pg - 1) / (size_t)pg, res = 0;
+    void *m = len ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)a) : MAP_FAILED;
+    unsigned char *v = malloc(np + 1);
+    if (m != MAP_FAILED && v && mincore(m, len, v) == 0)
+        for (size_t i = 0; i < np; i++) res += v[i] & 1;
+    else
+        res = (size_t)-1;
+    if (m != MAP_FAILED) munmap(m, len);
+    free(v);
+    close(fd);
+    return res;
+}
+
+static int evict(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fdatasync(fd) || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+    return rc ? -1 : 0;
+}
+
+static int warm(const char *path)
+{
+    uint8_t *b;
+    size_t n;
+    if (wpt_read_file(path, &b, &n)) return -1;
+    free(b);
+    return 0;
+}
+
+/* Does the file system under the scratch directory take O_DIRECT reads?
+ * (tmpfs does not: the engine then reads another way, and the checks that
+ * O_DIRECT left the page cache alone are skipped.) */
+static int direct_works(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECT);
+    if (fd < 0) return 0;
+    void *b = NULL;
+    int ok = posix_memalign(&b, 4096, 4096) == 0 && pread(fd, b, 4096, 0) >= 0;
+    free(b);
+    close(fd);
+    return ok;
+}
+
+/* SHA-256 of the ranges of b, concatenated. */
+static void want_digest(const uint8_t *b, const wp_range *r, size_t nr, uint8_t out[32])
+{
+    size_t n = 0;
+    for (size_t k = 0; k < nr; k++) n += r[k].len;
+    uint8_t *cat = malloc(n + 1);
+    n = 0;
+    for (size_t k = 0; cat && k < nr; k++) memcpy(cat + n, b + r[k].off, r[k].len), n += r[k].len;
+    wp_err e = {0};
+    if (!cat || wp_sha256_buf(cat, n, out, &e)) memset(out, 0, 32);
+    free(cat);
+}
+
+static const char *const g_modes[] = {"map", "direct", "pread", "auto"};
+
+/* Sizes around the 4096-byte O_DIRECT alignment and past a 64 MiB shard,
+ * whole and in ranges that start and end off alignment, in every mode, cold
+ * and warm: OpenSSL's digest each time.  Forced O_DIRECT reads leave a cold
+ * file cold (so that path really ran), and so does auto on a cold file. */
+TEST(verify_io_digests_every_path)
+{
+    static const size_t sizes[] = {1, 4095, 4096, 4097, 64 * MiB + 1};
+    const char *path = wpt_path("%s/f.bin", wpt_tmpdir());
+    int checked_cold = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        uint8_t *b = make_file(path, n);
+        REQUIRE(b);
+        int dio = direct_works(path);
+        int fd = open(path, O_RDONLY);
+        REQUIRE(fd >= 0);
+        /* job 0: the whole file; job 1: odd pieces (n >= 4095 only) */
+        wp_range whole = {0, n};
+        wp_range odd[3] = {{1, n > 2 ? n - 2 : 0}, {n / 3, n / 5}, {n - 1, 1}};
+        uint8_t want0[32], want1[32];
+        want_digest(b, &whole, 1, want0);
+        want_digest(b, odd, 3, want1);
+        for (size_t mi = 0; mi < sizeof g_modes / sizeof *g_modes; mi++)
+            for (int cold = 0; cold < 2; cold++) {
+                REQUIRE(setenv("WPACK_HASH_IO", g_modes[mi], 1) == 0);
+                REQUIRE((cold ? evict(path) : warm(path)) == 0);
+                /* separate calls: overlapping jobs in one call read through the cache */
+                wp_hash_job j0 = {.fd = fd, .path = path, .ranges = &whole, .nranges = 1};
+                wp_hash_job j1 = {.fd = fd, .path = path, .ranges = odd, .nranges = 3};
+                wp_err e = {0};
+                CHECKF(wp_hash_jobs(&j0, 1, 2, NULL, NULL, "test", &e) == 0, "%s: %s", g_modes[mi], e.msg);
+                CHECKF(j0.done && !memcmp(j0.out, want0, 32), "size %zu, %s, %s: whole file", n, g_modes[mi],
+                       cold ? "cold" : "warm");
+                if (cold && dio && n >= 4096 && strcmp(g_modes[mi], "map") && strcmp(g_modes[mi], "pread")) {
+                    /* O_DIRECT (forced, or auto on a cold file) brought nothing into the page cache */
+                    size_t res = resident(path, 0, n);
+                    CHECKF(res <= 1, "size %zu, %s: %zu pages cached after a cold O_DIRECT hash", n, g_modes[mi], res);
+                    checked_cold++;
+                }
+                if (n < 4095) continue;
+                REQUIRE((cold ? evict(path) : 0) == 0);
+                CHECKF(wp_hash_jobs(&j1, 1, 1, NULL, NULL, "test", &e) == 0, "%s: %s", g_modes[mi], e.msg);
+                CHECKF(j1.done && !memcmp(j1.out, want1, 32), "size %zu, %s, %s: odd ranges", n, g_modes[mi],
+                       cold ? "cold" : "warm");
+            }
+        unsetenv("WPACK_HASH_IO");
+        close(fd);
+        free(b);
+    }
+    if (!checked_cold) printf("note: O_DIRECT unsupported under %s; cold checks skipped\n", wpt_tmpdir());
+}
+
+/* auto decides window by window: on a file whose first half is cached and
+ * second half is not, the first half is hashed from the cache and the second
+ * read with O_DIRECT (it stays out of the cache), and the digest is right. */
+TEST(verify_io_auto_per_window)
+{
+    const char *path = wpt_path("%s/half.bin", wpt_tmpdir());
+    size_t n = 32 * MiB + 123;
+    uint8_t *b = make_file(path, n);
+    REQUIRE(b);
+    if (!direct_works(path)) {
+        printf("note: O_DIRECT unsupported under %s; skipped\n", wpt_tmpdir());
+        free(b);
+        return;
+    }
+    REQUIRE(evict(path) == 0);
+    int fd = open(path, O_RDONLY);
+    REQUIRE(fd >= 0);
+    uint8_t *tmp = malloc(16 * MiB);
+    REQUIRE(tmp && pread(fd, tmp, 16 * MiB, 0) == (ssize_t)(16 * MiB));   /* cache the first half */
+    free(tmp);
+    /* what read-ahead brought in of the second half goes again */
+    REQUIRE(posix_fadvise(fd, 16 * MiB, 0, POSIX_FADV_DONTNEED) == 0);
+    REQUIRE(resident(path, 16 * MiB, n - 16 * MiB) == 0);
+    size_t pages_half = 16 * MiB / (size_t)sysconf(_SC_PAGESIZE);
+    REQUIRE(resident(path, 0, 16 * MiB) >= pages_half - 1);
+    unsetenv("WPACK_HASH_IO");
+    wp_range r = {0, n};
+    wp_hash_job j = {.fd = fd, .path = path, .ranges = &r, .nranges = 1};
+    wp_err e = {0};
+    CHECK_EQ_INT(wp_hash_jobs(&j, 1, 1, NULL, NULL, "test", &e), 0);
+    uint8_t want[32];
+    want_digest(b, &r, 1, want);
+    CHECK(j.done && !memcmp(j.out, want, 32));
+    CHECK(resident(path, 0, 16 * MiB) >= pages_half - 1);
+    size_t res2 = resident(path, 16 * MiB, n - 16 * MiB);
+    CHECKF(res2 <= 2, "%zu pages of the cold half cached", res2);
+    /* two jobs over the same bytes (verify --deep: a tensor and its shard)
+     * read through the page cache, so the disk is read once, not twice */
+    REQUIRE(evict(path) == 0);
+    wp_range part = {MiB, 20 * MiB};
+    wp_hash_job two[2] = {{.fd = fd, .path = path, .ranges = &r, .nranges = 1},
+                          {.fd = fd, .path = path, .ranges = &part, .nranges = 1}};
+    CHECK_EQ_INT(wp_hash_jobs(two, 2, 2, NULL, NULL, "test", &e), 0);
+    want_digest(b, &part, 1, want);
+    CHECK(two[1].done && !memcmp(two[1].out, want, 32));
+    CHECKF(resident(path, MiB, 20 * MiB) >= 20 * MiB / (size_t)sysconf(_SC_PAGESIZE) - 1,
+           "overlapping jobs did not read through the page cache");
+    close(fd);
+    free(b);
+}
+
+/* ---- files cut short ------------------------------------------------------------------- */
+
+static const char *g_cut_path;
+static uint64_t g_cut_at_window, g_cut_to;
+static void cut_hook(const wp_hash_job *j, uint64_t off, size_t len)
+{
+    (void)j, (void)len;
+    if (g_cut_path && off >= g_cut_at_window && truncate(g_cut_path, (off_t)g_cut_to) == 0) g_cut_path = NULL;
+}
+
+/* Cut to g_cut_to when the window at `at` is reached, in mode `mode`: the
+ * error names the file and where its bytes ended (the first missing page for
+ * a mapped window, the new end for a read), and a second job on another file
+ * running beside it stops or finishes; no crash, nothing leaked (ASan). */
+static void cut_while_hashing(const char *mode, uint64_t at, uint64_t to, int cold)
+{
+    const char *path = wpt_path("%s/cut-%s.bin", wpt_tmpdir(), mode);
+    const char *other = wpt_path("%s/other-%s.bin", wpt_tmpdir(), mode);
+    char pathc[4096];
+    snprintf(pathc, sizeof pathc, "%s", path);
+    size_t n = 24 * MiB + 5;
+    uint8_t *b = make_file(pathc, n), *c = make_file(other, 40 * MiB);
+    REQUIRE(b && c);
+    free(b);
+    free(c);
+    REQUIRE(!cold || evict(pathc) == 0);
+    int fd = open(pathc, O_RDONLY), fd2 = open(other, O_RDONLY);
+    REQUIRE(fd >= 0 && fd2 >= 0);
+    REQUIRE(setenv("WPACK_HASH_IO", mode, 1) == 0);
+    g_cut_path = pathc;
+    g_cut_at_window = at;
+    g_cut_to = to;
+    wp_hash_window_hook = cut_hook;
+    wp_range r = {0, n}, r2 = {0, 40 * MiB};
+    wp_hash_job j[2] = {{.fd = fd2, .path = other, .ranges = &r2, .nranges = 1},
+                        {.fd = fd, .path = pathc, .ranges = &r, .nranges = 1}};
+    wp_err e = {0};
+    int rc = wp_hash_jobs(j, 2, 2, NULL, NULL, "test", &e);
+    wp_hash_window_hook = NULL;
+    unsetenv("WPACK_HASH_IO");
+    CHECKF(g_cut_path == NULL, "%s: the hook did not run", mode);
+    CHECKF(rc == WP_EINVAL, "%s: rc %d (%s)", mode, rc, e.msg);
+    CHECK(!j[1].done);
+    long pg = sysconf(_SC_PAGESIZE);
+    /* a mapped window faults at the first page past the new end; a read (O_DIRECT
+     * or pread) ends at the new end itself */
+    uint64_t page_end = (to + (uint64_t)pg - 1) / (uint64_t)pg * (uint64_t)pg;
+    char want_map[4200], want_read[4200];
+    snprintf(want_map, sizeof want_map, "%s: unexpected end of file at offset %llu (file truncated?)", pathc,
+             (unsigned long long)page_end);
+    snprintf(want_read, sizeof want_read, "%s: unexpected end of file at offset %llu (file truncated?)", pathc,
+             (unsigned long long)to);
+    CHECKF(strstr(e.msg, !strcmp(mode, "map") ? want_map : want_read), "%s: %s", mode, e.msg);
+    CHECKF(!strchr(e.msg, '\n'), "%s: not one line: %s", mode, e.msg);
+    /* the engine works afterwards, on the cut file */
+    wp_range r3 = {0, to};
+    wp_hash_job k = {.fd = fd, .path = pathc, .ranges = &r3, .nranges = 1};
+    wp_err_clear(&e);
+    CHECK_EQ_INT(wp_hash_jobs(&k, 1, 1, NULL, NULL, "test", &e), 0);
+    CHECK(k.done);
+    close(fd);
+    close(fd2);
+}
+
+TEST(verify_io_truncated_while_hashing)
+{
+    for (size_t mi = 0; mi < sizeof g_modes / sizeof *g_modes; mi++) {
+        if (!strcmp(g_modes[mi], "auto")) continue;   /* auto is map (warm) or direct (cold): below */
+        cut_while_hashing(g_modes[mi], 0, 3 * MiB + 100, 0);          /* in the first window */
+        cut_while_hashing(g_modes[mi], 8 * MiB, 12 * MiB + 1, 1);     /* read ahead of the hash */
+    }
+}
+
+/* Truncated before hashing: the ranges are checked against the file's size
+ * first (a mapped partial last page would read as zeros), every mode. */
+TEST(verify_io_truncated_before)
+{
+    const char *path = wpt_path("%s/t.bin", wpt_tmpdir());
+    uint8_t *b = make_file(path, 9 * MiB + 7);
+    REQUIRE(b);
+    free(b);
+    int fd = open(path, O_RDONLY);
+    REQUIRE(fd >= 0);
+    int wfd = open(path, O_WRONLY);
+    REQUIRE(wfd >= 0 && ftruncate(wfd, 5 * MiB + 3) == 0);
+    close(wfd);
+    for (size_t mi = 0; mi < sizeof g_modes / sizeof *g_modes; mi++) {
+        REQUIRE(setenv("WPACK_HASH_IO", g_modes[mi], 1) == 0);
+        wp_range r = {0, 9 * MiB + 7};
+        wp_hash_job j = {.fd = fd, .path = path, .ranges = &r, .nranges = 1};
+        wp_err e = {0};
+        CHECK_EQ_INT(wp_hash_jobs(&j, 1, 2, NULL, NULL, "test", &e), WP_EINVAL);
+        CHECK_CONTAINS(e.msg, wpt_path("t.bin: unexpected end of file at offset %u (file truncated?)", 5 * MiB + 3));
+        CHECK(!j.done);
+    }
+    unsetenv("WPACK_HASH_IO");
+    close(fd);
+}
+
+/* ---- the command ----------------------------------------------------------------------- */
+
+/* tiny-a converted (two ranks: two .wpk), its manifest v2 and a v1 copy;
+ * `wpack verify` with and without --deep, cold, in every mode: OK with the
+ * same root digest; a flipped byte is found in every mode; a .wpk cut short
+ * is one line on stderr and exit 1 or 2, never a crash. */
+TEST(verify_io_cli_every_mode)
+{
+    static char out[16384];
+    const char *d = wpt_tmpdir();
+    REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --ep 2 -q", W(), WPT_TINY, d) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "cp -r %s/b %s/v1", d, d) == 0);
+    /* the v1 copy: whole-file digests */
+    const char *mp = wpt_path("%s/v1/manifest.json", d);
+    uint8_t *raw;
+    size_t len;
+    REQUIRE(wpt_read_file(mp, &raw, &len) == 0);
+    wp_manifest m;
+    wp_err e = {0};
+    REQUIRE(wp_manifest_parse((const char *)raw, len, "m", &m, &e) == 0);
+    free(raw);
+    m.version = 1;
+    for (uint32_t i = 0; i < m.nfiles; i++) {
+        uint8_t *x;
+        size_t n;
+        REQUIRE(wpt_read_file(wpt_path("%s/v1/%s", d, m.files[i].path), &x, &n) == 0);
+        REQUIRE(wp_sha256_buf(x, n, m.files[i].sha256, &e) == 0);
+        free(x);
+    }
+    REQUIRE(wp_manifest_finish(&m, &e) == 0);
+    REQUIRE(wp_manifest_write(wpt_path("%s/v1", d), &m, &e) == 0);
+    char part[4096];
+    snprintf(part, sizeof part, "%s", m.files[1].path);
+    wp_manifest_free(&m);
+    const char *builds[] = {"b", "v1"};
+    for (int bi = 0; bi < 2; bi++)
+        for (size_t mi = 0; mi < sizeof g_modes / sizeof *g_modes; mi++)
+            for (int deep = 0; deep < 2; deep++) {
+                REQUIRE(wpt_run(out, sizeof out, "for f in %s/%s/*.wpk; do dd if=$f iflag=nocache count=0 status=none; done",
+                                d, builds[bi]) == 0);
+                int rc = wpt_run(out, sizeof out, "WPACK_HASH_IO=%s %s verify %s/%s --allow-unsigned --threads 2 %s 2>&1",
+                                 g_modes[mi], W(), d, builds[bi], deep ? "--deep" : "");
+                CHECKF(rc == 0, "%s %s%s: exit %d: %s", builds[bi], g_modes[mi], deep ? " --deep" : "", rc, out);
+                CHECK_CONTAINS(out, "OK");
+            }
+    /* one byte flipped inside the second part's tensors */
+    const char *victim = wpt_path("%s/b/%s", d, part);
+    struct stat st;
+    REQUIRE(stat(victim, &st) == 0);
+    REQUIRE(wpt_run(out, sizeof out, "printf '\\377' | dd of=%s bs=1 seek=%lld conv=notrunc status=none", victim,
+                    (long long)st.st_size / 2) == 0);
+    for (size_t mi = 0; mi < sizeof g_modes / sizeof *g_modes; mi++) {
+        REQUIRE(wpt_run(out, sizeof out, "dd if=%s iflag=nocache count=0 status=none", victim) == 0);
+        int rc = wpt_run(out, sizeof out, "WPACK_HASH_IO=%s %s verify %s/b --allow-unsigned 2>&1", g_modes[mi], W(), d);
+        CHECKF(rc == 1, "%s: flipped byte: exit %d: %s", g_modes[mi], rc, out);
+        CHECK_CONTAINS(out, part);
+    }
+    /* cut short: one line, exit 1 or 2, one JSON document with --json */
+    REQUIRE(truncate(victim, st.st_size / 3) == 0);
+    for (size_t mi = 0; mi < sizeof g_modes / sizeof *g_modes; mi++) {
+        int rc = wpt_run(out, sizeof out, "WPACK_HASH_IO=%s %s verify %s/b --allow-unsigned 2>&1 >/dev/null", g_modes[mi],
+                         W(), d);
+        CHECKF(rc == 1 || rc == 2, "%s: truncated: exit %d: %s", g_modes[mi], rc, out);
+        CHECK_CONTAINS(out, part);
+        size_t lines = 0;
+        for (const char *q = out; *q; q++) lines += *q == '\n';
+        CHECKF(lines == 1, "%s: %zu lines: %s", g_modes[mi], lines, out);
+        rc = wpt_run(out, sizeof out, "WPACK_HASH_IO=%s %s verify %s/b --allow-unsigned --json 2>/dev/null", g_modes[mi],
+                     W(), d);
+        CHECKF((rc == 1 || rc == 2) && out[0] == '{', "%s: --json: exit %d: %s", g_modes[mi], rc, out);
+    }
+}
