@@ -153,7 +153,7 @@ static void compress_work(void *ctx, void *tls, wpz_job *j)
     const zpack *z = ctx;
     ZSTD_CCtx *c = tls;
     size_t cap = ZSTD_compressBound(j->in_len);
-    if (!c || wpz_job_reserve(&j->out, &j->out_cap, cap)) {
+    if (!c || wpz_job_reserve(&j->out, &j->out_cap, cap, ZSTD_compressBound((size_t)z->chunk))) {
         j->rc = wp_oom(&j->e, "%s: zstd compression of a %zu-byte frame", z->out.path, j->in_len);
         return;
     }
@@ -216,7 +216,7 @@ static int pack_range(zpack *z, int fd, const char *path, uint64_t a, uint64_t b
         int rc;
         while (!(j = wpz_pool_slot(z->pool)))
             if ((rc = retire(z, e))) return rc;
-        if (wpz_job_reserve(&j->in, &j->in_cap, n)) return wp_oom(e, "%s: a %zu-byte frame buffer", z->out.path, n);
+        if (wpz_job_reserve(&j->in, &j->in_cap, n, (size_t)z->chunk)) return wp_oom(e, "%s: a %zu-byte frame buffer", z->out.path, n);
         if ((rc = wp_pread_full(fd, j->in, n, a, path, e))) return rc;
         j->in_len = n;
         j->raw_off = a;

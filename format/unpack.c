@@ -396,7 +396,8 @@ static void decode_work(void *ctx, void *tls, wpz_job *j)
     const zframe_rec *fr = &a->x.frames[j->frame];
     size_t cn = (size_t)fr->comp_size, rn = (size_t)fr->raw_size;
     j->rc = WP_EVERIFY;   /* until it checks out */
-    if (!d || wpz_job_reserve(&j->in, &j->in_cap, cn) || wpz_job_reserve(&j->out, &j->out_cap, rn)) return;
+    if (!d || wpz_job_reserve(&j->in, &j->in_cap, cn, ZSTD_compressBound(WPZ_CHUNK)) ||
+        wpz_job_reserve(&j->out, &j->out_cap, rn, WPZ_CHUNK)) return;
     wp_err ie = {0};
     if (wp_pread_full(a->fd, j->in, cn, fr->comp_offset, a->path, &ie)) return;
     /* exactly one frame, of the indexed size, with a window the streaming

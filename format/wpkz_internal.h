@@ -131,8 +131,10 @@ void wpz_pool_submit(wpz_pool *p, wpz_job *j);
 wpz_job *wpz_pool_oldest(wpz_pool *p);   /* NULL when nothing is in flight */
 void wpz_pool_release(wpz_pool *p);
 void wpz_pool_stop(wpz_pool *p);         /* joins the workers, frees every slot; p may be NULL */
-/* Make *buf hold at least need bytes (contents not kept); -1 if out of memory. */
-int wpz_job_reserve(uint8_t **buf, size_t *cap, size_t need);
+/* Make *buf hold at least need bytes (contents not kept); when it must grow,
+ * to `most` (the largest the caller will ask of this slot) if that is more.
+ * -1 if out of memory. */
+int wpz_job_reserve(uint8_t **buf, size_t *cap, size_t need, size_t most);
 
 /* ---- the digest chains (wpkz_pool.c) -----------------------------------------------
  * A SHA-256 that must see bytes in order (a file's digest, a tensor's) is
