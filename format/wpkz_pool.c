@@ -6,6 +6,8 @@
  * frames are in flight, each holding its own input and output buffer, so
  * memory is bounded by the caller's slot count times its largest frame.
  * With no worker threads the transform runs on the calling thread at submit.
+ * Also here, shared by pack and unpack: the digest chains (a SHA-256 fed in
+ * frame order on a thread of its own) and the write-behind hint.
  */
 #include <fcntl.h>
 #include <pthread.h>
