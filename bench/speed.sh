@@ -24,9 +24,13 @@
 #   verify cold/limit   the same against min(dd, verify cached): cold cannot beat cached, so
 #                       where the CPU (not the disk) is the bottleneck that is the limit
 #   pack                `wpack pack --level LEVEL --threads THREADS` vs `zstd -T$THREADS -LEVEL`
+#                       (zstd runs before and after wpack; its figure is the mean of the two)
+#   pack/CPU            the same in bytes per CPU-second (user + sys): the cost, whatever else runs
 #   pack size           .wpkz compression ratio vs the zstd file's
-#   unpack              `wpack unpack --threads THREADS` (every digest checked) vs `zstd -d -T$THREADS`
-#                       (zstd decodes one stream on one thread whatever -T says)
+#   unpack              `wpack unpack --threads THREADS` (every digest checked, every file fsynced)
+#                       vs `zstd -d -T$THREADS` (one stream on one thread whatever -T says; its
+#                       xxhash checked, nothing synced), zstd before and after as for pack
+#   unpack/CPU          the same in bytes per CPU-second
 #   convert CPU         bench/convert_cpu.c (engineer quantspeed's) 2 threads vs 1 thread x 2
 #   runtime decode      bench/rt_layer.c (engineer runtime's): weight bytes read per second in
 #                       decode vs the memory read bandwidth it measures
@@ -129,34 +133,46 @@ row "verify cold/limit" "$vcold" "min(dd direct, verify cached)" "$(awk -v a="$d
 # ---- pack / unpack ---------------------------------------------------------------------
 if skip pack; then
     na "pack" "zstd -T$THREADS -$LEVEL"; na "pack size (ratio)" "zstd -T$THREADS -$LEVEL"
-    na "unpack" "zstd -d -T$THREADS"
+    na "pack/CPU" "zstd -T$THREADS -$LEVEL per CPU-s"
+    na "unpack" "zstd -d -T$THREADS"; na "unpack/CPU" "zstd -d -T$THREADS per CPU-s"
 else
     free_kb=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
     [ "$free_kb" -gt $((ALL / 1024 * 3)) ] || { echo "bench/speed.sh: need 3x the build free in $WORK" >&2; exit 2; }
     Z=$WORK/b.wpkz; ZS=$WORK/b.zst
     rm -rf "$Z" "$ZS" "$WORK/restored" "$WORK/zstd.out"
     cat $FILES > /dev/null
+    # zstd first, then wpack, then zstd again: the mean of the two zstd runs
+    # is the peer of the one wpack run between them (the load drifts)
+    set -- $(run sh -c "cat $B/* | zstd -q -T$THREADS -$LEVEL -c > $ZS"); zw1=$1 zc1=$2
     set -- $(run "$WPACK" pack "$B" -o "$Z" --level "$LEVEL" --threads "$THREADS" -q)
-    p=$(gbs "$ALL" "$1")
+    p=$(gbs "$ALL" "$1") pc=$(gbs "$ALL" "$2")
     # the same bytes through zstd: the build's files as one stream
     set -- $(run sh -c "cat $B/* | zstd -q -T$THREADS -$LEVEL -c > $ZS")
-    zp=$(gbs "$ALL" "$1")
+    zp=$(gbs "$ALL" "$(awk -v a="$zw1" -v b="$1" 'BEGIN { print (a + b) / 2 }')")
+    zpc=$(gbs "$ALL" "$(awk -v a="$zc1" -v b="$2" 'BEGIN { print (a + b) / 2 }')")
     row "pack" "$p" "zstd -T$THREADS -$LEVEL" "$zp"
+    # bytes per CPU-second (user + sys): what each costs, whatever else runs
+    row "pack/CPU" "$pc" "zstd -T$THREADS -$LEVEL per CPU-s" "$zpc"
     row "pack size (ratio)" "$(awk -v a="$ALL" -v b="$(stat -c %s "$Z")" 'BEGIN { printf "%.4f", a / b }')" \
         "zstd -T$THREADS -$LEVEL" "$(awk -v a="$ALL" -v b="$(stat -c %s "$ZS")" 'BEGIN { printf "%.4f", a / b }')"
     uflags=
     "$WPACK" unpack --help 2>&1 | grep -q -- '--threads' && uflags="--threads $THREADS"
-    cat "$Z" > /dev/null
+    cat "$Z" "$ZS" > /dev/null
+    set -- $(run sh -c "zstd -q -d -T$THREADS -c $ZS > $WORK/zstd.out"); zw1=$1 zc1=$2
+    rm -f "$WORK/zstd.out"
     set -- $(run "$WPACK" unpack "$Z" -o "$WORK/restored" $uflags -q)
-    u=$(gbs "$ALL" "$1")
+    u=$(gbs "$ALL" "$1") uc=$(gbs "$ALL" "$2")
     cmp -s "$B/model.wpk" "$WORK/restored/model.wpk" 2>/dev/null || [ ! -f "$B/model.wpk" ] ||
         { echo "bench/speed.sh: restored build differs" >&2; exit 1; }
     rm -rf "$WORK/restored"
-    cat "$ZS" > /dev/null
     set -- $(run sh -c "zstd -q -d -T$THREADS -c $ZS > $WORK/zstd.out")
-    zu=$(gbs "$ALL" "$1")
+    zu=$(gbs "$ALL" "$(awk -v a="$zw1" -v b="$1" 'BEGIN { print (a + b) / 2 }')")
+    zuc=$(gbs "$ALL" "$(awk -v a="$zc1" -v b="$2" 'BEGIN { print (a + b) / 2 }')")
     rm -f "$WORK/zstd.out"
     row "unpack" "$u" "zstd -d -T$THREADS" "$zu"
+    # wpack also SHA-256s every restored byte and fsyncs every file; zstd -d
+    # checks its xxhash and syncs nothing
+    row "unpack/CPU" "$uc" "zstd -d -T$THREADS per CPU-s" "$zuc"
     [ "${KEEP:-0}" = 1 ] || rm -f "$Z" "$ZS"
 fi
 

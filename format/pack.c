@@ -104,148 +104,6 @@ int wpz_fill_stats(const zindex *x, uint64_t archive_size, wpz_stats *st, wp_err
     return 0;
 }
 
-/* ---- the digest chains -------------------------------------------------------------
- * Pack SHA-256s every byte twice: the file digest (the file record) and the
- * digest of the tensor it belongs to (checked against the .wpk directory).
- * Each is one sequential chain, but the two are independent of each other
- * and of the compression, so each runs on its own thread, in frame order,
- * over the frame buffers in the pipeline's slots: the calling thread only
- * reads, submits and writes.  A slot is reused only once both chains have
- * passed it (retire waits on the positions recorded in its job).  With
- * --threads 0 the ops run at push, on the calling thread. */
-enum { OP_UPDATE, OP_ZEROS, OP_CHECK };
-typedef struct chain_op {
-    int kind;
-    const uint8_t *p;       /* OP_UPDATE: bytes (in a slot, or static) */
-    size_t n;               /* OP_UPDATE, OP_ZEROS: length */
-    wp_sha256 h;            /* the digest fed (OP_CHECK: finalised, compared) */
-    uint8_t want[32];       /* OP_CHECK */
-    char *msg;              /* OP_CHECK: the failure message (malloc'd) */
-} chain_op;
-
-#define CHAIN_OPS 256
-typedef struct chain {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    chain_op ops[CHAIN_OPS];
-    uint64_t head, tail;    /* ops done, ops pushed */
-    int quit, threaded;
-    pthread_t tid;
-    int rc;                 /* first OP_CHECK mismatch: WP_EVERIFY, msg */
-    char *msg;
-} chain;
-
-static void chain_run(chain *c, chain_op *op)
-{
-    static const uint8_t zeros[1 << 16];
-    switch (op->kind) {
-    case OP_UPDATE:
-        wp_sha256_update(&op->h, op->p, op->n);
-        break;
-    case OP_ZEROS:
-        for (size_t n = op->n; n;) {
-            size_t k = n < sizeof zeros ? n : sizeof zeros;
-            wp_sha256_update(&op->h, zeros, k);
-            n -= k;
-        }
-        break;
-    case OP_CHECK: {
-        uint8_t d[32];
-        wp_sha256_final(&op->h, d);
-        if (memcmp(d, op->want, 32)) {
-            pthread_mutex_lock(&c->mu);
-            if (!c->rc) {
-                c->rc = WP_EVERIFY;
-                c->msg = op->msg;
-                op->msg = NULL;
-            }
-            pthread_mutex_unlock(&c->mu);
-        }
-        free(op->msg);
-        op->msg = NULL;
-        break;
-    }
-    }
-}
-
-static void *chain_thread(void *arg)
-{
-    chain *c = arg;
-    pthread_mutex_lock(&c->mu);
-    for (;;) {
-        while (!c->quit && c->head == c->tail) pthread_cond_wait(&c->cv, &c->mu);
-        if (c->head == c->tail) break;   /* quit, and nothing left */
-        chain_op *op = &c->ops[c->head % CHAIN_OPS];
-        pthread_mutex_unlock(&c->mu);
-        chain_run(c, op);
-        pthread_mutex_lock(&c->mu);
-        c->head++;
-        pthread_cond_broadcast(&c->cv);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
-}
-
-static void chain_start(chain *c, int threaded)
-{
-    memset(c, 0, sizeof *c);
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    c->threaded = threaded && pthread_create(&c->tid, NULL, chain_thread, c) == 0;
-}
-
-/* Queue op (run it now without a thread); returns the position to wait for. */
-static uint64_t chain_push(chain *c, const chain_op *op)
-{
-    if (!c->threaded) {
-        chain_op o = *op;
-        chain_run(c, &o);
-        return ++c->head, ++c->tail;
-    }
-    pthread_mutex_lock(&c->mu);
-    while (c->tail - c->head == CHAIN_OPS) pthread_cond_wait(&c->cv, &c->mu);
-    c->ops[c->tail % CHAIN_OPS] = *op;
-    uint64_t t = ++c->tail;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    return t;
-}
-
-/* Wait until the first `upto` ops are done; the chain's failure, if any. */
-static int chain_wait(chain *c, uint64_t upto, wp_err *e)
-{
-    pthread_mutex_lock(&c->mu);
-    while (c->threaded && c->head < upto) pthread_cond_wait(&c->cv, &c->mu);
-    int rc = c->rc;
-    pthread_mutex_unlock(&c->mu);
-    /* c->msg is set once, before c->rc, and never changes after */
-    return rc ? wp_fail(e, rc, "%s", c->msg) : 0;
-}
-
-static int chain_drain(chain *c, wp_err *e)
-{
-    uint64_t t;
-    pthread_mutex_lock(&c->mu);
-    t = c->tail;
-    pthread_mutex_unlock(&c->mu);
-    return chain_wait(c, t, e);
-}
-
-/* Every op done, the thread joined. */
-static void chain_stop(chain *c)
-{
-    if (c->threaded) {
-        pthread_mutex_lock(&c->mu);
-        c->quit = 1;
-        pthread_cond_broadcast(&c->cv);
-        pthread_mutex_unlock(&c->mu);
-        pthread_join(c->tid, NULL);
-    }
-    free(c->msg);
-    pthread_cond_destroy(&c->cv);
-    pthread_mutex_destroy(&c->mu);
-}
-
 /* ---- pack ------------------------------------------------------------------------- */
 
 typedef struct zpack {
@@ -258,7 +116,8 @@ typedef struct zpack {
     wpz_pool *pool;         /* frames compressed in parallel, written in order */
     uint64_t nsub;          /* frames submitted (a frame's index) */
     zindex x;               /* frames: those written */
-    chain fc, tc;           /* the file digest chain, the tensor digest chain */
+    wpz_chain fc, tc;       /* the file digest chain, the tensor digest chain (wpkz_internal.h) */
+    wpz_wb wb;              /* write-behind of the archive */
     int chains;             /* fc and tc started */
     const wpz_opts *o;
     uint64_t done, total;   /* progress */
@@ -294,7 +153,7 @@ static void compress_work(void *ctx, void *tls, wpz_job *j)
     const zpack *z = ctx;
     ZSTD_CCtx *c = tls;
     size_t cap = ZSTD_compressBound(j->in_len);
-    if (!c || wpz_job_reserve(&j->out, &j->out_cap, cap)) {
+    if (!c || wpz_job_reserve(&j->out, &j->out_cap, cap, ZSTD_compressBound((size_t)z->chunk))) {
         j->rc = wp_oom(&j->e, "%s: zstd compression of a %zu-byte frame", z->out.path, j->in_len);
         return;
     }
@@ -320,14 +179,18 @@ static int retire(zpack *z, wp_err *e)
     if (!j) return 0;
     int rc = j->rc ? wp_fail(e, j->rc, "%s", j->e.msg) : 0;
     /* both digest chains past this frame's bytes (the slot is reused next) */
-    int rf = chain_wait(&z->fc, j->seq[0], e);
-    int rt = chain_wait(&z->tc, j->seq[1], e);
+    int rf = wpz_chain_wait(&z->fc, j->seq[0], e);
+    int rt = wpz_chain_wait(&z->tc, j->seq[1], e);
     if (!rc) rc = rf ? rf : rt;
     /* in pieces of 1 MiB: one write(2) of a whole 64 MiB frame costs the
      * kernel several times the CPU per byte of small ones (measured: pack's
      * system time 9.5 s -> 2.6 s on a 3.3 GB build, docs/performance.md) */
     for (size_t o = 0; !rc && o < j->out_len; o += WRITE_PIECE)
         rc = wp_out_write(&z->out, j->out + o, j->out_len - o < WRITE_PIECE ? j->out_len - o : WRITE_PIECE, e);
+    /* the disk writes this while later frames compress: the fsync before
+     * the archive is named then waits for the last few MiB, not for all of
+     * it (1.35 s of a 2.7 GB archive before; docs/performance.md) */
+    if (!rc) wpz_writebehind(&z->wb, z->out.fd, z->out.written);
     if (!rc && grow((void **)&z->x.frames, &z->x.capfr, z->x.nfr + 1, sizeof(zframe_rec), e)) rc = WP_ENOMEM;
     if (!rc) {
         z->x.frames[z->x.nfr++] = (zframe_rec){z->pos, j->out_len, j->raw_off, j->in_len};
@@ -353,14 +216,14 @@ static int pack_range(zpack *z, int fd, const char *path, uint64_t a, uint64_t b
         int rc;
         while (!(j = wpz_pool_slot(z->pool)))
             if ((rc = retire(z, e))) return rc;
-        if (wpz_job_reserve(&j->in, &j->in_cap, n)) return wp_oom(e, "%s: a %zu-byte frame buffer", z->out.path, n);
+        if (wpz_job_reserve(&j->in, &j->in_cap, n, (size_t)z->chunk)) return wp_oom(e, "%s: a %zu-byte frame buffer", z->out.path, n);
         if ((rc = wp_pread_full(fd, j->in, n, a, path, e))) return rc;
         j->in_len = n;
         j->raw_off = a;
         j->frame = z->nsub++;
         wpz_pool_submit(z->pool, j);
-        j->seq[0] = chain_push(&z->fc, &(chain_op){.kind = OP_UPDATE, .p = j->in, .n = n, .h = fh});
-        j->seq[1] = th ? chain_push(&z->tc, &(chain_op){.kind = OP_UPDATE, .p = j->in, .n = n, .h = *th}) : 0;
+        j->seq[0] = wpz_chain_push(&z->fc, &(wpz_chain_op){.kind = WPZ_OP_UPDATE, .p = j->in, .n = n, .h = fh});
+        j->seq[1] = th ? wpz_chain_push(&z->tc, &(wpz_chain_op){.kind = WPZ_OP_UPDATE, .p = j->in, .n = n, .h = *th}) : 0;
         a += n;
     }
     return 0;
@@ -384,7 +247,7 @@ static int pack_gap(zpack *z, int fd, const char *path, uint64_t a, uint64_t b, 
         p += n;
     }
     if (nonzero) return pack_range(z, fd, path, a, b, fh, NULL, e);
-    chain_push(&z->fc, &(chain_op){.kind = OP_ZEROS, .n = (size_t)(b - a), .h = fh});
+    wpz_chain_push(&z->fc, &(wpz_chain_op){.kind = WPZ_OP_ZEROS, .n = (size_t)(b - a), .h = fh});
     return 0;
 }
 
@@ -431,19 +294,19 @@ static int pack_file(zpack *z, const char *dir, const char *name, wp_err *e)
             rc = pack_range(z, fd, path, t->offset, t->offset + t->size, fh, &th, e);
             if (rc) {
                 /* the chain may still be feeding th: let it finish first */
-                chain_drain(&z->tc, e);
+                wpz_chain_drain(&z->tc, e);
                 wp_sha256_free(&th);
                 break;
             }
             /* the tensor chain finalises th and compares it; a mismatch
              * fails the frame retired after it (or the end of pack) */
-            chain_op ck = {.kind = OP_CHECK, .h = th};
+            wpz_chain_op ck = {.kind = WPZ_OP_CHECK, .h = th};
             memcpy(ck.want, t->sha256, 32);
             int m = snprintf(NULL, 0, "%s: %s: sha256 mismatch in bytes [%llu, %llu); not packing "
                              "a corrupt build", path, t->name, (unsigned long long)t->offset,
                              (unsigned long long)(t->offset + t->size));
             if (m < 0 || !(ck.msg = malloc((size_t)m + 1))) {
-                chain_drain(&z->tc, e);
+                wpz_chain_drain(&z->tc, e);
                 wp_sha256_free(&th);
                 rc = wp_oom(e, "%s: %s: a digest check", path, t->name);
                 break;
@@ -451,7 +314,7 @@ static int pack_file(zpack *z, const char *dir, const char *name, wp_err *e)
             snprintf(ck.msg, (size_t)m + 1, "%s: %s: sha256 mismatch in bytes [%llu, %llu); not packing "
                      "a corrupt build", path, t->name, (unsigned long long)t->offset,
                      (unsigned long long)(t->offset + t->size));
-            chain_push(&z->tc, &ck);
+            wpz_chain_push(&z->tc, &ck);
             tr.frame_count = z->nsub - tr.first_frame;
             if (z->x.nt >= WPZ_MAX_TENSORS)
                 rc = wp_fail(e, WP_EUSAGE, "%s: more than %u tensors", path, WPZ_MAX_TENSORS);
@@ -475,7 +338,7 @@ static int pack_file(zpack *z, const char *dir, const char *name, wp_err *e)
 out:
     {
         /* the file chain done with fh (its ops read slots still held) */
-        int rw = chain_drain(&z->fc, e);
+        int rw = wpz_chain_drain(&z->fc, e);
         if (!rc) rc = rw;
     }
     if (rc) {
@@ -643,8 +506,8 @@ int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *s
     static const wpz_pool_ops ops = {ctls_new, ctls_free, compress_work};
     if ((rc = wpz_pool_start(&z.pool, o->threads, (size_t)(o->threads > 0 ? o->threads + 1 : 1), &ops, &z, e)))
         goto done;
-    chain_start(&z.fc, wpz_pool_threads(z.pool) > 0);
-    chain_start(&z.tc, wpz_pool_threads(z.pool) > 0);
+    wpz_chain_start(&z.fc, wpz_pool_threads(z.pool) > 0);
+    wpz_chain_start(&z.tc, wpz_pool_threads(z.pool) > 0);
     z.chains = 1;
     if ((rc = wp_out_create_own(&z.out, out, o->force, is_wpkz, "a .wpkz archive", e))) goto done;
     zprefix pre;
@@ -656,7 +519,7 @@ int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *s
     z.pos = sizeof pre;
     for (size_t i = 0; i < nnames && !rc; i++) rc = pack_file(&z, dir, names[i], e);
     while (!rc && z.x.nfr < z.nsub) rc = retire(&z, e);
-    if (!rc) rc = chain_drain(&z.tc, e);   /* the last tensors' checks */
+    if (!rc) rc = wpz_chain_drain(&z.tc, e);   /* the last tensors' checks */
     if (rc) goto done;
     uint8_t *idx;
     uint64_t idx_len;
@@ -675,8 +538,8 @@ int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *s
     if (!rc) rc = wp_out_commit(&z.out, e);
 done:
     if (z.chains) {   /* before the pool: their ops read its slots */
-        chain_stop(&z.fc);
-        chain_stop(&z.tc);
+        wpz_chain_stop(&z.fc);
+        wpz_chain_stop(&z.tc);
     }
     wpz_pool_stop(z.pool);
     wp_out_abort(&z.out);

@@ -343,6 +343,7 @@ typedef struct fsink {
     uint64_t base;          /* extraction: the tensor's offset in its file */
     const wpz_opts *o;
     uint64_t *done, total;
+    wpz_wb *wb;             /* unpack: write-behind of the restored file */
 } fsink;
 
 static int file_sink(void *ud, const uint8_t *p, size_t n, uint64_t raw_off, wp_err *e)
@@ -353,6 +354,7 @@ static int file_sink(void *ud, const uint8_t *p, size_t n, uint64_t raw_off, wp_
     s->hashed = raw_off + n;
     int rc = s->sequential ? wp_out_write(s->out, p, n, e)
                            : wp_out_pwrite(s->out, p, n, raw_off - s->base, e);
+    if (!rc && s->wb) wpz_writebehind(s->wb, s->out->fd, raw_off - s->base + n);
     if (!rc && s->done) {
         *s->done += n;
         if (s->o && s->o->progress) s->o->progress(s->o->ud, "unpack", *s->done, s->total);
@@ -394,7 +396,8 @@ static void decode_work(void *ctx, void *tls, wpz_job *j)
     const zframe_rec *fr = &a->x.frames[j->frame];
     size_t cn = (size_t)fr->comp_size, rn = (size_t)fr->raw_size;
     j->rc = WP_EVERIFY;   /* until it checks out */
-    if (!d || wpz_job_reserve(&j->in, &j->in_cap, cn) || wpz_job_reserve(&j->out, &j->out_cap, rn)) return;
+    if (!d || wpz_job_reserve(&j->in, &j->in_cap, cn, ZSTD_compressBound(WPZ_CHUNK)) ||
+        wpz_job_reserve(&j->out, &j->out_cap, rn, WPZ_CHUNK)) return;
     wp_err ie = {0};
     if (wp_pread_full(a->fd, j->in, cn, fr->comp_offset, a->path, &ie)) return;
     /* exactly one frame, of the indexed size, with a window the streaming
@@ -419,6 +422,33 @@ static int fast_frame(const zframe_rec *fr)
     return fr->raw_size <= WPZ_CHUNK && fr->comp_size <= ZSTD_compressBound((size_t)fr->raw_size);
 }
 
+#define WRITE_PIECE ((size_t)1 << 20)
+
+/* A frame the pool decoded: its bytes go to the file digest chain (hc) and,
+ * in 1 MiB pieces, to the file (one pwrite of a whole 64 MiB frame costs
+ * the kernel several times the CPU per byte of small ones, as in pack);
+ * the slot is released only once the chain has passed it. */
+static int write_frame(fsink *s, wpz_chain *hc, const wpz_job *j, const zframe_rec *fr, wp_err *e)
+{
+    uint64_t off = fr->raw_offset;
+    if (off > s->hashed) wpz_chain_push(hc, &(wpz_chain_op){.kind = WPZ_OP_ZEROS, .n = (size_t)(off - s->hashed), .h = s->h});
+    uint64_t seq = wpz_chain_push(hc, &(wpz_chain_op){.kind = WPZ_OP_UPDATE, .p = j->out, .n = j->out_len, .h = s->h});
+    s->hashed = off + j->out_len;
+    int rc = 0;
+    for (size_t o = 0; !rc && o < j->out_len; o += WRITE_PIECE) {
+        size_t n = j->out_len - o < WRITE_PIECE ? j->out_len - o : WRITE_PIECE;
+        rc = wp_out_pwrite(s->out, j->out + o, n, off + o, e);
+    }
+    if (!rc) wpz_writebehind(s->wb, s->out->fd, off + j->out_len);
+    int rw = wpz_chain_wait(hc, seq, e);
+    if (!rc) rc = rw;
+    if (!rc) {
+        *s->done += j->out_len;
+        if (s->o->progress) s->o->progress(s->o->ud, "unpack", *s->done, s->total);
+    }
+    return rc;
+}
+
 int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *stats, wp_err *e)
 {
     static const wpz_opts defaults;
@@ -433,6 +463,11 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
     /* threads workers decoding, one frame being hashed and written: at most
      * threads + 1 frames of <= WPZ_CHUNK (+ compressed) bytes in memory */
     if (!rc && o->threads > 0) rc = wpz_pool_start(&pool, o->threads, (size_t)o->threads + 1, &ops, &a, e);
+    /* each restored file's SHA-256 on a thread of its own, in frame order,
+     * while this thread writes the same frame and the workers decode the
+     * next ones */
+    wpz_chain hc;
+    wpz_chain_start(&hc, pool && wpz_pool_threads(pool) > 0);
     if (!rc) rc = wp_outdir_begin(&od, out, &(wp_outdir_opts){.force = o->force, .kind = WP_OUTDIR_BUILD}, e);
     if (rc) goto done;
     const char *tmp = wp_outdir_tmp(&od);
@@ -448,7 +483,8 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
         }
         wp_out wo;
         if ((rc = wp_out_open(&wo, p, e))) break;
-        fsink s = {.out = &wo, .o = o, .done = &done_bytes, .total = total};
+        wpz_wb wb = {0};
+        fsink s = {.out = &wo, .o = o, .done = &done_bytes, .total = total, .wb = &wb};
         if (ftruncate(wo.fd, (off_t)f->size) != 0) rc = wp_fail_errno(e, "%s: cannot size to %llu bytes", p, (unsigned long long)f->size);
         if (!rc) rc = wp_sha256_init(&s.h, e);
         for (uint64_t k = f->first_frame; !rc && k < f->first_frame + f->frame_count; k++) {
@@ -464,11 +500,19 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
                 next++;
             }
             j = wpz_pool_oldest(pool);   /* frame k: frames are handed out in order from 0 */
-            if (j && j->frame == k && j->mode == M_FAST && !j->rc)
-                rc = file_sink(&s, j->out, j->out_len, a.x.frames[k].raw_offset, e);
-            else
-                rc = unpack_frame(&a, &z, (size_t)k, file_sink, &s, e);
+            if (j && j->frame == k && j->mode == M_FAST && !j->rc) {
+                rc = write_frame(&s, &hc, j, &a.x.frames[k], e);
+            } else {
+                /* the streaming decoder hashes on this thread: the chain
+                 * first lets go of the digest */
+                rc = wpz_chain_drain(&hc, e);
+                if (!rc) rc = unpack_frame(&a, &z, (size_t)k, file_sink, &s, e);
+            }
             wpz_pool_release(pool);
+        }
+        {
+            int rw = wpz_chain_drain(&hc, e);   /* the digest is this thread's again */
+            if (!rc) rc = rw;
         }
         if (!rc) {
             uint8_t d[32];
@@ -490,6 +534,7 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
     if (!rc) rc = wp_outdir_commit(&od, e);
     if (!rc && stats) rc = wpz_fill_stats(&a.x, a.size, stats, e);
 done:
+    wpz_chain_stop(&hc);    /* before the pool: its ops read the slots */
     wpz_pool_stop(pool);
     wp_outdir_abort(&od);   /* after a commit: nothing to do */
     zdec_free(&z);

@@ -7,6 +7,7 @@
 #define WP_WPKZ_INTERNAL_H
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "format/pack.h"
@@ -130,7 +131,65 @@ void wpz_pool_submit(wpz_pool *p, wpz_job *j);
 wpz_job *wpz_pool_oldest(wpz_pool *p);   /* NULL when nothing is in flight */
 void wpz_pool_release(wpz_pool *p);
 void wpz_pool_stop(wpz_pool *p);         /* joins the workers, frees every slot; p may be NULL */
-/* Make *buf hold at least need bytes (contents not kept); -1 if out of memory. */
-int wpz_job_reserve(uint8_t **buf, size_t *cap, size_t need);
+/* Make *buf hold at least need bytes (contents not kept); when it must grow,
+ * to `most` (the largest the caller will ask of this slot) if that is more.
+ * -1 if out of memory. */
+int wpz_job_reserve(uint8_t **buf, size_t *cap, size_t need, size_t most);
+
+/* ---- the digest chains (wpkz_pool.c) -----------------------------------------------
+ * A SHA-256 that must see bytes in order (a file's digest, a tensor's) is
+ * one sequential chain, independent of the compression and of the writes,
+ * so it runs on a thread of its own, in frame order, over the frame buffers
+ * in the pipeline's slots.  Pack runs two (the file digest and each
+ * tensor's, checked against the .wpk directory), unpack one (each restored
+ * file's).  A slot is reused only once its chains have passed it (the
+ * caller waits on the positions wpz_chain_push returned).  Unthreaded
+ * (--threads 0) the ops run at push, on the calling thread. */
+enum { WPZ_OP_UPDATE, WPZ_OP_ZEROS, WPZ_OP_CHECK };
+typedef struct wpz_chain_op {
+    int kind;
+    const uint8_t *p;       /* WPZ_OP_UPDATE: bytes (in a slot, or static) */
+    size_t n;               /* WPZ_OP_UPDATE, WPZ_OP_ZEROS: length */
+    wp_sha256 h;            /* the digest fed (WPZ_OP_CHECK: finalised, compared) */
+    uint8_t want[32];       /* WPZ_OP_CHECK */
+    char *msg;              /* WPZ_OP_CHECK: the failure message (malloc'd) */
+} wpz_chain_op;
+
+#define WPZ_CHAIN_OPS 256
+typedef struct wpz_chain {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    wpz_chain_op ops[WPZ_CHAIN_OPS];
+    uint64_t head, tail;    /* ops done, ops pushed */
+    int quit, threaded;
+    pthread_t tid;
+    int rc;                 /* first WPZ_OP_CHECK mismatch: WP_EVERIFY, msg */
+    char *msg;
+} wpz_chain;
+
+void wpz_chain_start(wpz_chain *c, int threaded);
+/* Queue op (run it now when unthreaded); returns the position to wait for. */
+uint64_t wpz_chain_push(wpz_chain *c, const wpz_chain_op *op);
+/* Wait until the first `upto` ops are done; the chain's failure (a
+ * WPZ_OP_CHECK mismatch), if any, into e. */
+int wpz_chain_wait(wpz_chain *c, uint64_t upto, wp_err *e);
+int wpz_chain_drain(wpz_chain *c, wp_err *e);   /* every op pushed so far */
+void wpz_chain_stop(wpz_chain *c);              /* every op done, the thread joined */
+
+/* ---- write-behind (wpkz_pool.c) ----------------------------------------------------
+ * An output written front to back is handed to the kernel's write-back in
+ * steps of WPZ_WB_STEP bytes (sync_file_range SYNC_FILE_RANGE_WRITE: start
+ * writing, do not wait), so the disk works while the pipeline does and the
+ * fsync before the output is named finds little still dirty.  Only a hint:
+ * nothing waits on it and its failure changes nothing (a write error is
+ * reported by the fsync at commit, as before).  Durability is unchanged:
+ * every output is still fsynced before it is renamed (wp_out). */
+#define WPZ_WB_STEP ((uint64_t)8 << 20)
+typedef struct wpz_wb {
+    uint64_t from;          /* bytes before this were handed to write-back */
+} wpz_wb;
+/* Bytes [0, upto) of fd are written: start write-back of what is new once
+ * a step has accumulated. */
+void wpz_writebehind(wpz_wb *w, int fd, uint64_t upto);
 
 #endif

@@ -6,7 +6,10 @@
  * frames are in flight, each holding its own input and output buffer, so
  * memory is bounded by the caller's slot count times its largest frame.
  * With no worker threads the transform runs on the calling thread at submit.
+ * Also here, shared by pack and unpack: the digest chains (a SHA-256 fed in
+ * frame order on a thread of its own) and the write-behind hint.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,11 +159,138 @@ void wpz_pool_stop(wpz_pool *p)
     free(p);
 }
 
-int wpz_job_reserve(uint8_t **buf, size_t *cap, size_t need)
+int wpz_job_reserve(uint8_t **buf, size_t *cap, size_t need, size_t most)
 {
     if (need <= *cap) return 0;
+    /* straight to the largest size this slot will need: frames vary in
+     * size, and each regrowth was a fresh mapping whose every page the
+     * kernel faulted in and cleared again (8 % of unpack's samples); the
+     * pages of a larger buffer cost nothing until touched */
+    size_t n = need < most ? most : need;
     free(*buf);
-    *buf = malloc(need ? need : 1);
-    *cap = *buf ? need : 0;
+    *buf = malloc(n ? n : 1);
+    *cap = *buf ? n : 0;
     return *buf ? 0 : -1;
+}
+
+static void chain_run(wpz_chain *c, wpz_chain_op *op)
+{
+    static const uint8_t zeros[1 << 16];
+    switch (op->kind) {
+    case WPZ_OP_UPDATE:
+        wp_sha256_update(&op->h, op->p, op->n);
+        break;
+    case WPZ_OP_ZEROS:
+        for (size_t n = op->n; n;) {
+            size_t k = n < sizeof zeros ? n : sizeof zeros;
+            wp_sha256_update(&op->h, zeros, k);
+            n -= k;
+        }
+        break;
+    case WPZ_OP_CHECK: {
+        uint8_t d[32];
+        wp_sha256_final(&op->h, d);
+        if (memcmp(d, op->want, 32)) {
+            pthread_mutex_lock(&c->mu);
+            if (!c->rc) {
+                c->rc = WP_EVERIFY;
+                c->msg = op->msg;
+                op->msg = NULL;
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+        free(op->msg);
+        op->msg = NULL;
+        break;
+    }
+    }
+}
+
+static void *chain_thread(void *arg)
+{
+    wpz_chain *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->quit && c->head == c->tail) pthread_cond_wait(&c->cv, &c->mu);
+        if (c->head == c->tail) break;   /* quit, and nothing left */
+        wpz_chain_op *op = &c->ops[c->head % WPZ_CHAIN_OPS];
+        pthread_mutex_unlock(&c->mu);
+        chain_run(c, op);
+        pthread_mutex_lock(&c->mu);
+        c->head++;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+void wpz_chain_start(wpz_chain *c, int threaded)
+{
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->threaded = threaded && pthread_create(&c->tid, NULL, chain_thread, c) == 0;
+}
+
+/* Queue op (run it now without a thread); returns the position to wait for. */
+uint64_t wpz_chain_push(wpz_chain *c, const wpz_chain_op *op)
+{
+    if (!c->threaded) {
+        wpz_chain_op o = *op;
+        chain_run(c, &o);
+        return ++c->head, ++c->tail;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->tail - c->head == WPZ_CHAIN_OPS) pthread_cond_wait(&c->cv, &c->mu);
+    c->ops[c->tail % WPZ_CHAIN_OPS] = *op;
+    uint64_t t = ++c->tail;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return t;
+}
+
+/* Wait until the first `upto` ops are done; the chain's failure, if any. */
+int wpz_chain_wait(wpz_chain *c, uint64_t upto, wp_err *e)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->threaded && c->head < upto) pthread_cond_wait(&c->cv, &c->mu);
+    int rc = c->rc;
+    pthread_mutex_unlock(&c->mu);
+    /* c->msg is set once, before c->rc, and never changes after */
+    return rc ? wp_fail(e, rc, "%s", c->msg) : 0;
+}
+
+int wpz_chain_drain(wpz_chain *c, wp_err *e)
+{
+    uint64_t t;
+    pthread_mutex_lock(&c->mu);
+    t = c->tail;
+    pthread_mutex_unlock(&c->mu);
+    return wpz_chain_wait(c, t, e);
+}
+
+/* Every op done, the thread joined. */
+void wpz_chain_stop(wpz_chain *c)
+{
+    if (c->threaded) {
+        pthread_mutex_lock(&c->mu);
+        c->quit = 1;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->tid, NULL);
+    }
+    free(c->msg);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+}
+
+/* ---- write-behind ------------------------------------------------------------------ */
+
+void wpz_writebehind(wpz_wb *w, int fd, uint64_t upto)
+{
+    if (upto < w->from || upto - w->from < WPZ_WB_STEP) return;
+    /* a hint: an error here (EIO, an fd on a filesystem that ignores it)
+     * resurfaces at the fsync every output gets before it is named */
+    (void)sync_file_range(fd, (off_t)w->from, (off_t)(upto - w->from), SYNC_FILE_RANGE_WRITE);
+    w->from = upto;
 }
