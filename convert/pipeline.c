@@ -31,7 +31,7 @@
 #define BAND_CAP_L2 (1u << 20)    /* working set per band */
 #define BAND_CAP (8u << 20)       /* per band of an FP8 source (its block rows on top) */
 
-enum { B_SRC, B_SSC, B_REF, B_CUT, B_OUT, B_OSC, B_DEQ, B_TMP, B_COUNT };
+enum { B_SRC, B_SSC, B_REF, B_CUT, B_OUT, B_OSC, B_DEQ, B_TMP, B_SLICE, B_COUNT };
 
 typedef struct run {
     const wp_plan *p;
@@ -238,12 +238,21 @@ static int copy_weight(worker *wk, const wp_plan_weight *w)
 
 /* ---- re-encode ------------------------------------------------------------------ */
 
+/* A source tensor held in memory whole (its data and scales, as in the
+ * file): NVFP4's slices, read once for both the global-scale pass and the
+ * encode pass (see slice_load). */
+typedef struct resident {
+    const uint8_t *data, *scale;
+} resident;
+
 /* Read source rows [a, b) of s (absolute rows of the source weight) and
  * dequantise them into ref [b - a, src_cols].  codes and scales (optional)
  * receive the raw source band: FP8 from row `*base` (a rounded down to the
- * block), MXFP4 from row a. */
+ * block), MXFP4 from row a.  With `mem` the bytes are taken from the
+ * resident copy of the source instead of being read. */
 static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src *s, uint64_t a, uint64_t b,
-                         float *ref, const uint8_t **codes, const uint8_t **scales, uint64_t *base_out, int keep)
+                         float *ref, const uint8_t **codes, const uint8_t **scales, uint64_t *base_out, int keep,
+                         const resident *mem)
 {
     uint64_t base = a, cols = s->src_cols;
     uint64_t pitch = row_bytes(w->src_enc, cols);
@@ -258,15 +267,22 @@ static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src 
         sr0 = a;
         snr = b - a;
     }
-    uint8_t *d = scratch(wk, B_SRC, (size_t)((b - base) * pitch));
-    if (!d) return WP_ENOMEM;
-    int rc = src_read(wk, s->w, base * pitch, d, (size_t)((b - base) * pitch), keep);
-    if (rc) return rc;
-    uint8_t *sc = NULL;
-    if (snr) {
-        sc = scratch(wk, B_SSC, (size_t)(snr * sp));
-        if (!sc) return WP_ENOMEM;
-        if ((rc = src_read(wk, s->s, sr0 * sp, sc, (size_t)(snr * sp), keep))) return rc;
+    const uint8_t *d, *sc = NULL;
+    if (mem) {
+        d = mem->data + base * pitch;
+        if (snr) sc = mem->scale + sr0 * sp;
+    } else {
+        uint8_t *db = scratch(wk, B_SRC, (size_t)((b - base) * pitch));
+        if (!db) return WP_ENOMEM;
+        int rc = src_read(wk, s->w, base * pitch, db, (size_t)((b - base) * pitch), keep);
+        if (rc) return rc;
+        d = db;
+        if (snr) {
+            uint8_t *sb = scratch(wk, B_SSC, (size_t)(snr * sp));
+            if (!sb) return WP_ENOMEM;
+            if ((rc = src_read(wk, s->s, sr0 * sp, sb, (size_t)(snr * sp), keep))) return rc;
+            sc = sb;
+        }
     }
     wp_qweight q = {
         .enc = w->src_enc, .rows = b - base, .cols = cols, .data = d, .scale = sc,
@@ -283,24 +299,101 @@ static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src 
 /* NVFP4's global scale is one per slice (per expert of a stack), over every
  * source row and column of the slice — the whole tensor even when --tp cuts
  * it, so the ranks reassemble to the unsplit build (docs/convert.md). */
-static int slice_global(worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, uint64_t band, float *g)
+static int slice_global(worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, uint64_t band,
+                        const resident *mem, float *g)
 {
     float amax = 0;
     for (int k = 0; k < w->srcs_per_slice; k++) {
         const wp_plan_src *s = &srcs[k];
+        if (mem && w->src_enc == WP_ENC_MXFP4) {   /* straight from the codes: no f32 pass */
+            float m = wp_mxfp4_amax(mem[k].data, mem[k].scale, (size_t)s->src_rows, (size_t)s->src_cols);
+            amax = m > amax ? m : amax;
+            continue;
+        }
         for (uint64_t r = 0; r < s->src_rows; r += band) {
             int rc = check_cancel(wk);
             if (rc) return rc;
             uint64_t b = r + band < s->src_rows ? r + band : s->src_rows;
             float *ref = scratch(wk, B_REF, (size_t)((b - r) * s->src_cols * 4));
             if (!ref) return WP_ENOMEM;
-            if ((rc = read_src_rows(wk, w, s, r, b, ref, NULL, NULL, NULL, 1))) return rc;
+            if ((rc = read_src_rows(wk, w, s, r, b, ref, NULL, NULL, NULL, 1, mem ? &mem[k] : NULL))) return rc;
             float m = wp_amax(ref, (size_t)((b - r) * s->src_cols));   /* NaN ignored, as before */
             amax = m > amax ? m : amax;
         }
     }
     *g = wp_nvfp4_global_scale(&amax, 1);   /* the codec's own formula */
     return 0;
+}
+
+/* Bytes of source s as the pipeline reads it: data rows, and its scale rows
+ * (FP8: block rows; MXFP4: one E8M0 per 1x32). */
+static void src_sizes(const wp_plan_weight *w, const wp_plan_src *s, uint64_t *data, uint64_t *scale)
+{
+    uint64_t cols = s->src_cols;
+    *data = s->src_rows * row_bytes(w->src_enc, cols);
+    *scale = 0;
+    if (w->src_enc == WP_ENC_FP8)
+        *scale = (s->src_rows + w->src_br - 1) / w->src_br * ((cols + w->src_bc - 1) / w->src_bc * scale_elem(w, 1));
+    else if (w->src_enc == WP_ENC_MXFP4)
+        *scale = s->src_rows * (cols / 32);
+}
+
+static uint64_t up64(uint64_t n) { return (n + 63) & ~(uint64_t)63; }
+
+/* Read one slice's sources whole into the worker's slice buffer, once:
+ * the global-scale pass and the encode pass both work from it, so each
+ * source byte is read (and screened, and dropped from the page cache) once.
+ * The data is read in L2-sized pieces of whole rows, screened as they land. */
+static int slice_load(worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, resident *mem)
+{
+    uint64_t total = 0;
+    for (int k = 0; k < w->srcs_per_slice; k++) {
+        uint64_t d, sc;
+        src_sizes(w, &srcs[k], &d, &sc);
+        total += up64(d) + up64(sc);
+    }
+    uint8_t *buf = scratch(wk, B_SLICE, (size_t)total);
+    if (!buf) return WP_ENOMEM;
+    for (int k = 0; k < w->srcs_per_slice; k++) {
+        const wp_plan_src *s = &srcs[k];
+        uint64_t d, sc, pitch = row_bytes(w->src_enc, s->src_cols);
+        src_sizes(w, s, &d, &sc);
+        int rc;
+        if (sc && (rc = src_read(wk, s->s, 0, buf + up64(d), (size_t)sc, 0))) return rc;
+        uint64_t rows = pitch ? COPY_CHUNK / pitch : 0;
+        uint64_t piece = (rows ? rows : 1) * pitch;
+        for (uint64_t o = 0; o < d; o += piece) {
+            if ((rc = check_cancel(wk))) return rc;
+            uint64_t m = d - o < piece ? d - o : piece;
+            if ((rc = src_read(wk, s->w, o, buf + o, (size_t)m, 0))) return rc;
+        }
+        mem[k].data = buf;
+        mem[k].scale = sc ? buf + up64(d) : NULL;
+        buf += up64(d) + up64(sc);
+    }
+    return 0;
+}
+
+/* Whether one slice's sources fit the worker's budget beside a band (or
+ * beside what the worker holds already, if that is more). */
+static int slice_fits(const worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, uint64_t band_bytes)
+{
+    uint64_t total = 0;
+    for (int k = 0; k < w->srcs_per_slice; k++) {
+        uint64_t d, sc;
+        src_sizes(w, &srcs[k], &d, &sc);
+        total += up64(d) + up64(sc);
+    }
+    uint64_t held = held_bytes(wk) - wk->cap[B_SLICE], budget = wk->r->worker_budget;
+    if (held < band_bytes) held = band_bytes;
+    return held <= budget && total <= budget - held;
+}
+
+static void slice_free(worker *wk)
+{
+    free(wk->buf[B_SLICE]);
+    wk->buf[B_SLICE] = NULL;
+    wk->cap[B_SLICE] = 0;
 }
 
 /* Elements the encoder had to clamp: |ref| beyond the largest value its
@@ -460,8 +553,15 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
     for (int sl = 0; sl < w->n_slices && !rc; sl++) {
         const wp_plan_src *srcs = &w->srcs[(size_t)sl * (size_t)w->srcs_per_slice];
         float global = 1.0f;
+        resident mem[2], *res = NULL;   /* srcs_per_slice is 1 or 2 (fused w13) */
         if (globals) {
-            if ((rc = slice_global(wk, w, srcs, band, &global))) break;
+            /* the slice whole in memory when it fits beside a band: read once;
+             * otherwise the global-scale pass reads it a first time */
+            if (w->srcs_per_slice <= 2 && slice_fits(wk, w, srcs, cap + extra)) {
+                if ((rc = slice_load(wk, w, srcs, mem))) break;
+                res = mem;
+            }
+            if ((rc = slice_global(wk, w, srcs, band, res, &global))) break;
             globals[sl] = global;
         }
         for (int k = 0; k < w->srcs_per_slice && !rc; k++) {
@@ -476,7 +576,8 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
                     break;
                 }
                 const uint8_t *codes = NULL, *ssc = NULL;
-                if ((rc = read_src_rows(wk, w, s, a, a + nr, full, &codes, &ssc, &base, 0))) break;
+                if ((rc = read_src_rows(wk, w, s, a, a + nr, full, &codes, &ssc, &base, 0, res ? &res[k] : NULL)))
+                    break;
                 float *ref = full;
                 if (need_ref && cols != src_cols) {
                     ref = scratch(wk, B_CUT, (size_t)(nr * cols * 4));
@@ -530,6 +631,7 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
     }
     if (!rc && globals) rc = out_write(wk, w->t_global, 0, globals, (size_t)w->n_slices * 4);
     free(globals);
+    slice_free(wk);   /* not carried into other weights' budgets */
     return rc;
 }
 
