@@ -26,8 +26,10 @@
 # named "best"), KEEP=0 to delete a checkpoint this script made.
 # One line per profile and kernel set:
 #
-#   profile isa out_GB 1t_GB/s 2t_GB/s 2t/1t 1t_GB/cpu-s 2t_GB/cpu-s cpu_2t/1t cached_% load
+#   profile isa out_GB 1t_GB/s 2t_GB/s 2t/1t 1t_GB/cpu-s 2t_GB/cpu-s cpu_2t/1t read/in cached_% load
 #
+# read/in is the source bytes the pipeline read over the checkpoint's tensor
+# bytes (1.00: each byte once; issue 13);
 # GB/s is output over wall time, best of RUNS; GB/cpu-s is output over the
 # CPU time the run used (user + system, all threads; best of RUNS): what the
 # work costs whatever else the machine runs.  2t/1t is the thread scaling
@@ -77,8 +79,8 @@ if [ -x "$TMP/quant_kernels" ]; then
 else
     echo "# (this library has no quant kernel sets: section left out)"
 fi
-printf '%-16s %-7s %7s %9s %9s %6s %12s %12s %9s %8s %5s\n' profile isa out_GB 1t_GB/s 2t_GB/s 2t/1t \
-    1t_GB/cpu-s 2t_GB/cpu-s cpu_2t/1t cached_% load
+printf '%-16s %-7s %7s %9s %9s %6s %12s %12s %9s %7s %8s %5s\n' profile isa out_GB 1t_GB/s 2t_GB/s 2t/1t \
+    1t_GB/cpu-s 2t_GB/cpu-s cpu_2t/1t read/in cached_% load
 for p in $PROFILES; do
     for isa in $ISAS; do
         b1=0 b2=0 c1=0 c2=0 out=0 c=100
@@ -95,6 +97,7 @@ for p in $PROFILES; do
                     set -- $(WPACK_QUANT_ISA=$isa "$TMP/convert_cpu" "$CK" "$p" "$t")
                 fi
                 out=$1
+                rd=${6:-?}
                 g=$(echo "$1 / $5" | bc -l)
                 if [ "$t" = 1 ]; then
                     b1=$(echo "if ($3 > $b1) $3 else $b1" | bc -l)
@@ -105,8 +108,8 @@ for p in $PROFILES; do
                 fi
             done
         done
-        printf '%-16s %-7s %7.2f %9.3f %9.3f %6.2f %12.3f %12.3f %9.2f %8s %5s\n' "$p" "$isa" "$out" "$b1" "$b2" \
-            "$(echo "$b2 / $b1" | bc -l)" "$c1" "$c2" "$(echo "$c2 / $c1" | bc -l)" "$c" "$(cut -d' ' -f1 /proc/loadavg)"
+        printf '%-16s %-7s %7.2f %9.3f %9.3f %6.2f %12.3f %12.3f %9.2f %7s %8s %5s\n' "$p" "$isa" "$out" "$b1" "$b2" \
+            "$(echo "$b2 / $b1" | bc -l)" "$c1" "$c2" "$(echo "$c2 / $c1" | bc -l)" "$rd" "$c" "$(cut -d' ' -f1 /proc/loadavg)"
     done
 done
 [ "$made" = 1 ] && [ "${KEEP:-1}" = 0 ] && rm -rf "$CK"

@@ -121,7 +121,8 @@ static void item_done(worker *wk, uint64_t in)
 }
 
 /* Read source bytes.  Each input byte is read once (NVFP4's amax pass
- * aside), so its page-cache pages are dropped right after: the cache is left
+ * aside, and only for a slice too big to hold in memory: slice_load), so
+ * its page-cache pages are dropped right after: the cache is left
  * to the output, and the kernel does not have to reclaim a checkpoint's
  * worth of pages while we write.  Every byte read for use (keep == 0; the
  * amax pass re-reads) passes the content checks (convert/check.c): a cheap
@@ -653,14 +654,15 @@ static int do_weight(worker *wk, size_t wi)
  * shard); handing out the costliest first (longest processing time first)
  * bounds that tail by the smallest weights.  Cost is an estimate of the
  * bytes each weight makes a core touch: read + written, plus the f32 band a
- * re-encode goes through (twice for NVFP4, whose global scale is a pass of
- * its own). */
+ * re-encode goes through (NVFP4's global-scale pass works on the slice held
+ * in memory: over the packed codes of an MXFP4 source, one more f32 pass
+ * over any other). */
 static double weight_cost(const wp_plan_weight *w)   /* double: an estimate cannot overflow */
 {
     double c = (double)w->in_bytes + (double)w->out_bytes;
     if (!(w->passthrough || w->src == WP_SRC_RAW)) {
         double f32 = (double)w->rows * (double)w->cols * (w->n_slices > 0 ? w->n_slices : 1) * 8.0;
-        c += w->enc == WP_ENC_NVFP4 ? 3 * f32 : f32;
+        c += w->enc == WP_ENC_NVFP4 && w->src_enc != WP_ENC_MXFP4 ? 2 * f32 : f32;
     }
     return c;
 }
