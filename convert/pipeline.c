@@ -244,6 +244,8 @@ static int copy_weight(worker *wk, const wp_plan_weight *w)
  * encode pass (see slice_load). */
 typedef struct resident {
     const uint8_t *data, *scale;
+    int has_amax;              /* MXFP4: amax of the dequantised values, from the codes */
+    float amax;
 } resident;
 
 /* Read source rows [a, b) of s (absolute rows of the source weight) and
@@ -306,9 +308,8 @@ static int slice_global(worker *wk, const wp_plan_weight *w, const wp_plan_src *
     float amax = 0;
     for (int k = 0; k < w->srcs_per_slice; k++) {
         const wp_plan_src *s = &srcs[k];
-        if (mem && w->src_enc == WP_ENC_MXFP4) {   /* straight from the codes: no f32 pass */
-            float m = wp_mxfp4_amax(mem[k].data, mem[k].scale, (size_t)s->src_rows, (size_t)s->src_cols);
-            amax = m > amax ? m : amax;
+        if (mem && mem[k].has_amax) {   /* taken from the codes as they were read: no f32 pass */
+            amax = mem[k].amax > amax ? mem[k].amax : amax;
             continue;
         }
         for (uint64_t r = 0; r < s->src_rows; r += band) {
@@ -344,7 +345,9 @@ static uint64_t up64(uint64_t n) { return (n + 63) & ~(uint64_t)63; }
 /* Read one slice's sources whole into the worker's slice buffer, once:
  * the global-scale pass and the encode pass both work from it, so each
  * source byte is read (and screened, and dropped from the page cache) once.
- * The data is read in L2-sized pieces of whole rows, screened as they land. */
+ * The data is read in L2-sized pieces of whole rows, screened as they land;
+ * an MXFP4 source's amax is taken from each piece's codes and scales while
+ * they are in cache (wp_mxfp4_amax: the dequantised amax, bit for bit). */
 static int slice_load(worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, resident *mem)
 {
     uint64_t total = 0;
@@ -362,14 +365,23 @@ static int slice_load(worker *wk, const wp_plan_weight *w, const wp_plan_src *sr
         int rc;
         if (sc && (rc = src_read(wk, s->s, 0, buf + up64(d), (size_t)sc, 0))) return rc;
         uint64_t rows = pitch ? COPY_CHUNK / pitch : 0;
-        uint64_t piece = (rows ? rows : 1) * pitch;
-        for (uint64_t o = 0; o < d; o += piece) {
+        if (!rows) rows = 1;
+        int mx = w->src_enc == WP_ENC_MXFP4;
+        float amax = 0;
+        for (uint64_t r = 0; r < s->src_rows; r += rows) {
             if ((rc = check_cancel(wk))) return rc;
-            uint64_t m = d - o < piece ? d - o : piece;
-            if ((rc = src_read(wk, s->w, o, buf + o, (size_t)m, 0))) return rc;
+            uint64_t n = s->src_rows - r < rows ? s->src_rows - r : rows;
+            if ((rc = src_read(wk, s->w, r * pitch, buf + r * pitch, (size_t)(n * pitch), 0))) return rc;
+            if (mx) {
+                float m = wp_mxfp4_amax(buf + r * pitch, buf + up64(d) + r * (s->src_cols / 32), (size_t)n,
+                                        (size_t)s->src_cols);
+                amax = m > amax ? m : amax;
+            }
         }
         mem[k].data = buf;
         mem[k].scale = sc ? buf + up64(d) : NULL;
+        mem[k].has_amax = mx;
+        mem[k].amax = amax;
         buf += up64(d) + up64(sc);
     }
     return 0;
@@ -542,6 +554,18 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
                                    w->name, (unsigned long long)al, (unsigned long long)(al * row_cost + extra),
                                    (unsigned long long)r->worker_budget);
         band = al;
+    }
+    /* an FP8 source is read from its block boundary: bands of whole source
+     * blocks read each block row once (issue 13: a rank reads its share) */
+    if (w->src_enc == WP_ENC_FP8 && w->src_br > 1) {
+        uint64_t a = al, b = w->src_br;
+        while (b) {
+            uint64_t t = a % b;
+            a = b;
+            b = t;
+        }
+        uint64_t l = al / a * w->src_br;   /* lcm(al, src_br) */
+        if (band >= l) band = band / l * l;
     }
     const wp_plan_tensor *td = &p->tensors[w->t_weight];
     uint64_t stride = td->stride, sstride = w->t_scale != SIZE_MAX ? p->tensors[w->t_scale].stride : 0;
