@@ -20,10 +20,6 @@
 #include "quant/quant.h"
 #include "quant/quant_priv.h"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 /* amax ignores NaN (a > m is false for NaN) so one NaN does not poison the
  * scale of its block; the NaN itself encodes to NaN (FP8) or saturates (FP4). */
 static inline float amax_of(const float *x, size_t n)
@@ -189,15 +185,6 @@ void wp_mxfp4_dequant(const uint8_t *q, const uint8_t *scales, size_t rows, size
  * order) of one 32-element group: 16 bytes, two codes each. */
 static inline unsigned fp4_group_maxmag(const uint8_t *p)
 {
-#if defined(__SSE2__)
-    __m128i v = _mm_loadu_si128((const __m128i *)p), k = _mm_set1_epi8(7);
-    __m128i m = _mm_max_epu8(_mm_and_si128(v, k), _mm_and_si128(_mm_srli_epi16(v, 4), k));
-    m = _mm_max_epu8(m, _mm_srli_si128(m, 8));
-    m = _mm_max_epu8(m, _mm_srli_si128(m, 4));
-    m = _mm_max_epu8(m, _mm_srli_si128(m, 2));
-    m = _mm_max_epu8(m, _mm_srli_si128(m, 1));
-    return (unsigned)_mm_cvtsi128_si32(m) & 7u;
-#else
     unsigned m = 0;
     for (int j = 0; j < 16; j++) {
         unsigned lo = p[j] & 7u, hi = (p[j] >> 4) & 7u;
@@ -205,21 +192,24 @@ static inline unsigned fp4_group_maxmag(const uint8_t *p)
         m = hi > m ? hi : m;
     }
     return m;
-#endif
+}
+
+float wp_mxfp4_amax_scalar(const uint8_t *q, const uint8_t *sc, size_t ng)
+{
+    float m = 0.0f;
+    for (size_t g = 0; g < ng; g++) {
+        /* the dequantiser's own multiply (weight.c: lut[c] * s), on the
+         * largest magnitude: rounding (overflow to inf included) is monotone */
+        float a = wp_e2m1_lut[fp4_group_maxmag(q + g * 16)] * wp_e8m0_dec(sc[g]);
+        m = a > m ? a : m;   /* NaN (a 0xFF scale) ignored, as amax_of */
+    }
+    return m;
 }
 
 float wp_mxfp4_amax(const uint8_t *q, const uint8_t *scales, size_t rows, size_t cols)
 {
     assert(cols % 32 == 0);
-    size_t ng = rows * (cols / 32);
-    float m = 0.0f;
-    for (size_t g = 0; g < ng; g++) {
-        /* the dequantiser's own multiply (weight.c: lut[c] * s), on the
-         * largest magnitude: rounding (overflow to inf included) is monotone */
-        float a = wp_e2m1_lut[fp4_group_maxmag(q + g * 16)] * wp_e8m0_dec(scales[g]);
-        m = a > m ? a : m;   /* NaN (a 0xFF scale) ignored, as amax_of */
-    }
-    return m;
+    return wp_qkernels_active()->mxfp4_amax(q, scales, rows * (cols / 32));
 }
 
 /* ---- NVFP4 (1×16, E4M3 scale, f32 global) ------------------------------------------- */
@@ -335,6 +325,7 @@ const wp_qkernels wp_qk_scalar = {
     .mxfp4_quant = mxfp4_quant_scalar,
     .nvfp4_quant = nvfp4_quant_scalar,
     .amax = amax_scalar,
+    .mxfp4_amax = wp_mxfp4_amax_scalar,
     .fp8_dequant_seg = wp_fp8_dequant_seg_scalar,
     .mxfp4_dequant_row = wp_mxfp4_dequant_row_scalar,
     .nvfp4_dequant_row = wp_nvfp4_dequant_row_scalar,

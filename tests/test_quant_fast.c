@@ -374,6 +374,11 @@ static void codes_amax_case(const uint8_t *q, const uint8_t *sc, size_t rows, si
     float want = wp_amax(d, rows * cols), got = wp_mxfp4_amax(q, sc, rows, cols);
     float gw = wp_nvfp4_global_scale(d, rows * cols), gg = wp_nvfp4_global_scale(&got, 1);
     CHECKF(!memcmp(&want, &got, 4), "%s: codes amax %a, dequantised amax %a", what, (double)got, (double)want);
+    for (const wp_qkernels *const *k = wp_qkernels_all(); *k; k++) {   /* every set, called directly */
+        float m = (*k)->mxfp4_amax(q, sc, rows * cols / 32);
+        CHECKF(!memcmp(&want, &m, 4), "%s: the %s set's codes amax %a, dequantised amax %a", what, (*k)->name,
+               (double)m, (double)want);
+    }
     CHECKF(!memcmp(&gw, &gg, 4), "%s: global %a from codes, %a from values", what, (double)gg, (double)gw);
     /* the scalar oracle agrees with the active set's amax */
     float ws = wp_qk_scalar.amax(d, rows * cols);
@@ -385,6 +390,21 @@ TEST(quant_fast_mxfp4_codes_amax_matches_dequantised)
 {
     uint8_t q[16 * 64], sc[64];
     char what[96];
+    /* 16 groups (one vector of the AVX-512 set): every scale with every code
+     * (all groups at one scale, or the scale beside NaN-scaled groups holding
+     * larger codes), and runs of 16 consecutive scales */
+    for (int s = 0; s < 256; s++)
+        for (int c = 0; c < 16; c++) {
+            for (int g = 0; g < 16; g++) {
+                sc[g] = (uint8_t)(g % 5 == 4 && c % 2 ? 0xFF : s);
+                memset(q + 16 * g, sc[g] == 0xFF ? 0x77 : ((g + c) % 16 | ((g * 3 + c) % 16) << 4), 16);
+            }
+            snprintf(what, sizeof what, "16 groups, scale %d, codes %d..", s, c);
+            codes_amax_case(q, sc, 1, 512, what);
+            for (int g = 0; g < 16; g++) sc[g] = (uint8_t)((s + g) % 256);
+            snprintf(what, sizeof what, "16 groups, scales %d.., codes %d..", s, c);
+            codes_amax_case(q, sc, 1, 512, what);
+        }
     for (int s = 0; s < 256; s++)
         for (int c = 0; c < 16; c++) {
             sc[0] = (uint8_t)s;
@@ -396,7 +416,7 @@ TEST(quant_fast_mxfp4_codes_amax_matches_dequantised)
             codes_amax_case(q, sc, 1, 32, what);
         }
     for (int rep = 0; rep < 400; rep++) {
-        size_t rows = 1 + rnd() % 4, cols = 32 * (1 + rnd() % 16);
+        size_t rows = 1 + rnd() % 4, cols = 32 * (1 + rnd() % 16);   /* up to 64 groups: vector body and tail */
         int mode = (int)(rnd() % 6);
         for (size_t i = 0; i < rows * cols / 2; i++) q[i] = (uint8_t)rnd();
         for (size_t g = 0; g < rows * cols / 32; g++) {
