@@ -48,6 +48,7 @@ typedef struct run {
     size_t *rec_of;            /* weight -> report record (SIZE_MAX: none) */
     uint64_t *inexact;         /* per weight: elements an exact re-encode lost (one worker per weight) */
     int check;                 /* content checks on every band read (convert/check.c) */
+    int two_pass;              /* NVFP4 slices never held in memory (WPACK_CONVERT_TWO_PASS: a test facility) */
 } run;
 
 typedef struct worker {
@@ -582,7 +583,7 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
         if (globals) {
             /* the slice whole in memory when it fits beside a band: read once;
              * otherwise the global-scale pass reads it a first time */
-            if (w->srcs_per_slice <= 2 && slice_fits(wk, w, srcs, cap + extra)) {
+            if (w->srcs_per_slice <= 2 && !r->two_pass && slice_fits(wk, w, srcs, cap + extra)) {
                 if ((rc = slice_load(wk, w, srcs, mem))) break;
                 res = mem;
             }
@@ -776,6 +777,9 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     r.o = o;
     r.worker_budget = (budget - base) / (uint64_t)threads;
     r.check = !o->no_content_check && !getenv("WPACK_BENCH_NO_CONTENT_CHECK");
+    /* the path a slice larger than the budget takes, on demand, so tests
+     * can check it writes the same bytes */
+    r.two_pass = getenv("WPACK_CONVERT_TWO_PASS") != NULL;
     if (o->rank1 && (o->rank1 < 0 || o->rank1 > p->n_files))
         return wp_fail_setting(e, WP_EUSAGE, "rank", "rank %d: the plan has %d rank(s) (0..%d)", o->rank1 - 1,
                                p->n_files, p->n_files - 1);

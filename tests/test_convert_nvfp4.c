@@ -185,3 +185,45 @@ TEST(convert_nvfp4_every_source_matches_scalar_oracle)
             cvt_free(k, p);
         }
 }
+
+/* A slice that does not fit the memory budget is read twice (its amax
+ * pass, then the encode pass), as before: the same .wpk bytes as the
+ * read-once path, and bytes_read shows the second read of every expert
+ * slice (WPACK_CONVERT_TWO_PASS forces that path on tiny-a's small slices). */
+TEST(convert_nvfp4_two_pass_path_same_bytes)
+{
+    static char out[1 << 16];
+    wp_err e = {0};
+    wp_ckpt *k;
+    REQUIRE(wp_ckpt_open(&k, HF, &e) == 0);
+    uint64_t all = 0, experts = 0;
+    for (size_t i = 0; i < wp_ckpt_count(k); i++) {
+        const wp_tensor_info *t = wp_ckpt_tensor(k, i);
+        all += t->nbytes;
+        if (strstr(t->name, ".ffn.experts.")) experts += t->nbytes;
+    }
+    wp_ckpt_close(k);
+    uint8_t *ref = NULL;
+    size_t ref_len = 0;
+    for (int two = 0; two <= 1; two++)
+        for (int threads = 1; threads <= 2; threads++) {
+            const char *d = wpt_path("%s/b%d-%d", wpt_tmpdir(), two, threads);
+            int rc = wpt_run(out, sizeof out, "%s %s convert %s -o %s --profile blackwell-nvfp4 --threads %d --json",
+                             two ? "WPACK_CONVERT_TWO_PASS=1" : "", wpt_wpack(), HF, d, threads);
+            CHECKF(rc == 0, "exit %d: %s", rc, out);
+            long long rd = json_num(out, "bytes_read");
+            CHECKF(rd == (long long)(two ? all + experts : all), "two-pass %d: read %lld (tensors %llu, experts %llu)",
+                   two, rd, (unsigned long long)all, (unsigned long long)experts);
+            uint8_t *b;
+            size_t n;
+            REQUIRE(wpt_read_file(wpt_path("%s/model.wpk", d), &b, &n) == 0);
+            if (!ref) {
+                ref = b, ref_len = n;
+                continue;
+            }
+            CHECKF(n == ref_len && !memcmp(b, ref, n), "two-pass %d, %d thread(s): other .wpk bytes", two, threads);
+            free(b);
+        }
+    free(ref);
+    CHECK(experts > 0);
+}
