@@ -8,8 +8,10 @@
  *
  * Prints one line: output GB, seconds, GB/s, peak RSS MiB, CPU seconds
  * (user + system, every thread: on a shared machine, GB per CPU-second is
- * what the code costs whatever else runs).  The first four fields are as
- * they always were; the fifth was added by issue 14.  WPACK_QUANT_ISA
+ * what the code costs whatever else runs), and source bytes read over the
+ * checkpoint's tensor bytes (1.000: every byte read once; NVFP4 used to read
+ * its expert slices twice).  The first four fields are as they always were;
+ * the fifth and sixth were added by issue 14.  WPACK_QUANT_ISA
  * (scalar, avx2, avx512) picks the quant kernel set (quant/quant_priv.h).
  */
 #include <stdio.h>
@@ -97,8 +99,8 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
                  ru.ru_stime.tv_usec * 1e-6;
-    printf("%.3f %.3f %.3f %.1f %.3f\n", st.out_bytes / 1e9, st.seconds, st.out_bytes / st.seconds / 1e9,
-           st.peak_rss / 1048576.0, cpu);
+    printf("%.3f %.3f %.3f %.1f %.3f %.3f\n", st.out_bytes / 1e9, st.seconds, st.out_bytes / st.seconds / 1e9,
+           st.peak_rss / 1048576.0, cpu, p->in_bytes ? (double)st.read_bytes / (double)p->in_bytes : 0.0);
     wp_plan_free(p);
     wp_profile_free(&prof);
     wp_ckpt_close(k);

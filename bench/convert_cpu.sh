@@ -26,8 +26,13 @@
 # named "best"), KEEP=0 to delete a checkpoint this script made.
 # One line per profile and kernel set:
 #
-#   profile isa out_GB 1t_GB/s 2t_GB/s 2t/1t 1t_GB/cpu-s 2t_GB/cpu-s cpu_2t/1t cached_% load
+#   profile isa out_GB 1t_GB/s 2t_GB/s 2t/1t 1t_GB/cpu-s 2t_GB/cpu-s cpu_2t/1t read/in cached_% load
 #
+# read/in is the source bytes the pipeline read over the checkpoint's tensor
+# bytes (1.00: each byte once; issue 13); peer_2/1 is the machine's own
+# 2-process/1-process ratio for a CPU-bound peer (`openssl speed sha256`,
+# 2 s each, measured right after the profile's runs; "?" without openssl):
+# the 2t/1t a perfect code could show in that minute on a shared machine;
 # GB/s is output over wall time, best of RUNS; GB/cpu-s is output over the
 # CPU time the run used (user + system, all threads; best of RUNS): what the
 # work costs whatever else the machine runs.  2t/1t is the thread scaling
@@ -77,8 +82,17 @@ if [ -x "$TMP/quant_kernels" ]; then
 else
     echo "# (this library has no quant kernel sets: section left out)"
 fi
-printf '%-16s %-7s %7s %9s %9s %6s %12s %12s %9s %8s %5s\n' profile isa out_GB 1t_GB/s 2t_GB/s 2t/1t \
-    1t_GB/cpu-s 2t_GB/cpu-s cpu_2t/1t cached_% load
+peer() {   # openssl sha256 kB/s over 16 KiB blocks, $1 processes
+    if command -v openssl > /dev/null 2>&1; then
+        if [ "$1" = 1 ]; then openssl speed -seconds 2 -bytes 16384 sha256 2> /dev/null
+        else openssl speed -seconds 2 -bytes 16384 -multi "$1" sha256 2> /dev/null; fi |
+            awk '/^sha256/ { v = $NF } END { sub("k", "", v); print v + 0 }'
+    else
+        echo 0
+    fi
+}
+printf '%-16s %-7s %7s %9s %9s %6s %12s %12s %9s %7s %8s %8s %5s\n' profile isa out_GB 1t_GB/s 2t_GB/s 2t/1t \
+    1t_GB/cpu-s 2t_GB/cpu-s cpu_2t/1t read/in peer_2/1 cached_% load
 for p in $PROFILES; do
     for isa in $ISAS; do
         b1=0 b2=0 c1=0 c2=0 out=0 c=100
@@ -95,6 +109,7 @@ for p in $PROFILES; do
                     set -- $(WPACK_QUANT_ISA=$isa "$TMP/convert_cpu" "$CK" "$p" "$t")
                 fi
                 out=$1
+                rd=${6:-?}
                 g=$(echo "$1 / $5" | bc -l)
                 if [ "$t" = 1 ]; then
                     b1=$(echo "if ($3 > $b1) $3 else $b1" | bc -l)
@@ -105,8 +120,11 @@ for p in $PROFILES; do
                 fi
             done
         done
-        printf '%-16s %-7s %7.2f %9.3f %9.3f %6.2f %12.3f %12.3f %9.2f %8s %5s\n' "$p" "$isa" "$out" "$b1" "$b2" \
-            "$(echo "$b2 / $b1" | bc -l)" "$c1" "$c2" "$(echo "$c2 / $c1" | bc -l)" "$c" "$(cut -d' ' -f1 /proc/loadavg)"
+        o1=$(peer 1) o2=$(peer 2)
+        pr=$(awk -v a="$o1" -v b="$o2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", b / a; else print "?" }')
+        printf '%-16s %-7s %7.2f %9.3f %9.3f %6.2f %12.3f %12.3f %9.2f %7s %8s %8s %5s\n' "$p" "$isa" "$out" "$b1" "$b2" \
+            "$(echo "$b2 / $b1" | bc -l)" "$c1" "$c2" "$(echo "$c2 / $c1" | bc -l)" "$rd" "$pr" "$c" \
+            "$(cut -d' ' -f1 /proc/loadavg)"
     done
 done
 [ "$made" = 1 ] && [ "${KEEP:-1}" = 0 ] && rm -rf "$CK"

@@ -185,9 +185,16 @@ if ! skip convert && [ -f bench/convert_cpu.c ] && [ -f "$LIB" ] &&
     c1=$("$WORK/convert_cpu" "$CK" reference 1 | awk '{ print $3 }')
     c2=$("$WORK/convert_cpu" "$CK" reference "$THREADS" | awk '{ print $3 }')
     row "convert CPU ($THREADS thr)" "$c2" "convert CPU 1 thread x $THREADS" "$(awk -v a="$c1" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')"
+    # the NVFP4 re-quantising profile (issue 14: >= 1 GB/s of output on 2 cores)
+    cat "$CK"/*.safetensors > /dev/null
+    n1=$("$WORK/convert_cpu" "$CK" blackwell-nvfp4 1 | awk '{ print $3 }')
+    cat "$CK"/*.safetensors > /dev/null
+    n2=$("$WORK/convert_cpu" "$CK" blackwell-nvfp4 "$THREADS" | awk '{ print $3 }')
+    row "convert nvfp4 CPU ($THREADS thr)" "$n2" "convert nvfp4 CPU 1 thread x $THREADS" "$(awk -v a="$n1" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')"
     [ "${KEEP:-0}" = 1 ] || rm -rf "$CK"
 else
     na "convert CPU ($THREADS thr)" "convert CPU 1 thread x $THREADS"
+    na "convert nvfp4 CPU ($THREADS thr)" "convert nvfp4 CPU 1 thread x $THREADS"
 fi
 
 # ---- runtime decode (bench/rt_layer.c, engineer runtime's) --------------------------------

@@ -31,7 +31,7 @@
 #define BAND_CAP_L2 (1u << 20)    /* working set per band */
 #define BAND_CAP (8u << 20)       /* per band of an FP8 source (its block rows on top) */
 
-enum { B_SRC, B_SSC, B_REF, B_CUT, B_OUT, B_OSC, B_DEQ, B_TMP, B_COUNT };
+enum { B_SRC, B_SSC, B_REF, B_CUT, B_OUT, B_OSC, B_DEQ, B_TMP, B_SLICE, B_COUNT };
 
 typedef struct run {
     const wp_plan *p;
@@ -48,6 +48,7 @@ typedef struct run {
     size_t *rec_of;            /* weight -> report record (SIZE_MAX: none) */
     uint64_t *inexact;         /* per weight: elements an exact re-encode lost (one worker per weight) */
     int check;                 /* content checks on every band read (convert/check.c) */
+    int two_pass;              /* NVFP4 slices never held in memory (WPACK_CONVERT_TWO_PASS: a test facility) */
 } run;
 
 typedef struct worker {
@@ -121,7 +122,8 @@ static void item_done(worker *wk, uint64_t in)
 }
 
 /* Read source bytes.  Each input byte is read once (NVFP4's amax pass
- * aside), so its page-cache pages are dropped right after: the cache is left
+ * aside, and only for a slice too big to hold in memory: slice_load), so
+ * its page-cache pages are dropped right after: the cache is left
  * to the output, and the kernel does not have to reclaim a checkpoint's
  * worth of pages while we write.  Every byte read for use (keep == 0; the
  * amax pass re-reads) passes the content checks (convert/check.c): a cheap
@@ -238,12 +240,23 @@ static int copy_weight(worker *wk, const wp_plan_weight *w)
 
 /* ---- re-encode ------------------------------------------------------------------ */
 
+/* A source tensor held in memory whole (its data and scales, as in the
+ * file): NVFP4's slices, read once for both the global-scale pass and the
+ * encode pass (see slice_load). */
+typedef struct resident {
+    const uint8_t *data, *scale;
+    int has_amax;              /* MXFP4: amax of the dequantised values, from the codes */
+    float amax;
+} resident;
+
 /* Read source rows [a, b) of s (absolute rows of the source weight) and
  * dequantise them into ref [b - a, src_cols].  codes and scales (optional)
  * receive the raw source band: FP8 from row `*base` (a rounded down to the
- * block), MXFP4 from row a. */
+ * block), MXFP4 from row a.  With `mem` the bytes are taken from the
+ * resident copy of the source instead of being read. */
 static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src *s, uint64_t a, uint64_t b,
-                         float *ref, const uint8_t **codes, const uint8_t **scales, uint64_t *base_out, int keep)
+                         float *ref, const uint8_t **codes, const uint8_t **scales, uint64_t *base_out, int keep,
+                         const resident *mem)
 {
     uint64_t base = a, cols = s->src_cols;
     uint64_t pitch = row_bytes(w->src_enc, cols);
@@ -258,15 +271,22 @@ static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src 
         sr0 = a;
         snr = b - a;
     }
-    uint8_t *d = scratch(wk, B_SRC, (size_t)((b - base) * pitch));
-    if (!d) return WP_ENOMEM;
-    int rc = src_read(wk, s->w, base * pitch, d, (size_t)((b - base) * pitch), keep);
-    if (rc) return rc;
-    uint8_t *sc = NULL;
-    if (snr) {
-        sc = scratch(wk, B_SSC, (size_t)(snr * sp));
-        if (!sc) return WP_ENOMEM;
-        if ((rc = src_read(wk, s->s, sr0 * sp, sc, (size_t)(snr * sp), keep))) return rc;
+    const uint8_t *d, *sc = NULL;
+    if (mem) {
+        d = mem->data + base * pitch;
+        if (snr) sc = mem->scale + sr0 * sp;
+    } else {
+        uint8_t *db = scratch(wk, B_SRC, (size_t)((b - base) * pitch));
+        if (!db) return WP_ENOMEM;
+        int rc = src_read(wk, s->w, base * pitch, db, (size_t)((b - base) * pitch), keep);
+        if (rc) return rc;
+        d = db;
+        if (snr) {
+            uint8_t *sb = scratch(wk, B_SSC, (size_t)(snr * sp));
+            if (!sb) return WP_ENOMEM;
+            if ((rc = src_read(wk, s->s, sr0 * sp, sb, (size_t)(snr * sp), keep))) return rc;
+            sc = sb;
+        }
     }
     wp_qweight q = {
         .enc = w->src_enc, .rows = b - base, .cols = cols, .data = d, .scale = sc,
@@ -283,24 +303,111 @@ static int read_src_rows(worker *wk, const wp_plan_weight *w, const wp_plan_src 
 /* NVFP4's global scale is one per slice (per expert of a stack), over every
  * source row and column of the slice — the whole tensor even when --tp cuts
  * it, so the ranks reassemble to the unsplit build (docs/convert.md). */
-static int slice_global(worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, uint64_t band, float *g)
+static int slice_global(worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, uint64_t band,
+                        const resident *mem, float *g)
 {
     float amax = 0;
     for (int k = 0; k < w->srcs_per_slice; k++) {
         const wp_plan_src *s = &srcs[k];
+        if (mem && mem[k].has_amax) {   /* taken from the codes as they were read: no f32 pass */
+            amax = mem[k].amax > amax ? mem[k].amax : amax;
+            continue;
+        }
         for (uint64_t r = 0; r < s->src_rows; r += band) {
             int rc = check_cancel(wk);
             if (rc) return rc;
             uint64_t b = r + band < s->src_rows ? r + band : s->src_rows;
             float *ref = scratch(wk, B_REF, (size_t)((b - r) * s->src_cols * 4));
             if (!ref) return WP_ENOMEM;
-            if ((rc = read_src_rows(wk, w, s, r, b, ref, NULL, NULL, NULL, 1))) return rc;
+            if ((rc = read_src_rows(wk, w, s, r, b, ref, NULL, NULL, NULL, 1, mem ? &mem[k] : NULL))) return rc;
             float m = wp_amax(ref, (size_t)((b - r) * s->src_cols));   /* NaN ignored, as before */
             amax = m > amax ? m : amax;
         }
     }
     *g = wp_nvfp4_global_scale(&amax, 1);   /* the codec's own formula */
     return 0;
+}
+
+/* Bytes of source s as the pipeline reads it: data rows, and its scale rows
+ * (FP8: block rows; MXFP4: one E8M0 per 1x32). */
+static void src_sizes(const wp_plan_weight *w, const wp_plan_src *s, uint64_t *data, uint64_t *scale)
+{
+    uint64_t cols = s->src_cols;
+    *data = s->src_rows * row_bytes(w->src_enc, cols);
+    *scale = 0;
+    if (w->src_enc == WP_ENC_FP8)
+        *scale = (s->src_rows + w->src_br - 1) / w->src_br * ((cols + w->src_bc - 1) / w->src_bc * scale_elem(w, 1));
+    else if (w->src_enc == WP_ENC_MXFP4)
+        *scale = s->src_rows * (cols / 32);
+}
+
+static uint64_t up64(uint64_t n) { return (n + 63) & ~(uint64_t)63; }
+
+/* Read one slice's sources whole into the worker's slice buffer, once:
+ * the global-scale pass and the encode pass both work from it, so each
+ * source byte is read (and screened, and dropped from the page cache) once.
+ * The data is read in L2-sized pieces of whole rows, screened as they land;
+ * an MXFP4 source's amax is taken from each piece's codes and scales while
+ * they are in cache (wp_mxfp4_amax: the dequantised amax, bit for bit). */
+static int slice_load(worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, resident *mem)
+{
+    uint64_t total = 0;
+    for (int k = 0; k < w->srcs_per_slice; k++) {
+        uint64_t d, sc;
+        src_sizes(w, &srcs[k], &d, &sc);
+        total += up64(d) + up64(sc);
+    }
+    uint8_t *buf = scratch(wk, B_SLICE, (size_t)total);
+    if (!buf) return WP_ENOMEM;
+    for (int k = 0; k < w->srcs_per_slice; k++) {
+        const wp_plan_src *s = &srcs[k];
+        uint64_t d, sc, pitch = row_bytes(w->src_enc, s->src_cols);
+        src_sizes(w, s, &d, &sc);
+        int rc;
+        if (sc && (rc = src_read(wk, s->s, 0, buf + up64(d), (size_t)sc, 0))) return rc;
+        uint64_t rows = pitch ? COPY_CHUNK / pitch : 0;
+        if (!rows) rows = 1;
+        int mx = w->src_enc == WP_ENC_MXFP4;
+        float amax = 0;
+        for (uint64_t r = 0; r < s->src_rows; r += rows) {
+            if ((rc = check_cancel(wk))) return rc;
+            uint64_t n = s->src_rows - r < rows ? s->src_rows - r : rows;
+            if ((rc = src_read(wk, s->w, r * pitch, buf + r * pitch, (size_t)(n * pitch), 0))) return rc;
+            if (mx) {
+                float m = wp_mxfp4_amax(buf + r * pitch, buf + up64(d) + r * (s->src_cols / 32), (size_t)n,
+                                        (size_t)s->src_cols);
+                amax = m > amax ? m : amax;
+            }
+        }
+        mem[k].data = buf;
+        mem[k].scale = sc ? buf + up64(d) : NULL;
+        mem[k].has_amax = mx;
+        mem[k].amax = amax;
+        buf += up64(d) + up64(sc);
+    }
+    return 0;
+}
+
+/* Whether one slice's sources fit the worker's budget beside a band (or
+ * beside what the worker holds already, if that is more). */
+static int slice_fits(const worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, uint64_t band_bytes)
+{
+    uint64_t total = 0;
+    for (int k = 0; k < w->srcs_per_slice; k++) {
+        uint64_t d, sc;
+        src_sizes(w, &srcs[k], &d, &sc);
+        total += up64(d) + up64(sc);
+    }
+    uint64_t held = held_bytes(wk) - wk->cap[B_SLICE], budget = wk->r->worker_budget;
+    if (held < band_bytes) held = band_bytes;
+    return held <= budget && total <= budget - held;
+}
+
+static void slice_free(worker *wk)
+{
+    free(wk->buf[B_SLICE]);
+    wk->buf[B_SLICE] = NULL;
+    wk->cap[B_SLICE] = 0;
 }
 
 /* Elements the encoder had to clamp: |ref| beyond the largest value its
@@ -449,6 +556,18 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
                                    (unsigned long long)r->worker_budget);
         band = al;
     }
+    /* an FP8 source is read from its block boundary: bands of whole source
+     * blocks read each block row once (issue 13: a rank reads its share) */
+    if (w->src_enc == WP_ENC_FP8 && w->src_br > 1) {
+        uint64_t a = al, b = w->src_br;
+        while (b) {
+            uint64_t t = a % b;
+            a = b;
+            b = t;
+        }
+        uint64_t l = al / a * w->src_br;   /* lcm(al, src_br) */
+        if (band >= l) band = band / l * l;
+    }
     const wp_plan_tensor *td = &p->tensors[w->t_weight];
     uint64_t stride = td->stride, sstride = w->t_scale != SIZE_MAX ? p->tensors[w->t_scale].stride : 0;
     float *globals = NULL;
@@ -460,8 +579,15 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
     for (int sl = 0; sl < w->n_slices && !rc; sl++) {
         const wp_plan_src *srcs = &w->srcs[(size_t)sl * (size_t)w->srcs_per_slice];
         float global = 1.0f;
+        resident mem[2], *res = NULL;   /* srcs_per_slice is 1 or 2 (fused w13) */
         if (globals) {
-            if ((rc = slice_global(wk, w, srcs, band, &global))) break;
+            /* the slice whole in memory when it fits beside a band: read once;
+             * otherwise the global-scale pass reads it a first time */
+            if (w->srcs_per_slice <= 2 && !r->two_pass && slice_fits(wk, w, srcs, cap + extra)) {
+                if ((rc = slice_load(wk, w, srcs, mem))) break;
+                res = mem;
+            }
+            if ((rc = slice_global(wk, w, srcs, band, res, &global))) break;
             globals[sl] = global;
         }
         for (int k = 0; k < w->srcs_per_slice && !rc; k++) {
@@ -476,7 +602,8 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
                     break;
                 }
                 const uint8_t *codes = NULL, *ssc = NULL;
-                if ((rc = read_src_rows(wk, w, s, a, a + nr, full, &codes, &ssc, &base, 0))) break;
+                if ((rc = read_src_rows(wk, w, s, a, a + nr, full, &codes, &ssc, &base, 0, res ? &res[k] : NULL)))
+                    break;
                 float *ref = full;
                 if (need_ref && cols != src_cols) {
                     ref = scratch(wk, B_CUT, (size_t)(nr * cols * 4));
@@ -530,6 +657,7 @@ static int convert_weight(worker *wk, const wp_plan_weight *w, size_t wi)
     }
     if (!rc && globals) rc = out_write(wk, w->t_global, 0, globals, (size_t)w->n_slices * 4);
     free(globals);
+    slice_free(wk);   /* not carried into other weights' budgets */
     return rc;
 }
 
@@ -551,14 +679,15 @@ static int do_weight(worker *wk, size_t wi)
  * shard); handing out the costliest first (longest processing time first)
  * bounds that tail by the smallest weights.  Cost is an estimate of the
  * bytes each weight makes a core touch: read + written, plus the f32 band a
- * re-encode goes through (twice for NVFP4, whose global scale is a pass of
- * its own). */
+ * re-encode goes through (NVFP4's global-scale pass works on the slice held
+ * in memory: over the packed codes of an MXFP4 source, one more f32 pass
+ * over any other). */
 static double weight_cost(const wp_plan_weight *w)   /* double: an estimate cannot overflow */
 {
     double c = (double)w->in_bytes + (double)w->out_bytes;
     if (!(w->passthrough || w->src == WP_SRC_RAW)) {
         double f32 = (double)w->rows * (double)w->cols * (w->n_slices > 0 ? w->n_slices : 1) * 8.0;
-        c += w->enc == WP_ENC_NVFP4 ? 3 * f32 : f32;
+        c += w->enc == WP_ENC_NVFP4 && w->src_enc != WP_ENC_MXFP4 ? 2 * f32 : f32;
     }
     return c;
 }
@@ -648,6 +777,9 @@ int wp_convert_run(const wp_plan *p, const wp_sink *sink, const wp_convert_opts 
     r.o = o;
     r.worker_budget = (budget - base) / (uint64_t)threads;
     r.check = !o->no_content_check && !getenv("WPACK_BENCH_NO_CONTENT_CHECK");
+    /* the path a slice larger than the budget takes, on demand, so tests
+     * can check it writes the same bytes */
+    r.two_pass = getenv("WPACK_CONVERT_TWO_PASS") != NULL;
     if (o->rank1 && (o->rank1 < 0 || o->rank1 > p->n_files))
         return wp_fail_setting(e, WP_EUSAGE, "rank", "rank %d: the plan has %d rank(s) (0..%d)", o->rank1 - 1,
                                p->n_files, p->n_files - 1);

@@ -181,6 +181,37 @@ void wp_mxfp4_dequant(const uint8_t *q, const uint8_t *scales, size_t rows, size
     wp_qweight_dequant_rows(&w, 0, rows, out);
 }
 
+/* The largest code magnitude (0..7, E2M1's magnitude order is its code
+ * order) of one 32-element group: 16 bytes, two codes each. */
+static inline unsigned fp4_group_maxmag(const uint8_t *p)
+{
+    unsigned m = 0;
+    for (int j = 0; j < 16; j++) {
+        unsigned lo = p[j] & 7u, hi = (p[j] >> 4) & 7u;
+        m = lo > m ? lo : m;
+        m = hi > m ? hi : m;
+    }
+    return m;
+}
+
+float wp_mxfp4_amax_scalar(const uint8_t *q, const uint8_t *sc, size_t ng)
+{
+    float m = 0.0f;
+    for (size_t g = 0; g < ng; g++) {
+        /* the dequantiser's own multiply (weight.c: lut[c] * s), on the
+         * largest magnitude: rounding (overflow to inf included) is monotone */
+        float a = wp_e2m1_lut[fp4_group_maxmag(q + g * 16)] * wp_e8m0_dec(sc[g]);
+        m = a > m ? a : m;   /* NaN (a 0xFF scale) ignored, as amax_of */
+    }
+    return m;
+}
+
+float wp_mxfp4_amax(const uint8_t *q, const uint8_t *scales, size_t rows, size_t cols)
+{
+    assert(cols % 32 == 0);
+    return wp_qkernels_active()->mxfp4_amax(q, scales, rows * (cols / 32));
+}
+
 /* ---- NVFP4 (1×16, E4M3 scale, f32 global) ------------------------------------------- */
 
 float wp_nvfp4_global_scale(const float *w, size_t n)
@@ -294,6 +325,7 @@ const wp_qkernels wp_qk_scalar = {
     .mxfp4_quant = mxfp4_quant_scalar,
     .nvfp4_quant = nvfp4_quant_scalar,
     .amax = amax_scalar,
+    .mxfp4_amax = wp_mxfp4_amax_scalar,
     .fp8_dequant_seg = wp_fp8_dequant_seg_scalar,
     .mxfp4_dequant_row = wp_mxfp4_dequant_row_scalar,
     .nvfp4_dequant_row = wp_nvfp4_dequant_row_scalar,

@@ -271,6 +271,7 @@ const wp_qkernels wp_qk_avx2 = {
     .mxfp4_quant = mxfp4_quant_avx2,
     .nvfp4_quant = nvfp4_quant_avx2,
     .amax = amax_avx2,
+    .mxfp4_amax = wp_mxfp4_amax_scalar,   /* scalar: a small share of a convert */
     .fp8_dequant_seg = fp8_dequant_seg_avx2,
     .mxfp4_dequant_row = mxfp4_dequant_row_avx2,
     .nvfp4_dequant_row = nvfp4_dequant_row_avx2,

@@ -225,6 +225,50 @@ QK512 static void nvfp4_quant_512(const float *w, size_t rows, size_t cols, floa
     }
 }
 
+/* ---- The amax of MXFP4 codes (wp_mxfp4_amax) ------------------------------------------ */
+
+/* 16 groups at a time: each group's largest code magnitude (the byte max of
+ * its low and high nibbles & 7, reduced within its 128-bit lane), the 16
+ * magnitudes gathered into one vector, then lut[m] * 2^(e-127) as the
+ * scalar line multiplies (E8M0 decoded on the bits: 0 -> 2^-127, 0xFF ->
+ * NaN), and the running max with NaN ignored (VMAXPS returns its second
+ * operand when the first is NaN). */
+QK512 static float mxfp4_amax_512(const uint8_t *q, const uint8_t *sc, size_t ng)
+{
+    const __m512i k7 = _mm512_set1_epi8(7);
+    const __m512 tab = _mm512_loadu_ps(wp_e2m1_lut);   /* entries 0..7: the magnitudes */
+    __m512 acc = _mm512_setzero_ps();
+    size_t g = 0;
+    for (; g + 16 <= ng; g += 16) {
+        __m512i mm[4];
+        for (int i = 0; i < 4; i++) {   /* 4 groups per vector, one per 128-bit lane */
+            __m512i v = _mm512_loadu_si512((const void *)(q + (g + 4 * (size_t)i) * 16));
+            __m512i m = _mm512_max_epu8(_mm512_and_si512(v, k7), _mm512_and_si512(_mm512_srli_epi16(v, 4), k7));
+            m = _mm512_max_epu8(m, _mm512_bsrli_epi128(m, 8));
+            m = _mm512_max_epu8(m, _mm512_bsrli_epi128(m, 4));
+            m = _mm512_max_epu8(m, _mm512_bsrli_epi128(m, 2));
+            m = _mm512_max_epu8(m, _mm512_bsrli_epi128(m, 1));
+            mm[i] = _mm512_and_si512(m, _mm512_set1_epi32(0xFF));   /* lane 4j: group j's max, as a dword */
+        }
+        /* dword 4j of mm[i] is group 4i + j: gather dwords 0, 4, 8, 12 of each */
+        const __m512i pick = _mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0);
+        __m512i lo = _mm512_permutex2var_epi32(mm[0], pick, mm[1]);   /* groups 0..7 in dwords 0..7 */
+        __m512i hi = _mm512_permutex2var_epi32(mm[2], pick, mm[3]);   /* groups 8..15 in dwords 0..7 */
+        __m512i idx = _mm512_inserti64x4(lo, _mm512_castsi512_si256(hi), 1);
+        __m512 mag = _mm512_permutexvar_ps(idx, tab);
+        __m512i e = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sc + g)));
+        __m512i bits = _mm512_slli_epi32(e, 23);
+        bits = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), bits,
+                                       _mm512_set1_epi32(0x00400000));
+        bits = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), bits,
+                                       _mm512_set1_epi32(0x7FC00000));
+        acc = _mm512_max_ps(_mm512_mul_ps(mag, _mm512_castsi512_ps(bits)), acc);
+    }
+    float m = _mm512_reduce_max_ps(acc);   /* no NaN in acc */
+    float t = wp_mxfp4_amax_scalar(q + g * 16, sc + g, ng - g);
+    return t > m ? t : m;
+}
+
 /* ---- Row dequantisers (weight.c) ------------------------------------------------------ */
 
 /* 16 E2M1 values from 8 bytes through the codec's own table: byte j into
@@ -272,6 +316,7 @@ const wp_qkernels wp_qk_avx512 = {
     .mxfp4_quant = mxfp4_quant_512,
     .nvfp4_quant = nvfp4_quant_512,
     .amax = amax_512,
+    .mxfp4_amax = mxfp4_amax_512,
     .fp8_dequant_seg = fp8_dequant_seg_512,
     .mxfp4_dequant_row = mxfp4_dequant_row_512,
     .nvfp4_dequant_row = nvfp4_dequant_row_512,

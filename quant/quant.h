@@ -90,6 +90,13 @@ float wp_nvfp4_global_scale(const float *w, size_t n);
 /* max |x[i]| over n values, NaN ignored (0 for none): the amax every rule
  * above starts from, at vector speed. */
 float wp_amax(const float *x, size_t n);
+/* max |x| over the values an MXFP4 block [rows, cols] (cols % 32 == 0)
+ * dequantises to, NaN ignored (0 for none), straight from the codes and E8M0
+ * scales: bit for bit wp_amax of wp_mxfp4_dequant's output (every product
+ * e2m1 x 2^k is one IEEE multiply, monotone in |e2m1|, so a group's largest
+ * value is its largest code magnitude times its scale; a 0xFF (NaN) scale
+ * makes its group all NaN, left out), without the f32 buffer. */
+float wp_mxfp4_amax(const uint8_t *q, const uint8_t *scales, size_t rows, size_t cols);
 void wp_nvfp4_quant(const float *w, size_t rows, size_t cols, float global, uint8_t *q,
                     uint8_t *scales);
 void wp_nvfp4_dequant(const uint8_t *q, const uint8_t *scales, float global, size_t rows,

@@ -176,12 +176,18 @@ typedef struct wp_qkernels {
     void (*mxfp4_quant)(const float *w, size_t rows, size_t cols, uint8_t *q, uint8_t *scales);
     void (*nvfp4_quant)(const float *w, size_t rows, size_t cols, float global, uint8_t *q, uint8_t *scales);
     float (*amax)(const float *x, size_t n);   /* largest |x|, NaN ignored, 0 for none */
+    /* wp_mxfp4_amax over ng 32-element groups (16 code bytes, one E8M0 each):
+     * the amax of their dequantised values, from the codes */
+    float (*mxfp4_amax)(const uint8_t *q, const uint8_t *sc, size_t ng);
     /* weight.c's row dequantisers: out[i] = e4m3(q[i]) · s over n codes;
      * one MXFP4 row (cols % 32 == 0); one NVFP4 row (cols % 16 == 0). */
     void (*fp8_dequant_seg)(const uint8_t *q, size_t n, float s, float *out);
     void (*mxfp4_dequant_row)(const uint8_t *q, const uint8_t *sc, size_t cols, float *out);
     void (*nvfp4_dequant_row)(const uint8_t *q, const uint8_t *sc, size_t cols, float global, float *out);
 } wp_qkernels;
+
+/* block.c's scalar codes amax (the AVX2 set uses it too) */
+float wp_mxfp4_amax_scalar(const uint8_t *q, const uint8_t *sc, size_t ng);
 
 /* weight.c's scalar row dequantisers (the oracle of the fields above) */
 void wp_fp8_dequant_seg_scalar(const uint8_t *q, size_t n, float s, float *out);

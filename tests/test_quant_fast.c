@@ -357,3 +357,82 @@ TEST(quant_fast_convert_same_bytes_every_set)
     CHECK(!strstr(out, " 0 re-quantised"));
     CHECK_CONTAINS(out, "re-quantised");
 }
+
+/* NVFP4's global scale from an MXFP4 source straight from its codes and
+ * E8M0 scales (wp_mxfp4_amax, what convert runs) against the oracle it
+ * replaces: wp_amax over the dequantised values, and the global scale made
+ * from each, bit for bit.  Every E8M0 scale (0: the fp32 subnormal 2^-127;
+ * 254: 2^127, where 2 x 2^127 and up overflow to inf; 0xFF: NaN, its group
+ * left out) with every code (0x8 is -0), one group at a time; then blocks of
+ * random codes and scales salted with NaN scales, all-zero and -0 groups,
+ * all-NaN blocks, and a NaN group holding the largest code. */
+static void codes_amax_case(const uint8_t *q, const uint8_t *sc, size_t rows, size_t cols, const char *what)
+{
+    float *d = malloc(rows * cols * sizeof *d);
+    REQUIRE(d);
+    wp_mxfp4_dequant(q, sc, rows, cols, d);
+    float want = wp_amax(d, rows * cols), got = wp_mxfp4_amax(q, sc, rows, cols);
+    float gw = wp_nvfp4_global_scale(d, rows * cols), gg = wp_nvfp4_global_scale(&got, 1);
+    CHECKF(!memcmp(&want, &got, 4), "%s: codes amax %a, dequantised amax %a", what, (double)got, (double)want);
+    for (const wp_qkernels *const *k = wp_qkernels_all(); *k; k++) {   /* every set, called directly */
+        float m = (*k)->mxfp4_amax(q, sc, rows * cols / 32);
+        CHECKF(!memcmp(&want, &m, 4), "%s: the %s set's codes amax %a, dequantised amax %a", what, (*k)->name,
+               (double)m, (double)want);
+    }
+    CHECKF(!memcmp(&gw, &gg, 4), "%s: global %a from codes, %a from values", what, (double)gg, (double)gw);
+    /* the scalar oracle agrees with the active set's amax */
+    float ws = wp_qk_scalar.amax(d, rows * cols);
+    CHECKF(!memcmp(&want, &ws, 4), "%s: scalar amax %a, active %a", what, (double)ws, (double)want);
+    free(d);
+}
+
+TEST(quant_fast_mxfp4_codes_amax_matches_dequantised)
+{
+    uint8_t q[16 * 64], sc[64];
+    char what[96];
+    /* 16 groups (one vector of the AVX-512 set): every scale with every code
+     * (all groups at one scale, or the scale beside NaN-scaled groups holding
+     * larger codes), and runs of 16 consecutive scales */
+    for (int s = 0; s < 256; s++)
+        for (int c = 0; c < 16; c++) {
+            for (int g = 0; g < 16; g++) {
+                sc[g] = (uint8_t)(g % 5 == 4 && c % 2 ? 0xFF : s);
+                memset(q + 16 * g, sc[g] == 0xFF ? 0x77 : ((g + c) % 16 | ((g * 3 + c) % 16) << 4), 16);
+            }
+            snprintf(what, sizeof what, "16 groups, scale %d, codes %d..", s, c);
+            codes_amax_case(q, sc, 1, 512, what);
+            for (int g = 0; g < 16; g++) sc[g] = (uint8_t)((s + g) % 256);
+            snprintf(what, sizeof what, "16 groups, scales %d.., codes %d..", s, c);
+            codes_amax_case(q, sc, 1, 512, what);
+        }
+    for (int s = 0; s < 256; s++)
+        for (int c = 0; c < 16; c++) {
+            sc[0] = (uint8_t)s;
+            memset(q, c | c << 4, 16);   /* every element code c */
+            snprintf(what, sizeof what, "scale %d, all code %d", s, c);
+            codes_amax_case(q, sc, 1, 32, what);
+            for (int j = 0; j < 16; j++) q[j] = (uint8_t)(j == 5 ? c << 4 : 8 | 8 << 4);   /* one c among -0 */
+            snprintf(what, sizeof what, "scale %d, code %d among -0", s, c);
+            codes_amax_case(q, sc, 1, 32, what);
+        }
+    for (int rep = 0; rep < 400; rep++) {
+        size_t rows = 1 + rnd() % 4, cols = 32 * (1 + rnd() % 16);   /* up to 64 groups: vector body and tail */
+        int mode = (int)(rnd() % 6);
+        for (size_t i = 0; i < rows * cols / 2; i++) q[i] = (uint8_t)rnd();
+        for (size_t g = 0; g < rows * cols / 32; g++) {
+            uint8_t s = (uint8_t)rnd();
+            if (mode == 1) s = (uint8_t)(rnd() % 3 ? 0xFF : s);            /* mostly NaN scales */
+            if (mode == 2) s = (uint8_t)(250 + rnd() % 6);                 /* near overflow, and NaN */
+            if (mode == 3) s = (uint8_t)(rnd() % 4);                       /* subnormal products */
+            if (mode == 4) s = 0xFF;                                       /* all NaN: amax 0 */
+            sc[g] = s;
+            if (rnd() % 5 == 0) memset(q + g * 16, rnd() & 1 ? 0x88 : 0, 16);   /* a -0 or +0 group */
+        }
+        if (mode == 5) {   /* the largest code sits in a NaN group */
+            sc[0] = 0xFF;
+            q[0] = 0x77;
+        }
+        snprintf(what, sizeof what, "random block %d (mode %d, %zux%zu)", rep, mode, rows, cols);
+        codes_amax_case(q, sc, rows, cols, what);
+    }
+}
