@@ -13,6 +13,7 @@
 #    read bandwidth sampled right after each step; prefill tokens/s of the same layer.
 #    FLASH=DIR reuses a checkpoint (`wpack synth --preset flash --layers 4 --experts 32`)
 #    instead of writing one (~5 GB in $TMPDIR); SKIP_FLASH=1 skips this part.
+# 3. the decode products alone (bench/rt_kernels.sh), CPU seconds, best of ROUNDS_KERNELS (3).
 set -eu
 WPACK=${1:-build/wpack}
 REPS=${2:-5}
@@ -92,3 +93,7 @@ for L in 0 2 3; do
     done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# The decode products alone, in CPU seconds (bench/rt_kernels.sh; give it a second
+# libwpack.a to compare two builds side by side).
+ROUNDS=${ROUNDS_KERNELS:-3} sh bench/rt_kernels.sh "$LIB"

@@ -7,6 +7,7 @@
 #
 #   sh bench/speed.sh [WORKDIR]   (default /tmp/wpack-bench-speed; the build is reused if present)
 #   env: WPACK=build/wpack  THREADS=$(nproc)  EXPERTS=96 (~5 GB build)  LEVEL=3
+#        FLASH=DIR      the 4-layer Flash-shaped checkpoint for the runtime rows
 #        DROP_CACHES=1  drop the whole page cache for the cold rows (root; it
 #                       evicts everyone's cache: only on a machine of your own)
 #        SKIP="pack convert rt"  rows to leave out (printed as n/a)
@@ -32,8 +33,10 @@
 #                       xxhash checked, nothing synced), zstd before and after as for pack
 #   unpack/CPU          the same in bytes per CPU-second
 #   convert CPU         bench/convert_cpu.c (engineer quantspeed's) 2 threads vs 1 thread x 2
-#   runtime decode      bench/rt_layer.c (engineer runtime's): weight bytes read per second in
-#                       decode vs the memory read bandwidth it measures
+#   runtime decode SWA/CSA/HCA  bench/rt_layer.c (engineer runtime's) on layers 0, 2, 3 of a
+#                       4-layer V4-Flash-shaped checkpoint (FLASH=DIR, or made once in
+#                       WORKDIR/flash4, ~4.7 GB): weight bytes read per second in decode vs the
+#                       memory read bandwidth it samples after every step
 #   memory copy         memcpy GB/s (bytes copied), THREADS threads, best of 3: the ceiling for
 #                       any figure that touches every byte in memory
 # A row whose tool is missing prints n/a.  Nothing is asserted.
@@ -198,14 +201,28 @@ else
 fi
 
 # ---- runtime decode (bench/rt_layer.c, engineer runtime's) --------------------------------
+# One row per layer kind of a 4-layer V4-Flash-shaped checkpoint (layer 0 sliding window,
+# 2 CSA, 3 HCA): FLASH=DIR reuses one (e.g. /work/big/flash4), else it is made once in
+# $WORK/flash4 (synth --layers 4 --experts 32, ~4.7 GB, kept like the build).  Each row:
+# weight bytes a decode step reads / median step time, against the median of the memory read
+# bandwidth samples rt_layer takes right after every step (same threads, same bytes).
+FLASH=${FLASH:-$WORK/flash4}
 if ! skip rt && [ -f bench/rt_layer.c ] && [ -f "$LIB" ] &&
    cc -O2 -std=c11 -D_GNU_SOURCE -pthread -I. bench/rt_layer.c "$LIB" $LIBS -o "$WORK/rt_layer" 2>/dev/null &&
-   out=$("$WORK/rt_layer" "$B" 0 256 40 "$THREADS" 2>/dev/null); then
-    d=$(echo "$out" | sed -n 's/.* = \([0-9.]*\) GB\/s; memory read bandwidth.*/\1/p')
-    bw=$(echo "$out" | sed -n 's/.*memory read bandwidth \([0-9.]*\) GB\/s.*/\1/p')
-    row "runtime decode" "${d:-n/a}" "memory read bandwidth (rt_layer)" "${bw:-n/a}"
+   { [ -f "$FLASH/config.json" ] ||
+     "$WPACK" synth --preset flash --layers 4 --experts 32 -o "$FLASH" -q >/dev/null; }; then
+    for lk in "0 SWA" "2 CSA" "3 HCA"; do
+        set -- $lk
+        if out=$("$WORK/rt_layer" "$FLASH" "$1" 256 40 "$THREADS" 2>/dev/null); then
+            d=$(echo "$out" | sed -n 's/.* = \([0-9.]*\) GB\/s; memory read bandwidth.*/\1/p')
+            bw=$(echo "$out" | sed -n 's/.*memory read bandwidth \([0-9.]*\) GB\/s.*/\1/p')
+            row "runtime decode $2" "${d:-n/a}" "memory read bandwidth (rt_layer)" "${bw:-n/a}"
+        else
+            na "runtime decode $2" "memory read bandwidth (rt_layer)"
+        fi
+    done
 else
-    na "runtime decode" "memory read bandwidth (rt_layer)"
+    for k in SWA CSA HCA; do na "runtime decode $k" "memory read bandwidth (rt_layer)"; done
 fi
 
 # ---- memory copy -------------------------------------------------------------------------

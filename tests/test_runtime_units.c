@@ -432,6 +432,57 @@ TEST(runtime_kernels_vs_reference)
     rt_pool_free(pool);
 }
 
+/* Rows long enough for the decode kernels' whole-row steps (MXFP4 scales made
+ * 16 segments at a time, then a tail; 128-wide steps, then a 32-wide tail) and
+ * the dense FP8 kernel's two slow-path triggers (a NaN code, a scale above
+ * 2^100): one fused row gives the bits of the same row among three, which
+ * take the decoded-row kernels, on every kernel set. */
+TEST(runtime_fused_rows_long_nan_bigscale)
+{
+    const rt_kernels *const *ks = rt_kernels_all();
+    struct { wp_enc enc; uint32_t br, bc; wp_scale_fmt sf; int rows, cols; } cases[] = {
+        {WP_ENC_MXFP4, 0, 0, WP_SCALE_E8M0, 9, 2080},    /* 65 segments: 4 x 16 + 1 */
+        {WP_ENC_MXFP4, 0, 0, WP_SCALE_E8M0, 5, 4096},
+        {WP_ENC_FP8, 128, 128, WP_SCALE_F32, 260, 1152},
+        {WP_ENC_FP8, 128, 128, WP_SCALE_E8M0, 130, 4096},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        qw q;
+        make_weight(&q, cases[ci].enc, cases[ci].rows, cases[ci].cols, cases[ci].br,
+                    cases[ci].bc, cases[ci].sf);
+        const int M = 3, K = cases[ci].cols, N = cases[ci].rows;
+        if (cases[ci].enc == WP_ENC_FP8) {
+            ((uint8_t *)q.data)[(size_t)1 * K + 77] = 0x7F;          /* NaN in row 1 */
+            ((uint8_t *)q.data)[(size_t)N * K - 3] = 0xFF;           /* and in the last row */
+            if (cases[ci].sf == WP_SCALE_F32)
+                ((float *)q.scale)[(size_t)(K + 127) / 128 * 1 + 2] = 0x1p110f;   /* rows 128..255 */
+        }
+        float *x = malloc(sizeof(float) * M * K), *y = malloc(sizeof(float) * M * N);
+        float *y1 = malloc(sizeof(float) * N);
+        for (int i = 0; i < M * K; i++) x[i] = rnd() * (i % 97 == 0 ? 30 : 1);
+        for (int ki = 0; ks[ki]; ki++) {
+            rt_ctx c = {.pool = NULL, .k = ks[ki], .flags = 0};
+            for (int dense = 0; dense < 2; dense++) {
+                REQUIRE((dense ? rt_linear_dense(&c, &q.w, x, M, y) : rt_linear(&c, &q.w, x, M, y)) == 0);
+                REQUIRE((dense ? rt_linear_dense(&c, &q.w, x + K, 1, y1)
+                               : rt_linear(&c, &q.w, x + K, 1, y1)) == 0);
+                int bad = 0, nan = 0;
+                for (int n = 0; n < N; n++) {
+                    float a = y1[n], b = y[N + n];
+                    nan += isnan(a);
+                    bad += isnan(a) || isnan(b) ? isnan(a) != isnan(b) : memcmp(&a, &b, 4) != 0;
+                }
+                CHECKF(bad == 0, "%s, %s %dx%d %s: %d fused outputs differ", ks[ki]->name,
+                       wp_enc_name(q.w.enc), N, K, dense ? "dense" : "quantised", bad);
+                if (cases[ci].enc == WP_ENC_FP8)    /* the NaN rows stay NaN */
+                    CHECKF(nan >= 2, "%s: %d NaN outputs", ks[ki]->name, nan);
+            }
+        }
+        free(x), free(y), free(y1);
+        free(q.data), free(q.scale);
+    }
+}
+
 /* Work is split by output row only: 1 or 3 threads give the same bits. */
 TEST(runtime_threads_same_bits)
 {
