@@ -118,12 +118,12 @@ static void want_digest(const uint8_t *b, const wp_range *r, size_t nr, uint8_t 
     free(cat);
 }
 
-static const char *const g_modes[] = {"map", "direct", "pread", "auto"};
+static const char *const g_modes[] = {"map", "direct", "pread", "mixed", "auto"};
 
 /* Sizes around the 4096-byte O_DIRECT alignment and past a 64 MiB shard,
  * whole and in ranges that start and end off alignment, in every mode, cold
  * and warm: OpenSSL's digest each time.  Forced O_DIRECT reads leave a cold
- * file cold (so that path really ran), and so does auto on a cold file. */
+ * file cold (so that path really ran), and so does mixed on a cold file. */
 TEST(verify_io_digests_every_path)
 {
     static const size_t sizes[] = {1, 4095, 4096, 4097, 64 * MiB + 1};
@@ -153,8 +153,8 @@ TEST(verify_io_digests_every_path)
                 CHECKF(wp_hash_jobs(&j0, 1, 2, NULL, NULL, "test", &e) == 0, "%s: %s", g_modes[mi], e.msg);
                 CHECKF(j0.done && !memcmp(j0.out, want0, 32), "size %zu, %s, %s: whole file", n, g_modes[mi],
                        cold ? "cold" : "warm");
-                if (cold && dio && n >= 4096 && strcmp(g_modes[mi], "map") && strcmp(g_modes[mi], "pread")) {
-                    /* O_DIRECT (forced, or auto on a cold file) brought nothing into the page cache */
+                if (cold && dio && n >= 4096 && (!strcmp(g_modes[mi], "direct") || !strcmp(g_modes[mi], "mixed"))) {
+                    /* O_DIRECT (forced, or mixed on a cold file) brought nothing into the page cache */
                     size_t res = resident(path, 0, n);
                     CHECKF(res <= 1, "size %zu, %s: %zu pages cached after a cold O_DIRECT hash", n, g_modes[mi], res);
                     checked_cold++;
@@ -172,10 +172,10 @@ TEST(verify_io_digests_every_path)
     if (!checked_cold) printf("note: O_DIRECT unsupported under %s; cold checks skipped\n", wpt_tmpdir());
 }
 
-/* auto decides window by window: on a file whose first half is cached and
+/* mixed decides window by window: on a file whose first half is cached and
  * second half is not, the first half is hashed from the cache and the second
  * read with O_DIRECT (it stays out of the cache), and the digest is right. */
-TEST(verify_io_auto_per_window)
+TEST(verify_io_mixed_per_window)
 {
     const char *path = wpt_path("%s/half.bin", wpt_tmpdir());
     size_t n = 32 * MiB + 123;
@@ -197,7 +197,7 @@ TEST(verify_io_auto_per_window)
     REQUIRE(resident(path, 16 * MiB, n - 16 * MiB) == 0);
     size_t pages_half = 16 * MiB / (size_t)sysconf(_SC_PAGESIZE);
     REQUIRE(resident(path, 0, 16 * MiB) >= pages_half - 1);
-    unsetenv("WPACK_HASH_IO");
+    REQUIRE(setenv("WPACK_HASH_IO", "mixed", 1) == 0);
     wp_range r = {0, n};
     wp_hash_job j = {.fd = fd, .path = path, .ranges = &r, .nranges = 1};
     wp_err e = {0};
@@ -219,6 +219,7 @@ TEST(verify_io_auto_per_window)
     CHECK(two[1].done && !memcmp(two[1].out, want, 32));
     CHECKF(resident(path, MiB, 20 * MiB) >= 20 * MiB / (size_t)sysconf(_SC_PAGESIZE) - 1,
            "overlapping jobs did not read through the page cache");
+    unsetenv("WPACK_HASH_IO");
     close(fd);
     free(b);
 }
@@ -292,7 +293,7 @@ static void cut_while_hashing(const char *mode, uint64_t at, uint64_t to, int co
 TEST(verify_io_truncated_while_hashing)
 {
     for (size_t mi = 0; mi < sizeof g_modes / sizeof *g_modes; mi++) {
-        if (!strcmp(g_modes[mi], "auto")) continue;   /* auto is map (warm) or direct (cold): below */
+        if (!strcmp(g_modes[mi], "auto") || !strcmp(g_modes[mi], "mixed")) continue;   /* map (warm) or direct (cold) */
         cut_while_hashing(g_modes[mi], 0, 3 * MiB + 100, 0);          /* in the first window */
         cut_while_hashing(g_modes[mi], 8 * MiB, 12 * MiB + 1, 1);     /* read ahead of the hash */
     }

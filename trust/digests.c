@@ -2,15 +2,19 @@
  * creation and verify-source (see trust.h).
  *
  * Jobs (SHA-256 over ranges of one file) run longest first on the worker
- * threads.  A job's bytes reach its worker window by window (WINDOW bytes),
- * each window the cheapest way for where its pages are:
- *   - in the page cache: hashed straight from a read-only mapping (populated
- *     ahead of the hash; no kernel copy into a user buffer, which costs about a
- *     sixth more CPU per byte than hashing alone);
- *   - not in the page cache (mincore: under half of the window's pages): read
- *     with O_DIRECT into an aligned buffer, through a second descriptor of the
- *     same file: the disk writes straight into the buffer, with no page-cache
- *     pages to allocate, insert and reclaim;
+ * threads.  A job's bytes reach its worker window by window (WINDOW bytes):
+ *   - by default (auto) hashed straight from a read-only mapping, populated
+ *     ahead of the hash with POSIX_FADV_WILLNEED read-ahead of the window and
+ *     the next (no kernel copy into a user buffer, which costs about a sixth
+ *     more CPU per byte than hashing alone; the read-ahead queues large reads
+ *     at once, where faulting alone reads a window in small pieces);
+ *   - WPACK_HASH_IO=mixed decides per window: mapped when mincore says the
+ *     page cache holds at least half of it, else read with O_DIRECT into an
+ *     aligned buffer through a second descriptor of the same file (no page
+ *     cache pages to allocate and reclaim: less CPU per cold byte, but one
+ *     8 MiB read at a time per job, which on a quiet machine reads the disk
+ *     at dd's rate while mapped read-ahead reads it 1.2-1.6x faster;
+ *     docs/performance.md "Verify");
  *   - a file that cannot be mapped (a device): pread into a buffer.
  * A job longer than one window has a reader thread that runs up to NSLOT
  * windows ahead of the hash, so reading (the disk, or faulting a window in)
@@ -19,9 +23,8 @@
  * window turns that into the error pread gives ("unexpected end of file ...
  * (file truncated?)"), as a short O_DIRECT read does.  A SIGBUS outside a
  * guarded window is not ours: the previous disposition is restored and the
- * faulting access repeats under it.  WPACK_HASH_IO=map|direct|pread forces one
- * way for every window (a test facility; `auto`, the default, decides per
- * window).  docs/performance.md "Verify" has the measurements. */
+ * faulting access repeats under it.  WPACK_HASH_IO=map|direct|pread|mixed
+ * forces a way (a test and measurement facility; auto is map). */
 #include "trust/trust.h"
 
 #include <errno.h>
@@ -57,7 +60,7 @@
  * 256 MiB of them, however many threads */
 #define DIRECT_WORKERS ((256u << 20) / (NSLOT * BUFSZ))
 
-enum { IO_AUTO, IO_MAP, IO_DIRECT, IO_PREAD };
+enum { IO_AUTO, IO_MAP, IO_DIRECT, IO_PREAD, IO_MIXED };
 
 void (*wp_hash_window_hook)(const wp_hash_job *j, uint64_t off, size_t len);
 
@@ -486,7 +489,7 @@ static int run_job(pool *p, wp_hash_job *j, uint8_t **bufs, int direct_ok, wp_er
     s.can_map = reg && g_bus_ok && p->io != IO_PREAD;
     s.resid_known = reg && residency_known(j->fd, &st);
     s.can_direct = reg && direct_ok &&
-                   (p->io == IO_DIRECT || (p->io == IO_AUTO && s.resid_known && !p->shared[j - p->jobs]));
+                   (p->io == IO_DIRECT || (p->io == IO_MIXED && s.resid_known && !p->shared[j - p->jobs]));
     pthread_t th;
     if (job_len(j) > WINDOW) {
         pthread_mutex_init(&s.mu, NULL);
@@ -606,7 +609,7 @@ int wp_hash_jobs(wp_hash_job *jobs, size_t n, int threads, wp_progress_fn progre
     p.e = e;
     const char *io = getenv("WPACK_HASH_IO");
     p.io = !io ? IO_AUTO : !strcmp(io, "map") ? IO_MAP : !strcmp(io, "direct") ? IO_DIRECT
-         : !strcmp(io, "pread") ? IO_PREAD : IO_AUTO;
+         : !strcmp(io, "pread") ? IO_PREAD : !strcmp(io, "mixed") ? IO_MIXED : IO_AUTO;
     p.order = wp_calloc(n, sizeof *p.order, e);
     p.shared = p.order ? wp_calloc(n, 1, e) : NULL;
     pthread_t *tid = p.shared ? wp_calloc((size_t)threads, sizeof *tid, e) : NULL;
@@ -616,7 +619,7 @@ int wp_hash_jobs(wp_hash_job *jobs, size_t n, int threads, wp_progress_fn progre
         free(tid);
         return WP_ENOMEM;
     }
-    if (p.io == IO_AUTO) mark_shared(&p);
+    if (p.io == IO_MIXED) mark_shared(&p);
     for (size_t i = 0; i < n; i++) p.order[i] = i;
     /* longest first: the biggest tensor must not start last (LPT scheduling) */
     qsort_r(p.order, n, sizeof *p.order, by_len_desc, jobs);
