@@ -66,20 +66,7 @@ BYTES=$(cat $FILES | wc -c)
 ALL=$(cat "$B"/* | wc -c)
 skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
 
-# run CMD...: prints "wall cpu" (seconds; cpu = user + sys of the command and its children)
-run() {
-    python3 - "$@" <<'PY'
-import os, resource, subprocess, sys, time
-r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-t0 = time.monotonic()
-rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
-t1 = time.monotonic()
-r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-if rc: sys.exit("bench/speed.sh: %s failed (exit %d)" % (sys.argv[1], rc))
-print("%.6f %.6f" % (t1 - t0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)))
-PY
-}
-gbs() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.3f", b / t / 1e9 }'; }
+. bench/timing.sh   # run, gbs (the cd above made the repository root the working directory)
 row() {   # figure value peer peer_value
     r=$(awk -v a="$2" -v b="$4" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }')
     printf '%-22s %9s  %-34s %9s  %6s\n' "$1" "$2" "$3" "$4" "$r"

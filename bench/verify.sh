@@ -13,9 +13,9 @@
 #   sh bench/verify.sh [WORKDIR]      (default /tmp/wpack-bench-verify; the build is reused if present)
 #   env: WPACK=build/wpack  THREADS=$(nproc)  EXPERTS=96 (size of the synthetic build)  REPS=2
 #        BASE=PATH     another wpack (e.g. main's) measured in the same rows, interleaved
-#        MODES="auto map"   WPACK_HASH_IO values for the cold rows (auto: mapped windows for
-#                      what the page cache holds, O_DIRECT for what it does not; map: mapped
-#                      windows only, the engine before O_DIRECT)
+#        MODES="auto mixed" WPACK_HASH_IO values for the cold rows (auto, the default: mapped
+#                      windows with read-ahead; mixed: mapped for what the page cache holds,
+#                      O_DIRECT for what it does not; also map, direct, pread)
 #        DROP_CACHES=1 drop the whole page cache for cold rows (root; evicts everyone's cache)
 #
 # The build is made once: `wpack synth --preset flash --layers 1 --experts $EXPERTS`
@@ -30,7 +30,7 @@ THREADS=${THREADS:-$(nproc)}
 EXPERTS=${EXPERTS:-96}
 REPS=${REPS:-2}
 BASE=${BASE:-}
-MODES=${MODES:-auto map}
+MODES=${MODES:-auto mixed}
 B=$WORK/build
 
 mkdir -p "$WORK"
@@ -46,20 +46,7 @@ BYTES=$(cat $FILES | wc -c)
 echo "# build $B: $(echo $FILES | wc -w) .wpk file(s), $BYTES bytes; $(nproc) CPUs, $(uname -r), verify threads $THREADS"
 [ "$BYTES" -ge 4000000000 ] || echo "# WARNING: build is smaller than 4 GB (raise EXPERTS)"
 
-# run CMD...: prints "wall cpu" (seconds; cpu = user + sys of the command and its children)
-run() {
-    python3 - "$@" <<'PY'
-import os, resource, subprocess, sys, time
-r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-t0 = time.monotonic()
-rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
-t1 = time.monotonic()
-r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-if rc: sys.exit("bench/verify.sh: %s failed (exit %d)" % (sys.argv[1], rc))
-print("%.6f %.6f" % (t1 - t0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)))
-PY
-}
-gbs() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.3f", b / t / 1e9 }'; }
+. "$(dirname "$0")/timing.sh"   # run, gbs
 max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b) ? a : b }'; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
 load() { cut -d' ' -f1 /proc/loadavg; }

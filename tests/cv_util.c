@@ -1,6 +1,7 @@
 /* cv_util.c — see cv_util.h. */
 #include "tests/cv_util.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
 
@@ -343,4 +344,13 @@ uint8_t *cvt_slurp(const char *path, size_t *n)
     if (wpt_read_file(path, &d, &len)) return NULL;
     if (n) *n = len;
     return d;
+}
+
+long long cvt_json_num(const char *doc, const char *key)
+{
+    cJSON *j = cJSON_Parse(doc);
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
+    long long v = cJSON_IsNumber(x) ? (long long)x->valuedouble : -1;
+    cJSON_Delete(j);
+    return v;
 }

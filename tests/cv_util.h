@@ -38,4 +38,8 @@ size_t cvt_check_build(wp_ckpt *k, const wp_plan *p, const char *build);
 /* Read a whole file of a build into memory (malloc'd). */
 uint8_t *cvt_slurp(const char *path, size_t *n);
 
+/* The number at top-level KEY of the JSON document DOC (a command's --json
+ * output), truncated to an integer; -1 when DOC is not JSON or KEY is not a number. */
+long long cvt_json_num(const char *doc, const char *key);
+
 #endif

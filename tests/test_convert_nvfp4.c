@@ -16,15 +16,6 @@
 
 #define HF WPT_TINY "/hf"
 
-static long long json_num(const char *doc, const char *key)
-{
-    cJSON *j = cJSON_Parse(doc);
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
-    long long v = cJSON_IsNumber(x) ? (long long)x->valuedouble : -1;
-    cJSON_Delete(j);
-    return v;
-}
-
 /* A rank's share under --ep N, from the checkpoint alone: every tensor but
  * the routed experts of the other ranks (contiguous ranges of E/N experts;
  * everything else is replicated on every rank). */
@@ -61,7 +52,7 @@ TEST(convert_nvfp4_rank_reads_its_share_once)
                 int rc = wpt_run(out, sizeof out, "%s convert %s -o %s --profile blackwell-nvfp4 --ep %d --rank %d "
                                  "--threads %d --json", wpt_wpack(), HF, d, ep, r, threads);
                 CHECKF(rc == 0, "ep %d rank %d: exit %d: %s", ep, r, rc, out);
-                long long rd = json_num(out, "bytes_read"), want = (long long)ep_share(k, 8, ep, r);
+                long long rd = cvt_json_num(out, "bytes_read"), want = (long long)ep_share(k, 8, ep, r);
                 CHECKF(rd == want, "--ep %d --rank %d, %d thread(s): read %lld bytes, its share is %lld", ep, r,
                        threads, rd, want);
                 CHECK(want < (long long)all);
@@ -70,9 +61,9 @@ TEST(convert_nvfp4_rank_reads_its_share_once)
         int rc = wpt_run(out, sizeof out, "%s convert %s -o %s --profile blackwell-nvfp4 --threads %d --json",
                          wpt_wpack(), HF, d, threads);
         CHECKF(rc == 0, "exit %d: %s", rc, out);
-        CHECKF(json_num(out, "bytes_read") == (long long)all, "read %lld bytes of %llu", json_num(out, "bytes_read"),
+        CHECKF(cvt_json_num(out, "bytes_read") == (long long)all, "read %lld bytes of %llu", cvt_json_num(out, "bytes_read"),
                (unsigned long long)all);
-        CHECK_EQ_INT(json_num(out, "checkpoint_tensor_bytes"), (long long)all);
+        CHECK_EQ_INT(cvt_json_num(out, "checkpoint_tensor_bytes"), (long long)all);
     }
     wp_ckpt_close(k);
 }
@@ -211,7 +202,7 @@ TEST(convert_nvfp4_two_pass_path_same_bytes)
             int rc = wpt_run(out, sizeof out, "%s %s convert %s -o %s --profile blackwell-nvfp4 --threads %d --json",
                              two ? "WPACK_CONVERT_TWO_PASS=1" : "", wpt_wpack(), HF, d, threads);
             CHECKF(rc == 0, "exit %d: %s", rc, out);
-            long long rd = json_num(out, "bytes_read");
+            long long rd = cvt_json_num(out, "bytes_read");
             CHECKF(rd == (long long)(two ? all + experts : all), "two-pass %d: read %lld (tensors %llu, experts %llu)",
                    two, rd, (unsigned long long)all, (unsigned long long)experts);
             uint8_t *b;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "format/wpk.h"
+#include "tests/cv_util.h"
 #include "tests/harness.h"
 #include "trust/manifest.h"
 
@@ -20,15 +21,6 @@ static const char *W(void)
     static char abs_[4096];
     if (!abs_[0] && !realpath(wpt_wpack(), abs_)) snprintf(abs_, sizeof abs_, "%s", wpt_wpack());
     return abs_;
-}
-
-static long long json_num(const char *doc, const char *key)
-{
-    cJSON *j = cJSON_Parse(doc);
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
-    long long v = cJSON_IsNumber(x) ? (long long)x->valuedouble : -1;
-    cJSON_Delete(j);
-    return v;
 }
 
 /* N ranks converted by N concurrent processes (rank from `how`: "--rank",
@@ -67,10 +59,10 @@ static void parts_merge_identical(const char *opts, int n, const char *how)
         REQUIRE(wpt_read_file(p, &doc, &len) == 0);
         char *s = strndup((const char *)doc, len);
         free(doc);
-        CHECKF(json_num(s, "rank") == r, "rank %d: %s", r, s);
-        CHECKF(json_num(s, "ranks") == n, "rank %d: %s", r, s);
-        total = json_num(s, "checkpoint_tensor_bytes");
-        long long rd = json_num(s, "bytes_read");
+        CHECKF(cvt_json_num(s, "rank") == r, "rank %d: %s", r, s);
+        CHECKF(cvt_json_num(s, "ranks") == n, "rank %d: %s", r, s);
+        total = cvt_json_num(s, "checkpoint_tensor_bytes");
+        long long rd = cvt_json_num(s, "bytes_read");
         /* a rank reads only its own tensors: less than the whole checkpoint */
         CHECKF(rd > 0 && rd < total, "rank %d read %lld of %lld bytes", r, rd, total);
         free(s);
@@ -242,13 +234,13 @@ TEST(convert_rank_from_environment)
     CHECK_CONTAINS(out, "SLURM_ARRAY_TASK_ID=1 and JOB_COMPLETION_INDEX=0 disagree");
     CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 JOB_COMPLETION_INDEX=1 %s convert %s -o %s/b --ep 2 --json 2>/dev/null",
                          W(), HF, d), 0);
-    CHECK_EQ_INT(json_num(out, "rank"), 1);
+    CHECK_EQ_INT(cvt_json_num(out, "rank"), 1);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 %s convert %s -o %s/c --ep 2 --rank 0 --json 2>/dev/null", W(),
                          HF, d), 0);
-    CHECK_EQ_INT(json_num(out, "rank"), 0);
+    CHECK_EQ_INT(cvt_json_num(out, "rank"), 0);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "SLURM_ARRAY_TASK_ID=1 %s convert %s -o %s/e --ep 2 --rank all --json 2>/dev/null",
                          W(), HF, d), 0);
-    CHECK_EQ_INT(json_num(out, "rank"), -1);
+    CHECK_EQ_INT(cvt_json_num(out, "rank"), -1);
     CHECK(access(wpt_path("%s/e/model-rank00000-of-00002.wpk", d), F_OK) == 0);
     CHECK(access(wpt_path("%s/e/part.json", d), F_OK) != 0);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "JOB_COMPLETION_INDEX=3 %s convert %s -o %s/f --json 2>/dev/null", W(), HF, d), 0);
