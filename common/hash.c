@@ -21,6 +21,16 @@ void wp_sha256_update(wp_sha256 *h, const void *p, size_t n)
     if (n) EVP_DigestUpdate(h->ctx, p, n);
 }
 
+void wp_sha256_zeros(wp_sha256 *h, uint64_t n)
+{
+    static const uint8_t z[65536];
+    while (n) {
+        size_t k = n < sizeof z ? (size_t)n : sizeof z;
+        wp_sha256_update(h, z, k);
+        n -= k;
+    }
+}
+
 void wp_sha256_final(wp_sha256 *h, uint8_t out[WP_SHA256_LEN])
 {
     unsigned len = 0;

@@ -189,6 +189,7 @@ const char *wp_step_name(wp_step op);
 typedef struct wp_sha256 { void *ctx; } wp_sha256;   /* EVP_MD_CTX */
 int wp_sha256_init(wp_sha256 *h, wp_err *e);
 void wp_sha256_update(wp_sha256 *h, const void *p, size_t n);
+void wp_sha256_zeros(wp_sha256 *h, uint64_t n);   /* n zero bytes (padding) */
 void wp_sha256_final(wp_sha256 *h, uint8_t out[WP_SHA256_LEN]);   /* frees */
 void wp_sha256_free(wp_sha256 *h);                                /* abandon */
 int wp_sha256_buf(const void *p, size_t n, uint8_t out[WP_SHA256_LEN], wp_err *e);

@@ -325,16 +325,6 @@ static int unpack_frame(const zarch *a, zdec *z, size_t k, zsink sink, void *ud,
     return 0;
 }
 
-static void hash_zeros(wp_sha256 *h, uint64_t n)
-{
-    static const uint8_t zeros[4096];
-    while (n) {
-        size_t k = n < sizeof zeros ? (size_t)n : sizeof zeros;
-        wp_sha256_update(h, zeros, k);
-        n -= k;
-    }
-}
-
 typedef struct fsink {
     wp_out *out;
     wp_sha256 h;
@@ -349,7 +339,7 @@ typedef struct fsink {
 static int file_sink(void *ud, const uint8_t *p, size_t n, uint64_t raw_off, wp_err *e)
 {
     fsink *s = ud;
-    if (raw_off > s->hashed) hash_zeros(&s->h, raw_off - s->hashed);   /* zero padding */
+    if (raw_off > s->hashed) wp_sha256_zeros(&s->h, raw_off - s->hashed);   /* zero padding */
     wp_sha256_update(&s->h, p, n);
     s->hashed = raw_off + n;
     int rc = s->sequential ? wp_out_write(s->out, p, n, e)
@@ -516,7 +506,7 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
         }
         if (!rc) {
             uint8_t d[32];
-            hash_zeros(&s.h, f->size - s.hashed);
+            wp_sha256_zeros(&s.h, f->size - s.hashed);
             wp_sha256_final(&s.h, d);
             if (memcmp(d, f->sha256, 32)) {
                 char want[65], got[65];

@@ -336,16 +336,6 @@ static int build_region(wpk_writer *w, int with_digests, wp_err *e)
 
 /* ---- shard digests ------------------------------------------------------------ */
 
-static void hash_zeros(wp_sha256 *h, uint64_t n)
-{
-    static const uint8_t z[65536];
-    while (n) {
-        size_t k = n < sizeof z ? (size_t)n : sizeof z;
-        wp_sha256_update(h, z, k);
-        n -= k;
-    }
-}
-
 /* Under sh->mu: hash every waiting piece that now starts at the cursor. */
 static int shard_drain(wpk_writer *w, shard *sh, wp_err *e)
 {
@@ -354,7 +344,7 @@ static int shard_drain(wpk_writer *w, shard *sh, wp_err *e)
     while (!rc && sh->n && sh->sp[0].a == sh->cursor) {
         sspan p = sh->sp[0];
         if (p.zero) {
-            hash_zeros(&sh->h, p.b - p.a);
+            wp_sha256_zeros(&sh->h, p.b - p.a);
         } else {
             if (!buf && !(buf = wp_malloc(1u << 20, e))) return WP_ENOMEM;
             for (uint64_t x = p.a; x < p.b && !rc;) {
@@ -394,7 +384,7 @@ static int shard_feed(wpk_writer *w, uint64_t a, uint64_t b, const uint8_t *buf,
                          (unsigned long long)end);
         } else if (a == sh->cursor) {
             if (buf) wp_sha256_update(&sh->h, buf, (size_t)(end - a));
-            else hash_zeros(&sh->h, end - a);
+            else wp_sha256_zeros(&sh->h, end - a);
             sh->cursor = end;
             rc = shard_drain(w, sh, e);
         } else {
@@ -635,7 +625,7 @@ static int finish_digests(wpk_writer *w, wpk_digests *out, wp_err *e)
     wp_sha256 h;
     if ((rc = wp_sha256_init(&h, e))) return rc;
     wp_sha256_update(&h, w->region, (size_t)w->data_offset);
-    for (size_t i = 0; i + 1 < w->n; i++) hash_zeros(&h, w->d[i + 1].offset - (w->d[i].offset + w->d[i].size));
+    for (size_t i = 0; i + 1 < w->n; i++) wp_sha256_zeros(&h, w->d[i + 1].offset - (w->d[i].offset + w->d[i].size));
     wp_sha256_final(&h, out->nontensor);
     if (!(out->shards = wp_calloc(w->nsh, sizeof *out->shards, e))) return WP_ENOMEM;
     for (size_t k = 0; k < w->nsh; k++) memcpy(out->shards[k], w->sh[k].digest, 32);

@@ -11,6 +11,7 @@
 #include "format/wpk.h"
 #include "tests/cv_util.h"
 #include "tests/harness.h"
+#include "tests/trust_fixture.h"
 #include "trust/manifest.h"
 
 #define HF WPT_TINY "/hf"
@@ -263,24 +264,11 @@ TEST(convert_rank_v1_manifest_still_verifies)
     const char *d = wpt_tmpdir();
     REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s/b --ep 2 -q", W(), HF, d) == 0);
     const char *mp = wpt_path("%s/b/manifest.json", d);
-    uint8_t *raw;
-    size_t len;
-    REQUIRE(wpt_read_file(mp, &raw, &len) == 0);
     wp_manifest m;
     wp_err e = {0};
-    REQUIRE(wp_manifest_parse((const char *)raw, len, "m", &m, &e) == 0);
-    free(raw);
+    REQUIRE(trust_manifest_load(wpt_path("%s/b", d), &m) == 0);
     CHECK_EQ_INT(m.version, 2);
-    m.version = 1;
-    for (uint32_t i = 0; i < m.nfiles; i++) {
-        uint8_t *x;
-        size_t n;
-        REQUIRE(wpt_read_file(wpt_path("%s/b/%s", d, m.files[i].path), &x, &n) == 0);
-        REQUIRE(wp_sha256_buf(x, n, m.files[i].sha256, &e) == 0);
-        free(x);
-    }
-    REQUIRE(wp_manifest_finish(&m, &e) == 0);
-    REQUIRE(wp_manifest_write(wpt_path("%s/b", d), &m, &e) == 0);
+    REQUIRE(trust_manifest_to_v1(wpt_path("%s/b", d), &m) == 0);
     REQUIRE(wpt_run(out, sizeof out, "grep -c '\"version\":1}' %s", mp) == 0);
     CHECK_EQ_INT(wpt_run(out, sizeof out, "%s verify %s/b --allow-unsigned --deep 2>&1", W(), d), 0);
     REQUIRE(wpt_run(out, sizeof out, "%s keygen --ecdsa -o %s/k -q && chmod 600 %s/k.pem", W(), d, d) == 0);
@@ -305,14 +293,9 @@ TEST(convert_rank_deep_checks_shards)
     static char out[8192];
     const char *d = wpt_tmpdir();
     REQUIRE(wpt_run(out, sizeof out, "%s convert %s -o %s/b -q", W(), HF, d) == 0);
-    const char *mp = wpt_path("%s/b/manifest.json", d);
-    uint8_t *raw;
-    size_t len;
-    REQUIRE(wpt_read_file(mp, &raw, &len) == 0);
     wp_manifest m;
     wp_err e = {0};
-    REQUIRE(wp_manifest_parse((const char *)raw, len, "m", &m, &e) == 0);
-    free(raw);
+    REQUIRE(trust_manifest_load(wpt_path("%s/b", d), &m) == 0);
     REQUIRE(m.nfiles == 1 && m.files[0].nshards == 1);
     m.files[0].shards[0][3] ^= 1;
     REQUIRE(wp_manifest_finish(&m, &e) == 0);

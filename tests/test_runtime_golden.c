@@ -16,6 +16,7 @@
 #include "hf/safetensors.h"
 #include "runtime/internal.h"
 #include "tests/harness.h"
+#include "tests/rt_util.h"
 #include "verify/parity.h"
 
 #define TINY_HF WPT_TINY "/hf"
@@ -35,23 +36,6 @@ static void *golden_read(const char *name, size_t *n)
     if (n && t) *n = t->nbytes;
     wp_st_close(f);
     return buf;
-}
-
-static wp_model *load_tiny(wp_tsrc **src, unsigned flags, int threads)
-{
-    wp_err e = {0};
-    if (wp_tsrc_open(src, TINY_HF, &e)) {
-        printf("    %s\n", e.msg);
-        return NULL;
-    }
-    wp_model *m;
-    wp_rt_opts o = {.threads = threads, .flags = flags};
-    if (wp_model_load(&m, *src, &o, &e)) {
-        printf("    %s\n", e.msg);
-        wp_tsrc_close(*src);
-        return NULL;
-    }
-    return m;
 }
 
 /* The whole golden comparison (what `wpack parity` reports). */
@@ -136,7 +120,7 @@ static double cos_rows(const float *a, const float *b, int V) { return wp_cosine
 TEST(runtime_decode_matches_prefill)
 {
     wp_tsrc *src;
-    wp_model *m = load_tiny(&src, 0, 2);
+    wp_model *m = wpt_rt_load_tiny(&src, 0, 2);
     REQUIRE(m);
     int32_t *tok = golden_read("tokens", NULL);
     REQUIRE(tok);
@@ -184,7 +168,7 @@ TEST(runtime_threads_and_kernels_whole_model)
     float *out[3] = {l1, l2, ls};
     for (int i = 0; i < 3; i++) {
         wp_tsrc *src;
-        wp_model *m = load_tiny(&src, flags[i], threads[i]);
+        wp_model *m = wpt_rt_load_tiny(&src, flags[i], threads[i]);
         REQUIRE(m);
         wp_seq *s;
         REQUIRE(wp_seq_new(&s, m, 100, &e) == 0);
@@ -280,7 +264,7 @@ static void log_token(void *ud, const wp_generate_step *s)
 TEST(runtime_generate_greedy)
 {
     wp_tsrc *src;
-    wp_model *m = load_tiny(&src, 0, 2);
+    wp_model *m = wpt_rt_load_tiny(&src, 0, 2);
     REQUIRE(m);
     int32_t *tok = golden_read("tokens", NULL), *dt = golden_read("decode_tokens", NULL);
     REQUIRE(tok && dt);
@@ -340,7 +324,7 @@ TEST(runtime_generate_greedy)
 TEST(runtime_generate_stops_and_errors)
 {
     wp_tsrc *src;
-    wp_model *m = load_tiny(&src, 0, 1);
+    wp_model *m = wpt_rt_load_tiny(&src, 0, 1);
     REQUIRE(m);
     const int32_t p0[8] = {5, 17, 101, 3, 44, 250, 7, 9}, p1[5] = {300, 2, 2, 81, 11};
     const int32_t *pr[2] = {p0, p1};
@@ -604,7 +588,7 @@ TEST(runtime_golden_bf16_mode)
 TEST(runtime_ring_wrap)
 {
     wp_tsrc *src;
-    wp_model *m = load_tiny(&src, 0, 1);
+    wp_model *m = wpt_rt_load_tiny(&src, 0, 1);
     REQUIRE(m);
     int32_t *tok = golden_read("tokens", NULL);
     float *hin = golden_read("layer_h_in0", NULL), *lh = golden_read("layer_h", NULL);
@@ -635,7 +619,7 @@ TEST(runtime_ring_wrap)
 TEST(runtime_decode_batch)
 {
     wp_tsrc *src;
-    wp_model *m = load_tiny(&src, 0, 2);
+    wp_model *m = wpt_rt_load_tiny(&src, 0, 2);
     REQUIRE(m);
     int32_t *tok = golden_read("tokens", NULL), *dt = golden_read("decode_tokens", NULL);
     float *dl = golden_read("decode_logits", NULL);

@@ -15,6 +15,7 @@
 
 #include "runtime/internal.h"
 #include "tests/harness.h"
+#include "tests/rt_util.h"
 
 #define TINY_HF WPT_TINY "/hf"
 
@@ -106,7 +107,6 @@ TEST(runtime_pool_small_work_stays_on_caller)
 
 /* ---- The model on tiny-a ------------------------------------------------------------------- */
 
-static wp_model *load(wp_tsrc **src, int threads, unsigned flags);
 
 /* tiny-a's decode is too small to share: on 2 threads a decode step wakes
  * no worker (the fix for "tiny-a decode is slower on 2 threads than on
@@ -114,7 +114,7 @@ static wp_model *load(wp_tsrc **src, int threads, unsigned flags);
 TEST(runtime_tiny_decode_stays_on_caller)
 {
     wp_tsrc *src;
-    wp_model *m = load(&src, 2, 0);
+    wp_model *m = wpt_rt_load_tiny(&src, 0, 2);
     REQUIRE(m);
     const int V = wp_model_config(m)->vocab_size;
     wp_seq *s;
@@ -138,29 +138,12 @@ TEST(runtime_tiny_decode_stays_on_caller)
     wp_tsrc_close(src);
 }
 
-static wp_model *load(wp_tsrc **src, int threads, unsigned flags)
-{
-    wp_err e = {0};
-    if (wp_tsrc_open(src, TINY_HF, &e)) {
-        printf("    %s\n", e.msg);
-        return NULL;
-    }
-    wp_model *m;
-    wp_rt_opts o = {.threads = threads, .flags = flags};
-    if (wp_model_load(&m, *src, &o, &e)) {
-        printf("    %s\n", e.msg);
-        wp_tsrc_close(*src);
-        return NULL;
-    }
-    return m;
-}
-
 /* Logits of a prefill, 12 single decode steps and 4 batched steps of two
  * sequences; *n_out floats. */
 static float *run_tiny(int threads, unsigned flags, size_t *n_out)
 {
     wp_tsrc *src;
-    wp_model *m = load(&src, threads, flags);
+    wp_model *m = wpt_rt_load_tiny(&src, flags, threads);
     if (!m) return NULL;
     const int V = wp_model_config(m)->vocab_size;
     const size_t rows = 2 + 12 + 4 * 2;
@@ -229,7 +212,7 @@ TEST(runtime_threads_logits_identical)
 TEST(runtime_linear_many_same_bits)
 {
     wp_tsrc *src;
-    wp_model *m = load(&src, 3, 0);
+    wp_model *m = wpt_rt_load_tiny(&src, 0, 3);
     REQUIRE(m);
     const rt_layer *L = &m->layers[1];
     const wp_qweight *ws[] = {&L->w1[0], &L->w3[0], &L->w2[5], &L->wq_a, &L->sw1, &L->wo_b,
@@ -353,7 +336,7 @@ static void moe_reference(const rt_ctx *c, const wp_config *cfg, const rt_layer 
 TEST(runtime_moe_batches_same_bits)
 {
     wp_tsrc *src;
-    wp_model *m = load(&src, 2, 0);
+    wp_model *m = wpt_rt_load_tiny(&src, 0, 2);
     REQUIRE(m);
     const wp_config *cfg = wp_model_config(m);
     const int d = cfg->dim, ns[] = {1, 3, 300};
@@ -387,7 +370,7 @@ TEST(runtime_moe_batches_same_bits)
 TEST(runtime_prefetch_thread)
 {
     wp_tsrc *src;
-    wp_model *m = load(&src, 1, 0);
+    wp_model *m = wpt_rt_load_tiny(&src, 0, 1);
     REQUIRE(m);
     CHECK_EQ_INT(wp_model_prefetching(m), 0);      /* tiny-a: a few MB */
     uint64_t bytes = wp_model_weight_bytes(m);
@@ -395,12 +378,12 @@ TEST(runtime_prefetch_thread)
            (unsigned long long)bytes);
     wp_model_free(m);
     wp_tsrc_close(src);
-    m = load(&src, 1, WP_RT_PREFETCH);
+    m = wpt_rt_load_tiny(&src, WP_RT_PREFETCH, 1);
     REQUIRE(m);
     CHECK_EQ_INT(wp_model_prefetching(m), 1);
     wp_model_free(m);
     wp_tsrc_close(src);
-    m = load(&src, 1, WP_RT_PREFETCH | WP_RT_NO_PREFETCH);
+    m = wpt_rt_load_tiny(&src, WP_RT_PREFETCH | WP_RT_NO_PREFETCH, 1);
     REQUIRE(m);
     CHECK_EQ_INT(wp_model_prefetching(m), 0);
     wp_model_free(m);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tests/harness.h"
+#include "tests/trust_fixture.h"
 #include "trust/manifest.h"
 #include "trust/trust.h"
 
@@ -338,24 +339,9 @@ TEST(verify_io_cli_every_mode)
     REQUIRE(wpt_run(out, sizeof out, "%s convert %s/hf -o %s/b --ep 2 -q", W(), WPT_TINY, d) == 0);
     REQUIRE(wpt_run(out, sizeof out, "cp -r %s/b %s/v1", d, d) == 0);
     /* the v1 copy: whole-file digests */
-    const char *mp = wpt_path("%s/v1/manifest.json", d);
-    uint8_t *raw;
-    size_t len;
-    REQUIRE(wpt_read_file(mp, &raw, &len) == 0);
     wp_manifest m;
-    wp_err e = {0};
-    REQUIRE(wp_manifest_parse((const char *)raw, len, "m", &m, &e) == 0);
-    free(raw);
-    m.version = 1;
-    for (uint32_t i = 0; i < m.nfiles; i++) {
-        uint8_t *x;
-        size_t n;
-        REQUIRE(wpt_read_file(wpt_path("%s/v1/%s", d, m.files[i].path), &x, &n) == 0);
-        REQUIRE(wp_sha256_buf(x, n, m.files[i].sha256, &e) == 0);
-        free(x);
-    }
-    REQUIRE(wp_manifest_finish(&m, &e) == 0);
-    REQUIRE(wp_manifest_write(wpt_path("%s/v1", d), &m, &e) == 0);
+    REQUIRE(trust_manifest_load(wpt_path("%s/v1", d), &m) == 0);
+    REQUIRE(trust_manifest_to_v1(wpt_path("%s/v1", d), &m) == 0);
     char part[4096];
     snprintf(part, sizeof part, "%s", m.files[1].path);
     wp_manifest_free(&m);

@@ -11,6 +11,7 @@
 #include "hf/safetensors.h"
 #include "format/wpk.h"
 #include "tests/harness.h"
+#include "trust/manifest.h"
 #include "trust/trust.h"
 
 static int make_part(const char *dir, int part, const char *perturb, wp_err *e)
@@ -86,4 +87,37 @@ uint64_t trust_file_size(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+int trust_manifest_load(const char *dir, wp_manifest *m)
+{
+    uint8_t *raw;
+    size_t len;
+    wp_err e = {0};
+    if (wpt_read_file(wpt_path("%s/manifest.json", dir), &raw, &len) != 0) return -1;
+    int rc = wp_manifest_parse((const char *)raw, len, "manifest.json", m, &e);
+    free(raw);
+    if (rc) fprintf(stderr, "%s: %s\n", dir, e.msg);
+    return rc ? -1 : 0;
+}
+
+int trust_manifest_to_v1(const char *dir_, wp_manifest *m)
+{
+    char dir[4096];   /* dir_ may be one of wpt_path's rotating buffers */
+    snprintf(dir, sizeof dir, "%s", dir_);
+    wp_err e = {0};
+    m->version = 1;
+    for (uint32_t i = 0; i < m->nfiles; i++) {
+        uint8_t *x;
+        size_t n;
+        if (wpt_read_file(wpt_path("%s/%s", dir, m->files[i].path), &x, &n) != 0) return -1;
+        int rc = wp_sha256_buf(x, n, m->files[i].sha256, &e);
+        free(x);
+        if (rc) return -1;
+    }
+    if (wp_manifest_finish(m, &e) || wp_manifest_write(dir, m, &e)) {
+        fprintf(stderr, "%s: %s\n", dir, e.msg);
+        return -1;
+    }
+    return 0;
 }

@@ -18,4 +18,12 @@ int trust_make_build(const char *dir, const char *perturb);
 int trust_flip(const char *path, uint64_t off, uint8_t mask);
 uint64_t trust_file_size(const char *path);
 
+struct wp_manifest;
+/* Parse DIR/manifest.json into *m (wp_manifest_free it).  0 or -1. */
+int trust_manifest_load(const char *dir, struct wp_manifest *m);
+/* Turn *m (DIR's manifest) into a version-1 manifest, as wpack wrote before
+ * shard digests: each file's whole-file SHA-256 from its bytes in DIR, the
+ * root recomputed, DIR/manifest.json rewritten.  0 or -1. */
+int trust_manifest_to_v1(const char *dir, struct wp_manifest *m);
+
 #endif
