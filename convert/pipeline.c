@@ -343,6 +343,18 @@ static void src_sizes(const wp_plan_weight *w, const wp_plan_src *s, uint64_t *d
 
 static uint64_t up64(uint64_t n) { return (n + 63) & ~(uint64_t)63; }
 
+/* Bytes one slice's sources take in the slice buffer (each part 64-aligned). */
+static uint64_t slice_bytes(const wp_plan_weight *w, const wp_plan_src *srcs)
+{
+    uint64_t total = 0;
+    for (int k = 0; k < w->srcs_per_slice; k++) {
+        uint64_t d, sc;
+        src_sizes(w, &srcs[k], &d, &sc);
+        total += up64(d) + up64(sc);
+    }
+    return total;
+}
+
 /* Read one slice's sources whole into the worker's slice buffer, once:
  * the global-scale pass and the encode pass both work from it, so each
  * source byte is read (and screened, and dropped from the page cache) once.
@@ -351,13 +363,7 @@ static uint64_t up64(uint64_t n) { return (n + 63) & ~(uint64_t)63; }
  * they are in cache (wp_mxfp4_amax: the dequantised amax, bit for bit). */
 static int slice_load(worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, resident *mem)
 {
-    uint64_t total = 0;
-    for (int k = 0; k < w->srcs_per_slice; k++) {
-        uint64_t d, sc;
-        src_sizes(w, &srcs[k], &d, &sc);
-        total += up64(d) + up64(sc);
-    }
-    uint8_t *buf = scratch(wk, B_SLICE, (size_t)total);
+    uint8_t *buf = scratch(wk, B_SLICE, (size_t)slice_bytes(w, srcs));
     if (!buf) return WP_ENOMEM;
     for (int k = 0; k < w->srcs_per_slice; k++) {
         const wp_plan_src *s = &srcs[k];
@@ -392,12 +398,7 @@ static int slice_load(worker *wk, const wp_plan_weight *w, const wp_plan_src *sr
  * beside what the worker holds already, if that is more). */
 static int slice_fits(const worker *wk, const wp_plan_weight *w, const wp_plan_src *srcs, uint64_t band_bytes)
 {
-    uint64_t total = 0;
-    for (int k = 0; k < w->srcs_per_slice; k++) {
-        uint64_t d, sc;
-        src_sizes(w, &srcs[k], &d, &sc);
-        total += up64(d) + up64(sc);
-    }
+    uint64_t total = slice_bytes(w, srcs);
     uint64_t held = held_bytes(wk) - wk->cap[B_SLICE], budget = wk->r->worker_budget;
     if (held < band_bytes) held = band_bytes;
     return held <= budget && total <= budget - held;
