@@ -173,6 +173,50 @@ TEST(verify_io_digests_every_path)
     if (!checked_cold) printf("note: O_DIRECT unsupported under %s; cold checks skipped\n", wpt_tmpdir());
 }
 
+/* One try of verify_io_mixed_per_window: NULL, or what the page cache held
+ * that it should not have (or lacked).  Residency follows the kernel's own
+ * read-ahead and reclaim, which run beside the test, so the caller gives it
+ * a few tries; the digests are checked hard every time. */
+static const char *mixed_try(const char *path, const uint8_t *b, size_t n, int fd)
+{
+    static char msg[256];
+    if (evict(path) != 0) return "cannot evict";
+    uint8_t *tmp = malloc(16 * MiB);
+    int ok = tmp && pread(fd, tmp, 16 * MiB, 0) == (ssize_t)(16 * MiB);   /* cache the first half */
+    free(tmp);
+    if (!ok) return "cannot read the first half";
+    /* what read-ahead brought in of the second half goes again */
+    posix_fadvise(fd, 16 * MiB, 0, POSIX_FADV_DONTNEED);
+    size_t pages_half = 16 * MiB / (size_t)sysconf(_SC_PAGESIZE);
+    if (resident(path, 16 * MiB, n - 16 * MiB) != 0 || resident(path, 0, 16 * MiB) < pages_half - 1)
+        return "set-up: the page cache did not hold exactly the first half";
+    wp_range r = {0, n};
+    wp_hash_job j = {.fd = fd, .path = path, .ranges = &r, .nranges = 1};
+    wp_err e = {0};
+    CHECK_EQ_INT(wp_hash_jobs(&j, 1, 1, NULL, NULL, "test", &e), 0);
+    uint8_t want[32];
+    want_digest(b, &r, 1, want);
+    CHECK(j.done && !memcmp(j.out, want, 32));
+    if (resident(path, 0, 16 * MiB) < pages_half - 1) return "the cached half left the cache";
+    size_t res2 = resident(path, 16 * MiB, n - 16 * MiB);
+    if (res2 > 2) {
+        snprintf(msg, sizeof msg, "%zu pages of the cold half cached", res2);
+        return msg;
+    }
+    /* two jobs over the same bytes (verify --deep: a tensor and its shard)
+     * read through the page cache, so the disk is read once, not twice */
+    if (evict(path) != 0) return "cannot evict";
+    wp_range part = {MiB, 20 * MiB};
+    wp_hash_job two[2] = {{.fd = fd, .path = path, .ranges = &r, .nranges = 1},
+                          {.fd = fd, .path = path, .ranges = &part, .nranges = 1}};
+    CHECK_EQ_INT(wp_hash_jobs(two, 2, 2, NULL, NULL, "test", &e), 0);
+    want_digest(b, &part, 1, want);
+    CHECK(two[1].done && !memcmp(two[1].out, want, 32));
+    if (resident(path, MiB, 20 * MiB) < 20 * MiB / (size_t)sysconf(_SC_PAGESIZE) - 1)
+        return "overlapping jobs did not read through the page cache";
+    return NULL;
+}
+
 /* mixed decides window by window: on a file whose first half is cached and
  * second half is not, the first half is hashed from the cache and the second
  * read with O_DIRECT (it stays out of the cache), and the digest is right. */
@@ -187,39 +231,12 @@ TEST(verify_io_mixed_per_window)
         free(b);
         return;
     }
-    REQUIRE(evict(path) == 0);
     int fd = open(path, O_RDONLY);
     REQUIRE(fd >= 0);
-    uint8_t *tmp = malloc(16 * MiB);
-    REQUIRE(tmp && pread(fd, tmp, 16 * MiB, 0) == (ssize_t)(16 * MiB));   /* cache the first half */
-    free(tmp);
-    /* what read-ahead brought in of the second half goes again */
-    REQUIRE(posix_fadvise(fd, 16 * MiB, 0, POSIX_FADV_DONTNEED) == 0);
-    REQUIRE(resident(path, 16 * MiB, n - 16 * MiB) == 0);
-    size_t pages_half = 16 * MiB / (size_t)sysconf(_SC_PAGESIZE);
-    REQUIRE(resident(path, 0, 16 * MiB) >= pages_half - 1);
     REQUIRE(setenv("WPACK_HASH_IO", "mixed", 1) == 0);
-    wp_range r = {0, n};
-    wp_hash_job j = {.fd = fd, .path = path, .ranges = &r, .nranges = 1};
-    wp_err e = {0};
-    CHECK_EQ_INT(wp_hash_jobs(&j, 1, 1, NULL, NULL, "test", &e), 0);
-    uint8_t want[32];
-    want_digest(b, &r, 1, want);
-    CHECK(j.done && !memcmp(j.out, want, 32));
-    CHECK(resident(path, 0, 16 * MiB) >= pages_half - 1);
-    size_t res2 = resident(path, 16 * MiB, n - 16 * MiB);
-    CHECKF(res2 <= 2, "%zu pages of the cold half cached", res2);
-    /* two jobs over the same bytes (verify --deep: a tensor and its shard)
-     * read through the page cache, so the disk is read once, not twice */
-    REQUIRE(evict(path) == 0);
-    wp_range part = {MiB, 20 * MiB};
-    wp_hash_job two[2] = {{.fd = fd, .path = path, .ranges = &r, .nranges = 1},
-                          {.fd = fd, .path = path, .ranges = &part, .nranges = 1}};
-    CHECK_EQ_INT(wp_hash_jobs(two, 2, 2, NULL, NULL, "test", &e), 0);
-    want_digest(b, &part, 1, want);
-    CHECK(two[1].done && !memcmp(two[1].out, want, 32));
-    CHECKF(resident(path, MiB, 20 * MiB) >= 20 * MiB / (size_t)sysconf(_SC_PAGESIZE) - 1,
-           "overlapping jobs did not read through the page cache");
+    const char *why = NULL;
+    for (int t = 0; t < 5 && (t == 0 || why); t++) why = mixed_try(path, b, n, fd);
+    CHECKF(!why, "5 tries: %s", why);
     unsetenv("WPACK_HASH_IO");
     close(fd);
     free(b);

@@ -311,8 +311,10 @@ static void produce(stream *s, unsigned i, slot *o)
          * read (the file shrank) is left for the hash to meet as SIGBUS.  What
          * is not cached yet is asked for first as read-ahead of this window
          * and the next (large reads, queued at once; faulting alone reads a
-         * window in small pieces, one after another) */
-        uint64_t ahead = s->n - k < WINDOW ? s->n - k : WINDOW;
+         * window in small pieces, one after another).  Not the next one where
+         * windows may go O_DIRECT (mixed): that read-ahead would cache the
+         * very window about to be judged cold, and mincore would see it */
+        uint64_t ahead = s->can_direct ? 0 : s->n - k < WINDOW ? s->n - k : WINDOW;
         posix_fadvise(j->fd, (off_t)off, (off_t)(k + ahead), POSIX_FADV_WILLNEED);
         if (madvise(m, len, MADV_POPULATE_READ) != 0 && errno == EINVAL) madvise(m, len, MADV_WILLNEED);
         o->kind = K_MAP;
