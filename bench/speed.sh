@@ -33,6 +33,8 @@
 #                       xxhash checked, nothing synced), zstd before and after as for pack
 #   unpack/CPU          the same in bytes per CPU-second
 #   convert CPU         bench/convert_cpu.c (engineer quantspeed's) 2 threads vs 1 thread x 2
+#                       (the input re-read into the cache before every run; 1- and N-thread runs
+#                       alternated twice, best of each), for reference and blackwell-nvfp4
 #   runtime decode SWA/CSA/HCA  bench/rt_layer.c (engineer runtime's) on layers 0, 2, 3 of a
 #                       4-layer V4-Flash-shaped checkpoint (FLASH=DIR, or made once in
 #                       WORKDIR/flash4, ~4.7 GB): weight bytes read per second in decode vs the
@@ -171,16 +173,25 @@ if ! skip convert && [ -f bench/convert_cpu.c ] && [ -f "$LIB" ] &&
    cc -O2 -std=c11 -D_GNU_SOURCE -pthread -I. bench/convert_cpu.c "$LIB" $LIBS -o "$WORK/convert_cpu" 2>/dev/null; then
     CK=$WORK/ckpt-small
     [ -d "$CK" ] || "$WPACK" synth --preset flash --layers 1 --experts 8 -o "$CK" -q >/dev/null
-    cat "$CK"/*.safetensors > /dev/null
-    c1=$("$WORK/convert_cpu" "$CK" reference 1 | awk '{ print $3 }')
-    c2=$("$WORK/convert_cpu" "$CK" reference "$THREADS" | awk '{ print $3 }')
-    row "convert CPU ($THREADS thr)" "$c2" "convert CPU 1 thread x $THREADS" "$(awk -v a="$c1" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')"
-    # the NVFP4 re-quantising profile (issue 14: >= 1 GB/s of output on 2 cores)
-    cat "$CK"/*.safetensors > /dev/null
-    n1=$("$WORK/convert_cpu" "$CK" blackwell-nvfp4 1 | awk '{ print $3 }')
-    cat "$CK"/*.safetensors > /dev/null
-    n2=$("$WORK/convert_cpu" "$CK" blackwell-nvfp4 "$THREADS" | awk '{ print $3 }')
-    row "convert nvfp4 CPU ($THREADS thr)" "$n2" "convert nvfp4 CPU 1 thread x $THREADS" "$(awk -v a="$n1" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')"
+    # The pipeline drops the source pages it has read (a real convert leaves
+    # the cache to its output), so the checkpoint is read again before EVERY
+    # run: a run after another without it reads part of its input from disk
+    # (that made this row 0.79 when only the 1-thread run was warmed).  1- and
+    # N-thread runs alternate, twice; the best of each is kept.
+    best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 > b + 0) ? a : b }'; }
+    for prof in reference blackwell-nvfp4; do
+        b1=0 b2=0
+        for r in 1 2; do
+            cat "$CK"/*.safetensors > /dev/null
+            b1=$(best "$b1" "$("$WORK/convert_cpu" "$CK" "$prof" 1 | awk '{ print $3 }')")
+            cat "$CK"/*.safetensors > /dev/null
+            b2=$(best "$b2" "$("$WORK/convert_cpu" "$CK" "$prof" "$THREADS" | awk '{ print $3 }')")
+        done
+        label="convert CPU"
+        # the NVFP4 re-quantising profile (issue 14: >= 1 GB/s of output on 2 cores)
+        [ "$prof" = reference ] || label="convert nvfp4 CPU"
+        row "$label ($THREADS thr)" "$b2" "$label 1 thread x $THREADS" "$(awk -v a="$b1" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')"
+    done
     [ "${KEEP:-0}" = 1 ] || rm -rf "$CK"
 else
     na "convert CPU ($THREADS thr)" "convert CPU 1 thread x $THREADS"

@@ -119,6 +119,24 @@ static void want_digest(const uint8_t *b, const wp_range *r, size_t nr, uint8_t 
     free(cat);
 }
 
+/* Mappings of path this process still holds (/proc/self/maps): the engine
+ * releases every span it mapped, on success, failure and a cut alike. */
+static int maps_of(const char *path)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return 0;
+    char line[8192];
+    int n = 0;
+    size_t pl = strlen(path);
+    while (fgets(line, sizeof line, f)) {
+        size_t l = strlen(line);
+        while (l && line[l - 1] == '\n') line[--l] = 0;
+        if (l >= pl && !strcmp(line + l - pl, path)) n++;
+    }
+    fclose(f);
+    return n;
+}
+
 static const char *const g_modes[] = {"map", "direct", "pread", "mixed", "auto"};
 
 /* Sizes around the 4096-byte O_DIRECT alignment and past a 64 MiB shard,
@@ -154,6 +172,7 @@ TEST(verify_io_digests_every_path)
                 CHECKF(wp_hash_jobs(&j0, 1, 2, NULL, NULL, "test", &e) == 0, "%s: %s", g_modes[mi], e.msg);
                 CHECKF(j0.done && !memcmp(j0.out, want0, 32), "size %zu, %s, %s: whole file", n, g_modes[mi],
                        cold ? "cold" : "warm");
+                CHECKF(maps_of(path) == 0, "size %zu, %s: a span is still mapped", n, g_modes[mi]);
                 if (cold && dio && n >= 4096 && (!strcmp(g_modes[mi], "direct") || !strcmp(g_modes[mi], "mixed"))) {
                     /* O_DIRECT (forced, or mixed on a cold file) brought nothing into the page cache */
                     size_t res = resident(path, 0, n);
@@ -197,6 +216,7 @@ static const char *mixed_try(const char *path, const uint8_t *b, size_t n, int f
     uint8_t want[32];
     want_digest(b, &r, 1, want);
     CHECK(j.done && !memcmp(j.out, want, 32));
+    CHECK(maps_of(path) == 0);   /* the span whose last window went O_DIRECT too */
     if (resident(path, 0, 16 * MiB) < pages_half - 1) return "the cached half left the cache";
     size_t res2 = resident(path, 16 * MiB, n - 16 * MiB);
     if (res2 > 2) {
@@ -262,7 +282,7 @@ static void cut_while_hashing(const char *mode, uint64_t at, uint64_t to, int co
     const char *other = wpt_path("%s/other-%s.bin", wpt_tmpdir(), mode);
     char pathc[4096];
     snprintf(pathc, sizeof pathc, "%s", path);
-    size_t n = 24 * MiB + 5;
+    size_t n = 40 * MiB + 5;   /* two spans of mapped windows */
     uint8_t *b = make_file(pathc, n), *c = make_file(other, 40 * MiB);
     REQUIRE(b && c);
     free(b);
@@ -298,6 +318,7 @@ static void cut_while_hashing(const char *mode, uint64_t at, uint64_t to, int co
      * that window was mapped (the reader thread runs ahead: either order) */
     CHECKF(strstr(e.msg, want_read) || (!strcmp(mode, "map") && strstr(e.msg, want_map)), "%s: %s", mode, e.msg);
     CHECKF(!strchr(e.msg, '\n'), "%s: not one line: %s", mode, e.msg);
+    CHECKF(maps_of(pathc) == 0 && maps_of(other) == 0, "%s: a span of the files is still mapped", mode);
     /* the engine works afterwards, on the cut file */
     wp_range r3 = {0, to};
     wp_hash_job k = {.fd = fd, .path = pathc, .ranges = &r3, .nranges = 1};
@@ -314,6 +335,7 @@ TEST(verify_io_truncated_while_hashing)
         if (!strcmp(g_modes[mi], "auto") || !strcmp(g_modes[mi], "mixed")) continue;   /* map (warm) or direct (cold) */
         cut_while_hashing(g_modes[mi], 0, 3 * MiB + 100, 0);          /* in the first window */
         cut_while_hashing(g_modes[mi], 8 * MiB, 12 * MiB + 1, 1);     /* read ahead of the hash */
+        cut_while_hashing(g_modes[mi], 32 * MiB, 36 * MiB + 1, 0);    /* in the second span */
     }
 }
 

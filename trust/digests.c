@@ -49,6 +49,13 @@
  * per window are noise, small enough that NSLOT of them in flight per worker
  * stay cheap in memory. */
 #define WINDOW (8u << 20)
+/* Windows are mapped a span at a time (up to SPAN bytes of one range, whole
+ * windows): one mmap and one munmap per span, not per window.  An munmap of a
+ * populated mapping shoots down the TLB of every core that runs the process
+ * (an interrupt to each); once per 8 MiB window that was a quarter of a cached
+ * verify's kernel time (docs/performance.md "Verify").  A span's pages stay
+ * mapped until its last window is hashed: at most two spans per job. */
+#define SPAN (4u * WINDOW)
 /* windows a reader runs ahead of its hash (the one being hashed included) */
 #define NSLOT 3
 /* O_DIRECT alignment of offsets, lengths and buffers: 4096 covers 512- and
@@ -171,8 +178,10 @@ typedef struct slot {
     int kind;
     const uint8_t *p;           /* the window's bytes */
     size_t len;
-    uint8_t *map;               /* K_MAP: the mapping [map, map + maplen) */
+    uint8_t *map;               /* K_MAP: the span's mapping [map, map + maplen) */
     size_t maplen;
+    uint8_t *unmap;             /* the last window of a span: unmap [unmap, unmap + unmaplen) once hashed */
+    size_t unmaplen;
     uint64_t off;               /* file offset of p[0] */
 } slot;
 
@@ -185,6 +194,9 @@ typedef struct stream {
     int can_map, can_direct;    /* this job */
     int resid_known;            /* mincore tells page-cache residency for this file */
     int dfd;                    /* O_DIRECT descriptor, opened at the first cold window; -1 */
+    uint8_t *sp;                /* the span being produced: mapping [sp, sp + splen) of the file */
+    size_t splen;               /* from offset spoff, whose windows end at spend */
+    uint64_t spoff, spend;
     uint8_t **buf;              /* NSLOT aligned buffers of BUFSZ, the worker's */
     wp_err e;                   /* the reader's failure */
     int rc;
@@ -288,23 +300,36 @@ static void produce(stream *s, unsigned i, slot *o)
     size_t len = 0;
     uint64_t a = off & ~(uint64_t)(pg - 1);
     if (s->can_map && !(s->can_direct && s->p->io == IO_DIRECT)) {
-        len = (size_t)(off - a) + k;
-        m = mmap(NULL, len, PROT_READ, MAP_SHARED, j->fd, (off_t)a);
-        if (m == MAP_FAILED) {
-            m = NULL;
-            s->can_map = 0;   /* pread the rest */
-        } else if (s->can_direct && s->p->io != IO_MAP) {
+        if (!s->sp) {   /* a new span: up to SPAN bytes of this range, from this window on */
+            uint64_t want = s->n < SPAN ? s->n : SPAN;
+            size_t sl = (size_t)(off - a + want);
+            uint8_t *sm = mmap(NULL, sl, PROT_READ, MAP_SHARED, j->fd, (off_t)a);
+            if (sm == MAP_FAILED) {
+                s->can_map = 0;   /* pread the rest */
+            } else {
+                s->sp = sm;
+                s->splen = sl;
+                s->spoff = a;
+                s->spend = off + want;
+            }
+        }
+        if (s->sp) {
+            m = s->sp + (a - s->spoff);
+            len = (size_t)(off - a) + k;
+        }
+        if (m && s->can_direct && s->p->io != IO_MAP) {
             /* less than half of the window in the page cache: read it with O_DIRECT */
             unsigned char vec[WINDOW / 4096 + 2];
             size_t np = (len + pg - 1) / pg, res = 0;
             if (np <= sizeof vec && mincore(m, len, vec) == 0) {
                 for (size_t q = 0; q < np; q++) res += vec[q] & 1;
-                if (2 * res < np) {
-                    munmap(m, len);
-                    m = NULL;
-                }
+                if (2 * res < np) m = NULL;
             }
         }
+    }
+    if (s->sp && off + k == s->spend) {   /* the span's last window: its slot releases it */
+        o->unmap = s->sp;
+        o->unmaplen = s->splen;
     }
     if (m) {
         /* fault the window in here, ahead of the hash; a page that cannot be
@@ -318,8 +343,8 @@ static void produce(stream *s, unsigned i, slot *o)
         posix_fadvise(j->fd, (off_t)off, (off_t)(k + ahead), POSIX_FADV_WILLNEED);
         if (madvise(m, len, MADV_POPULATE_READ) != 0 && errno == EINVAL) madvise(m, len, MADV_WILLNEED);
         o->kind = K_MAP;
-        o->map = m;
-        o->maplen = len;
+        o->map = s->sp;
+        o->maplen = s->splen;
         o->p = m + (off - a);
         if (wp_hash_window_hook) wp_hash_window_hook(j, off, k);
     } else {
@@ -349,9 +374,11 @@ static void produce(stream *s, unsigned i, slot *o)
     o->off = off;
     s->off += k;
     s->n -= k;
+    if (o->unmap) s->sp = NULL;   /* handed over */
     return;
 fail:
     o->kind = K_ERR;
+    o->unmap = NULL;   /* the span stays the stream's: run_job releases it */
     s->rc = rc;
 }
 
@@ -397,7 +424,7 @@ static slot take(stream *s)
 
 static void give_back(stream *s, const slot *o)
 {
-    if (o->kind == K_MAP) munmap(o->map, o->maplen);
+    if (o->unmap) munmap(o->unmap, o->unmaplen);
     if (!s->threaded) return;
     pthread_mutex_lock(&s->mu);
     s->head++;
@@ -538,6 +565,7 @@ static int run_job(pool *p, wp_hash_job *j, uint8_t **bufs, int direct_ok, wp_er
         pthread_cond_destroy(&s.cv);
         pthread_mutex_destroy(&s.mu);
     }
+    if (s.sp) munmap(s.sp, s.splen);   /* a span whose last window was never read */
     if (s.dfd >= 0) close(s.dfd);
 out:
     if (rc) {
