@@ -264,9 +264,24 @@ static int write_err(wp_out *o, wp_err *e)
     return wp_fail_errno(e, "%s: write failed", o->path);
 }
 
-int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e)
+/* ---- output around the page cache (wp_out_direct) -----------------------------------
+ * Bytes gather in buf, which holds the file from base (aligned); whole DIO_BUF
+ * buffers go out with O_DIRECT as they fill, and the rest when the output
+ * leaves direct mode (commit, sync, a write it cannot take): the aligned part
+ * with O_DIRECT, the last partial block through the page cache. */
+#define DIO_ALIGN 4096u           /* offsets, lengths and memory: covers 512- and 4096-byte sectors */
+#define DIO_BUF (8u << 20)
+#define DIO_GAP (1u << 20)        /* a forward skip up to this is written as zeros */
+
+struct wp_out_dio {
+    uint8_t *buf;
+    size_t len;                   /* bytes held, from file offset base */
+    uint64_t base;
+    int on;                       /* the descriptor has O_DIRECT */
+};
+
+static int raw_pwrite(wp_out *o, const uint8_t *p, size_t n, uint64_t off, wp_err *e)
 {
-    const uint8_t *p = buf;
     while (n) {
         ssize_t r = wp_fault(WP_STEP_WRITE, o->tmp) != 0 ? -1 : pwrite(o->fd, p, n, (off_t)off);
         if (r < 0) {
@@ -280,9 +295,120 @@ int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e)
         p += r;
         n -= (size_t)r;
         off += (uint64_t)r;
-        if (off > o->written) o->written = off;
     }
     return 0;
+}
+
+static void dio_off(wp_out *o)
+{
+    int fl = fcntl(o->fd, F_GETFL);
+    if (fl >= 0) fcntl(o->fd, F_SETFL, fl & ~O_DIRECT);
+    o->dio->on = 0;
+}
+
+/* Write the first k bytes of the buffer (k aligned) with O_DIRECT, keep the
+ * rest at its front.  A refusal (EINVAL: the file system's alignment is
+ * larger, or it took O_DIRECT and refuses the write) writes them through the
+ * page cache instead, and the output stays there. */
+static int dio_flush(wp_out *o, size_t k, wp_err *e)
+{
+    wp_out_dio *d = o->dio;
+    if (!k) return 0;
+    size_t done = 0;
+    while (d->on && done < k) {
+        ssize_t r = wp_fault(WP_STEP_WRITE, o->tmp) != 0 ? -1 : pwrite(o->fd, d->buf + done, k - done, (off_t)(d->base + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EINVAL) {
+            dio_off(o);
+            break;
+        }
+        if (r < 0) return write_err(o, e);
+        if (r == 0) {
+            errno = ENOSPC;
+            return write_err(o, e);
+        }
+        done += (size_t)r;
+        if (done % DIO_ALIGN) dio_off(o);   /* a short write off alignment: the rest buffered */
+    }
+    int rc = done < k ? raw_pwrite(o, d->buf + done, k - done, d->base + done, e) : 0;
+    if (rc) return rc;
+    memmove(d->buf, d->buf + k, d->len - k);
+    d->len -= k;
+    d->base += k;
+    return 0;
+}
+
+/* Back to the page cache: everything held written, the buffer freed. */
+static int dio_leave(wp_out *o, wp_err *e)
+{
+    wp_out_dio *d = o->dio;
+    if (!d) return 0;
+    int rc = dio_flush(o, d->len & ~(size_t)(DIO_ALIGN - 1), e);
+    if (d->on) dio_off(o);
+    if (!rc) rc = dio_flush(o, d->len, e);
+    free(d->buf);
+    free(d);
+    o->dio = NULL;
+    return rc;
+}
+
+/* n bytes at off >= the buffer's end (off - end <= DIO_GAP): zeros up to off, then p */
+static int dio_put(wp_out *o, const uint8_t *p, size_t n, uint64_t off, wp_err *e)
+{
+    wp_out_dio *d = o->dio;
+    uint64_t gap = off - (d->base + d->len);
+    while (gap || n) {
+        size_t room = DIO_BUF - d->len;
+        if (!room) {
+            int rc = dio_flush(o, DIO_BUF, e);
+            if (rc) return rc;
+            continue;
+        }
+        if (gap) {
+            size_t k = gap < room ? (size_t)gap : room;
+            memset(d->buf + d->len, 0, k);
+            d->len += k;
+            gap -= k;
+        } else {
+            size_t k = n < room ? n : room;
+            memcpy(d->buf + d->len, p, k);
+            d->len += k;
+            p += k;
+            n -= k;
+        }
+    }
+    if (d->base + d->len > o->written) o->written = d->base + d->len;
+    return 0;
+}
+
+int wp_out_direct(wp_out *o)
+{
+    const char *env = getenv("WPACK_DIRECT_OUT");
+    if (o->fd < 0 || o->dio || o->written || (env && !strcmp(env, "0"))) return 0;
+    wp_out_dio *d = calloc(1, sizeof *d);
+    if (d) d->buf = aligned_alloc(DIO_ALIGN, DIO_BUF);
+    int fl = fcntl(o->fd, F_GETFL);
+    if (!d || !d->buf || fl < 0 || fcntl(o->fd, F_SETFL, fl | O_DIRECT) != 0) {
+        if (d) free(d->buf);
+        free(d);
+        return 0;
+    }
+    d->on = 1;
+    o->dio = d;
+    return 1;
+}
+
+int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e)
+{
+    if (o->dio) {
+        uint64_t end = o->dio->base + o->dio->len;
+        if (off >= end && off - end <= DIO_GAP) return dio_put(o, buf, n, off, e);
+        int rc = dio_leave(o, e);
+        if (rc) return rc;
+    }
+    int rc = raw_pwrite(o, buf, n, off, e);
+    if (!rc && off + n > o->written) o->written = off + n;
+    return rc;
 }
 
 int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e)
@@ -356,6 +482,8 @@ int wp_out_create_own(wp_out *o, const char *path, int force, wp_own_fn is_own, 
 int wp_out_sync(wp_out *o, wp_err *e)
 {
     if (!o->tmp) return wp_fail(e, WP_EUSAGE, "%s: output already closed", o->path ? o->path : "?");
+    int rd = dio_leave(o, e);
+    if (rd) return rd;
     if (wp_fault(WP_STEP_FSYNC, o->tmp) != 0 || fsync(o->fd) != 0)
         return errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device (fsync)", o->path)
                                : wp_fail_errno(e, "%s: fsync failed", o->path);
@@ -372,6 +500,11 @@ int wp_remove_file(const char *path, wp_err *e)
 int wp_out_commit(wp_out *o, wp_err *e)
 {
     if (!o->tmp) return wp_fail(e, WP_EUSAGE, "%s: output already closed", o->path ? o->path : "?");
+    int rd = dio_leave(o, e);
+    if (rd) {
+        wp_out_abort(o);
+        return rd;
+    }
     if (wp_fault(WP_STEP_FSYNC, o->tmp) != 0 || fsync(o->fd) != 0) {
         int rc = errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device (fsync)", o->path)
                                  : wp_fail_errno(e, "%s: fsync failed", o->path);
@@ -418,6 +551,11 @@ int wp_out_commit(wp_out *o, wp_err *e)
 
 void wp_out_abort(wp_out *o)
 {
+    if (o->dio) {
+        free(o->dio->buf);
+        free(o->dio);
+        o->dio = NULL;
+    }
     if (o->fd >= 0) close(o->fd);
     o->fd = -1;
     if (o->tmp) {

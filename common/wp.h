@@ -115,6 +115,7 @@ int wp_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, w
 typedef struct wp_reclaim {
     uint64_t entries, bytes;   /* stale temporaries removed, and their bytes */
 } wp_reclaim;
+typedef struct wp_out_dio wp_out_dio;
 typedef struct wp_out {
     int fd;
     char *path;    /* final name */
@@ -122,6 +123,7 @@ typedef struct wp_out {
     uint64_t written;
     int noreplace; /* commit must not replace an existing NAME (wp_out_create) */
     wp_reclaim reclaimed;   /* wp_out_create's sweep of NAME's directory */
+    wp_out_dio *dio;        /* wp_out_direct: O_DIRECT staging; NULL: through the page cache */
 } wp_out;
 int wp_out_open(wp_out *o, const char *path, wp_err *e);
 int wp_out_create(wp_out *o, const char *path, int force, wp_err *e);
@@ -133,6 +135,17 @@ int wp_out_create_own(wp_out *o, const char *path, int force, wp_own_fn is_own, 
 /* 1 if the file at path starts with the n bytes of magic. */
 int wp_file_starts_with(const char *path, const void *magic, size_t n);
 int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e);   /* appends */
+/* Write a fresh output (nothing written yet) around the page cache: its
+ * bytes are gathered in an aligned 8 MiB buffer and written with O_DIRECT, the
+ * last partial block through the page cache at commit.  For large outputs
+ * written front to back (pack, unpack): no copy into page-cache pages and no
+ * reclaim of them, which on a VM with a memory limit cost the writer several
+ * CPU-seconds per GB (docs/performance.md "Output around the page cache").
+ * Writes must then go forward: a skip of up to 1 MiB is written as zeros,
+ * anything else (a longer skip, a write behind) first returns the output to
+ * the page cache, as does a file system that refuses O_DIRECT or its
+ * alignment.  1 when on, 0 when not (refused, or WPACK_DIRECT_OUT=0). */
+int wp_out_direct(wp_out *o);
 int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e);
 int wp_out_commit(wp_out *o, wp_err *e);   /* fsync + rename + fsync(dir) */
 void wp_out_abort(wp_out *o);              /* unlink temp; safe to call twice */

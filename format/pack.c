@@ -510,6 +510,7 @@ int wpz_pack(const char *build, const char *out, const wpz_opts *o, wpz_stats *s
     wpz_chain_start(&z.tc, wpz_pool_threads(z.pool) > 0);
     z.chains = 1;
     if ((rc = wp_out_create_own(&z.out, out, o->force, is_wpkz, "a .wpkz archive", e))) goto done;
+    wp_out_direct(&z.out);   /* written front to back, not read again here: around the page cache */
     zprefix pre;
     memset(&pre, 0, sizeof pre);
     memcpy(pre.magic, WPZ_MAGIC, 8);

@@ -473,6 +473,7 @@ int wpz_unpack(const char *wpkz, const char *out, const wpz_opts *o, wpz_stats *
         }
         wp_out wo;
         if ((rc = wp_out_open(&wo, p, e))) break;
+        wp_out_direct(&wo);   /* frames go forward, padding gaps are small: around the page cache */
         wpz_wb wb = {0};
         fsink s = {.out = &wo, .o = o, .done = &done_bytes, .total = total, .wb = &wb};
         if (ftruncate(wo.fd, (off_t)f->size) != 0) rc = wp_fail_errno(e, "%s: cannot size to %llu bytes", p, (unsigned long long)f->size);

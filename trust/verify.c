@@ -998,10 +998,7 @@ int wp_manifest_create(const char *build_dir, int threads, wp_progress_fn progre
 static int swap_signature(const char *build, const char *sigp, const char *sig, size_t siglen, const char *dssep,
                           const char *bundle, size_t blen, wp_err *e)
 {
-    wp_out so, bo;
-    so.tmp = bo.tmp = NULL;
-    so.fd = bo.fd = -1;
-    so.path = bo.path = NULL;
+    wp_out so = {.fd = -1}, bo = {.fd = -1};   /* abortable before they are opened */
     int rc = wp_out_open(&so, sigp, e);
     if (!rc) rc = wp_out_write(&so, sig, siglen, e);
     if (!rc && bundle && !(rc = wp_out_open(&bo, dssep, e))) rc = wp_out_write(&bo, bundle, blen, e);
