@@ -36,6 +36,9 @@ static int writer_new(wp_st_writer **out, const char *path, int create, int forc
         return rc;
     }
     w->opened = 1;
+    /* header, then every tensor's bytes in order: written around the page
+     * cache (wp_out_direct; an export is large and not read back here) */
+    wp_out_direct(&w->out);
     *out = w;
     return 0;
 }
