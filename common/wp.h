@@ -136,15 +136,18 @@ int wp_out_create_own(wp_out *o, const char *path, int force, wp_own_fn is_own, 
 int wp_file_starts_with(const char *path, const void *magic, size_t n);
 int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e);   /* appends */
 /* Write a fresh output (nothing written yet) around the page cache: its
- * bytes are gathered in an aligned 8 MiB buffer and written with O_DIRECT, the
- * last partial block through the page cache at commit.  For large outputs
- * written front to back (pack, unpack): no copy into page-cache pages and no
- * reclaim of them, which on a VM with a memory limit cost the writer several
- * CPU-seconds per GB (docs/performance.md "Output around the page cache").
- * Writes must then go forward: a skip of up to 1 MiB is written as zeros,
- * anything else (a longer skip, a write behind) first returns the output to
- * the page cache, as does a file system that refuses O_DIRECT or its
- * alignment.  1 when on, 0 when not (refused, or WPACK_DIRECT_OUT=0). */
+ * bytes are gathered in an aligned 8 MiB buffer and, from the first full
+ * buffer on, written with O_DIRECT; the last partial block goes through the
+ * page cache at commit (an output under 8 MiB goes through it whole, in one
+ * piece: faster at that size).  For large outputs written front to back
+ * (pack, unpack, the safetensors writer): no copy into page-cache pages and
+ * no reclaim of them, which on a VM with a memory limit cost the writer
+ * several CPU-seconds per GB (docs/performance.md "Output around the page
+ * cache").  Writes must then go forward: a skip of up to 1 MiB is written as
+ * zeros, anything else (a longer skip, a write behind) first returns the
+ * output to the page cache, as does a file system that refuses O_DIRECT or
+ * its alignment.  1 when on, 0 when not (refused, or WPACK_DIRECT_OUT=0);
+ * WPACK_DIRECT_OUT=1 asks for O_DIRECT from the first byte (tests). */
 int wp_out_direct(wp_out *o);
 int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e);
 int wp_out_commit(wp_out *o, wp_err *e);   /* fsync + rename + fsync(dir) */

@@ -19,8 +19,10 @@
  * meet; a read-back finds O_DIRECT bytes on the disk, and reads no further
  * ahead than it asks (POSIX_FADV_RANDOM).  On this VM a buffered
  * write cost the writer 2.5-4 CPU-seconds per GB (docs/performance.md "Output
- * around the page cache").  A file system that refuses O_DIRECT, or
- * WPACK_DIRECT_OUT=0, writes everything through the page cache.
+ * around the page cache").  A file under 64 MiB (faster through the cache,
+ * which its fsync writes in one go; WPACK_DIRECT_OUT=1 overrides), a file
+ * system that refuses O_DIRECT, or WPACK_DIRECT_OUT=0 writes everything
+ * through the page cache.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +37,10 @@
 #include <cjson/cJSON.h>
 
 #include "format/wpk_internal.h"
+
+#define DIO_ALIGN 4096u
+#define BOUNCE (1u << 20)   /* bytes per O_DIRECT request */
+#define NBOUNCE 8           /* requests queued or in flight at most */
 
 typedef struct span {
     uint64_t a, b;        /* [a, b) of the tensor */
@@ -93,12 +99,23 @@ struct wpk_writer {
     int failed;           /* a write failed: commit must refuse */
     int dfd;              /* O_DIRECT descriptor of the temp file; -1: none */
     int dfd_ok;           /* (atomic) 0 once the file system refused an O_DIRECT write */
-    uint8_t **bounce;     /* free aligned bounce buffers (under fail_mu) */
-    size_t nbounce, capbounce;
+    struct dio {          /* the O_DIRECT writer thread and its queue (under mu) */
+        pthread_t th;
+        int on;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        uint8_t *pool[NBOUNCE];   /* free bounce buffers */
+        int npool;
+        struct dreq { uint8_t *buf; size_t len; uint64_t off; } q[NBOUNCE];
+        unsigned head, tail;
+        int pending, stop, rc;    /* queued or being written; the first failure */
+        wp_err e;
+    } dio;
 };
 
-#define DIO_ALIGN 4096u
-#define BOUNCE (1u << 20)
+static void dio_start(wpk_writer *w);
+static void dio_stop(wpk_writer *w);
+static int dio_drain(wpk_writer *w, wp_err *e);
 
 static char *json_or_empty(const char *s, const char *what, const char *path, wp_err *e)
 {
@@ -113,12 +130,18 @@ static char *json_or_empty(const char *s, const char *what, const char *path, wp
     return wp_strdup(s, e);
 }
 
+/* Files from this size on are written around the page cache; a smaller one
+ * is written faster through it (its fsync makes one large write of it). */
+#define DIRECT_MIN (64ull << 20)
+
 /* A second open file description of the temp file, with O_DIRECT (the same
- * inode, checked; WPACK_DIRECT_OUT=0 or a refusal: none, all buffered). */
+ * inode, checked), for a file of at least DIRECT_MIN bytes, or any with
+ * WPACK_DIRECT_OUT=1; WPACK_DIRECT_OUT=0 or a refusal: none, all buffered. */
 static void open_direct(wpk_writer *w)
 {
     const char *env = getenv("WPACK_DIRECT_OUT");
     if (env && !strcmp(env, "0")) return;
+    if (w->file_size < DIRECT_MIN && !(env && !strcmp(env, "1"))) return;
     char pp[64];
     snprintf(pp, sizeof pp, "/proc/self/fd/%d", w->out.fd);
     int fd = open(pp, O_WRONLY | O_DIRECT | O_CLOEXEC);
@@ -129,6 +152,7 @@ static void open_direct(wpk_writer *w)
     }
     w->dfd = fd;
     w->dfd_ok = fd >= 0;
+    if (fd >= 0) dio_start(w);
     /* no read-ahead on the buffered descriptor: a read-back must bring in only
      * the written bytes it asks for, never blocks an O_DIRECT write of
      * another thread may be landing in (such a page could stay cached with
@@ -174,7 +198,6 @@ int wpk_writer_open(wpk_writer **out, const char *path, const wpk_opts *o, wp_er
         wpk_writer_abort(w);
         return rc;
     }
-    open_direct(w);
     *out = w;
     return 0;
 }
@@ -205,9 +228,8 @@ void wpk_writer_abort(wpk_writer *w)
     free(w->profile);
     free(w->prov);
     free(w->region);
+    dio_stop(w);
     if (w->dfd >= 0) close(w->dfd);
-    for (size_t i = 0; i < w->nbounce; i++) free(w->bounce[i]);
-    free(w->bounce);
     pthread_mutex_destroy(&w->fail_mu);
     free(w);
 }
@@ -396,6 +418,7 @@ static int shard_drain(wpk_writer *w, shard *sh, wp_err *e)
             wp_sha256_zeros(&sh->h, p.b - p.a);
         } else {
             if (!buf && !(buf = wp_malloc(1u << 20, e))) return WP_ENOMEM;
+            rc = dio_drain(w, e);   /* the bytes may still be queued for O_DIRECT */
             for (uint64_t x = p.a; x < p.b && !rc;) {
                 size_t k = p.b - x < (1u << 20) ? (size_t)(p.b - x) : (1u << 20);
                 rc = wp_pread_full(w->out.fd, buf, k, x, w->out.tmp, e);
@@ -508,6 +531,7 @@ int wpk_writer_layout(wpk_writer *w, wp_err *e)
         }
     }
     if ((rc = shards_init(w, e))) return rc;
+    open_direct(w);
     w->laid_out = 1;
     return 0;
 }
@@ -537,19 +561,19 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, const ch
     return 0;
 }
 
-/* O_DIRECT pwrite of n bytes (offset, length, address aligned): 0, 1 when
- * the file system refuses it (nothing more goes that way), or an error. */
+/* O_DIRECT pwrite of n bytes (offset, length, address aligned); a refusal
+ * (EINVAL, or a short write off alignment) writes the rest through the page
+ * cache, and nothing more goes with O_DIRECT. */
 static int direct_all(wpk_writer *w, const uint8_t *p, size_t n, uint64_t off, wp_err *e)
 {
     while (n) {
-        ssize_t r = pwrite(w->dfd, p, n, (off_t)off);
+        if (!__atomic_load_n(&w->dfd_ok, __ATOMIC_RELAXED)) return pwrite_all(w->out.fd, p, n, off, w->out.path, e);
+        ssize_t r = wp_fault(WP_STEP_WRITE, w->out.tmp) != 0 ? -1 : pwrite(w->dfd, p, n, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
         if ((r < 0 && errno == EINVAL) || (r > 0 && (size_t)r % DIO_ALIGN)) {
             __atomic_store_n(&w->dfd_ok, 0, __ATOMIC_RELAXED);
-            if (r > 0) return pwrite_all(w->out.fd, p + r, n - (size_t)r, off + (uint64_t)r, w->out.path, e);
-            return 1;
-        }
-        if (r <= 0) {
+            if (r < 0) continue;
+        } else if (r <= 0) {
             if (r == 0) errno = ENOSPC;
             return errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device", w->out.path)
                                    : wp_fail_errno(e, "%s: write failed", w->out.path);
@@ -559,59 +583,105 @@ static int direct_all(wpk_writer *w, const uint8_t *p, size_t n, uint64_t off, w
     return 0;
 }
 
-static uint8_t *bounce_take(wpk_writer *w)
+/* The writer thread: queued requests in order, each buffer back to the pool. */
+static void *dio_main(void *arg)
 {
-    uint8_t *b = NULL;
-    pthread_mutex_lock(&w->fail_mu);
-    if (w->nbounce) b = w->bounce[--w->nbounce];
-    pthread_mutex_unlock(&w->fail_mu);
-    return b ? b : aligned_alloc(DIO_ALIGN, BOUNCE);
-}
-
-static void bounce_give(wpk_writer *w, uint8_t *b)
-{
-    pthread_mutex_lock(&w->fail_mu);
-    if (w->nbounce == w->capbounce) {
-        size_t cap = w->capbounce ? 2 * w->capbounce : 8;
-        uint8_t **nb = realloc(w->bounce, cap * sizeof *nb);
-        if (nb) {
-            w->bounce = nb;
-            w->capbounce = cap;
+    wpk_writer *w = arg;
+    struct dio *d = &w->dio;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (d->head == d->tail && !d->stop) pthread_cond_wait(&d->cv, &d->mu);
+        if (d->head == d->tail) break;
+        struct dreq r = d->q[d->head++ % NBOUNCE];
+        int failed = d->rc;
+        pthread_mutex_unlock(&d->mu);
+        wp_err e = {0};
+        int rc = failed ? 0 : direct_all(w, r.buf, r.len, r.off, &e);
+        pthread_mutex_lock(&d->mu);
+        if (rc && !d->rc) {
+            d->rc = rc;
+            d->e = e;
         }
+        d->pool[d->npool++] = r.buf;
+        d->pending--;
+        pthread_cond_broadcast(&d->cv);
     }
-    if (w->nbounce < w->capbounce) {
-        w->bounce[w->nbounce++] = b;
-        b = NULL;
-    }
-    pthread_mutex_unlock(&w->fail_mu);
-    free(b);
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
 }
 
-/* Write a chunk at file offset pos: its whole 4096-byte blocks with O_DIRECT
- * where the writer has that, its partial end blocks through the page cache. */
+static void dio_start(wpk_writer *w)
+{
+    struct dio *d = &w->dio;
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    for (d->npool = 0; d->npool < NBOUNCE; d->npool++)
+        if (!(d->pool[d->npool] = aligned_alloc(DIO_ALIGN, BOUNCE))) break;
+    d->on = d->npool == NBOUNCE && pthread_create(&d->th, NULL, dio_main, w) == 0;
+}
+
+static void dio_stop(wpk_writer *w)
+{
+    struct dio *d = &w->dio;
+    if (d->on) {
+        pthread_mutex_lock(&d->mu);
+        d->stop = 1;
+        pthread_cond_broadcast(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->th, NULL);
+        d->on = 0;
+    }
+    if (w->dfd < 0) return;
+    for (int i = 0; i < d->npool; i++) free(d->pool[i]);
+    d->npool = 0;
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+}
+
+/* Wait until every queued O_DIRECT write is on the file: before a
+ * read-back and before commit.  Its first failure, if any. */
+static int dio_drain(wpk_writer *w, wp_err *e)
+{
+    struct dio *d = &w->dio;
+    if (!d->on) return 0;
+    pthread_mutex_lock(&d->mu);
+    while (d->pending) pthread_cond_wait(&d->cv, &d->mu);
+    int rc = d->rc;
+    if (rc) wp_fail(e, rc, "%s", d->e.msg);
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+/* Write a chunk at file offset pos: its whole 4096-byte blocks copied into
+ * bounce buffers and queued for the O_DIRECT writer thread (the caller goes
+ * on reading and encoding meanwhile), its partial end blocks through the
+ * page cache, here. */
 static int write_chunk(wpk_writer *w, const uint8_t *p, size_t n, uint64_t pos, wp_err *e)
 {
+    struct dio *d = &w->dio;
     uint64_t a = (pos + DIO_ALIGN - 1) & ~(uint64_t)(DIO_ALIGN - 1), b = (pos + n) & ~(uint64_t)(DIO_ALIGN - 1);
-    if (w->dfd < 0 || !__atomic_load_n(&w->dfd_ok, __ATOMIC_RELAXED) || b <= a)
+    if (!d->on || !__atomic_load_n(&w->dfd_ok, __ATOMIC_RELAXED) || b <= a)
         return pwrite_all(w->out.fd, p, n, pos, w->out.path, e);
     int rc = a > pos ? pwrite_all(w->out.fd, p, (size_t)(a - pos), pos, w->out.path, e) : 0;
-    const uint8_t *m = p + (a - pos);
-    uint64_t at = a;
-    if (!rc && (uintptr_t)m % DIO_ALIGN == 0) {
-        rc = direct_all(w, m, (size_t)(b - a), a, e);
-        at = rc == 1 ? a : b;
-    } else if (!rc) {
-        uint8_t *bb = bounce_take(w);
-        while (bb && at < b && __atomic_load_n(&w->dfd_ok, __ATOMIC_RELAXED)) {
-            size_t k = b - at < BOUNCE ? (size_t)(b - at) : BOUNCE;
-            memcpy(bb, p + (at - pos), k);
-            if ((rc = direct_all(w, bb, k, at, e))) break;
-            at += k;
+    for (uint64_t at = a; !rc && at < b;) {
+        size_t k = b - at < BOUNCE ? (size_t)(b - at) : BOUNCE;
+        pthread_mutex_lock(&d->mu);
+        while (!d->npool && !d->rc) pthread_cond_wait(&d->cv, &d->mu);
+        if ((rc = d->rc)) {
+            wp_fail(e, rc, "%s", d->e.msg);
+            pthread_mutex_unlock(&d->mu);
+            break;
         }
-        if (bb) bounce_give(w, bb);
+        uint8_t *buf = d->pool[--d->npool];
+        pthread_mutex_unlock(&d->mu);
+        memcpy(buf, p + (at - pos), k);
+        pthread_mutex_lock(&d->mu);
+        d->q[d->tail++ % NBOUNCE] = (struct dreq){buf, k, at};
+        d->pending++;
+        pthread_cond_broadcast(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        at += k;
     }
-    if (rc == 1) rc = 0;   /* refused: the rest through the page cache */
-    if (!rc && at < b) rc = pwrite_all(w->out.fd, p + (at - pos), (size_t)(b - at), at, w->out.path, e);
     if (!rc && pos + n > b) rc = pwrite_all(w->out.fd, p + (b - pos), (size_t)(pos + n - b), b, w->out.path, e);
     return rc;
 }
@@ -619,6 +689,8 @@ static int write_chunk(wpk_writer *w, const uint8_t *p, size_t n, uint64_t pos, 
 /* Hash [cursor, b) of tensor x by reading it back from the temp file. */
 static int hash_readback(wpk_writer *w, wdecl *x, uint64_t b, wp_err *e)
 {
+    int rd = dio_drain(w, e);   /* the bytes may still be queued for O_DIRECT */
+    if (rd) return rd;
     size_t bufsz = 1u << 20;
     uint8_t *buf = wp_malloc(bufsz, e);
     if (!buf) return WP_ENOMEM;
@@ -773,6 +845,7 @@ int wpk_writer_commit_digests(wpk_writer *w, wpk_digests *out, wp_err *e)
         rc = wp_fail(e, WP_EUSAGE, "%s: a tensor write failed; nothing committed", w->out.path);
         goto out;
     }
+    if ((rc = dio_drain(w, e))) goto out;   /* every O_DIRECT write on the file, or its failure */
     for (size_t i = 0; i < w->n; i++)
         if (!w->d[i].done) {
             rc = wp_fail(e, WP_EUSAGE, "%s: %s: only %llu of %llu bytes written", w->out.path,

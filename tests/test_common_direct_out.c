@@ -155,7 +155,20 @@ TEST(common_direct_out_bytes_every_way)
     CHECK_EQ_INT(write_plan(p3, img, n, back, 4, 0, &d), 0);
     CHECKF(same_file(p3, img, n), "write behind: the file differs");
 
-    /* 4. off: through the page cache, as before */
+    /* 4. an output under 8 MiB goes through the page cache whole (faster at
+     * that size); WPACK_DIRECT_OUT=1 sends it around from the first byte */
+    piece small = {0, 5 * MiB + 3};
+    const char *p5 = wpt_path("%s/small.bin", dir);
+    CHECK_EQ_INT(write_plan(p5, img, small.len, &small, 1, 0, &d), 0);
+    CHECKF(resident(p5) > small.len / 4096 / 2, "5 MiB: not through the page cache (%zu pages)", resident(p5));
+    CHECK(same_file(p5, img, small.len));
+    REQUIRE(setenv("WPACK_DIRECT_OUT", "1", 1) == 0);
+    CHECK_EQ_INT(write_plan(p5, img, small.len, &small, 1, 0, &d), 0);
+    CHECK_EQ_INT(d, 1);
+    CHECKF(resident(p5) <= 2, "5 MiB with WPACK_DIRECT_OUT=1: %zu pages cached", resident(p5));
+    CHECK(same_file(p5, img, small.len));
+
+    /* 5. off: through the page cache, as before */
     REQUIRE(setenv("WPACK_DIRECT_OUT", "0", 1) == 0);
     const char *p4 = wpt_path("%s/off.bin", dir);
     piece whole = {0, (size_t)n};

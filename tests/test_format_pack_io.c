@@ -216,8 +216,9 @@ static int temp_steps(const char *cmd, const char *op, int *idx, int cap)
  * fail: exit 2, one line, no output, no temporary; the process killed
  * before a write: no output, and the next run sweeps the temporary and
  * makes the complete output.  Both ways of writing: around the page cache
- * (O_DIRECT from an 8 MiB buffer, the default; the last block through the
- * cache) and through it (WPACK_DIRECT_OUT=0, in 1 MiB pieces). */
+ * (O_DIRECT from an 8 MiB buffer, from the first byte with
+ * WPACK_DIRECT_OUT=1; the last block through the cache) and through it
+ * (WPACK_DIRECT_OUT=0, in 1 MiB pieces). */
 TEST(format_pack_io_faults_leave_no_partial_output)
 {
     char b[512], out[8192];
@@ -232,7 +233,7 @@ TEST(format_pack_io_faults_leave_no_partial_output)
     REQUIRE(mkdir(wdir, 0755) == 0);
     for (int dm = 0; dm < 2; dm++)
     for (int c = 0; c < 2; c++) {
-        const char *env = dm ? "WPACK_DIRECT_OUT=0 " : "";
+        const char *env = dm ? "WPACK_DIRECT_OUT=0 " : "WPACK_DIRECT_OUT=1 ";
         snprintf(cmds[0], sizeof cmds[0], "%s%s pack %s -o %s -t 2 -q", env, w, b, outs[0]);
         snprintf(cmds[1], sizeof cmds[1], "%s%s unpack %s/good.wpkz -o %s -t 2 -q", env, w, t, outs[1]);
         static const char *ops[] = {"write", "fsync"};

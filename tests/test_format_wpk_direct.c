@@ -4,7 +4,9 @@
  * through the page cache.  Whatever the chunk sizes, buffer alignment, write
  * order (out-of-order chunks are hashed by reading them back) and threads,
  * the file and its digests are exactly those of the all-buffered writer
- * (WPACK_DIRECT_OUT=0), and the O_DIRECT blocks are not left in the cache. */
+ * (WPACK_DIRECT_OUT=0), and the O_DIRECT blocks are not left in the cache.
+ * (A file this small is written around the cache only with
+ * WPACK_DIRECT_OUT=1; from 64 MiB on by default.) */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -149,9 +151,10 @@ TEST(format_wpk_direct_same_bytes_every_way)
     uint8_t *rb;
     size_t rn;
     REQUIRE(wpt_read_file(ref, &rb, &rn) == 0);
+    REQUIRE(setenv("WPACK_DIRECT_OUT", "1", 1) == 0);
     for (int shift = 0; shift < 2; shift++)
         for (int mode = 0; mode < 3; mode++) {
-            /* shift 1: the same bytes one past an aligned address (the bounce path) */
+            /* shift 1: the same bytes one past an aligned address */
             uint8_t *tmp[NT];
             for (int t = 0; t < NT; t++) {
                 tmp[t] = shift ? aligned_alloc(4096, ((size_t)g_size[t] + 8192) & ~(size_t)4095) : NULL;
@@ -178,6 +181,16 @@ TEST(format_wpk_direct_same_bytes_every_way)
             }
             for (int t = 0; t < NT; t++) free(tmp[t]);
         }
+    unsetenv("WPACK_DIRECT_OUT");
+    /* by default this file is under the 64 MiB from which the writer goes
+     * around the cache: written through it, the same bytes */
+    for (int t = 0; t < NT; t++) src[t] = mem[t];
+    const char *small = wpt_path("%s/small.wpk", wpt_tmpdir());
+    wpk_digests got;
+    REQUIRE(write_wpk(small, src, 0, &got) == 0);
+    CHECKF(resident(small) > rn / 4096 / 2, "under 64 MiB, yet not through the page cache");
+    CHECK(same_digests(&got, &want));
+    wpk_digests_free(&got);
     free(rb);
     wpk_digests_free(&want);
     for (int t = 0; t < NT; t++) free(mem[t]);
