@@ -341,13 +341,24 @@ static void lin_task(void *ctx, int t0, int t1)
         return;
     }
     float *ws = wv + nwv;
+    /* An FP8 weight's rows share their scales in blocks of br rows: the fused
+     * path decodes them once per block, not once per row (the same values) */
+    const int blk_scales = j->w->enc == WP_ENC_FP8 && j->w->br > 0;
+    uint64_t ws_blk = UINT64_MAX;
     for (int t = t0; t < t1; t++) {
         int r0 = t * RT_NB, nr = j->N - r0 < RT_NB ? j->N - r0 : RT_NB;
         if (fuse) {
             for (int i = 0; i < nr; i++) {
                 uint64_t r = j->r0 + (uint64_t)(r0 + i);
                 if (rb) rows_pf_to(&pf, (r + 1) * rb + RT_PF_AHEAD);
-                if (j->quant || j->w->enc == WP_ENC_FP8) weight_scales(j->k, j->w, r, ws, j->seg);
+                if (blk_scales) {
+                    if (r / j->w->br != ws_blk) {
+                        ws_blk = r / j->w->br;
+                        weight_scales(j->k, j->w, r, ws, j->seg);
+                    }
+                } else if (j->quant || j->w->enc == WP_ENC_FP8) {
+                    weight_scales(j->k, j->w, r, ws, j->seg);
+                }
                 for (int m = 0; m < j->M; m++)
                     j->y[(size_t)m * j->ldy + r0 + i] =
                         fused(j, r, j->x + (size_t)m * K, j->xs + (size_t)m * j->nb, ws);

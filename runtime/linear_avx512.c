@@ -208,7 +208,7 @@ const rt_kernels rt_k_avx512 = {
  * the activation codes in bf16.  Every E4M3/E2M1 value is exact in bf16 and
  * every product exact in fp32, as in the fp32 kernels. */
 
-static uint8_t bf_e4m3_lo[128], bf_e4m3_hi[128], bf_ilv[2][64];
+static uint8_t bf_e4m3_lo[128], bf_e4m3_hi[128], bf_ilv[2][64], bf_f32_place[4][64];
 static uint16_t bf_e2m1[32];
 
 void rt_kernel_bf_tables_init(void)
@@ -229,6 +229,14 @@ void rt_kernel_bf_tables_init(void)
         memcpy(&u, &rt_lut_e2m1[i], 4);
         bf_e2m1[i] = (uint16_t)(u >> 16);
     }
+    /* dot_e4m3_bf: code 16q+j's low bf16 byte (table 1) to byte 4j+2, its high
+     * byte (table 2) to 4j+3; bytes 4j and 4j+1 are zeroed by the mask */
+    for (int q = 0; q < 4; q++)
+        for (int j = 0; j < 16; j++) {
+            bf_f32_place[q][4 * j] = bf_f32_place[q][4 * j + 1] = 0;
+            bf_f32_place[q][4 * j + 2] = (uint8_t)(16 * q + j);
+            bf_f32_place[q][4 * j + 3] = (uint8_t)(64 + 16 * q + j);
+        }
 }
 
 RT_AVX512BF static float qdot_e4m3_bf(const uint8_t *w, const float *xq, const uint16_t *xb,
@@ -363,6 +371,60 @@ RT_AVX512BF static float segdot_bf_e2m1(const uint16_t *xb, const float *xs, con
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+/* Dense FP8 (dot_e4m3): the sums of dot_e4m3_avx512 — each of the two
+ * accumulators takes its 16 columns of every 32 in order, v = E4M3 x ws
+ * rounded once — with the codes decoded by the byte tables instead of
+ * through half precision: the two bf16 bytes of each code (vpermi2b) are
+ * placed straight into the top half of its fp32 lane (a zero-masked vpermi2b),
+ * which is the code's exact fp32 value.  About 15 vector instructions per 64
+ * codes instead of 40, no NaN test in the loop and no limit on the scales:
+ * v is the same single rounding of the exact product.  A row whose sum is NaN
+ * (a NaN code, or NaN/inf in x) is summed again by the reference form, so its
+ * bits are that form's whatever the NaN's origin. */
+RT_AVX512BF static float dot_e4m3_bf(const uint8_t *w, const float *ws, int seg, const float *x,
+                                     int n)
+{
+    const __m512i tl0 = _mm512_loadu_si512(bf_e4m3_lo), tl1 = _mm512_loadu_si512(bf_e4m3_lo + 64);
+    const __m512i th0 = _mm512_loadu_si512(bf_e4m3_hi), th1 = _mm512_loadu_si512(bf_e4m3_hi + 64);
+    const __m512i p0 = _mm512_loadu_si512(bf_f32_place[0]), p1 = _mm512_loadu_si512(bf_f32_place[1]);
+    const __m512i p2 = _mm512_loadu_si512(bf_f32_place[2]), p3 = _mm512_loadu_si512(bf_f32_place[3]);
+    const __m512i m80 = _mm512_set1_epi8((char)0x80);
+    const __mmask64 top = 0xCCCCCCCCCCCCCCCCull;     /* bytes 2 and 3 of every fp32 lane */
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int i = 0;
+#define V(p) _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(top, lo, p, hi))
+    for (; i + 64 <= n; i += 64) {
+        __m512i b = _mm512_loadu_si512(w + i);
+        __m512i lo = _mm512_permutex2var_epi8(tl0, b, tl1);
+        __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, b, th1), b, m80, 0xF8);
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_mul_ps(V(p0), _mm512_set1_ps(ws[i / seg])), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16),
+                             _mm512_mul_ps(V(p1), _mm512_set1_ps(ws[(i + 16) / seg])), s1);
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32),
+                             _mm512_mul_ps(V(p2), _mm512_set1_ps(ws[(i + 32) / seg])), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48),
+                             _mm512_mul_ps(V(p3), _mm512_set1_ps(ws[(i + 48) / seg])), s1);
+    }
+    if (i + 16 <= n) {      /* 16 or 32 or 48 codes left: the first 64 loaded under a mask */
+        const int left = (n - i) & ~15;
+        __m512i b = _mm512_maskz_loadu_epi8(left == 64 ? ~0ull : (1ull << left) - 1, w + i);
+        __m512i lo = _mm512_permutex2var_epi8(tl0, b, tl1);
+        __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, b, th1), b, m80, 0xF8);
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_mul_ps(V(p0), _mm512_set1_ps(ws[i / seg])), s0);
+        if (left >= 32)
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16),
+                                 _mm512_mul_ps(V(p1), _mm512_set1_ps(ws[(i + 16) / seg])), s1);
+        if (left >= 48)
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32),
+                                 _mm512_mul_ps(V(p2), _mm512_set1_ps(ws[(i + 32) / seg])), s0);
+        i += left;
+    }
+#undef V
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) s += x[i] * (rt_lut_e4m3[w[i]] * ws[i / seg]);
+    return s == s ? s : dot_e4m3_nan_avx512(w, ws, seg, x, n);
+}
+
 static void dec_e4m3_bf_scalar(const uint8_t *c, uint16_t *out, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -400,5 +462,5 @@ RT_AVX512BF static void dec_e2m1_bf(const uint8_t *c, uint16_t *out, int n)
 const rt_kernels rt_k_avx512bf = {
     "avx512bf16", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, rt_dec_e8m0_avx2, qdot_e4m3_bf, qdot_e2m1_bf,
-    dec_e4m3_bf, dec_e2m1_bf, segdot_bf_e4m3, segdot_bf_e2m1, dot_e4m3_avx512,
+    dec_e4m3_bf, dec_e2m1_bf, segdot_bf_e4m3, segdot_bf_e2m1, dot_e4m3_bf,
 };
