@@ -193,5 +193,5 @@ RT_AVX2 void rt_dec_e8m0_avx2(const uint8_t *c, float *out, int n)
 const rt_kernels rt_k_avx2 = {
     "avx2", dot_avx2, rt_segdot_avx2, rt_qdot_e4m3_avx2, rt_qdot_e2m1_avx2, dot_bf16_avx2,
     rt_dec_e4m3_avx2, rt_dec_e2m1_avx2, rt_dec_bf16_avx2, rt_dec_e8m0_avx2, NULL, NULL,
-    NULL, NULL, NULL, NULL, dot_e4m3_avx2,
+    NULL, NULL, NULL, NULL, dot_e4m3_avx2, 0,
 };

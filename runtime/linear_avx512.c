@@ -198,7 +198,7 @@ RT_AVX512 static void dec_bf16_avx512(const uint16_t *c, float *out, int n)
 const rt_kernels rt_k_avx512 = {
     "avx512", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, rt_dec_e8m0_avx2, NULL, NULL,
-    NULL, NULL, NULL, NULL, dot_e4m3_avx512,
+    NULL, NULL, NULL, NULL, dot_e4m3_avx512, 0,
 };
 
 /* ---- AVX-512 BF16 + VBMI ---------------------------------------------------------------------
@@ -252,6 +252,7 @@ RT_AVX512BF static float qdot_e4m3_bf(const uint8_t *w, const float *xq, const u
         /* two independent partial sums keep the dot-product latency off the path */
         __m512 pa = _mm512_setzero_ps(), pb = _mm512_setzero_ps();
         for (int k = k0; k < k0 + seg; k += 64) {
+            RT_PF_ROW(w + k);
             __m512i b = _mm512_loadu_si512(w + k);
             __m512i lo = _mm512_permutex2var_epi8(tl0, b, tl1);     /* index bit 7 (sign) unused */
             __m512i hi = _mm512_permutex2var_epi8(th0, b, th1);
@@ -297,6 +298,7 @@ RT_AVX512BF static float qdot_e2m1_bf(const uint8_t *w, const float *xq, const u
         for (; t < ns; t++) sc[t] = xs[t / 4] * ws[t];
         for (; k0 + 128 <= K; k0 += 128, s += 4) {
             const __m512 z = _mm512_setzero_ps();
+            RT_PF_ROW(w + k0 / 2);
             __m512 p0 = _mm512_dpbf16_ps(z, (__m512bh)_mm512_loadu_si512(xb + k0),
                                          (__m512bh)e2m1x32_bf(w + k0 / 2, tab, nib));
             __m512 p1 = _mm512_dpbf16_ps(z, (__m512bh)_mm512_loadu_si512(xb + k0 + 32),
@@ -394,6 +396,7 @@ RT_AVX512BF static float dot_e4m3_bf(const uint8_t *w, const float *ws, int seg,
     int i = 0;
 #define V(p) _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(top, lo, p, hi))
     for (; i + 64 <= n; i += 64) {
+        RT_PF_ROW(w + i);
         __m512i b = _mm512_loadu_si512(w + i);
         __m512i lo = _mm512_permutex2var_epi8(tl0, b, tl1);
         __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(th0, b, th1), b, m80, 0xF8);
@@ -463,4 +466,5 @@ const rt_kernels rt_k_avx512bf = {
     "avx512bf16", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, rt_dec_e8m0_avx2, qdot_e4m3_bf, qdot_e2m1_bf,
     dec_e4m3_bf, dec_e2m1_bf, segdot_bf_e4m3, segdot_bf_e2m1, dot_e4m3_bf,
+    1,
 };

@@ -6,10 +6,13 @@
  * over the row decoded by the scalar table (code value x scale, one rounding):
  * every row length tail (64, 48, 32, 16 and single columns), segments of 16,
  * 32 and 128, E8M0-like scales from 2^-120 to 2^110, F32 scales that round,
- * NaN codes (0x7F, 0xFF), and an infinite activation. */
+ * NaN codes (0x7F, 0xFF), and an infinite activation.  And the row prefetch
+ * of the decode products at the end of a mapping. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "quant/quant.h"
 #include "runtime/internal.h"
@@ -85,4 +88,55 @@ TEST(runtime_dot_e4m3_tables_same_bits)
     CHECKF(bad_dot == 0, "%d rows: the table kernel differs from dot over the decoded row", bad_dot);
     CHECKF(nan_rows >= 36, "%d NaN rows (every NaN-code and infinite-input row is NaN)", nan_rows);
     free(w), free(x), free(v);
+}
+
+/* The decode products request their rows RT_PF_DIST bytes ahead, past the
+ * weight's end on its last rows: a weight that ends exactly where a PROT_NONE
+ * page begins (as a mapping's last tensor may) still gives, row by row, the bits
+ * of the decoded-row path — prefetches neither fault nor change a value. */
+TEST(runtime_row_prefetch_at_mapping_end)
+{
+    const long pg = sysconf(_SC_PAGESIZE);
+    struct { wp_enc enc; int rows, cols; } cases[] = {
+        {WP_ENC_FP8, 64, 4096}, {WP_ENC_MXFP4, 64, 4096}, {WP_ENC_FP8, 40, 1024},
+    };
+    const rt_kernels *const *ks = rt_kernels_all();
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int N = cases[ci].rows, K = cases[ci].cols, M = 3;
+        const wp_enc enc = cases[ci].enc;
+        const size_t db = wp_enc_data_bytes(enc, N, K);
+        const size_t sb = wp_enc_scale_bytes(enc, N, K, 128, 128, WP_SCALE_E8M0);
+        const size_t span = (db + (size_t)pg - 1) / (size_t)pg * (size_t)pg;
+        uint8_t *map = mmap(NULL, span + (size_t)pg, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        REQUIRE(map != MAP_FAILED);
+        REQUIRE(mprotect(map + span, (size_t)pg, PROT_NONE) == 0);
+        uint8_t *d = map + span - db;          /* the data ends at the guard page */
+        uint8_t *sc = malloc(sb);
+        float *x = malloc(sizeof(float) * M * K), *y = malloc(sizeof(float) * M * N);
+        float *y1 = malloc(sizeof(float) * N);
+        REQUIRE(sc && x && y && y1);
+        for (size_t i = 0; i < db; i++) {
+            d[i] = (uint8_t)krng();
+            if (enc == WP_ENC_FP8 && (d[i] & 0x7F) == 0x7F) d[i] ^= 1;
+        }
+        for (size_t i = 0; i < sb; i++) sc[i] = (uint8_t)(120 + krng() % 14);
+        for (int i = 0; i < M * K; i++) x[i] = (float)(krng() & 0xFFFF) / 32768.0f - 1.0f;
+        wp_qweight w;
+        memset(&w, 0, sizeof w);
+        w.enc = enc, w.rows = (uint64_t)N, w.cols = (uint64_t)K, w.br = 128, w.bc = 128;
+        w.sfmt = WP_SCALE_E8M0, w.data = d, w.scale = sc;
+        for (int ki = 0; ks[ki]; ki++) {
+            rt_ctx c = {.pool = NULL, .k = ks[ki], .flags = 0};
+            for (int dense = 0; dense < (enc == WP_ENC_FP8 ? 2 : 1); dense++) {
+                REQUIRE((dense ? rt_linear_dense(&c, &w, x, M, y) : rt_linear(&c, &w, x, M, y)) == 0);
+                REQUIRE((dense ? rt_linear_dense(&c, &w, x + K, 1, y1)
+                               : rt_linear(&c, &w, x + K, 1, y1)) == 0);
+                CHECKF(memcmp(y1, y + N, sizeof(float) * N) == 0, "%s, %s %dx%d%s: fused rows differ",
+                       ks[ki]->name, wp_enc_name(enc), N, K, dense ? " dense" : "");
+            }
+        }
+        munmap(map, span + (size_t)pg);
+        free(sc), free(x), free(y), free(y1);
+    }
 }
