@@ -319,9 +319,10 @@ static void lin_task(void *ctx, int t0, int t1)
     lin_job *j = ctx;
     const int K = j->K, ns = K / j->seg, fuse = fusable(j);
     /* the kernels that request their rows themselves (k->prefetches_rows): the
-     * bf16 products and the dense FP8 one */
+     * bf16 products, the dense FP8 and the dense bf16 ones */
     const int self_pf = fuse && j->k->prefetches_rows &&
-                        (j->quant ? bf_ok(j) && j->w->enc != WP_ENC_BF16 : j->w->enc == WP_ENC_FP8);
+                        (j->quant ? bf_ok(j) && j->w->enc != WP_ENC_BF16
+                                  : j->w->enc == WP_ENC_FP8 || j->w->enc == WP_ENC_BF16);
     const size_t rb = fuse && !self_pf ? row_bytes(j->w) : 0;
     rows_pf pf = {0};
     if (rb) {

@@ -428,6 +428,23 @@ RT_AVX512BF static float dot_e4m3_bf(const uint8_t *w, const float *ws, int seg,
     return s == s ? s : dot_e4m3_nan_avx512(w, ws, seg, x, n);
 }
 
+/* dot_bf16_avx512's sums, requesting the row ahead as it reads it (RT_PF_ROW):
+ * this set's dot_bf16 serves only weight rows (the fused dense products) */
+RT_AVX512BF static float dot_bf16_bf(const uint16_t *w, const float *x, int n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        RT_PF_ROW(w + i);
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), bf16x16(w + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), bf16x16(w + i + 16), s1);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), bf16x16(w + i), s0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) s += x[i] * wp_bf16_to_f32(w[i]);
+    return s;
+}
+
 static void dec_e4m3_bf_scalar(const uint8_t *c, uint16_t *out, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -463,7 +480,7 @@ RT_AVX512BF static void dec_e2m1_bf(const uint8_t *c, uint16_t *out, int n)
 }
 
 const rt_kernels rt_k_avx512bf = {
-    "avx512bf16", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
+    "avx512bf16", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_bf,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, rt_dec_e8m0_avx2, qdot_e4m3_bf, qdot_e2m1_bf,
     dec_e4m3_bf, dec_e2m1_bf, segdot_bf_e4m3, segdot_bf_e2m1, dot_e4m3_bf,
     1,

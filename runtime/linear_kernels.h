@@ -29,7 +29,9 @@
  * issued in a burst per row (a burst fills the line-fill buffers and the core
  * waits at it).  Prefetches never fault, so one that runs past the weight's
  * end (at most RT_PF_DIST bytes) is harmless; no value depends on them. */
+#ifndef RT_PF_DIST
 #define RT_PF_DIST 4096
+#endif
 #define RT_PF_ROW(p) _mm_prefetch((const char *)(p) + RT_PF_DIST, _MM_HINT_T0)
 
 /* Code -> fp32 tables (linear_scalar.c), filled once by rt_kernel_luts_init. */

@@ -99,6 +99,7 @@ TEST(runtime_row_prefetch_at_mapping_end)
     const long pg = sysconf(_SC_PAGESIZE);
     struct { wp_enc enc; int rows, cols; } cases[] = {
         {WP_ENC_FP8, 64, 4096}, {WP_ENC_MXFP4, 64, 4096}, {WP_ENC_FP8, 40, 1024},
+        {WP_ENC_BF16, 48, 2048},
     };
     const rt_kernels *const *ks = rt_kernels_all();
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
@@ -120,6 +121,11 @@ TEST(runtime_row_prefetch_at_mapping_end)
             d[i] = (uint8_t)krng();
             if (enc == WP_ENC_FP8 && (d[i] & 0x7F) == 0x7F) d[i] ^= 1;
         }
+        if (enc == WP_ENC_BF16)     /* finite values: sign, exponent 2^-7..2^7, any mantissa */
+            for (size_t i = 0; i < db / 2; i++) {
+                uint16_t v = (uint16_t)((krng() & 0x807F) | (uint16_t)(120 + krng() % 15) << 7);
+                memcpy(d + 2 * i, &v, 2);
+            }
         for (size_t i = 0; i < sb; i++) sc[i] = (uint8_t)(120 + krng() % 14);
         for (int i = 0; i < M * K; i++) x[i] = (float)(krng() & 0xFFFF) / 32768.0f - 1.0f;
         wp_qweight w;
@@ -128,7 +134,7 @@ TEST(runtime_row_prefetch_at_mapping_end)
         w.sfmt = WP_SCALE_E8M0, w.data = d, w.scale = sc;
         for (int ki = 0; ks[ki]; ki++) {
             rt_ctx c = {.pool = NULL, .k = ks[ki], .flags = 0};
-            for (int dense = 0; dense < (enc == WP_ENC_FP8 ? 2 : 1); dense++) {
+            for (int dense = 0; dense < (enc == WP_ENC_MXFP4 ? 1 : 2); dense++) {
                 REQUIRE((dense ? rt_linear_dense(&c, &w, x, M, y) : rt_linear(&c, &w, x, M, y)) == 0);
                 REQUIRE((dense ? rt_linear_dense(&c, &w, x + K, 1, y1)
                                : rt_linear(&c, &w, x + K, 1, y1)) == 0);
