@@ -195,10 +195,20 @@ RT_AVX512 static void dec_bf16_avx512(const uint16_t *c, float *out, int n)
     rt_dec_bf16_avx2(c + i, out + i, n - i);
 }
 
+RT_AVX512 static void axpy_avx512(float *o, float a, const float *x, int n)
+{
+    const __m512 av = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(o + i, _mm512_add_ps(_mm512_loadu_ps(o + i),
+                                              _mm512_mul_ps(av, _mm512_loadu_ps(x + i))));
+    rt_axpy_scalar(o + i, a, x + i, n - i);
+}
+
 const rt_kernels rt_k_avx512 = {
     "avx512", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_avx512,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, rt_dec_e8m0_avx2, NULL, NULL,
-    NULL, NULL, NULL, NULL, dot_e4m3_avx512, 0,
+    NULL, NULL, NULL, NULL, dot_e4m3_avx512, axpy_avx512, 0,
 };
 
 /* ---- AVX-512 BF16 + VBMI ---------------------------------------------------------------------
@@ -483,5 +493,5 @@ const rt_kernels rt_k_avx512bf = {
     "avx512bf16", dot_avx512, segdot_avx512, qdot_e4m3_avx512, qdot_e2m1_avx512, dot_bf16_bf,
     dec_e4m3_avx512, dec_e2m1_avx512, dec_bf16_avx512, rt_dec_e8m0_avx2, qdot_e4m3_bf, qdot_e2m1_bf,
     dec_e4m3_bf, dec_e2m1_bf, segdot_bf_e4m3, segdot_bf_e2m1, dot_e4m3_bf,
-    1,
+    axpy_avx512, 1,
 };

@@ -90,6 +90,16 @@ static inline float rt_qdot_e2m1_scalar(const uint8_t *w, const float *xq, const
     return c;
 }
 
+/* axpy's scalar form: two statements, so no compiler contracts them into a
+ * fused multiply-add whatever the target (the vector sets' tails use it too) */
+static inline void rt_axpy_scalar(float *o, float a, const float *x, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const float t = a * x[i];
+        o[i] += t;
+    }
+}
+
 /* Scalar decoders (linear_scalar.c): the vector decoders' tails. */
 void rt_dec_e4m3_scalar(const uint8_t *c, float *out, int n);
 void rt_dec_e2m1_scalar(const uint8_t *c, float *out, int n);

@@ -7,7 +7,8 @@
  * every row length tail (64, 48, 32, 16 and single columns), segments of 16,
  * 32 and 128, E8M0-like scales from 2^-120 to 2^110, F32 scales that round,
  * NaN codes (0x7F, 0xFF), and an infinite activation.  And the row prefetch
- * of the decode products at the end of a mapping. */
+ * of the decode products at the end of a mapping, and every set's axpy
+ * (attention's value sum) against the unfused scalar loop. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,4 +146,42 @@ TEST(runtime_row_prefetch_at_mapping_end)
         munmap(map, span + (size_t)pg);
         free(sc), free(x), free(y), free(y1);
     }
+}
+
+/* axpy (attention's weighted sum of value rows) on every set: the bits of the
+ * plain loop o[i] = o[i] + (a * x[i]) with the product rounded first — not
+ * those of a fused multiply-add, which this data tells apart — for every length
+ * tail, with subnormal, infinite and NaN inputs among them. */
+TEST(runtime_axpy_sets_same_bits)
+{
+    const rt_kernels *const *ks = rt_kernels_all();
+    enum { NMAX = 531 };
+    float x[NMAX], o0[NMAX], ref[NMAX], out[NMAX];
+    int fused_differs = 0;
+    for (int n = 0; n <= NMAX; n += (n < 40 ? 1 : 61)) {
+        for (int i = 0; i < n; i++) {
+            x[i] = ((float)(krng() & 0xFFFFFF) / 16777216.0f - 0.5f) * ldexpf(1.0f, (int)(krng() % 30) - 15);
+            o0[i] = ((float)(krng() & 0xFFFFFF) / 16777216.0f - 0.5f) * ldexpf(1.0f, (int)(krng() % 30) - 15);
+            if (i % 53 == 7) x[i] = ldexpf(1.0f, -140);      /* subnormal */
+            if (i % 97 == 11) o0[i] = INFINITY;
+            if (i % 89 == 13) x[i] = NAN;
+        }
+        const float a = 1.0f / 3.0f + (float)n * 1e-3f;
+        for (int i = 0; i < n; i++) {
+            volatile float t = a * x[i];       /* rounded product, then the sum */
+            ref[i] = o0[i] + t;
+            float f = fmaf(a, x[i], o0[i]);
+            fused_differs += isfinite(f) && memcmp(&f, &ref[i], 4) != 0;
+        }
+        for (int k = 0; ks[k]; k++) {
+            memcpy(out, o0, sizeof(float) * (size_t)n);
+            ks[k]->axpy(out, a, x, n);
+            int bad = 0;
+            for (int i = 0; i < n; i++)
+                bad += isnan(ref[i]) ? !isnan(out[i]) : memcmp(&out[i], &ref[i], 4) != 0;
+            CHECKF(bad == 0, "%s, n %d: %d elements differ from the unfused loop", ks[k]->name, n, bad);
+        }
+    }
+    CHECKF(fused_differs > 100, "only %d elements where a fused multiply-add would differ",
+           fused_differs);
 }
