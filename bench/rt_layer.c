@@ -16,12 +16,16 @@
  * as many bytes as the step read from a 512 MiB buffer (out of every cache),
  * so each step gets its own ratio under the same load as the step itself;
  * the figure is the median of those per-step ratios (a shared machine's load
- * moves both numbers together).  FLAGS: WP_RT_* bits for wp_rt_opts.
+ * moves both numbers together).  Last, the median CPU time of a step (user +
+ * system of every thread, getrusage around the step alone) and the weight bytes
+ * per CPU-second it gives: what the step's work costs, which a loaded machine
+ * moves less than wall time.  FLAGS: WP_RT_* bits for wp_rt_opts.
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "runtime/internal.h"
 
@@ -37,6 +41,16 @@ static uint64_t touch(const wp_qweight *w)
     for (uint64_t i = 0; w->scale && sb != UINT64_MAX && i < sb; i += 4096)
         s += ((const uint8_t *)w->scale)[i];
     return s;
+}
+
+/* CPU seconds (user + system) of every thread of the process so far: the bandwidth
+ * threads are joined before the next step begins, so a step's difference is its own */
+static double cpu_s(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec +
+           u.ru_stime.tv_usec * 1e-6;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -169,18 +183,20 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < nbw; i++) bw[i] = i;
     size_t bwpos = 0;
     double *ts = malloc(sizeof(double) * steps), *rat = malloc(sizeof(double) * steps);
-    double *bws = malloc(sizeof(double) * steps);
+    double *bws = malloc(sizeof(double) * steps), *cs = malloc(sizeof(double) * steps);
     float *h1 = malloc(sizeof(float) * row);
     unsigned long sh0, al0, sh1, al1;
     rt_pool_counts(m->ctx.pool, &sh0, &al0);
     for (int k = 0; k < steps; k++) {
         memcpy(h1, h + (size_t)(k % P) * row, sizeof(float) * row);
+        const double c0 = cpu_s();
         t0 = wp_now();
         if (wp_model_layer(m, s, layer, h1, tok + P + k, 1, &e)) {
             fprintf(stderr, "rt_layer: %s\n", e.msg);
             return 2;
         }
         ts[k] = wp_now() - t0;
+        cs[k] = cpu_s() - c0;
         double tr = read_time(bw, nbw, step_bytes, &bwpos, threads);
         bws[k] = step_bytes / tr / 1e9;
         rat[k] = tr / ts[k];        /* = (bytes / step time) / (bytes / read time) */
@@ -189,16 +205,18 @@ int main(int argc, char **argv)
     qsort(ts, steps, sizeof *ts, cmp_d);
     qsort(rat, steps, sizeof *rat, cmp_d);
     qsort(bws, steps, sizeof *bws, cmp_d);
+    qsort(cs, steps, sizeof *cs, cmp_d);
     const double per = ts[steps / 2], gbs = step_bytes / per / 1e9;
     printf("layer %d (ratio %d, %d experts, %d thread%s): prefill %d positions %.3f s = %.1f "
            "tokens/s; decode %.2f ms/token, %.1f MB of weights/token = %.2f GB/s; memory read "
            "bandwidth %.2f GB/s (median of samples after each step); fraction %.2f "
            "(median per step; p25 %.2f, p75 %.2f); pool jobs per step: %.0f shared, %.0f on "
-           "the caller\n", layer, L->ratio, c->n_routed_experts,
+           "the caller; CPU %.2f ms/token (user+system, all threads) = %.2f GB per CPU-second\n", layer, L->ratio, c->n_routed_experts,
            threads, threads == 1 ? "" : "s", P, t_pre, P / t_pre, per * 1e3, step_bytes / 1e6,
            gbs, bws[steps / 2], rat[steps / 2], rat[steps / 4], rat[(3 * steps) / 4],
-           (double)(sh1 - sh0) / steps, (double)(al1 - al0) / steps);
-    free(ts), free(rat), free(bws), free(bw);
+           (double)(sh1 - sh0) / steps, (double)(al1 - al0) / steps, cs[steps / 2] * 1e3,
+           step_bytes / cs[steps / 2] / 1e9);
+    free(ts), free(rat), free(bws), free(cs), free(bw);
     free(h), free(h1), free(tok);
     wp_seq_free(s);
     wp_model_free(m);

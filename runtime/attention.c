@@ -37,8 +37,7 @@ void rt_sparse_attn(const rt_ctx *c, const float *q, const float *const *rows, i
             float p = expf(l[j] - bm);
             sum += p;
             if (bf16) p = wp_bf16_round(p);
-            const float *kv = rows[b0 + j];
-            for (int i = 0; i < d; i++) o[i] += p * kv[i];
+            c->k->axpy(o, p, rows[b0 + j], d);   /* o += p * kv, elementwise */
         }
         mx = bm;
     }

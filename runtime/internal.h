@@ -78,6 +78,13 @@ typedef struct rt_kernels {
     /* Dense x . w of one FP8 row fused with its decode: exactly dot(x, v) where
      * v[i] = E4M3(w[i]) * ws[i / seg] (the row's exact values); seg % 16 == 0. */
     float (*dot_e4m3)(const uint8_t *w, const float *ws, int seg, const float *x, int n);
+    /* o[i] = o[i] + a * x[i], the product rounded before the sum (never a fused
+     * multiply-add), so every set gives the scalar loop's bits (attention's
+     * weighted sum of value rows) */
+    void (*axpy)(float *o, float a, const float *x, int n);
+    /* 1: the fused decode products (qdot_*_bf, dot_e4m3, dot_bf16) request
+     * their own weight row ahead as they read it, so the driver does not */
+    int prefetches_rows;
 } rt_kernels;
 
 /* The scalar kernels (the reference the vector ones are tested against) and

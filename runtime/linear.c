@@ -318,7 +318,12 @@ static void lin_task(void *ctx, int t0, int t1)
 {
     lin_job *j = ctx;
     const int K = j->K, ns = K / j->seg, fuse = fusable(j);
-    const size_t rb = fuse ? row_bytes(j->w) : 0;
+    /* the kernels that request their rows themselves (k->prefetches_rows): the
+     * bf16 products, the dense FP8 and the dense bf16 ones */
+    const int self_pf = fuse && j->k->prefetches_rows &&
+                        (j->quant ? bf_ok(j) && j->w->enc != WP_ENC_BF16
+                                  : j->w->enc == WP_ENC_FP8 || j->w->enc == WP_ENC_BF16);
+    const size_t rb = fuse && !self_pf ? row_bytes(j->w) : 0;
     rows_pf pf = {0};
     if (rb) {
         const uint64_t rend = j->r0 + (uint64_t)(t1 * RT_NB < j->N ? t1 * RT_NB : j->N);
@@ -341,13 +346,24 @@ static void lin_task(void *ctx, int t0, int t1)
         return;
     }
     float *ws = wv + nwv;
+    /* An FP8 weight's rows share their scales in blocks of br rows: the fused
+     * path decodes them once per block, not once per row (the same values) */
+    const int blk_scales = j->w->enc == WP_ENC_FP8 && j->w->br > 0;
+    uint64_t ws_blk = UINT64_MAX;
     for (int t = t0; t < t1; t++) {
         int r0 = t * RT_NB, nr = j->N - r0 < RT_NB ? j->N - r0 : RT_NB;
         if (fuse) {
             for (int i = 0; i < nr; i++) {
                 uint64_t r = j->r0 + (uint64_t)(r0 + i);
                 if (rb) rows_pf_to(&pf, (r + 1) * rb + RT_PF_AHEAD);
-                if (j->quant || j->w->enc == WP_ENC_FP8) weight_scales(j->k, j->w, r, ws, j->seg);
+                if (blk_scales) {
+                    if (r / j->w->br != ws_blk) {
+                        ws_blk = r / j->w->br;
+                        weight_scales(j->k, j->w, r, ws, j->seg);
+                    }
+                } else if (j->quant || j->w->enc == WP_ENC_FP8) {
+                    weight_scales(j->k, j->w, r, ws, j->seg);
+                }
                 for (int m = 0; m < j->M; m++)
                     j->y[(size_t)m * j->ldy + r0 + i] =
                         fused(j, r, j->x + (size_t)m * K, j->xs + (size_t)m * j->nb, ws);

@@ -190,8 +190,18 @@ RT_AVX2 void rt_dec_e8m0_avx2(const uint8_t *c, float *out, int n)
     rt_dec_e8m0_scalar(c + i, out + i, n - i);
 }
 
+RT_AVX2 static void axpy_avx2(float *o, float a, const float *x, int n)
+{
+    const __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_loadu_ps(o + i),
+                                              _mm256_mul_ps(av, _mm256_loadu_ps(x + i))));
+    rt_axpy_scalar(o + i, a, x + i, n - i);
+}
+
 const rt_kernels rt_k_avx2 = {
     "avx2", dot_avx2, rt_segdot_avx2, rt_qdot_e4m3_avx2, rt_qdot_e2m1_avx2, dot_bf16_avx2,
     rt_dec_e4m3_avx2, rt_dec_e2m1_avx2, rt_dec_bf16_avx2, rt_dec_e8m0_avx2, NULL, NULL,
-    NULL, NULL, NULL, NULL, dot_e4m3_avx2,
+    NULL, NULL, NULL, NULL, dot_e4m3_avx2, axpy_avx2, 0,
 };

@@ -23,6 +23,17 @@
 #define RT_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #define RT_AVX512BF __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512bf16,avx2,fma,f16c")))
 
+/* The decode-product kernels of the AVX-512 BF16 set request the weight row
+ * RT_PF_DIST bytes ahead of the 64 they are about to read, one cache line per
+ * 64 bytes consumed, so the requests are spread over the arithmetic instead of
+ * issued in a burst per row (a burst fills the line-fill buffers and the core
+ * waits at it).  Prefetches never fault, so one that runs past the weight's
+ * end (at most RT_PF_DIST bytes) is harmless; no value depends on them. */
+#ifndef RT_PF_DIST
+#define RT_PF_DIST 4096
+#endif
+#define RT_PF_ROW(p) _mm_prefetch((const char *)(p) + RT_PF_DIST, _MM_HINT_T0)
+
 /* Code -> fp32 tables (linear_scalar.c), filled once by rt_kernel_luts_init. */
 extern float rt_lut_e4m3[256];
 extern float rt_lut_e2m1[16];
@@ -77,6 +88,16 @@ static inline float rt_qdot_e2m1_scalar(const uint8_t *w, const float *xq, const
         c += xs[k0 / RT_ACT_BLOCK] * ws[s] * p;
     }
     return c;
+}
+
+/* axpy's scalar form: two statements, so no compiler contracts them into a
+ * fused multiply-add whatever the target (the vector sets' tails use it too) */
+static inline void rt_axpy_scalar(float *o, float a, const float *x, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const float t = a * x[i];
+        o[i] += t;
+    }
 }
 
 /* Scalar decoders (linear_scalar.c): the vector decoders' tails. */

@@ -69,5 +69,5 @@ static float dot_e4m3_scalar(const uint8_t *w, const float *ws, int seg, const f
 const rt_kernels rt_k_scalar = {
     "scalar", dot_scalar, rt_segdot_scalar, rt_qdot_e4m3_scalar, rt_qdot_e2m1_scalar,
     dot_bf16_scalar, rt_dec_e4m3_scalar, rt_dec_e2m1_scalar, rt_dec_bf16_scalar,
-    rt_dec_e8m0_scalar, NULL, NULL, NULL, NULL, NULL, NULL, dot_e4m3_scalar,
+    rt_dec_e8m0_scalar, NULL, NULL, NULL, NULL, NULL, NULL, dot_e4m3_scalar, rt_axpy_scalar, 0,
 };
