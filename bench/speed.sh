@@ -39,6 +39,8 @@
 #                       4-layer V4-Flash-shaped checkpoint (FLASH=DIR, or made once in
 #                       WORKDIR/flash4, ~4.7 GB): weight bytes read per second in decode vs the
 #                       memory read bandwidth it samples after every step
+#   runtime decode X/CPU-s  the same step's weight GB per CPU-second (median) vs the memory
+#                       bandwidth sample / THREADS: the kernels' efficiency, whatever else runs
 #   memory copy         memcpy GB/s (bytes copied), THREADS threads, best of 3: the ceiling for
 #                       any figure that touches every byte in memory
 # A row whose tool is missing prints n/a.  Nothing is asserted.
@@ -215,6 +217,11 @@ if ! skip rt && [ -f bench/rt_layer.c ] && [ -f "$LIB" ] &&
             d=$(echo "$out" | sed -n 's/.* = \([0-9.]*\) GB\/s; memory read bandwidth.*/\1/p')
             bw=$(echo "$out" | sed -n 's/.*memory read bandwidth \([0-9.]*\) GB\/s.*/\1/p')
             row "runtime decode $2" "${d:-n/a}" "memory read bandwidth (rt_layer)" "${bw:-n/a}"
+            # the same step's weight GB per CPU-second (the load moves it less than
+            # the wall rate) against the bandwidth one thread gets
+            c=$(echo "$out" | sed -n 's/.* = \([0-9.]*\) GB per CPU-second.*/\1/p')
+            row "runtime decode $2/CPU-s" "${c:-n/a}" "memory bandwidth / $THREADS threads" \
+                "$(awk -v b="${bw:-0}" -v n="$THREADS" 'BEGIN { if (b > 0) printf "%.2f", b / n; else print "n/a" }')"
         else
             na "runtime decode $2" "memory read bandwidth (rt_layer)"
         fi
