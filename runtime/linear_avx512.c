@@ -160,11 +160,14 @@ RT_AVX512 static float qdot_e2m1_avx512(const uint8_t *w, const float *xq, const
     return _mm512_reduce_add_ps(acc);
 }
 
-RT_AVX512 static float dot_bf16_avx512(const uint16_t *w, const float *x, int n)
+/* dot over bf16 weights; pf: request the row RT_PF_DIST ahead as it is read
+ * (a constant at each call, so each caller gets its own loop) */
+RT_AVX512 static inline float dot_bf16_body(const uint16_t *w, const float *x, int n, int pf)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     int i = 0;
     for (; i + 32 <= n; i += 32) {
+        if (pf) RT_PF_ROW(w + i);
         s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), bf16x16(w + i), s0);
         s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), bf16x16(w + i + 16), s1);
     }
@@ -172,6 +175,11 @@ RT_AVX512 static float dot_bf16_avx512(const uint16_t *w, const float *x, int n)
     float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
     for (; i < n; i++) s += x[i] * wp_bf16_to_f32(w[i]);
     return s;
+}
+
+RT_AVX512 static float dot_bf16_avx512(const uint16_t *w, const float *x, int n)
+{
+    return dot_bf16_body(w, x, n, 0);
 }
 
 RT_AVX512 static void dec_e4m3_avx512(const uint8_t *c, float *out, int n)
@@ -442,17 +450,7 @@ RT_AVX512BF static float dot_e4m3_bf(const uint8_t *w, const float *ws, int seg,
  * this set's dot_bf16 serves only weight rows (the fused dense products) */
 RT_AVX512BF static float dot_bf16_bf(const uint16_t *w, const float *x, int n)
 {
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        RT_PF_ROW(w + i);
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), bf16x16(w + i), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), bf16x16(w + i + 16), s1);
-    }
-    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), bf16x16(w + i), s0);
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-    for (; i < n; i++) s += x[i] * wp_bf16_to_f32(w[i]);
-    return s;
+    return dot_bf16_body(w, x, n, 1);
 }
 
 static void dec_e4m3_bf_scalar(const uint8_t *c, uint16_t *out, int n)

@@ -8,6 +8,7 @@
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -380,4 +381,25 @@ int main(int argc, char **argv)
     free(order);
     free(filters);
     return failed ? 1 : 0;
+}
+
+size_t wpt_resident(const char *path, uint64_t off, uint64_t n)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return (size_t)-1;
+    struct stat st;
+    if (!n && fstat(fd, &st) == 0 && (uint64_t)st.st_size > off) n = (uint64_t)st.st_size - off;
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t a = off / (uint64_t)pg * (uint64_t)pg;
+    size_t len = (size_t)(off + n - a), np = (len + (size_t)pg - 1) / (size_t)pg, res = 0;
+    void *m = len ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)a) : MAP_FAILED;
+    unsigned char *v = malloc(np + 1);
+    if (m != MAP_FAILED && v && mincore(m, len, v) == 0)
+        for (size_t i = 0; i < np; i++) res += v[i] & 1;
+    else
+        res = (size_t)-1;
+    if (m != MAP_FAILED) munmap(m, len);
+    free(v);
+    close(fd);
+    return res;
 }

@@ -75,5 +75,9 @@ const char *wpt_hidden_names(const char *dir);
 /* Whole-file helpers for tests. */
 int wpt_read_file(const char *path, uint8_t **data, size_t *len);
 int wpt_write_file(const char *path, const void *data, size_t len);
+/* How many pages of [off, off + n) of path the page cache holds (mincore;
+ * the file must be ourselves'); n = 0: to the end of the file.  (size_t)-1
+ * when it cannot tell. */
+size_t wpt_resident(const char *path, uint64_t off, uint64_t n);
 
 #endif

@@ -22,21 +22,13 @@ static uint64_t rnd(void)
     return g_x;
 }
 
-/* pages of path the page cache holds */
+/* pages of path the page cache holds ((size_t)-1: cannot tell, which no
+ * check below takes for an answer) */
 static size_t resident(const char *path)
 {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return (size_t)-1;
-    off_t n = lseek(fd, 0, SEEK_END);
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE), np = ((size_t)n + pg - 1) / pg, res = 0;
-    void *m = n > 0 ? mmap(NULL, (size_t)n, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
-    unsigned char *v = malloc(np ? np : 1);
-    if (m != MAP_FAILED && v && mincore(m, (size_t)n, v) == 0)
-        for (size_t i = 0; i < np; i++) res += v[i] & 1;
-    if (m != MAP_FAILED) munmap(m, (size_t)n);
-    free(v);
-    close(fd);
-    return res;
+    size_t r = wpt_resident(path, 0, 0);
+    if (r == (size_t)-1) wpt_fail_at(__FILE__, __LINE__, "%s: page-cache residency unknown", path);
+    return r;
 }
 
 /* 1 when O_DIRECT works for a file in dir */

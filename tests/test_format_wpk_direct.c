@@ -70,21 +70,13 @@ static void *run_plan(void *arg)
     return NULL;
 }
 
-/* pages of path the page cache holds */
+/* pages of path the page cache holds ((size_t)-1: cannot tell, which no
+ * check below takes for an answer) */
 static size_t resident(const char *path)
 {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return 0;
-    off_t n = lseek(fd, 0, SEEK_END);
-    size_t np = ((size_t)n + 4095) / 4096, res = 0;
-    void *m = mmap(NULL, (size_t)n, PROT_READ, MAP_SHARED, fd, 0);
-    unsigned char *v = malloc(np);
-    if (m != MAP_FAILED && v && mincore(m, (size_t)n, v) == 0)
-        for (size_t i = 0; i < np; i++) res += v[i] & 1;
-    if (m != MAP_FAILED) munmap(m, (size_t)n);
-    free(v);
-    close(fd);
-    return res;
+    size_t r = wpt_resident(path, 0, 0);
+    if (r == (size_t)-1) wpt_fail_at(__FILE__, __LINE__, "%s: page-cache residency unknown", path);
+    return r;
 }
 
 /* Write the tensors (sources at base + shift: shift 0 aligned, 1 not) in mode;

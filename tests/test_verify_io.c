@@ -53,26 +53,8 @@ static uint8_t *make_file(const char *path, size_t n)
     return b;
 }
 
-/* Drop the file's pages from the page cache; how much of [off, off + n) the
- * page cache holds afterwards, in pages (mincore: the file is ours). */
-static size_t resident(const char *path, uint64_t off, uint64_t n)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return (size_t)-1;
-    long pg = sysconf(_SC_PAGESIZE);
-    uint64_t a = off / (uint64_t)pg * (uint64_t)pg;
-    size_t len = (size_t)(off + n - a), np = (len + (size_t)pg - 1) / (size_t)pg, res = 0;
-    void *m = len ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)a) : MAP_FAILED;
-    unsigned char *v = malloc(np + 1);
-    if (m != MAP_FAILED && v && mincore(m, len, v) == 0)
-        for (size_t i = 0; i < np; i++) res += v[i] & 1;
-    else
-        res = (size_t)-1;
-    if (m != MAP_FAILED) munmap(m, len);
-    free(v);
-    close(fd);
-    return res;
-}
+/* how much of [off, off + n) the page cache holds, in pages */
+#define resident wpt_resident
 
 static int evict(const char *path)
 {
