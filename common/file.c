@@ -392,10 +392,31 @@ static int dio_put(wp_out *o, const uint8_t *p, size_t n, uint64_t off, wp_err *
     return 0;
 }
 
-int wp_out_direct(wp_out *o)
+int wp_direct_out_env(void)
 {
     const char *env = getenv("WPACK_DIRECT_OUT");
-    if (o->fd < 0 || o->dio || o->written || (env && !strcmp(env, "0"))) return 0;
+    if (env && !strcmp(env, "0")) return WP_DIRECT_OFF;
+    if (env && !strcmp(env, "1")) return WP_DIRECT_FORCE;
+    return WP_DIRECT_AUTO;
+}
+
+int wp_reopen(int fd, int flags)
+{
+    char pp[64];
+    snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+    int nfd = open(pp, flags | O_CLOEXEC);
+    struct stat a, b;
+    if (nfd >= 0 && (fstat(nfd, &a) || fstat(fd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
+        close(nfd);
+        nfd = -1;
+    }
+    return nfd;
+}
+
+int wp_out_direct(wp_out *o)
+{
+    int mode = wp_direct_out_env();
+    if (o->fd < 0 || o->dio || o->written || mode == WP_DIRECT_OFF) return 0;
     wp_out_dio *d = calloc(1, sizeof *d);
     if (d) d->buf = aligned_alloc(DIO_ALIGN, DIO_BUF);
     if (!d || !d->buf) {
@@ -407,7 +428,7 @@ int wp_out_direct(wp_out *o)
     /* O_DIRECT from the first full buffer on: an output under 8 MiB is
      * written faster through the page cache, in one piece at commit.
      * WPACK_DIRECT_OUT=1: from the first byte (tests) */
-    if (env && !strcmp(env, "1") && !dio_on(o)) {
+    if (mode == WP_DIRECT_FORCE && !dio_on(o)) {
         free(d->buf);
         free(d);
         o->dio = NULL;

@@ -149,6 +149,15 @@ int wp_out_write(wp_out *o, const void *buf, size_t n, wp_err *e);   /* appends 
  * its alignment.  1 when on, 0 when not (refused, or WPACK_DIRECT_OUT=0);
  * WPACK_DIRECT_OUT=1 asks for O_DIRECT from the first byte (tests). */
 int wp_out_direct(wp_out *o);
+/* WPACK_DIRECT_OUT as a writer reads it: WP_DIRECT_OFF ("0": through the page
+ * cache), WP_DIRECT_FORCE ("1": around it from the first byte, whatever the
+ * size) or WP_DIRECT_AUTO (unset: each writer's own size rule). */
+enum { WP_DIRECT_OFF, WP_DIRECT_AUTO, WP_DIRECT_FORCE };
+int wp_direct_out_env(void);
+/* fd's file opened again with flags (O_CLOEXEC added): a new open file
+ * description of the same inode (checked), so flags such as O_DIRECT change
+ * nobody else's reads or writes through fd.  -1 when it cannot be. */
+int wp_reopen(int fd, int flags);
 int wp_out_pwrite(wp_out *o, const void *buf, size_t n, uint64_t off, wp_err *e);
 int wp_out_commit(wp_out *o, wp_err *e);   /* fsync + rename + fsync(dir) */
 void wp_out_abort(wp_out *o);              /* unlink temp; safe to call twice */

@@ -139,17 +139,9 @@ static char *json_or_empty(const char *s, const char *what, const char *path, wp
  * WPACK_DIRECT_OUT=1; WPACK_DIRECT_OUT=0 or a refusal: none, all buffered. */
 static void open_direct(wpk_writer *w)
 {
-    const char *env = getenv("WPACK_DIRECT_OUT");
-    if (env && !strcmp(env, "0")) return;
-    if (w->file_size < DIRECT_MIN && !(env && !strcmp(env, "1"))) return;
-    char pp[64];
-    snprintf(pp, sizeof pp, "/proc/self/fd/%d", w->out.fd);
-    int fd = open(pp, O_WRONLY | O_DIRECT | O_CLOEXEC);
-    struct stat a, b;
-    if (fd >= 0 && (fstat(fd, &a) || fstat(w->out.fd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
-        close(fd);
-        fd = -1;
-    }
+    int mode = wp_direct_out_env();
+    if (mode == WP_DIRECT_OFF || (w->file_size < DIRECT_MIN && mode != WP_DIRECT_FORCE)) return;
+    int fd = wp_reopen(w->out.fd, O_WRONLY | O_DIRECT);
     w->dfd = fd;
     w->dfd_ok = fd >= 0;
     if (fd >= 0) dio_start(w);
@@ -546,16 +538,20 @@ uint64_t wpk_writer_size(const wpk_writer *w, size_t id)
     return w->laid_out && id < w->n ? w->d[id].size : 0;
 }
 
+/* A write that returned r <= 0 (0: no room), as one line. */
+static int write_failed(ssize_t r, const char *path, wp_err *e)
+{
+    if (r == 0) errno = ENOSPC;
+    return errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device", path)
+                           : wp_fail_errno(e, "%s: write failed", path);
+}
+
 static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, const char *path, wp_err *e)
 {
     while (n) {
         ssize_t r = pwrite(fd, p, n, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            if (r == 0) errno = ENOSPC;
-            return errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device", path)
-                                   : wp_fail_errno(e, "%s: write failed", path);
-        }
+        if (r <= 0) return write_failed(r, path, e);
         p += r, n -= (size_t)r, off += (uint64_t)r;
     }
     return 0;
@@ -574,9 +570,7 @@ static int direct_all(wpk_writer *w, const uint8_t *p, size_t n, uint64_t off, w
             __atomic_store_n(&w->dfd_ok, 0, __ATOMIC_RELAXED);
             if (r < 0) continue;
         } else if (r <= 0) {
-            if (r == 0) errno = ENOSPC;
-            return errno == ENOSPC ? wp_fail(e, WP_EIO, "%s: no space left on device", w->out.path)
-                                   : wp_fail_errno(e, "%s: write failed", w->out.path);
+            return write_failed(r, w->out.path, e);
         }
         p += r, n -= (size_t)r, off += (uint64_t)r;
     }

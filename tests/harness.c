@@ -117,13 +117,14 @@ int wpt_read_file(const char *path, uint8_t **data, size_t *len)
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    *data = malloc(n > 0 ? (size_t)n : 1);
+    *data = n >= 0 ? malloc((size_t)n + 1) : NULL;
     if (!*data || fread(*data, 1, (size_t)n, f) != (size_t)n) {
         fclose(f);
         free(*data);
         return -1;
     }
     fclose(f);
+    (*data)[n] = 0;   /* a text file reads as a C string */
     *len = (size_t)n;
     return 0;
 }
@@ -402,4 +403,20 @@ size_t wpt_resident(const char *path, uint64_t off, uint64_t n)
     free(v);
     close(fd);
     return res;
+}
+
+int wpt_direct_io(const char *dir)
+{
+    const char *p = wpt_path("%s/.direct-probe", dir);
+    int fd = open(p, O_CREAT | O_WRONLY | O_DIRECT, 0644);
+    int ok = 0;
+    void *b = NULL;
+    if (fd >= 0 && posix_memalign(&b, 4096, 4096) == 0) {
+        memset(b, 0, 4096);
+        ok = pwrite(fd, b, 4096, 0) == 4096;
+    }
+    free(b);
+    if (fd >= 0) close(fd);
+    unlink(p);
+    return ok;
 }

@@ -72,12 +72,15 @@ const char *wpt_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 /* The names in dir that start with '.' (wpack's temporaries), each followed
  * by a space, in readdir order; "" if none.  A static buffer: copy it to keep it. */
 const char *wpt_hidden_names(const char *dir);
-/* Whole-file helpers for tests. */
+/* Whole-file helpers for tests.  wpt_read_file's buffer has a NUL after
+ * the len bytes, so a text file reads as a C string. */
 int wpt_read_file(const char *path, uint8_t **data, size_t *len);
 int wpt_write_file(const char *path, const void *data, size_t len);
 /* How many pages of [off, off + n) of path the page cache holds (mincore;
  * the file must be ourselves'); n = 0: to the end of the file.  (size_t)-1
  * when it cannot tell. */
 size_t wpt_resident(const char *path, uint64_t off, uint64_t n);
+/* 1 when a file in dir can be written with O_DIRECT (4096-byte aligned). */
+int wpt_direct_io(const char *dir);
 
 #endif

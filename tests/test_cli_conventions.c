@@ -212,11 +212,6 @@ TEST(cli_man_and_completion_match_help)
     size_t mlen, clen;
     REQUIRE(wpt_read_file(wpt_path("%s/wpack.1", d), &man, &mlen) == 0);
     REQUIRE(wpt_read_file(wpt_path("%s/wpack.bash", d), &comp, &clen) == 0);
-    man = realloc(man, mlen + 1);
-    comp = realloc(comp, clen + 1);
-    REQUIRE(man && comp);
-    man[mlen] = 0;
-    comp[clen] = 0;
     CHECK(!strncmp((char *)man, ".\\\"", 3));
     CHECK_CONTAINS((char *)man, ".TH WPACK 1");
     for (size_t i = 0; i < NCMD; i++) {

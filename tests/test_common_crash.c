@@ -123,8 +123,6 @@ static int learn_steps(const scen *s, step *st, int max)
     uint8_t *log;
     size_t len;
     if (wpt_read_file(wpt_path("%s/steps.log", wpt_tmpdir()), &log, &len)) return 0;
-    log = realloc(log, len + 1);
-    log[len] = 0;
     step all[4096];
     int na = 0;
     for (char *line = strtok((char *)log, "\n"); line && na < 4096; line = strtok(NULL, "\n")) {

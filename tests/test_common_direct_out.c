@@ -31,23 +31,6 @@ static size_t resident(const char *path)
     return r;
 }
 
-/* 1 when O_DIRECT works for a file in dir */
-static int direct_ok(const char *dir)
-{
-    const char *p = wpt_path("%s/probe", dir);
-    int fd = open(p, O_CREAT | O_WRONLY | O_DIRECT, 0644);
-    int ok = 0;
-    void *b = NULL;
-    if (fd >= 0 && posix_memalign(&b, 4096, 4096) == 0) {
-        memset(b, 0, 4096);
-        ok = pwrite(fd, b, 4096, 0) == 4096;
-    }
-    free(b);
-    if (fd >= 0) close(fd);
-    unlink(p);
-    return ok;
-}
-
 /* Write img[0, n) to path through wp_out in pieces at the offsets of plan
  * (offset, length pairs, in order), direct mode on when asked; 0 when the
  * file reads back as want. */
@@ -95,7 +78,7 @@ static int same_file(const char *path, const uint8_t *want, uint64_t n)
 TEST(common_direct_out_bytes_every_way)
 {
     const char *dir = wpt_tmpdir();
-    if (!direct_ok(dir)) {
+    if (!wpt_direct_io(dir)) {
         printf("note: O_DIRECT unsupported under %s; skipped\n", dir);
         return;
     }
@@ -184,7 +167,7 @@ TEST(common_direct_out_fresh_only)
     CHECK_EQ_INT(wp_out_direct(&o), 0);   /* something was written: stays in the page cache */
     REQUIRE(wp_out_commit(&o, &e) == 0);
     CHECK(same_file(p, (const uint8_t *)"abc", 3));
-    if (!direct_ok(wpt_tmpdir())) return;
+    if (!wpt_direct_io(wpt_tmpdir())) return;
     REQUIRE(wp_out_open(&o, p, &e) == 0);
     CHECK_EQ_INT(wp_out_direct(&o), 1);
     CHECK_EQ_INT(wp_out_direct(&o), 0);   /* already on */

@@ -31,9 +31,6 @@ TEST(format_pack_io_tiny_a_archives_pinned)
     uint8_t *text;
     size_t len;
     REQUIRE(wpt_read_file("tests/golden/tiny-a-wpkz.sha256", &text, &len) == 0);
-    text = realloc(text, len + 1);
-    REQUIRE(text);
-    text[len] = 0;
     unsigned pin_zstd = 0;
     const char *v = strstr((char *)text, "# zstd ");
     REQUIRE(v && sscanf(v, "# zstd %u", &pin_zstd) == 1);

@@ -226,20 +226,9 @@ static int residency_known(int fd, const struct stat *st)
     return access(pp, W_OK) == 0;
 }
 
-static int open_direct(stream *s)
-{
-    char pp[64];
-    snprintf(pp, sizeof pp, "/proc/self/fd/%d", s->j->fd);
-    /* a second open file description of the same inode: O_DIRECT must not
-     * change how anyone else reads through j->fd */
-    int fd = open(pp, O_RDONLY | O_DIRECT | O_CLOEXEC);
-    struct stat a, b;
-    if (fd >= 0 && (fstat(fd, &a) || fstat(s->j->fd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
-}
+/* a second open file description of the same inode: O_DIRECT must not
+ * change how anyone else reads through j->fd */
+static int open_direct(stream *s) { return wp_reopen(s->j->fd, O_RDONLY | O_DIRECT); }
 
 /* O_DIRECT read of [off, off + k) into buf: offset, length and address
  * aligned to DALIGN, the bytes wanted start at buf + (off % DALIGN).  0, 1 when
