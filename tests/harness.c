@@ -420,3 +420,29 @@ int wpt_direct_io(const char *dir)
     unlink(p);
     return ok;
 }
+
+int wpt_cache_control(const char *dir)
+{
+    const char *p = wpt_path("%s/.cache-probe", dir);
+    int ok = 0;
+    void *b = NULL;
+    if (posix_memalign(&b, 4096, 16384) != 0) return 0;
+    memset(b, 0x5a, 16384);
+    /* a synced file can be dropped from the cache */
+    int fd = open(p, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    if (fd >= 0 && pwrite(fd, b, 16384, 0) == 16384 && fsync(fd) == 0 &&
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0)
+        ok = wpt_resident(p, 0, 0) == 0;
+    if (fd >= 0) close(fd);
+    /* an O_DIRECT write leaves the cache alone */
+    if (ok && wpt_direct_io(dir)) {
+        ok = 0;
+        unlink(p);
+        fd = open(p, O_CREAT | O_TRUNC | O_WRONLY | O_DIRECT, 0644);
+        if (fd >= 0 && pwrite(fd, b, 16384, 0) == 16384) ok = wpt_resident(p, 0, 0) == 0;
+        if (fd >= 0) close(fd);
+    }
+    free(b);
+    unlink(p);
+    return ok;
+}

@@ -82,5 +82,10 @@ int wpt_write_file(const char *path, const void *data, size_t len);
 size_t wpt_resident(const char *path, uint64_t off, uint64_t n);
 /* 1 when a file in dir can be written with O_DIRECT (4096-byte aligned). */
 int wpt_direct_io(const char *dir);
+/* 1 when the page cache of files in dir is ours to steer: an O_DIRECT write
+ * leaves it alone and POSIX_FADV_DONTNEED empties it of a synced file.  Not
+ * so on tmpfs (its pages are the file; since Linux 6.6 it takes O_DIRECT and
+ * caches anyway): tests skip their residency checks there, with a note. */
+int wpt_cache_control(const char *dir);
 
 #endif

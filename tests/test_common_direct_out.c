@@ -82,6 +82,10 @@ TEST(common_direct_out_bytes_every_way)
         printf("note: O_DIRECT unsupported under %s; skipped\n", dir);
         return;
     }
+    /* tmpfs takes O_DIRECT and caches anyway: the bytes are checked, the
+     * residency is not */
+    const int cc = wpt_cache_control(dir);
+    if (!cc) printf("note: the page cache under %s is not ours to steer (tmpfs?); residency not checked\n", dir);
     const uint64_t n = 21 * MiB + 123;   /* the 8 MiB buffer fills twice; the end is off alignment */
     uint8_t *img = malloc(n);
     REQUIRE(img);
@@ -104,7 +108,7 @@ TEST(common_direct_out_bytes_every_way)
     /* everything but the last partial block went with O_DIRECT: not cached
      * (looked at before reading the file back, which caches it) */
     size_t res = resident(p1);
-    CHECKF(res <= 2, "appends: %zu pages in the page cache", res);
+    CHECKF(!cc || res <= 2, "appends: %zu pages in the page cache", res);
     CHECKF(same_file(p1, img, n), "appends: the file differs");
 
     /* 2. forward skips (unpack's zero padding): a short one is written as
@@ -140,7 +144,7 @@ TEST(common_direct_out_bytes_every_way)
     REQUIRE(setenv("WPACK_DIRECT_OUT", "1", 1) == 0);
     CHECK_EQ_INT(write_plan(p5, img, small.len, &small, 1, 0, &d), 0);
     CHECK_EQ_INT(d, 1);
-    CHECKF(resident(p5) <= 2, "5 MiB with WPACK_DIRECT_OUT=1: %zu pages cached", resident(p5));
+    CHECKF(!cc || resident(p5) <= 2, "5 MiB with WPACK_DIRECT_OUT=1: %zu pages cached", resident(p5));
     CHECK(same_file(p5, img, small.len));
 
     /* 5. off: through the page cache, as before */

@@ -143,6 +143,10 @@ TEST(format_wpk_direct_same_bytes_every_way)
     uint8_t *rb;
     size_t rn;
     REQUIRE(wpt_read_file(ref, &rb, &rn) == 0);
+    /* where O_DIRECT is refused, or taken and cached anyway (tmpfs), the
+     * same bytes are checked, the residency is not */
+    const int direct = wpt_cache_control(wpt_tmpdir());
+    if (!direct) printf("note: the page cache under %s is not ours to steer (tmpfs?); residency not checked\n", wpt_tmpdir());
     REQUIRE(setenv("WPACK_DIRECT_OUT", "1", 1) == 0);
     for (int shift = 0; shift < 2; shift++)
         for (int mode = 0; mode < 3; mode++) {
@@ -162,7 +166,7 @@ TEST(format_wpk_direct_same_bytes_every_way)
                  * (looked at before reading the file; out of order, the
                  * read-back hashing brings them in) */
                 size_t res = resident(p), pages = rn / 4096;
-                CHECKF(mode || res < pages / 4, "shift %d: %zu of %zu pages cached", shift, res, pages);
+                CHECKF(mode || !direct || res < pages / 4, "shift %d: %zu of %zu pages cached", shift, res, pages);
                 uint8_t *b;
                 size_t n;
                 REQUIRE(wpt_read_file(p, &b, &n) == 0);
