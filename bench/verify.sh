@@ -70,8 +70,13 @@ echo "# openssl speed sha256 (16 KiB): $one GB/s one core (per CPU-second); x $T
 printf '%-34s %8s  %-30s %8s  %5s  %5s\n' figure GB/s peer/limit GB/s ratio load
 
 # ---- cached --------------------------------------------------------------------------
+# evicted, then read once: the page cache as a copy or a download leaves a file (large
+# folios; what was cached before may be 4 KiB pages from an earlier cold verify, which
+# cost the kernel more to map: docs/performance.md "Issue 14, fifth round")
+evict
 cat $FILES > /dev/null
-echo "# build in the page cache before the cached rows: $(cached_pct)"
+echo "# build in the page cache before the cached rows: $(cached_pct);" \
+     "file cache in 2 MiB folios $(awk '/^FileHugePages:/ { printf "%.2f GB", $2 * 1024 / 1e9 }' /proc/meminfo) (all files)"
 for tool in "$WPACK" $BASE; do
     name=wpack; [ "$tool" = "$WPACK" ] || name=base
     for deep in "" --deep; do

@@ -332,7 +332,13 @@ static void produce(stream *s, unsigned i, slot *o)
         /* ... unless the window's first and last pages are cached: then it is
          * taken to be cached, and the read-ahead call, which walks every page
          * of its range to find them all present, is 5 % of a cached verify's
-         * CPU saved (a window cached only in part is still read, by faults) */
+         * CPU saved (a window cached only in part is still read, by faults).
+         * This read-ahead fills the cache with 4 KiB pages, which a later
+         * cached verify maps at about 8 % of its CPU; faults alone, or
+         * MADV_HUGEPAGE, fill it with 2 MiB folios that map for almost
+         * nothing, but on the measuring VM a fresh 2 MiB folio costs 2-3x
+         * the CPU at first touch, and the cold verify took 1.5-3x as long.
+         * Measured both ways: docs/performance.md "Issue 14, fifth round" */
         unsigned char v0 = 0, v1 = 0;
         int cached = s->resid_known && mincore(m, 1, &v0) == 0 && mincore(m + (len - 1) / pg * pg, 1, &v1) == 0 &&
                      (v0 & v1 & 1);
