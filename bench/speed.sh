@@ -79,17 +79,12 @@ BYTES=$(cat $FILES | wc -c)
 ALL=$(cat "$B"/* | wc -c)
 skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
 
-. bench/timing.sh   # run, gbs (the cd above made the repository root the working directory)
+. bench/timing.sh   # run, gbs, evict, cache_state (the cd above made the repository root the working directory)
 row() {   # figure value peer peer_value
     r=$(awk -v a="$2" -v b="$4" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }')
     printf '%-24s %9s  %-34s %9s  %6s\n' "$1" "$2" "$3" "$4" "$r"
 }
 na() { printf '%-24s %9s  %-34s %9s  %6s\n' "$1" n/a "$2" n/a n/a; }
-evict() {
-    sync
-    if [ "${DROP_CACHES:-0}" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches
-    else for f in "$@"; do dd if="$f" iflag=nocache count=0 status=none; done; fi
-}
 
 echo "# $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r); threads $THREADS"
 echo "# build $B: $(echo $FILES | wc -w) .wpk file(s), $BYTES bytes of .wpk, $ALL bytes in all"
@@ -102,11 +97,7 @@ cores=$(awk -v a="$one" -v n="$THREADS" 'BEGIN { printf "%.3f", a * n }')
 # ---- verify, cached ------------------------------------------------------------------
 verify_cached() {   # label: best of 5 on whatever the page cache holds now
     vc_label=$1
-    # how much of the build the page cache holds (below 100% "cached" includes disk reads),
-    # and how much file cache is in 2 MiB folios
-    command -v fincore > /dev/null &&
-        echo "# $1: build pages in the page cache $(fincore -b -n -o RES $FILES | awk -v t="$BYTES" '{ s += $1 } END { printf "%.0f%%", 100 * s / t }');" \
-             "file cache in 2 MiB folios $(awk '/^FileHugePages:/ { printf "%.2f GB", $2 * 1024 / 1e9 }' /proc/meminfo) (all files)"
+    echo "# $1: $(cache_state)"
     best_w=0 best_c=0
     for i in 1 2 3 4 5; do
         set -- $(run "$WPACK" verify "$B" --allow-unsigned --threads "$THREADS" -q)
@@ -117,7 +108,7 @@ verify_cached() {   # label: best of 5 on whatever the page cache holds now
     row "$vc_label" "$best_w" "openssl sha256 1 core x $THREADS" "$cores"
     row "$vc_label/CPU-s" "$best_c" "openssl sha256 per CPU-s" "$one"
 }
-evict $FILES
+evict
 cat $FILES > /dev/null
 verify_cached "verify cached"
 cached_w=$best_w
@@ -126,14 +117,14 @@ cached_w=$best_w
 # twice, each run next to a dd of the same files (interleaved: the disk is shared), best of each
 vcold=0 dd_rate=0
 for i in 1 2; do
-    evict $FILES
+    evict
     t=0
     for f in $FILES; do
         set -- $(run dd if="$f" of=/dev/null bs=8M iflag=direct status=none)
         t=$(awk -v a="$t" -v b="$1" 'BEGIN { print a + b }')
     done
     dd_rate=$(awk -v a="$(gbs "$BYTES" "$t")" -v b="$dd_rate" 'BEGIN { print (a > b) ? a : b }')
-    evict $FILES
+    evict
     set -- $(run "$WPACK" verify "$B" --allow-unsigned --threads "$THREADS" -q)
     vcold=$(awk -v a="$(gbs "$BYTES" "$1")" -v b="$vcold" 'BEGIN { print (a > b) ? a : b }')
 done

@@ -46,22 +46,13 @@ BYTES=$(cat $FILES | wc -c)
 echo "# build $B: $(echo $FILES | wc -w) .wpk file(s), $BYTES bytes; $(nproc) CPUs, $(uname -r), verify threads $THREADS"
 [ "$BYTES" -ge 4000000000 ] || echo "# WARNING: build is smaller than 4 GB (raise EXPERTS)"
 
-. "$(dirname "$0")/timing.sh"   # run, gbs
+. "$(dirname "$0")/timing.sh"   # run, gbs, evict, cache_state
 max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b) ? a : b }'; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 row() {   # figure value peer peer_value load
     r=$(awk -v a="$2" -v b="$4" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }')
     printf '%-34s %8s  %-30s %8s  %5s  %5s\n' "$1" "$2" "$3" "$4" "$r" "$5"
-}
-evict() {
-    sync
-    if [ "${DROP_CACHES:-0}" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches
-    else for f in $FILES; do dd if="$f" iflag=nocache count=0 status=none; done; fi
-}
-cached_pct() {
-    command -v fincore > /dev/null || { echo "?"; return; }
-    fincore -b -n -o RES $FILES | awk -v t="$BYTES" '{ s += $1 } END { printf "%.0f%%", 100 * s / t }'
 }
 
 one=$(openssl speed -seconds 3 -bytes 16384 sha256 2>/dev/null | awk '/^sha256/ { v = $NF; sub(/k$/, "", v); printf "%.3f", v * 1000 / 1e9 }')
@@ -75,8 +66,7 @@ printf '%-34s %8s  %-30s %8s  %5s  %5s\n' figure GB/s peer/limit GB/s ratio load
 # cost the kernel more to map: docs/performance.md "Issue 14, fifth round")
 evict
 cat $FILES > /dev/null
-echo "# build in the page cache before the cached rows: $(cached_pct);" \
-     "file cache in 2 MiB folios $(awk '/^FileHugePages:/ { printf "%.2f GB", $2 * 1024 / 1e9 }' /proc/meminfo) (all files)"
+echo "# before the cached rows: $(cache_state)"
 for tool in "$WPACK" $BASE; do
     name=wpack; [ "$tool" = "$WPACK" ] || name=base
     for deep in "" --deep; do
@@ -91,7 +81,7 @@ for tool in "$WPACK" $BASE; do
         row "$name verify cached $deep /CPU-s" "$bc" "openssl per CPU-s" "$one" "$l"
     done
 done
-echo "# build in the page cache after the cached rows: $(cached_pct)"
+echo "# after the cached rows: $(cache_state)"
 
 # ---- cold ----------------------------------------------------------------------------
 # dd iflag=direct is measured beside each verify run (interleaved), best of REPS

@@ -421,7 +421,7 @@ int wpt_direct_io(const char *dir)
     return ok;
 }
 
-int wpt_cache_control(const char *dir)
+int wpt_cache_control(const char *dir, const char *skipped)
 {
     const char *p = wpt_path("%s/.cache-probe", dir);
     int ok = 0;
@@ -437,12 +437,12 @@ int wpt_cache_control(const char *dir)
     /* an O_DIRECT write leaves the cache alone */
     if (ok && wpt_direct_io(dir)) {
         ok = 0;
-        unlink(p);
         fd = open(p, O_CREAT | O_TRUNC | O_WRONLY | O_DIRECT, 0644);
         if (fd >= 0 && pwrite(fd, b, 16384, 0) == 16384) ok = wpt_resident(p, 0, 0) == 0;
         if (fd >= 0) close(fd);
     }
     free(b);
     unlink(p);
+    if (!ok) printf("note: the page cache under %s is not ours to steer (O_DIRECT refused, or tmpfs); %s\n", dir, skipped);
     return ok;
 }

@@ -85,7 +85,8 @@ int wpt_direct_io(const char *dir);
 /* 1 when the page cache of files in dir is ours to steer: an O_DIRECT write
  * leaves it alone and POSIX_FADV_DONTNEED empties it of a synced file.  Not
  * so on tmpfs (its pages are the file; since Linux 6.6 it takes O_DIRECT and
- * caches anyway): tests skip their residency checks there, with a note. */
-int wpt_cache_control(const char *dir);
+ * caches anyway): tests skip their residency checks there.  When 0 it prints
+ * one note naming dir and what `skipped` says was left out. */
+int wpt_cache_control(const char *dir, const char *skipped);
 
 #endif
